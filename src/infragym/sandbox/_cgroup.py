@@ -1,0 +1,184 @@
+"""Per-host control groups (cgroup v1: pids, memory, cpu, freezer).
+
+A host's cgroup is how the sandbox finds *every* process of that host, including ones that
+double-forked away from their parent: crash kills the cgroup, pause freezes it, cleanup
+empties and removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._errors import CapabilityError, ResourceError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("pids", "memory", "cpu", "freezer")
+PARENT = "infragym"
+
+
+def cgroup_v1_available() -> tuple[bool, str]:
+    missing = [c for c in CONTROLLERS if not (CGROUP_ROOT / c / "cgroup.procs").exists()]
+    if missing:
+        return False, (
+            f"cgroup v1 controllers not mounted: {', '.join(missing)} "
+            f"(infragym needs pids, memory, cpu and freezer under {CGROUP_ROOT})"
+        )
+    return True, "cgroup v1 pids, memory, cpu and freezer are mounted"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one host. ``cpu`` is in cores (0 = unlimited)."""
+
+    pids: int = 512
+    memory_bytes: int = 1 << 30
+    cpu: float = 0.0
+
+
+class HostCgroup:
+    """The set of per-controller cgroup directories of one host."""
+
+    def __init__(self, relpath: str) -> None:
+        self.relpath = relpath
+        self.dirs = {c: CGROUP_ROOT / c / relpath for c in CONTROLLERS}
+
+    def create(self, limits: Limits) -> None:
+        ok, why = cgroup_v1_available()
+        if not ok:
+            raise CapabilityError(why)
+        try:
+            for d in self.dirs.values():
+                d.mkdir(parents=True, exist_ok=True)
+            (self.dirs["pids"] / "pids.max").write_text(str(limits.pids))
+            (self.dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+            if limits.cpu > 0:
+                period = 100_000
+                (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(period))
+                (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(int(limits.cpu * period)))
+        except OSError as exc:
+            raise ResourceError(f"cannot create cgroup {self.relpath}: {exc}") from exc
+
+    def procs_files(self) -> list[str]:
+        """Paths a freshly forked child writes its pid to (before exec)."""
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def pids(self) -> list[int]:
+        try:
+            text = (self.dirs["pids"] / "cgroup.procs").read_text()
+        except FileNotFoundError:
+            return []
+        return [int(x) for x in text.split()]
+
+    def exists(self) -> bool:
+        return any(d.exists() for d in self.dirs.values())
+
+    def freeze(self) -> None:
+        self._set_freezer("FROZEN")
+
+    def thaw(self) -> None:
+        self._set_freezer("THAWED")
+
+    def frozen(self) -> bool:
+        try:
+            return (self.dirs["freezer"] / "freezer.state").read_text().strip() != "THAWED"
+        except FileNotFoundError:
+            return False
+
+    def _set_freezer(self, state: str) -> None:
+        f = self.dirs["freezer"] / "freezer.state"
+        f.write_text(state)
+        deadline = time.monotonic() + 5.0
+        while f.read_text().strip() != state:
+            if time.monotonic() > deadline:
+                raise ResourceError(f"cgroup {self.relpath} did not reach {state} within 5 s")
+            time.sleep(0.001)
+
+    def kill_all(self, timeout: float = 5.0) -> int:
+        """SIGKILL every process until the cgroup is empty; returns how many were killed."""
+        killed: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return len(killed)
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+                except ProcessLookupError:
+                    pass
+            if self.frozen():
+                self.thaw()
+            if time.monotonic() > deadline:
+                raise ResourceError(
+                    f"processes {pids} of cgroup {self.relpath} survived SIGKILL for {timeout} s"
+                )
+            time.sleep(0.002)
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def remove(self) -> None:
+        """Kill what is left and remove the directories (idempotent)."""
+        if not self.exists():
+            return
+        self.kill_all()
+        for d in self.dirs.values():
+            _rmdir_retry(d)
+
+
+def _rmdir_retry(d: Path, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            # EBUSY while the last task's exit is still being accounted
+            if time.monotonic() > deadline:
+                raise ResourceError(f"cannot remove cgroup {d}: {exc}") from exc
+            time.sleep(0.005)
+
+
+def run_cgroups(run_id: str) -> list[Path]:
+    """Every per-controller directory of a run (for cleanup)."""
+    return [
+        CGROUP_ROOT / c / PARENT / run_id
+        for c in CONTROLLERS
+        if (CGROUP_ROOT / c / PARENT / run_id).exists()
+    ]
+
+
+def all_run_ids() -> set[str]:
+    ids: set[str] = set()
+    for c in CONTROLLERS:
+        base = CGROUP_ROOT / c / PARENT
+        if base.exists():
+            ids.update(p.name for p in base.iterdir() if p.is_dir())
+    return ids
+
+
+def remove_run_tree(run_id: str) -> int:
+    """Kill every process under a run's cgroups and remove them; returns processes killed."""
+    killed = 0
+    hosts: set[str] = set()
+    for d in run_cgroups(run_id):
+        hosts.update(p.name for p in d.iterdir() if p.is_dir())
+    for h in sorted(hosts):
+        cg = HostCgroup(f"{PARENT}/{run_id}/{h}")
+        killed += cg.kill_all()
+        for d in cg.dirs.values():
+            _rmdir_retry(d)
+    for d in run_cgroups(run_id):
+        _rmdir_retry(d)
+    return killed

@@ -1,0 +1,110 @@
+"""Sweep what killed runs left behind: processes, cgroups, mounts, namespaces, links.
+
+A run whose owner process is still alive is left alone unless ``everything`` is set.
+Orphans with no run record (the owner died before writing it, or the record was lost)
+are recognised by the run id in their names and removed too.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+
+from . import _cgroup, _state
+from ._sys import ip_batch, list_links, list_netns, mounts_under, umount
+
+
+@dataclass
+class CleanupReport:
+    runs: list[str] = field(default_factory=list)
+    processes: int = 0
+    cgroups: int = 0
+    mounts: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)
+    skipped_live: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def removed_anything(self) -> bool:
+        return bool(
+            self.runs
+            or self.processes
+            or self.cgroups
+            or self.mounts
+            or self.namespaces
+            or self.links
+            or self.directories
+        )
+
+    def summary(self) -> str:
+        if not self.removed_anything:
+            text = "nothing to clean up"
+        else:
+            text = (
+                f"removed {len(self.runs)} run(s): {self.processes} process(es), "
+                f"{self.cgroups} cgroup(s), {len(self.mounts)} mount(s), "
+                f"{len(self.namespaces)} namespace(s), {len(self.links)} link(s), "
+                f"{len(self.directories)} directory tree(s)"
+            )
+        if self.skipped_live:
+            text += f"; left {len(self.skipped_live)} live run(s) alone"
+        if self.errors:
+            text += f"; {len(self.errors)} error(s): " + "; ".join(self.errors)
+        return text
+
+
+def _candidate_runs() -> set[str]:
+    ids = {r.run_id for r in _state.all_records()}
+    ids |= _cgroup.all_run_ids()
+    ids |= {r for n in list_netns() if (r := _state.run_id_of_netns(n))}
+    ids |= {r for n in list_links() if (r := _state.run_id_of_link(n))}
+    if _state.DATA_ROOT.exists():
+        ids |= {p.name for p in _state.DATA_ROOT.iterdir() if p.is_dir()}
+    ids |= set(_state.subnet_owners().values())
+    return ids
+
+
+def cleanup(everything: bool = False) -> CleanupReport:
+    """Remove the leftovers of dead runs (of all runs if ``everything``)."""
+    report = CleanupReport()
+    for run_id in sorted(_candidate_runs()):
+        rec = _state.RunRecord.load(run_id)
+        if rec is not None and rec.owner_alive() and not everything:
+            report.skipped_live.append(run_id)
+            continue
+        _sweep_run(run_id, report)
+        report.runs.append(run_id)
+        if rec is not None:
+            rec.remove()
+        for subnet, owner in _state.subnet_owners().items():
+            if owner == run_id:
+                _state.release_subnet(f"{subnet}/{_state.SUBNET_PREFIX}")
+    return report
+
+
+def _sweep_run(run_id: str, report: CleanupReport) -> None:
+    try:
+        n_cg = len(_cgroup.run_cgroups(run_id))
+        report.processes += _cgroup.remove_run_tree(run_id)
+        report.cgroups += n_cg
+    except Exception as exc:
+        report.errors.append(f"cgroups of {run_id}: {exc}")
+    root = _state.DATA_ROOT / run_id
+    for mp in mounts_under(str(root)):
+        if umount(mp):
+            report.mounts.append(mp)
+    ns = [n for n in list_netns() if _state.run_id_of_netns(n) == run_id]
+    links = [n for n in list_links() if _state.run_id_of_link(n) == run_id]
+    try:
+        ip_batch([f"netns del {n}" for n in ns], check=False)
+        report.namespaces += ns
+        remaining = set(list_links())
+        ip_batch([f"link del {n}" for n in links if n in remaining], check=False)
+        report.links += links
+    except Exception as exc:
+        report.errors.append(f"network of {run_id}: {exc}")
+    if root.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        report.directories.append(str(root))

@@ -1,0 +1,284 @@
+"""A cluster: N hosts on one bridge, with no route anywhere else.
+
+The run is recorded on disk *before* any kernel object exists, so a run killed at any
+point can be swept by ``infragym cleanup``. Building uses one ``ip -batch`` for the root
+namespace and one per host in parallel, which is what makes a 3-host cluster take
+milliseconds. Teardown is idempotent and runs on normal exit, on exceptions, on SIGINT and
+SIGTERM (converted to exceptions so ``with`` blocks unwind), and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from .._errors import ConfigError, ResourceError
+from . import _state
+from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
+from ._host import Host
+from ._sys import (
+    NETNS_DIR,
+    ip_batch,
+    list_links,
+    mount_tmpfs,
+    mounts_under,
+    require_root,
+    require_tools,
+    umount,
+    wait_links_gone,
+)
+
+MAX_HOSTS = 16
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+_LIVE: weakref.WeakSet[Cluster] = weakref.WeakSet()
+_handlers_installed = False
+_handlers_lock = threading.Lock()
+
+
+def _validate_names(hosts: int | Sequence[str]) -> list[str]:
+    if isinstance(hosts, int):
+        if not 1 <= hosts <= MAX_HOSTS:
+            raise ConfigError(f"a cluster has 1 to {MAX_HOSTS} hosts, not {hosts}")
+        return [f"n{i + 1}" for i in range(hosts)]
+    names = list(hosts)
+    if not 1 <= len(names) <= MAX_HOSTS:
+        raise ConfigError(f"a cluster has 1 to {MAX_HOSTS} hosts, not {len(names)}")
+    for n in names:
+        if not isinstance(n, str) or not _NAME_RE.match(n):
+            raise ConfigError(
+                f"invalid host name {n!r}: use 1-8 lowercase letters or digits, "
+                "starting with a letter"
+            )
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"duplicate host names: {', '.join(sorted(dup))}")
+    return names
+
+
+class Cluster:
+    """N hosts on a private bridge in 198.18.0.0/15.
+
+    Use as a context manager (``with Cluster(3) as c:``) or call :meth:`start` and
+    :meth:`close`. ``artifacts_dir``, if given, receives each host's logs at close.
+    """
+
+    def __init__(
+        self,
+        hosts: int | Sequence[str] = 3,
+        *,
+        limits: Limits | None = None,
+        data_size: int = 256 << 20,
+        artifacts_dir: str | Path | None = None,
+    ) -> None:
+        self.names = _validate_names(hosts)
+        if data_size < 1 << 20:
+            raise ConfigError(f"data_size must be at least 1 MiB, not {data_size}")
+        self.limits = limits or Limits()
+        self.data_size = data_size
+        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
+        self.run_id = _state.new_run_id()
+        self.hosts: list[Host] = []
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.bridge = _state.bridge_name(self.run_id)
+        self.root = _state.DATA_ROOT / self.run_id
+        self._record: _state.RunRecord | None = None
+        self._started = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Cluster:
+        if self._started:
+            raise ResourceError(f"cluster {self.run_id} was already started")
+        require_root("building a cluster")
+        tools = require_tools("ip", "bwrap")
+        self._started = True
+        _install_handlers()
+        _LIVE.add(self)
+        try:
+            self._build(tools["bwrap"])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _build(self, bwrap: str) -> None:
+        self.subnet = _state.allocate_subnet(self.run_id)
+        self._record = _state.new_record(self.run_id, self.subnet, self.names)
+        self._record.save()
+        addrs = list(self.subnet.hosts())
+        prefix = self.subnet.prefixlen
+        for i, name in enumerate(self.names):
+            cg = HostCgroup(f"{PARENT}/{self.run_id}/{name}")
+            self.hosts.append(
+                Host(
+                    name,
+                    i,
+                    str(addrs[i]),
+                    _state.netns_name(self.run_id, name),
+                    self.root / name,
+                    cg,
+                    bwrap,
+                )
+            )
+        lines = [f"netns add {h.netns}" for h in self.hosts]
+        lines += [f"link add {self.bridge} type bridge", f"link set {self.bridge} up"]
+        for h in self.hosts:
+            veth = _state.veth_name(self.run_id, h.index)
+            lines += [
+                f"link add {veth} type veth peer name eth0 netns {h.netns}",
+                f"link set {veth} master {self.bridge} up",
+            ]
+        ip_batch(lines)
+        procs = []
+        for h in self.hosts:
+            script = f"addr add {h.address}/{prefix} dev eth0\nlink set eth0 up\nlink set lo up\n"
+            p = subprocess.Popen(
+                ["ip", "-n", h.netns, "-batch", "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert p.stdin is not None
+            p.stdin.write(script)
+            p.stdin.close()
+            procs.append((h, p))
+        hosts_file = "127.0.0.1 localhost\n" + "".join(
+            f"{h.address} {h.name}\n" for h in self.hosts
+        )
+        for h in self.hosts:
+            h.cgroup.create(self.limits)
+            for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            h.tmp_dir.chmod(0o1777)
+            mount_tmpfs(h.data_dir, self.data_size)
+            (h.etc_dir / "hosts").write_text(hosts_file)
+        for h, p in procs:
+            assert p.stderr is not None
+            err = p.stderr.read()
+            p.stderr.close()
+            if p.wait() != 0:
+                raise ResourceError(f"cannot configure the network of host {h.name}: {err}")
+
+    def close(self) -> None:
+        """Remove every process, namespace, link, cgroup, mount and directory. Idempotent."""
+        with self._lock:
+            if self._closed or not self._started:
+                self._closed = True
+                return
+            self._closed = True
+        errors: list[str] = []
+        for h in self.hosts:
+            try:
+                h.cgroup.remove()
+                for p in h.processes:
+                    p.popen.poll()
+            except Exception as exc:
+                errors.append(f"cgroup of {h.name}: {exc}")
+        self._save_artifacts(errors)
+        # Deleting the namespaces first lets the kernel unregister every veth in one batch
+        # (one RCU grace period instead of one per link); then wait until they are gone so
+        # nothing outlives close().
+        lines = [f"netns del {h.netns}" for h in self.hosts if (NETNS_DIR / h.netns).exists()]
+        if Path(f"/sys/class/net/{self.bridge}").exists():
+            lines.append(f"link del {self.bridge}")
+        try:
+            ip_batch(lines, check=False)
+            veths = [_state.veth_name(self.run_id, h.index) for h in self.hosts]
+            if not wait_links_gone(veths, timeout=10.0):
+                ip_batch([f"link del {v}" for v in veths if v in set(list_links())], check=False)
+        except Exception as exc:
+            errors.append(f"network: {exc}")
+        try:
+            remove_run_tree(self.run_id)
+        except Exception as exc:
+            errors.append(f"cgroups: {exc}")
+        for mp in mounts_under(str(self.root)):
+            umount(mp)
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._record is not None:
+            self._record.remove()
+        elif self.subnet is not None:
+            _state.release_subnet(str(self.subnet))
+        _LIVE.discard(self)
+        if errors:
+            raise ResourceError(
+                f"cluster {self.run_id} was not fully removed ({'; '.join(errors)}); "
+                "run `infragym cleanup`"
+            )
+
+    def _save_artifacts(self, errors: list[str]) -> None:
+        if self.artifacts_dir is None:
+            return
+        for h in self.hosts:
+            try:
+                dest = self.artifacts_dir / "hosts" / h.name / "logs"
+                if h.logs_dir.exists():
+                    shutil.copytree(h.logs_dir, dest, dirs_exist_ok=True)
+            except OSError as exc:
+                errors.append(f"saving logs of {h.name}: {exc}")
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- access --------------------------------------------------------------------------
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise ConfigError(f"no host {name!r} in this cluster (hosts: {', '.join(self.names)})")
+
+    def __getitem__(self, name: str) -> Host:
+        return self.host(name)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.hosts)
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __repr__(self) -> str:
+        return f"Cluster({self.run_id}, {self.names}, {self.subnet})"
+
+
+def _close_all() -> None:
+    for c in list(_LIVE):
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _install_handlers() -> None:
+    """Make SIGTERM unwind like Ctrl-C does, and close live clusters at exit."""
+    global _handlers_installed
+    with _handlers_lock:
+        if _handlers_installed:
+            return
+        _handlers_installed = True
+        atexit.register(_close_all)
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(
+            signal.SIGTERM
+        ) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)

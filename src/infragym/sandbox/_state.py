@@ -1,0 +1,154 @@
+"""Run ids, resource names and the on-disk record of what each run created.
+
+Every kernel object a run makes carries its run id in its name, and the run records itself
+in ``STATE_DIR/<run id>.json`` with the owner's pid and start time. ``infragym cleanup``
+uses these to find what a killed run left behind, and leaves live runs alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .._errors import ResourceError
+from ._sys import pid_start_time
+
+STATE_DIR = Path(os.environ.get("INFRAGYM_STATE_DIR", "/run/infragym"))
+DATA_ROOT = Path(os.environ.get("INFRAGYM_DATA_ROOT", "/var/lib/infragym/runs"))
+NETNS_PREFIX = "ig-"
+LINK_PREFIX = "ig"
+NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
+SUBNET_PREFIX = 24
+
+
+def new_run_id() -> str:
+    """Six hex digits: short enough for 15-character interface names."""
+    return secrets.token_hex(3)
+
+
+def netns_name(run_id: str, host: str) -> str:
+    return f"{NETNS_PREFIX}{run_id}-{host}"
+
+
+def bridge_name(run_id: str) -> str:
+    return f"{LINK_PREFIX}{run_id}b"
+
+
+def veth_name(run_id: str, index: int) -> str:
+    return f"{LINK_PREFIX}{run_id}v{index}"
+
+
+def run_id_of_link(name: str) -> str | None:
+    if name.startswith(LINK_PREFIX) and len(name) >= len(LINK_PREFIX) + 7:
+        rid = name[len(LINK_PREFIX) : len(LINK_PREFIX) + 6]
+        if all(c in "0123456789abcdef" for c in rid) and name[len(LINK_PREFIX) + 6] in "bv":
+            return rid
+    return None
+
+
+def run_id_of_netns(name: str) -> str | None:
+    if name.startswith(NETNS_PREFIX) and len(name) > len(NETNS_PREFIX) + 7:
+        rid = name[len(NETNS_PREFIX) : len(NETNS_PREFIX) + 6]
+        if name[len(NETNS_PREFIX) + 6] == "-":
+            return rid
+    return None
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    owner_pid: int
+    owner_start: int | None
+    subnet: str
+    hosts: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return STATE_DIR / f"{self.run_id}.json"
+
+    def save(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(self.path)
+
+    def owner_alive(self) -> bool:
+        start = pid_start_time(self.owner_pid)
+        return start is not None and start == self.owner_start
+
+    @classmethod
+    def load(cls, run_id: str) -> RunRecord | None:
+        try:
+            data = json.loads((STATE_DIR / f"{run_id}.json").read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        release_subnet(self.subnet)
+
+
+def all_records() -> list[RunRecord]:
+    if not STATE_DIR.exists():
+        return []
+    out = []
+    for p in STATE_DIR.glob("*.json"):
+        rec = RunRecord.load(p.stem)
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def _subnet_lock(subnet: ipaddress.IPv4Network) -> Path:
+    return STATE_DIR / "subnets" / str(subnet.network_address)
+
+
+def allocate_subnet(run_id: str) -> ipaddress.IPv4Network:
+    """Claim a free /24 of 198.18.0.0/15, so concurrent clusters never share addresses."""
+    (STATE_DIR / "subnets").mkdir(parents=True, exist_ok=True)
+    subnets = list(NETWORK.subnets(new_prefix=SUBNET_PREFIX))
+    start = int(run_id, 16) % len(subnets)
+    for i in range(len(subnets)):
+        sn = subnets[(start + i) % len(subnets)]
+        try:
+            fd = os.open(_subnet_lock(sn), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(run_id)
+        return sn
+    raise ResourceError(
+        f"all {len(subnets)} subnets of {NETWORK} are in use; "
+        "run `infragym cleanup` to release those of dead runs"
+    )
+
+
+def release_subnet(subnet: str) -> None:
+    try:
+        sn = ipaddress.IPv4Network(subnet)
+    except ValueError:
+        return
+    _subnet_lock(sn).unlink(missing_ok=True)
+
+
+def subnet_owners() -> dict[str, str]:
+    d = STATE_DIR / "subnets"
+    if not d.exists():
+        return {}
+    out = {}
+    for p in d.iterdir():
+        try:
+            out[p.name] = p.read_text().strip()
+        except OSError:
+            continue
+    return out
+
+
+def new_record(run_id: str, subnet: ipaddress.IPv4Network, hosts: list[str]) -> RunRecord:
+    pid = os.getpid()
+    return RunRecord(run_id, pid, pid_start_time(pid), str(subnet), hosts)

@@ -1,0 +1,170 @@
+"""Thin wrappers over the kernel interfaces the sandbox needs: setns, mount, ip, nft.
+
+Python 3.11 has no ``os.setns`` and spawning ``mount`` or ``nsenter`` costs milliseconds, so
+the few syscalls on the hot path go through libc directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._errors import CapabilityError, PrivilegeError, ResourceError
+
+CLONE_NEWNET = 0x40000000
+MNT_DETACH = 2
+NETNS_DIR = Path("/var/run/netns")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def require_root(what: str) -> None:
+    """Raise PrivilegeError unless running as root."""
+    if os.geteuid() != 0:
+        raise PrivilegeError(
+            f"{what} needs root (network namespaces, cgroups and mounts); "
+            "run as root, e.g. `sudo infragym ...`"
+        )
+
+
+def require_tools(*tools: str) -> dict[str, str]:
+    """Return the absolute path of each tool, or raise CapabilityError naming the missing."""
+    found: dict[str, str] = {}
+    missing = []
+    for t in tools:
+        path = shutil.which(t) or shutil.which(t, path="/usr/sbin:/sbin:/usr/bin:/bin")
+        if path is None:
+            missing.append(t)
+        else:
+            found[t] = path
+    if missing:
+        raise CapabilityError(
+            f"missing tools: {', '.join(missing)}; install them with "
+            "`apt-get install -y iproute2 nftables bubblewrap` (or run ./setup.sh)"
+        )
+    return found
+
+
+def setns_net(netns: str) -> None:
+    """Move the calling thread into the named network namespace."""
+    fd = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def mount_tmpfs(target: Path, size_bytes: int) -> None:
+    opts = f"size={size_bytes},mode=0755".encode()
+    if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", 0, opts) != 0:
+        err = ctypes.get_errno()
+        raise ResourceError(f"cannot mount a tmpfs on {target}: {os.strerror(err)}")
+
+
+def remount_tmpfs_size(target: Path, size_bytes: int) -> None:
+    ms_remount = 32
+    opts = f"size={size_bytes}".encode()
+    if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", ms_remount, opts) != 0:
+        err = ctypes.get_errno()
+        raise ResourceError(f"cannot resize the tmpfs on {target}: {os.strerror(err)}")
+
+
+def umount(target: str | Path) -> bool:
+    """Lazily unmount; True if something was unmounted."""
+    return bool(_libc.umount2(str(target).encode(), MNT_DETACH) == 0)
+
+
+def mounts_under(prefix: str) -> list[str]:
+    """Mount points at or below ``prefix``, deepest first."""
+    out = []
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 2:
+                mp = parts[1].replace("\\040", " ")
+                if mp == prefix or mp.startswith(prefix.rstrip("/") + "/"):
+                    out.append(mp)
+    return sorted(out, key=len, reverse=True)
+
+
+def run(
+    argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a system tool; on failure raise ResourceError with its stderr."""
+    try:
+        proc = subprocess.run(
+            list(argv), input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise CapabilityError(f"{argv[0]} is not installed; run ./setup.sh") from None
+    except subprocess.TimeoutExpired:
+        raise ResourceError(f"{' '.join(argv)} did not finish within {timeout} s") from None
+    if check and proc.returncode != 0:
+        raise ResourceError(
+            f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr.strip()[:2000]}"
+        )
+    return proc
+
+
+def ip_batch(lines: Sequence[str], netns: str | None = None, *, check: bool = True) -> None:
+    """Run many ``ip`` commands in one process (one fork instead of dozens)."""
+    if not lines:
+        return
+    argv = ["ip"]
+    if netns is not None:
+        argv += ["-n", netns]
+    argv += ["-force", "-batch", "-"]
+    run(argv, input="\n".join(lines) + "\n", check=check)
+
+
+def nft(netns: str, script: str) -> None:
+    """Load an nft script inside a host's namespace."""
+    run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script)
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(p.name for p in NETNS_DIR.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def list_links() -> list[str]:
+    return sorted(p.name for p in Path("/sys/class/net").iterdir())
+
+
+def wait_links_gone(names: Sequence[str], timeout: float) -> bool:
+    """Wait until none of ``names`` exists; the kernel removes a netns's veths lazily."""
+    deadline = time.monotonic() + timeout
+    while any(os.path.exists(f"/sys/class/net/{n}") for n in names):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def pid_start_time(pid: int) -> int | None:
+    """The kernel start time of ``pid`` (to tell a live owner from a reused pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[19])
