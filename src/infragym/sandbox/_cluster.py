@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from .._errors import ConfigError, ResourceError
+from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
-from ._host import Host
+from ._host import FAKETIME_LIB, Host
 from ._sys import (
     NETNS_DIR,
     ip_batch,
@@ -78,8 +78,15 @@ class Cluster:
         limits: Limits | None = None,
         data_size: int = 256 << 20,
         artifacts_dir: str | Path | None = None,
+        faketime: bool = False,
     ) -> None:
         self.names = _validate_names(hosts)
+        if faketime and not Path(FAKETIME_LIB).exists():
+            raise CapabilityError(
+                f"clock skew needs libfaketime ({FAKETIME_LIB} is missing): "
+                "`apt-get install -y faketime` or run ./setup.sh"
+            )
+        self.faketime = faketime
         if data_size < 1 << 20:
             raise ConfigError(f"data_size must be at least 1 MiB, not {data_size}")
         self.limits = limits or Limits()
@@ -163,6 +170,9 @@ class Cluster:
                 d.mkdir(parents=True, exist_ok=True)
             h.tmp_dir.chmod(0o1777)
             mount_tmpfs(h.data_dir, self.data_size)
+            if self.faketime:
+                h.faketime = True
+                h.set_clock_offset(0.0)
             (h.etc_dir / "hosts").write_text(hosts_file)
         for h, p in procs:
             assert p.stderr is not None

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._errors import ConfigError, ProcessError
+from .._errors import CapabilityError, ConfigError, ProcessError
 from ._cgroup import HostCgroup
-from ._sys import setns_net
+from ._sys import can_connect, setns_net, socket_in_netns
 
 VIEW_ROOT = "/srv"
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+FAKETIME_FILE = "faketime.rc"
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Host:
         self.logs_dir = root / "logs"
         self.etc_dir = root / "etc"
         self.tmp_dir = root / "tmp"
+        self.faketime = False
 
     def __repr__(self) -> str:
         return f"Host({self.name!r}, {self.address})"
@@ -180,8 +184,30 @@ class Host:
             "INFRAGYM_LOG_DIR": f"{VIEW_ROOT}/logs",
             "INFRAGYM_ETC_DIR": f"{VIEW_ROOT}/etc",
         }
+        if self.faketime:
+            # libfaketime re-reads this file (cached 1 s), so ClockSkew can move the clock
+            # of running processes; Debian's build needs monotonic faked too, or sleep fails
+            env.update(
+                {
+                    "LD_PRELOAD": FAKETIME_LIB,
+                    "FAKETIME_TIMESTAMP_FILE": f"{VIEW_ROOT}/etc/{FAKETIME_FILE}",
+                    "FAKETIME_CACHE_DURATION": "1",
+                    "FAKETIME_DONT_FAKE_MONOTONIC": "0",
+                }
+            )
         env.update(spec.env)
         return env
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Skew the clock of this host's faketime processes by ``seconds``."""
+        if not self.faketime:
+            raise CapabilityError(
+                f"host {self.name} was built without libfaketime; clock skew applies only to "
+                "processes started with it: create the cluster with Cluster(..., faketime=True)"
+            )
+        tmp = self.etc_dir / (FAKETIME_FILE + ".tmp")
+        tmp.write_text(f"{seconds:+.3f}\n")
+        tmp.replace(self.etc_dir / FAKETIME_FILE)
 
     def _preexec(self) -> None:
         pid = str(os.getpid())
@@ -305,6 +331,14 @@ class Host:
 
     def log(self, name: str, max_bytes: int = 1 << 20) -> str:
         return read_tail(self.logs_dir / f"{name}.log", max_bytes)
+
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        """A socket in this host's network namespace (for probes and measurements)."""
+        return socket_in_netns(self.netns, family, type)
+
+    def can_connect(self, address: str, port: int, timeout: float = 1.0) -> bool:
+        """Whether this host can open a TCP connection to ``address:port``."""
+        return can_connect(self.netns, address, port, timeout)
 
     def wait_port(self, port: int, timeout: float = 10.0) -> None:
         """Wait until something listens on ``port`` in the host's namespace."""

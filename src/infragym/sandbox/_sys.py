@@ -10,7 +10,9 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +71,46 @@ def setns_net(netns: str) -> None:
             raise OSError(err, f"setns({netns}): {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+def socket_in_netns(
+    netns: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM
+) -> socket.socket:
+    """A socket that lives in ``netns``.
+
+    Namespaces are per thread and a socket keeps the namespace it was made in, so a
+    short-lived thread joins the namespace, makes the socket and exits; the caller's
+    thread (an event loop, say) never changes namespace.
+    """
+    box: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        try:
+            setns_net(netns)
+            box.append(socket.socket(family, type))
+        except BaseException as exc:
+            box.append(exc)
+
+    t = threading.Thread(target=make, name=f"netns-{netns}")
+    t.start()
+    t.join()
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise ResourceError(f"cannot open a socket in namespace {netns}: {result}")
+    return result
+
+
+def can_connect(netns: str, address: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection from ``netns`` to ``address:port`` succeeds."""
+    s = socket_in_netns(netns)
+    try:
+        s.settimeout(timeout)
+        s.connect((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def mount_tmpfs(target: Path, size_bytes: int) -> None:

@@ -1,0 +1,66 @@
+"""Shared fixtures. Tests that build clusters need root; they are skipped otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infragym.sandbox import Cluster
+from infragym.sandbox import _cgroup, _state
+from infragym.sandbox._sys import list_links, list_netns, mounts_under
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root (namespaces, cgroups, mounts)")
+
+# A tiny HTTP server used as "the service" on hosts: GET / answers the host name.
+HTTP_SERVER = r"""
+import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ.get("INFRAGYM_HOST", "?").encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"""
+
+
+def start_http(host, port: int = 8080):  # type: ignore[no-untyped-def]
+    p = host.spawn("http", [sys.executable, "-c", HTTP_SERVER, "0.0.0.0", str(port)])
+    host.wait_port(port)
+    return p
+
+
+def leftovers(run_id: str) -> dict[str, list[str]]:
+    """Every kernel object or directory of ``run_id`` that still exists."""
+    return {
+        "netns": [n for n in list_netns() if _state.run_id_of_netns(n) == run_id],
+        "links": [n for n in list_links() if _state.run_id_of_link(n) == run_id],
+        "cgroups": [str(p) for p in _cgroup.run_cgroups(run_id)],
+        "mounts": mounts_under(str(_state.DATA_ROOT / run_id)),
+        "dirs": [str(p) for p in [_state.DATA_ROOT / run_id] if p.exists()],
+        "record": [str(p) for p in [_state.STATE_DIR / f"{run_id}.json"] if p.exists()],
+    }
+
+
+def assert_no_leftovers(run_id: str) -> None:
+    left = {k: v for k, v in leftovers(run_id).items() if v}
+    assert not left, f"run {run_id} left behind: {left}"
+
+
+@pytest.fixture
+def cluster3() -> Iterator[Cluster]:
+    if not ROOT:
+        pytest.skip("needs root")
+    with Cluster(3) as c:
+        yield c
+    assert_no_leftovers(c.run_id)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

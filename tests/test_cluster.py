@@ -1,0 +1,190 @@
+"""Hosts and clusters on real namespaces: isolation, processes, cleanup, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import assert_no_leftovers, leftovers, needs_root, start_http
+from infragym import ConfigError, PrivilegeError, ProcessError
+from infragym.sandbox import Cluster, Limits, cleanup
+
+pytestmark = needs_root
+
+
+def test_hosts_reach_each_other_and_nothing_else(cluster3: Cluster) -> None:
+    n1, n2, n3 = cluster3.hosts
+    start_http(n2)
+    assert n1.can_connect(n2.address, 8080)
+    r = n1.run(["python3", "-c", f"import urllib.request as u;print(u.urlopen('http://n2:8080/').read().decode())"])
+    assert r.stdout.decode().strip() == "n2", r.stderr
+    # no route outside the cluster: another cluster's subnet, the host side, the internet range
+    for addr in ("198.19.255.1", "198.18.255.9", "127.0.0.2"):
+        if addr.startswith("127."):
+            continue
+        assert not n1.can_connect(addr, 80, timeout=0.3)
+    r = n1.run(["sh", "-c", "ip route"])
+    routes = r.stdout.decode().strip().splitlines()
+    assert routes == [f"{cluster3.subnet} dev eth0 proto kernel scope link src {n1.address}"]
+
+
+def test_two_clusters_are_separate() -> None:
+    with Cluster(2) as a, Cluster(2) as b:
+        assert a.run_id != b.run_id and a.subnet != b.subnet
+        start_http(b.hosts[0])
+        assert b.hosts[1].can_connect(b.hosts[0].address, 8080)
+        assert not a.hosts[0].can_connect(b.hosts[0].address, 8080, timeout=0.3)
+        assert not any(h.netns == g.netns for h in a.hosts for g in b.hosts)
+
+
+def test_mount_view_shows_only_own_dirs(cluster3: Cluster) -> None:
+    n1, n2, _ = cluster3.hosts
+    (n2.data_dir / "secret").write_text("n2 only")
+    (n1.data_dir / "mine").write_text("n1\n")
+    r = n1.run(["sh", "-c", "hostname; ls /srv/data; cat /srv/data/mine; "
+                f"ls {n2.data_dir} 2>&1; echo x > /srv/data/w && echo wrote"])
+    out = r.stdout.decode().split()
+    assert out[:3] == ["n1", "mine", "n1"]
+    assert "secret" not in r.stdout.decode()
+    assert "wrote" in out
+    assert (n1.data_dir / "w").read_text() == "x\n"
+
+
+def test_process_output_signal_and_stop(cluster3: Cluster) -> None:
+    h = cluster3.hosts[0]
+    p = h.spawn("echoer", [sys.executable, "-u", "-c",
+                           "import signal,sys,time\n"
+                           "signal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n"
+                           "print('hello', flush=True)\n"
+                           "for _ in range(600): time.sleep(0.05)"])
+    deadline = time.monotonic() + 5
+    while "hello" not in p.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "hello" in p.output()
+    p.signal(signal.SIGUSR1)
+    while "usr1" not in p.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "usr1" in h.log("echoer")
+    assert p.stop(timeout=2) != 0
+    assert not p.alive()
+
+
+def test_kill_all_reaches_double_forked_daemons(cluster3: Cluster) -> None:
+    h = cluster3.hosts[0]
+    h.spawn("daemon", ["sh", "-c", "(setsid sleep 300 &) ; sleep 300"])
+    deadline = time.monotonic() + 5
+    while len(h.pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(h.pids()) >= 2
+    h.kill_all()
+    assert h.pids() == []
+
+
+def test_run_timeout_kills_children(cluster3: Cluster) -> None:
+    h = cluster3.hosts[0]
+    with pytest.raises(ProcessError, match="did not finish"):
+        h.run(["sh", "-c", "sleep 100 & sleep 100"], timeout=0.5)
+    deadline = time.monotonic() + 3
+    while h.pids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert h.pids() == []
+
+
+def test_pids_limit_contains_fork_bomb() -> None:
+    with Cluster(1, limits=Limits(pids=32, memory_bytes=256 << 20)) as c:
+        h = c.hosts[0]
+        r = h.run(["sh", "-c", "for i in $(seq 100); do sleep 5 & done; wait"], timeout=20)
+        assert len(h.pids()) <= 32
+        assert r.returncode == 0 or b"fork" in r.stderr.lower() or b"resource" in r.stderr.lower()
+        h.kill_all()
+
+
+def test_no_leftovers_after_exception() -> None:
+    run_id = None
+    with pytest.raises(RuntimeError, match="boom"), Cluster(3) as c:
+        run_id = c.run_id
+        start_http(c.hosts[0])
+        raise RuntimeError("boom")
+    assert run_id is not None
+    assert_no_leftovers(run_id)
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from infragym.sandbox import Cluster
+    c = Cluster(3).start()
+    c.hosts[0].spawn("sleeper", ["sleep", "300"])
+    (c.hosts[1].data_dir / "x").write_text("x")
+    print(c.run_id, flush=True)
+    {tail}
+""")
+
+
+def _spawn_child(tail: str) -> tuple[subprocess.Popen[str], str]:
+    p = subprocess.Popen([sys.executable, "-c", CHILD.format(tail=tail)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    run_id = p.stdout.readline().strip()
+    assert len(run_id) == 6, run_id
+    return p, run_id
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_no_leftovers_after_signal(sig: int) -> None:
+    p, run_id = _spawn_child("time.sleep(60)")
+    assert leftovers(run_id)["netns"]
+    p.send_signal(sig)
+    p.wait(timeout=20)
+    p.stdout.close()  # type: ignore[union-attr]
+    assert_no_leftovers(run_id)
+
+
+def test_sigkill_then_cleanup_removes_everything() -> None:
+    p, run_id = _spawn_child("time.sleep(60)")
+    sleeper_pids = leftovers(run_id)
+    assert sleeper_pids["netns"] and sleeper_pids["cgroups"] and sleeper_pids["mounts"]
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=10)
+    p.stdout.close()  # type: ignore[union-attr]
+    left = leftovers(run_id)
+    assert left["netns"] and left["cgroups"], "a SIGKILLed run should leave things behind"
+    report = cleanup()
+    assert run_id in report.runs
+    assert report.processes >= 1 and len(report.namespaces) == 3 and report.mounts
+    assert_no_leftovers(run_id)
+
+
+def test_cleanup_leaves_live_runs_alone() -> None:
+    with Cluster(1) as c:
+        report = cleanup()
+        assert c.run_id in report.skipped_live
+        assert leftovers(c.run_id)["netns"]
+
+
+@pytest.mark.parametrize("hosts", [0, 17, ["a", "a"], ["1bad"], ["UPPER"], [], "n1"])
+def test_invalid_topology_is_a_config_error(hosts: object) -> None:
+    with pytest.raises(ConfigError):
+        Cluster(hosts)  # type: ignore[arg-type]
+
+
+def test_unknown_host_name_is_a_config_error(cluster3: Cluster) -> None:
+    with pytest.raises(ConfigError, match="no host 'n9'"):
+        cluster3.host("n9")
+
+
+def test_running_without_root_says_so() -> None:
+    code = ("import os\n"
+            "from infragym.sandbox import Cluster\n"
+            "os.setegid(65534); os.seteuid(65534)\n"
+            "Cluster(2).start()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0
+    assert "PrivilegeError" in r.stderr and "needs root" in r.stderr
+    assert PrivilegeError.__name__ in r.stderr
