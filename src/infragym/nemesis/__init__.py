@@ -1,0 +1,42 @@
+"""Faults, seeded schedules, the nemesis that plays them, and the capability probe.
+
+A fault is a package in the Jepsen sense: the fault itself (``apply`` / ``heal``), a
+schedule that says when, and a final heal that always runs.
+"""
+
+from ._doctor import Capability, fault_support, probe, require_supported
+from ._faults import (
+    Bandwidth,
+    ClockSkew,
+    Crash,
+    DiskFull,
+    Fault,
+    FaultSpec,
+    PacketLoss,
+    Partition,
+    Pause,
+)
+from ._runner import Nemesis
+from ._schedule import FAULT_KINDS, Schedule, ScheduledFault, build_fault, random_schedule
+
+__all__ = [
+    "FAULT_KINDS",
+    "Bandwidth",
+    "Capability",
+    "ClockSkew",
+    "Crash",
+    "DiskFull",
+    "Fault",
+    "FaultSpec",
+    "Nemesis",
+    "PacketLoss",
+    "Partition",
+    "Pause",
+    "Schedule",
+    "ScheduledFault",
+    "build_fault",
+    "fault_support",
+    "probe",
+    "random_schedule",
+    "require_supported",
+]

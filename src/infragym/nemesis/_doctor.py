@@ -1,0 +1,211 @@
+"""Capability probe: which faults this machine can inflict, and why not.
+
+Each probe does the real thing on a throw-away one-host cluster (load an nft ``numgen``
+rule, add a tbf qdisc, mount a tmpfs, freeze a cgroup...) rather than guessing from
+version numbers. Results are cached per process. A fault whose capability is missing is
+an error when asked for, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .._errors import CapabilityError, InfraGymError
+from ..sandbox import Cluster, cgroup_v1_available
+from ..sandbox._host import FAKETIME_LIB
+from ..sandbox._sys import nft, run
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    supported: bool
+    reason: str
+
+
+FAULT_NEEDS: dict[str, tuple[str, ...]] = {
+    "crash": ("cluster", "cgroups"),
+    "pause": ("cluster", "freezer"),
+    "partition": ("cluster", "nftables"),
+    "loss": ("cluster", "nft-numgen"),
+    "bandwidth": ("cluster", "tbf"),
+    "latency": ("cluster", "tcp-proxy"),
+    "disk-full": ("cluster", "tmpfs"),
+    "clock-skew": ("cluster", "libfaketime"),
+}
+
+
+def _probe_in_cluster(c: Cluster) -> list[Capability]:
+    h = c.hosts[0]
+    caps: list[Capability] = []
+
+    def attempt(name: str, ok_reason: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+            caps.append(Capability(name, True, ok_reason))
+        except InfraGymError as exc:
+            caps.append(Capability(name, False, str(exc)))
+
+    attempt(
+        "nftables",
+        "nft filter tables load in a host namespace",
+        lambda: nft(
+            h.netns,
+            "table inet probe { chain i { type filter hook input "
+            "priority 0; ip saddr 198.18.255.254 drop; }; }",
+        ),
+    )
+    attempt(
+        "nft-numgen",
+        "nft `numgen random` rules load (random packet loss)",
+        lambda: nft(
+            h.netns,
+            "table inet probe2 { chain i { type filter hook input "
+            "priority 0; numgen random mod 100 < 1 drop; }; }",
+        ),
+    )
+    attempt(
+        "tbf",
+        "the tbf qdisc loads (bandwidth limits)",
+        lambda: run(
+            [
+                "tc",
+                "-n",
+                h.netns,
+                "qdisc",
+                "add",
+                "dev",
+                "eth0",
+                "root",
+                "tbf",
+                "rate",
+                "1mbit",
+                "burst",
+                "32kb",
+                "latency",
+                "100ms",
+            ]
+        ),
+    )
+    netem = run(
+        ["tc", "-n", h.netns, "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "10ms"],
+        check=False,
+    )
+    caps.append(
+        Capability(
+            "netem",
+            netem.returncode == 0,
+            "tc netem loads"
+            if netem.returncode == 0
+            else "tc netem is not in this kernel; infragym injects latency with its TCP proxy instead",
+        )
+    )
+
+    def freeze() -> None:
+        p = h.spawn("probe", ["sleep", "30"], service=False)
+        h.freeze()
+        h.thaw()
+        p.stop(1.0)
+
+    attempt("freezer", "the cgroup freezer pauses and resumes a host", freeze)
+    caps.append(Capability("tmpfs", True, "each host's data directory is a sized tmpfs"))
+    return caps
+
+
+def _probe_proxy() -> Capability:
+    try:
+        from ._proxy import proxy_available
+    except ImportError as exc:
+        return Capability("tcp-proxy", False, f"the latency proxy is not installed: {exc}")
+    ok, why = proxy_available()
+    return Capability("tcp-proxy", ok, why)
+
+
+@functools.cache
+def probe() -> tuple[Capability, ...]:
+    """Probe this machine once; the result is cached for the life of the process."""
+    caps: list[Capability] = []
+    root = os.geteuid() == 0
+    caps.append(
+        Capability(
+            "root",
+            root,
+            "running as root" if root else "not root: clusters need root (run with sudo)",
+        )
+    )
+    for tool, pkg in (
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("bwrap", "bubblewrap"),
+        ("tc", "iproute2"),
+    ):
+        path = shutil.which(tool)
+        caps.append(
+            Capability(
+                f"tool:{tool}",
+                path is not None,
+                path or f"{tool} missing: apt-get install -y {pkg}",
+            )
+        )
+    ok, why = cgroup_v1_available()
+    caps.append(Capability("cgroups", ok, why))
+    ft = os.path.exists(FAKETIME_LIB)
+    caps.append(
+        Capability(
+            "libfaketime",
+            ft,
+            "libfaketime is installed; clock skew applies to clusters built with faketime=True"
+            if ft
+            else "libfaketime missing: apt-get install -y faketime",
+        )
+    )
+    cluster_ok = root and ok and all(c.supported for c in caps if c.name.startswith("tool:"))
+    if cluster_ok:
+        try:
+            with Cluster(1) as c:
+                caps.append(Capability("cluster", True, "a one-host cluster builds and tears down"))
+                caps += _probe_in_cluster(c)
+        except InfraGymError as exc:
+            caps.append(Capability("cluster", False, f"cannot build a cluster: {exc}"))
+    else:
+        caps.append(
+            Capability("cluster", False, "clusters need root, cgroups v1 and the tools above")
+        )
+    caps.append(
+        _probe_proxy() if cluster_ok else Capability("tcp-proxy", False, "needs a working cluster")
+    )
+    return tuple(caps)
+
+
+def fault_support() -> dict[str, Capability]:
+    """For every fault kind: supported or not, and why."""
+    caps = {c.name: c for c in probe()}
+    out = {}
+    for kind, needs in FAULT_NEEDS.items():
+        missing = [caps.get(n, Capability(n, False, f"{n} was not probed")) for n in needs]
+        missing = [c for c in missing if not c.supported]
+        if missing:
+            out[kind] = Capability(kind, False, "; ".join(f"{c.name}: {c.reason}" for c in missing))
+        else:
+            out[kind] = Capability(kind, True, ", ".join(needs))
+    return out
+
+
+def require_supported(kinds: Iterable[str]) -> None:
+    """Raise CapabilityError naming every requested fault kind this machine cannot do."""
+    support = fault_support()
+    bad = []
+    for k in kinds:
+        cap = support.get(k)
+        if cap is None:
+            bad.append(f"{k}: unknown fault kind (known: {', '.join(FAULT_NEEDS)})")
+        elif not cap.supported:
+            bad.append(f"{k}: {cap.reason}")
+    if bad:
+        raise CapabilityError(
+            "unsupported faults on this machine: " + "; ".join(bad) + " (see `infragym doctor`)"
+        )
