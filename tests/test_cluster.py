@@ -156,7 +156,7 @@ def test_sigkill_then_cleanup_removes_everything() -> None:
     assert left["netns"] and left["cgroups"], "a SIGKILLed run should leave things behind"
     report = cleanup()
     assert run_id in report.runs
-    assert report.processes >= 1 and len(report.namespaces) == 3 and report.mounts
+    assert report.processes >= 1 and len(report.namespaces) == 4 and report.mounts  # 3 hosts + client
     assert_no_leftovers(run_id)
 
 
@@ -188,3 +188,28 @@ def test_running_without_root_says_so() -> None:
     assert r.returncode != 0
     assert "PrivilegeError" in r.stderr and "needs root" in r.stderr
     assert PrivilegeError.__name__ in r.stderr
+
+
+def test_client_namespace_reaches_every_host_from_an_event_loop(cluster3: Cluster) -> None:
+    import asyncio
+
+    for h in cluster3.hosts:
+        start_http(h)
+
+    async def fetch_all() -> list[str]:
+        out = []
+        for h in cluster3.hosts:
+            reader, writer = await asyncio.open_connection(h.address, 8080)
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            out.append(data.split(b"\r\n\r\n", 1)[1].decode())
+        return out
+
+    assert cluster3.run_client(fetch_all) == ["n1", "n2", "n3"]
+    s = cluster3.client_socket()
+    s.settimeout(0.3)
+    with pytest.raises(OSError):
+        s.connect(("198.19.255.1", 80))  # outside the cluster: no route
+    s.close()

@@ -9,17 +9,20 @@ SIGTERM (converted to exceptions so ``with`` blocks unwind), and at interpreter 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import ipaddress
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import TypeVar
 
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
@@ -33,12 +36,17 @@ from ._sys import (
     mounts_under,
     require_root,
     require_tools,
+    run_in_netns,
+    socket_in_netns,
     umount,
     wait_links_gone,
 )
 
 MAX_HOSTS = 16
+CLIENT = "client"
+CLIENT_INDEX = 99
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+T = TypeVar("T")
 _LIVE: weakref.WeakSet[Cluster] = weakref.WeakSet()
 _handlers_installed = False
 _handlers_lock = threading.Lock()
@@ -58,6 +66,8 @@ def _validate_names(hosts: int | Sequence[str]) -> list[str]:
                 f"invalid host name {n!r}: use 1-8 lowercase letters or digits, "
                 "starting with a letter"
             )
+    if CLIENT in names:
+        raise ConfigError(f"{CLIENT!r} is reserved for the cluster's client namespace")
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ConfigError(f"duplicate host names: {', '.join(sorted(dup))}")
@@ -97,6 +107,8 @@ class Cluster:
         self.subnet: ipaddress.IPv4Network | None = None
         self.bridge = _state.bridge_name(self.run_id)
         self.root = _state.DATA_ROOT / self.run_id
+        self.client_netns = _state.netns_name(self.run_id, CLIENT)
+        self.client_address = ""
         self._record: _state.RunRecord | None = None
         self._started = False
         self._closed = False
@@ -138,20 +150,23 @@ class Cluster:
                     bwrap,
                 )
             )
-        lines = [f"netns add {h.netns}" for h in self.hosts]
+        self.client_address = str(addrs[-1])
+        ends = [(h.netns, h.index, h.address) for h in self.hosts]
+        ends.append((self.client_netns, CLIENT_INDEX, self.client_address))
+        lines = [f"netns add {ns}" for ns, _, _ in ends]
         lines += [f"link add {self.bridge} type bridge", f"link set {self.bridge} up"]
-        for h in self.hosts:
-            veth = _state.veth_name(self.run_id, h.index)
+        for ns, index, _ in ends:
+            veth = _state.veth_name(self.run_id, index)
             lines += [
-                f"link add {veth} type veth peer name eth0 netns {h.netns}",
+                f"link add {veth} type veth peer name eth0 netns {ns}",
                 f"link set {veth} master {self.bridge} up",
             ]
         ip_batch(lines)
         procs = []
-        for h in self.hosts:
-            script = f"addr add {h.address}/{prefix} dev eth0\nlink set eth0 up\nlink set lo up\n"
+        for ns, _, address in ends:
+            script = f"addr add {address}/{prefix} dev eth0\nlink set eth0 up\nlink set lo up\n"
             p = subprocess.Popen(
-                ["ip", "-n", h.netns, "-batch", "-"],
+                ["ip", "-n", ns, "-batch", "-"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -160,7 +175,7 @@ class Cluster:
             assert p.stdin is not None
             p.stdin.write(script)
             p.stdin.close()
-            procs.append((h, p))
+            procs.append((ns, p))
         hosts_file = "127.0.0.1 localhost\n" + "".join(
             f"{h.address} {h.name}\n" for h in self.hosts
         )
@@ -174,12 +189,12 @@ class Cluster:
                 h.faketime = True
                 h.set_clock_offset(0.0)
             (h.etc_dir / "hosts").write_text(hosts_file)
-        for h, p in procs:
+        for ns, p in procs:
             assert p.stderr is not None
             err = p.stderr.read()
             p.stderr.close()
             if p.wait() != 0:
-                raise ResourceError(f"cannot configure the network of host {h.name}: {err}")
+                raise ResourceError(f"cannot configure the network of {ns}: {err}")
 
     def close(self) -> None:
         """Remove every process, namespace, link, cgroup, mount and directory. Idempotent."""
@@ -200,12 +215,16 @@ class Cluster:
         # Deleting the namespaces first lets the kernel unregister every veth in one batch
         # (one RCU grace period instead of one per link); then wait until they are gone so
         # nothing outlives close().
-        lines = [f"netns del {h.netns}" for h in self.hosts if (NETNS_DIR / h.netns).exists()]
+        all_ns = [h.netns for h in self.hosts] + [self.client_netns]
+        lines = [f"netns del {ns}" for ns in all_ns if (NETNS_DIR / ns).exists()]
         if Path(f"/sys/class/net/{self.bridge}").exists():
             lines.append(f"link del {self.bridge}")
         try:
             ip_batch(lines, check=False)
-            veths = [_state.veth_name(self.run_id, h.index) for h in self.hosts]
+            veths = [
+                _state.veth_name(self.run_id, i)
+                for i in [h.index for h in self.hosts] + [CLIENT_INDEX]
+            ]
             if not wait_links_gone(veths, timeout=10.0):
                 ip_batch([f"link del {v}" for v in veths if v in set(list_links())], check=False)
         except Exception as exc:
@@ -247,6 +266,22 @@ class Cluster:
     ) -> None:
         self.close()
 
+    # -- the client's point of view ----------------------------------------------------
+
+    def client_socket(
+        self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM
+    ) -> socket.socket:
+        """A socket in the client namespace, which reaches every host and nothing else."""
+        return socket_in_netns(self.client_netns, family, type)
+
+    def run_client(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn()`` in an event loop whose thread lives in the client namespace.
+
+        Every socket that loop opens (an aiohttp session, say) reaches the hosts. Blocks
+        until done; call it through ``asyncio.to_thread`` to run beside other work.
+        """
+        return run_in_netns(self.client_netns, lambda: asyncio.run(_call(fn)))
+
     # -- access --------------------------------------------------------------------------
 
     def host(self, name: str) -> Host:
@@ -266,6 +301,10 @@ class Cluster:
 
     def __repr__(self) -> str:
         return f"Cluster({self.run_id}, {self.names}, {self.subnet})"
+
+
+async def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
 
 
 def _close_all() -> None:

@@ -14,11 +14,13 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from .._errors import CapabilityError, PrivilegeError, ResourceError
 
+T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
 NETNS_DIR = Path("/var/run/netns")
@@ -98,6 +100,26 @@ def socket_in_netns(
     if isinstance(result, BaseException):
         raise ResourceError(f"cannot open a socket in namespace {netns}: {result}")
     return result
+
+
+def run_in_netns(netns: str, fn: Callable[[], T]) -> T:
+    """Call ``fn`` in a new thread that lives in ``netns``; return its result or raise."""
+    box: list[tuple[bool, Any]] = []
+
+    def body() -> None:
+        try:
+            setns_net(netns)
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    t = threading.Thread(target=body, name=f"in-{netns}")
+    t.start()
+    t.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return cast(T, value)
 
 
 def can_connect(netns: str, address: str, port: int, timeout: float = 1.0) -> bool:
