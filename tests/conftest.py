@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infragym.sandbox import Cluster
-from infragym.sandbox import _cgroup, _state
+from infragym.sandbox import Cluster, _cgroup, _state
 from infragym.sandbox._sys import list_links, list_netns, mounts_under
 
 ROOT = os.geteuid() == 0

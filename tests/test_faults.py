@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import needs_root, start_http
+
 from infragym import CapabilityError, ConfigError
 from infragym.history import Clock, FaultAction, History
 from infragym.nemesis import (
@@ -18,6 +18,7 @@ from infragym.nemesis import (
     ClockSkew,
     Crash,
     DiskFull,
+    Latency,
     Nemesis,
     PacketLoss,
     Partition,
@@ -308,3 +309,55 @@ def test_apply_does_not_block_the_event_loop(cluster3: Cluster) -> None:
 
     asyncio.run(scenario())
     assert statistics.median(gaps) < 0.01
+
+
+def _rtt(host_from, addr: str, n: int = 7) -> float:  # type: ignore[no-untyped-def]
+    """Median round trip of a small request on one connection, in seconds."""
+    s = host_from.socket()
+    s.settimeout(5)
+    s.connect((addr, 9200))
+    times = []
+    for _ in range(n):
+        t = time.monotonic()
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        times.append(time.monotonic() - t)
+    s.close()
+    return statistics.median(times)
+
+
+ECHO = r"""
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9200)); s.listen()
+def serve(c):
+    while (b := c.recv(4096)):
+        c.sendall(b)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+
+def test_latency_through_proxy_within_tolerance(cluster3: Cluster) -> None:
+    n1, n2, n3 = cluster3.hosts
+    n2.spawn("echo", [sys.executable, "-c", ECHO])
+    n2.wait_port(9200)
+    n3.spawn("echo", [sys.executable, "-c", ECHO])
+    n3.wait_port(9200)
+    base = _rtt(n1, n2.address)
+    history, clock = History(), Clock()
+
+    async def scenario() -> tuple[float, float, float]:
+        async with Nemesis(cluster3, history, clock) as nem:
+            f = Latency(["n2"], delay_s=0.05, label="slow")
+            await nem.apply(f)
+            slowed = await asyncio.to_thread(_rtt, n1, n2.address)
+            other = await asyncio.to_thread(_rtt, n1, n3.address)  # n1-n3 is not slowed
+            await nem.heal(f)
+            healed = await asyncio.to_thread(_rtt, n1, n2.address)
+        return slowed, other, healed
+
+    slowed, other, healed = asyncio.run(scenario())
+    added = slowed - base
+    assert 0.08 <= added <= 0.14, f"expected ~100 ms added round trip, got {added * 1000:.1f} ms"
+    assert other < 0.03 and healed < 0.03

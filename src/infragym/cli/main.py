@@ -61,9 +61,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     history = History.read_jsonl(args.history)
     results = check_all(default_checkers(history, args.slo, args.p99), history)
     if args.json:
-        print(json.dumps({n: {"verdict": r.verdict.value, "score": r.score,
-                              "explanation": r.explanation, "metrics": dict(r.metrics)}
-                          for n, r in results.items()}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    n: {
+                        "verdict": r.verdict.value,
+                        "score": r.score,
+                        "explanation": r.explanation,
+                        "metrics": dict(r.metrics),
+                    }
+                    for n, r in results.items()
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         ops = len(history.operations())
         console.print(f"{args.history}: {ops} operations, {len(history.faults)} fault events")
@@ -77,12 +89,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     caps = probe()
     support = fault_support()
     if args.json:
-        print(json.dumps({
-            "capabilities": {c.name: {"supported": c.supported, "reason": c.reason}
-                             for c in caps},
-            "faults": {k: {"supported": c.supported, "reason": c.reason}
-                       for k, c in support.items()},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "capabilities": {
+                        c.name: {"supported": c.supported, "reason": c.reason} for c in caps
+                    },
+                    "faults": {
+                        k: {"supported": c.supported, "reason": c.reason}
+                        for k, c in support.items()
+                    },
+                },
+                indent=2,
+            )
+        )
     else:
         t = Table(title="this machine")
         t.add_column("capability")
@@ -96,8 +116,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         f.add_column("")
         f.add_column("needs / why not", overflow="fold")
         for k, c in support.items():
-            f.add_row(k, "[green]supported[/]" if c.supported else "[red]unsupported[/]",
-                      c.reason)
+            f.add_row(k, "[green]supported[/]" if c.supported else "[red]unsupported[/]", c.reason)
         console.print(f)
     return 0 if all(c.supported for c in support.values()) else 1
 
@@ -120,14 +139,14 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    return run_demo(seed=args.seed, duration=args.duration, out_dir=args.out,
-                    console=console)
+    return run_demo(seed=args.seed, duration=args.duration, out_dir=args.out, console=console)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="infragym",
-        description="RL environments that reward production-grade infrastructure work.")
+        description="RL environments that reward production-grade infrastructure work.",
+    )
     p.add_argument("--version", action="version", version=f"infragym {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -143,17 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_doctor)
 
     cl = sub.add_parser("cleanup", help="remove what killed runs left behind")
-    cl.add_argument("--all", action="store_true",
-                    help="also remove runs whose owner is still alive")
+    cl.add_argument(
+        "--all", action="store_true", help="also remove runs whose owner is still alive"
+    )
     cl.add_argument("--json", action="store_true")
     cl.set_defaults(fn=cmd_cleanup)
 
     dm = sub.add_parser("demo", help="3 hosts, load, a seeded nemesis, and the verdicts")
     dm.add_argument("--seed", type=int, default=1)
-    dm.add_argument("--duration", type=float, default=16.0,
-                    help="seconds of load and faults (default 16)")
-    dm.add_argument("--out", type=Path, default=Path("runs/demo"),
-                    help="where to write the history and host logs (default runs/demo)")
+    dm.add_argument(
+        "--duration", type=float, default=16.0, help="seconds of load and faults (default 16)"
+    )
+    dm.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/demo"),
+        help="where to write the history and host logs (default runs/demo)",
+    )
     dm.set_defaults(fn=cmd_demo)
     return p
 
@@ -164,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.fn(args)
         return rc
     except InfraGymError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted; everything this run created was removed")

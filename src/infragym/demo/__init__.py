@@ -15,7 +15,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..checkers import Availability, Latency, Linearizable, LostWrites, StaleReads, check_all
+from ..checkers import (
+    Availability,
+    Checker,
+    Latency,
+    Linearizable,
+    LostWrites,
+    StaleReads,
+    check_all,
+)
 from ..history import Clock, FaultAction, History
 from ..nemesis import Nemesis, random_schedule
 from ..sandbox import Cluster
@@ -25,8 +33,13 @@ PORT = 8080
 SERVER = Path(__file__).with_name("kv_server.py")
 
 
-def run_demo(seed: int = 1, duration: float = 16.0, out_dir: Path = Path("runs/demo"),
-             console: Console | None = None, rate: float = 100.0) -> int:
+def run_demo(
+    seed: int = 1,
+    duration: float = 16.0,
+    out_dir: Path = Path("runs/demo"),
+    console: Console | None = None,
+    rate: float = 100.0,
+) -> int:
     console = console or Console()
     out_dir.mkdir(parents=True, exist_ok=True)
     with Cluster(3, artifacts_dir=out_dir) as cluster:
@@ -35,14 +48,25 @@ def run_demo(seed: int = 1, duration: float = 16.0, out_dir: Path = Path("runs/d
             h.spawn("kv", [sys.executable, str(SERVER), str(PORT), peers, h.address])
         for h in cluster.hosts:
             h.wait_port(PORT)
-        console.print(f"[bold]cluster[/] {cluster.run_id}: "
-                      + ", ".join(f"{h.name}={h.address}" for h in cluster.hosts)
-                      + f"; kv service on port {PORT}")
-        schedule = random_schedule(seed, cluster.names, kinds=("crash", "pause", "partition"),
-                                   duration=duration - 1.0, start=2.0)
-        console.print(f"[bold]nemesis[/] seed {seed}: " + "; ".join(
-            f"{f.at:.1f}s {f.spec.kind}({','.join(f.spec.targets)}) for {f.duration:.1f}s"
-            for f in schedule.faults))
+        console.print(
+            f"[bold]cluster[/] {cluster.run_id}: "
+            + ", ".join(f"{h.name}={h.address}" for h in cluster.hosts)
+            + f"; kv service on port {PORT}"
+        )
+        schedule = random_schedule(
+            seed,
+            cluster.names,
+            kinds=("crash", "pause", "partition"),
+            duration=duration - 1.0,
+            start=2.0,
+        )
+        console.print(
+            f"[bold]nemesis[/] seed {seed}: "
+            + "; ".join(
+                f"{f.at:.1f}s {f.spec.kind}({','.join(f.spec.targets)}) for {f.duration:.1f}s"
+                for f in schedule.faults
+            )
+        )
         targets = [f"http://{h.address}:{PORT}" for h in cluster.hosts]
         clock, history = Clock(), History(meta={"demo": "kv", "seed": seed})
 
@@ -57,10 +81,12 @@ def run_demo(seed: int = 1, duration: float = 16.0, out_dir: Path = Path("runs/d
 
         async def main() -> None:
             async with Nemesis(cluster, history, clock) as nemesis:
-                with console.status(f"driving {rate:.0f} ops/s for {duration:.0f} s under "
-                                    "faults..."):
-                    await asyncio.gather(asyncio.to_thread(cluster.run_client, load),
-                                         nemesis.run(schedule))
+                with console.status(
+                    f"driving {rate:.0f} ops/s for {duration:.0f} s under faults..."
+                ):
+                    await asyncio.gather(
+                        asyncio.to_thread(cluster.run_client, load), nemesis.run(schedule)
+                    )
             for h in cluster.hosts:
                 h.wait_port(PORT)
             cluster.run_client(final_reads)
@@ -69,15 +95,21 @@ def run_demo(seed: int = 1, duration: float = 16.0, out_dir: Path = Path("runs/d
         path = history.write_jsonl(out_dir / "history.jsonl")
 
     _print_timeline(console, history)
-    checkers = [Availability(slo=0.99), Latency(p99=0.5), LostWrites(), StaleReads(),
-                Linearizable(time_budget_s=20.0)]
+    checkers: list[Checker] = [
+        Availability(slo=0.99),
+        Latency(p99=0.5),
+        LostWrites(),
+        StaleReads(),
+        Linearizable(time_budget_s=20.0),
+    ]
     results = check_all(checkers, history)
     _print_windows(console, results["availability"].metrics)
     from ..cli.main import verdict_table
 
     console.print(verdict_table(results, title="verdicts"))
-    console.print(f"history: {path} (re-check with `infragym check {path}`); "
-                  f"host logs: {out_dir / 'hosts'}")
+    console.print(
+        f"history: {path} (re-check with `infragym check {path}`); host logs: {out_dir / 'hosts'}"
+    )
     return 0
 
 
@@ -87,8 +119,13 @@ def _print_timeline(console: Console, history: History) -> None:
         t.add_column(col)
     for e in history.faults:
         style = "red" if e.action is FaultAction.APPLY else "green"
-        t.add_row(f"{e.time:7.3f}", e.fault, f"[{style}]{e.action.value}[/]",
-                  ", ".join(e.targets), e.label)
+        t.add_row(
+            f"{e.time:7.3f}",
+            e.fault,
+            f"[{style}]{e.action.value}[/]",
+            ", ".join(e.targets),
+            e.label,
+        )
     console.print(t)
 
 
@@ -98,7 +135,7 @@ def _print_windows(console: Console, metrics: object) -> None:
     rows: dict[str, dict[str, object]] = {}
     for k, v in metrics.items():
         if k.startswith("window.") and k.count(".") >= 2:
-            label, field = k[len("window."):].rsplit(".", 1)
+            label, field = k[len("window.") :].rsplit(".", 1)
             rows.setdefault(label, {})[field] = v
     if not rows:
         return

@@ -64,8 +64,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return parts[2] if len(parts) >= 3 and parts[1] == "kv" and parts[2] else None
 
     def _forward(self, owner: str, body: bytes | None) -> None:
-        req = urllib.request.Request(f"http://{owner}:{PORT}{self.path}", data=body,
-                                     method=self.command)
+        req = urllib.request.Request(
+            f"http://{owner}:{PORT}{self.path}", data=body, method=self.command
+        )
         try:
             with urllib.request.urlopen(req, timeout=1.0) as resp:
                 self._reply(resp.status, resp.read())

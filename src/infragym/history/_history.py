@@ -100,8 +100,14 @@ class History:
         path = Path(path)
         if not path.exists():
             raise HistoryError(f"history file {path} does not exist")
-        with path.open(encoding="utf-8") as fh:
-            return cls.parse(fh, source=str(path))
+        try:
+            with path.open(encoding="utf-8") as fh:
+                return cls.parse(fh, source=str(path))
+        except UnicodeDecodeError as exc:
+            raise HistoryError(
+                f"{path} is not a history: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                "histories are JSONL files written by infragym"
+            ) from None
 
     @classmethod
     def parse(cls, lines: Iterable[str], source: str = "<history>") -> History:

@@ -16,6 +16,7 @@ from ._faults import (
     Partition,
     Pause,
 )
+from ._latency import Latency
 from ._runner import Nemesis
 from ._schedule import FAULT_KINDS, Schedule, ScheduledFault, build_fault, random_schedule
 
@@ -28,6 +29,7 @@ __all__ = [
     "DiskFull",
     "Fault",
     "FaultSpec",
+    "Latency",
     "Nemesis",
     "PacketLoss",
     "Partition",

@@ -101,7 +101,7 @@ def _probe_in_cluster(c: Cluster) -> list[Capability]:
             netem.returncode == 0,
             "tc netem loads"
             if netem.returncode == 0
-            else "tc netem is not in this kernel; infragym injects latency with its TCP proxy instead",
+            else "tc netem is not in this kernel; the latency fault uses a TCP proxy instead",
         )
     )
 

@@ -118,6 +118,11 @@ def random_schedule(
     glo, ghi = gap
     if not (0 < lo <= hi and 0 <= glo <= ghi and duration > 0):
         raise ConfigError("durations and gaps must be positive with min <= max")
+    if len(hosts) < 2:
+        # partitions and link latency need a second host to cut or slow a link to
+        kinds = [k for k in kinds if k not in ("partition", "latency")]
+        if not kinds:
+            raise ConfigError("partition and latency faults need at least 2 hosts")
     rng = random.Random(seed)
     out: list[ScheduledFault] = []
     t = start

@@ -28,6 +28,7 @@ from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import FAKETIME_LIB, Host
+from ._netns import run_in_netns, socket_in_netns
 from ._sys import (
     NETNS_DIR,
     ip_batch,
@@ -36,8 +37,6 @@ from ._sys import (
     mounts_under,
     require_root,
     require_tools,
-    run_in_netns,
-    socket_in_netns,
     umount,
     wait_links_gone,
 )

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .._errors import CapabilityError, ConfigError, ProcessError
 from ._cgroup import HostCgroup
-from ._sys import can_connect, setns_net, socket_in_netns
+from ._netns import enter_netns, socket_in_netns
+from ._sys import can_connect
 
 VIEW_ROOT = "/srv"
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -214,7 +215,7 @@ class Host:
         for f in self.cgroup.procs_files():
             with open(f, "w") as fh:
                 fh.write(pid)
-        setns_net(self.netns)
+        enter_netns(self.netns)
 
     def _popen(
         self, spec: ServiceSpec, stdout: int, stderr: int, stdin: int = subprocess.DEVNULL

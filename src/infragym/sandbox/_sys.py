@@ -10,23 +10,20 @@ import ctypes
 import ctypes.util
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
 from .._errors import CapabilityError, PrivilegeError, ResourceError
+from ._netns import socket_in_netns
 
 T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
 NETNS_DIR = Path("/var/run/netns")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,
@@ -62,64 +59,6 @@ def require_tools(*tools: str) -> dict[str, str]:
             "`apt-get install -y iproute2 nftables bubblewrap` (or run ./setup.sh)"
         )
     return found
-
-
-def setns_net(netns: str) -> None:
-    """Move the calling thread into the named network namespace."""
-    fd = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def socket_in_netns(
-    netns: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM
-) -> socket.socket:
-    """A socket that lives in ``netns``.
-
-    Namespaces are per thread and a socket keeps the namespace it was made in, so a
-    short-lived thread joins the namespace, makes the socket and exits; the caller's
-    thread (an event loop, say) never changes namespace.
-    """
-    box: list[socket.socket | BaseException] = []
-
-    def make() -> None:
-        try:
-            setns_net(netns)
-            box.append(socket.socket(family, type))
-        except BaseException as exc:
-            box.append(exc)
-
-    t = threading.Thread(target=make, name=f"netns-{netns}")
-    t.start()
-    t.join()
-    result = box[0]
-    if isinstance(result, BaseException):
-        raise ResourceError(f"cannot open a socket in namespace {netns}: {result}")
-    return result
-
-
-def run_in_netns(netns: str, fn: Callable[[], T]) -> T:
-    """Call ``fn`` in a new thread that lives in ``netns``; return its result or raise."""
-    box: list[tuple[bool, Any]] = []
-
-    def body() -> None:
-        try:
-            setns_net(netns)
-            box.append((True, fn()))
-        except BaseException as exc:
-            box.append((False, exc))
-
-    t = threading.Thread(target=body, name=f"in-{netns}")
-    t.start()
-    t.join()
-    ok, value = box[0]
-    if not ok:
-        raise value
-    return cast(T, value)
 
 
 def can_connect(netns: str, address: str, port: int, timeout: float = 1.0) -> bool:
