@@ -1,5 +1,33 @@
-"""Checkers: pure functions of a history giving pass / fail / unknown."""
+"""Checkers: pure functions of a history giving pass / fail / unknown.
 
+Each checker is a frozen dataclass with a ``name`` and ``check(history) -> CheckResult``.
+Call it through :func:`run_checker` (or :func:`check_all`) so that a checker that raises
+gives an unknown verdict instead of ending the run.
+
+- :class:`Availability`: ok fraction per fault window and steady state.
+- :class:`Latency`: percentiles from intended start; unknown outcomes count as infinite.
+- :class:`LostWrites`: acknowledged register writes missing from the final reads.
+- :class:`StaleReads`: reads of overwritten, never-written or failed-write values.
+- :class:`Linearizable`: per-key WGL search over read / write / cas.
+"""
+
+from ._availability import Availability
 from ._base import Checker, CheckResult, Verdict, run_checker
+from ._latency import Latency
+from ._linearizable import Linearizable
+from ._lost_writes import LostWrites
+from ._run import check_all
+from ._stale_reads import StaleReads
 
-__all__ = ["CheckResult", "Checker", "Verdict", "run_checker"]
+__all__ = [
+    "Availability",
+    "CheckResult",
+    "Checker",
+    "Latency",
+    "Linearizable",
+    "LostWrites",
+    "StaleReads",
+    "Verdict",
+    "check_all",
+    "run_checker",
+]

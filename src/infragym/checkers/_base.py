@@ -42,9 +42,14 @@ class CheckResult:
 
 
 class Checker(Protocol):
-    """A checker has a name and judges a finished history (ops and fault events)."""
+    """A checker has a name and judges a finished history (ops and fault events).
 
-    name: str
+    ``name`` is a read-only property so frozen dataclasses satisfy the protocol; a class
+    with a plain (settable) ``name`` attribute satisfies it too.
+    """
+
+    @property
+    def name(self) -> str: ...
 
     def check(self, history: History) -> CheckResult: ...
 

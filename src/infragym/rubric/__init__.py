@@ -1,0 +1,18 @@
+"""Rubrics: weighted criteria with gates that turn check results into a reward in [0, 1].
+
+A grader runs checkers (see :mod:`infragym.checkers`), then scores their results::
+
+    rubric = Rubric([
+        Criterion("linearizable", gate=True, weight=0),   # the functional contract
+        Criterion("lost-writes", weight=3),
+        Criterion("availability", weight=2),
+        Criterion("latency", weight=1),
+    ])
+    reward = rubric.score(check_all(checkers, history))   # RewardResult, persisted as JSON
+"""
+
+from ._criterion import Criterion, ScoreFn
+from ._result import CriterionScore, RewardResult
+from ._rubric import Rubric
+
+__all__ = ["Criterion", "CriterionScore", "RewardResult", "Rubric", "ScoreFn"]
