@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,25 +58,31 @@ def default_checkers(history: History, slo: float, p99: float | None) -> list[Ch
     return checkers
 
 
+def strict_json(value: object) -> object:
+    """Non-finite floats as strings ("inf"), so strict JSON parsers accept the output."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     history = History.read_jsonl(args.history)
     results = check_all(default_checkers(history, args.slo, args.p99), history)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    n: {
-                        "verdict": r.verdict.value,
-                        "score": r.score,
-                        "explanation": r.explanation,
-                        "metrics": dict(r.metrics),
-                    }
-                    for n, r in results.items()
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        out = {
+            n: {
+                "verdict": r.verdict.value,
+                "score": r.score,
+                "explanation": r.explanation,
+                "metrics": dict(r.metrics),
+            }
+            for n, r in results.items()
+        }
+        print(json.dumps(strict_json(out), indent=2, default=str, allow_nan=False))
     else:
         ops = len(history.operations())
         console.print(f"{args.history}: {ops} operations, {len(history.faults)} fault events")
