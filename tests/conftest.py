@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from infragym.sandbox import Cluster, _cgroup, _state
+from infragym.sandbox import HOST_PYTHON, Cluster, _cgroup, _state
 from infragym.sandbox._sys import list_links, list_netns, mounts_under
 
 ROOT = os.geteuid() == 0
@@ -29,7 +28,7 @@ http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_foreve
 
 
 def start_http(host, port: int = 8080):  # type: ignore[no-untyped-def]
-    p = host.spawn("http", [sys.executable, "-c", HTTP_SERVER, "0.0.0.0", str(port)])
+    p = host.spawn("http", [HOST_PYTHON, "-c", HTTP_SERVER, "0.0.0.0", str(port)])
     host.wait_port(port)
     return p
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_no_leftovers, leftovers, needs_root, start_http
 
 from infragym import ConfigError, PrivilegeError, ProcessError
-from infragym.sandbox import Cluster, Limits, cleanup
+from infragym.sandbox import HOST_PYTHON, Cluster, Limits, cleanup
 
 pytestmark = needs_root
 
@@ -58,7 +58,7 @@ def test_mount_view_shows_only_own_dirs(cluster3: Cluster) -> None:
 
 def test_process_output_signal_and_stop(cluster3: Cluster) -> None:
     h = cluster3.hosts[0]
-    p = h.spawn("echoer", [sys.executable, "-u", "-c",
+    p = h.spawn("echoer", [HOST_PYTHON, "-u", "-c",
                            "import signal,sys,time\n"
                            "signal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n"
                            "print('hello', flush=True)\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -26,7 +26,7 @@ from ..checkers import (
 )
 from ..history import Clock, FaultAction, History
 from ..nemesis import Nemesis, random_schedule
-from ..sandbox import Cluster
+from ..sandbox import HOST_PYTHON, Cluster
 from ..workload import KVGenerator, Mix, Runner, Stream, final_read_stream
 
 PORT = 8080
@@ -45,7 +45,10 @@ def run_demo(
     with Cluster(3, artifacts_dir=out_dir) as cluster:
         peers = ",".join(h.address for h in cluster.hosts)
         for h in cluster.hosts:
-            h.spawn("kv", [sys.executable, str(SERVER), str(PORT), peers, h.address])
+            # the script is copied into the host's own /srv/etc: the host runs as an
+            # unprivileged user that may not read this package's directory
+            shutil.copy(SERVER, h.etc_dir / SERVER.name)
+            h.spawn("kv", [HOST_PYTHON, f"/srv/etc/{SERVER.name}", str(PORT), peers, h.address])
         for h in cluster.hosts:
             h.wait_port(PORT)
         console.print(

@@ -6,9 +6,10 @@ The sandbox knows nothing of tasks, faults or workloads; every layer above build
 from ._cgroup import Limits, cgroup_v1_available
 from ._cleanup import CleanupReport, cleanup
 from ._cluster import MAX_HOSTS, Cluster
-from ._host import Host, HostProcess, ServiceSpec
+from ._host import HOST_PYTHON, Host, HostProcess, ServiceSpec
 
 __all__ = [
+    "HOST_PYTHON",
     "MAX_HOSTS",
     "CleanupReport",
     "Cluster",

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import CapabilityError, ResourceError
+from .._errors import CapabilityError, ConfigError, ResourceError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpu", "freezer")
@@ -37,6 +38,20 @@ class Limits:
     pids: int = 512
     memory_bytes: int = 1 << 30
     cpu: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pids, int) or self.pids < 8:
+            raise ConfigError(f"Limits.pids must be an integer >= 8, not {self.pids!r}")
+        if not isinstance(self.memory_bytes, int) or self.memory_bytes < 16 << 20:
+            raise ConfigError(
+                f"Limits.memory_bytes must be an integer >= 16 MiB, not {self.memory_bytes!r}"
+            )
+        if not isinstance(self.cpu, (int, float)) or not (
+            self.cpu == 0 or 0.01 <= self.cpu <= 1024
+        ):
+            raise ConfigError(
+                f"Limits.cpu must be 0 (unlimited) or between 0.01 and 1024 cores, not {self.cpu!r}"
+            )
 
 
 class HostCgroup:
@@ -97,27 +112,45 @@ class HostCgroup:
                 raise ResourceError(f"cgroup {self.relpath} did not reach {state} within 5 s")
             time.sleep(0.001)
 
-    def kill_all(self, timeout: float = 5.0) -> int:
-        """SIGKILL every process until the cgroup is empty; returns how many were killed."""
+    def kill_all(self, timeout: float = 5.0, spare_first: Collection[int] = ()) -> int:
+        """SIGKILL every process until the cgroup is empty; returns how many were killed.
+
+        ``spare_first`` are killed last (bwrap's monitors: left alive a moment, each reaps
+        the init of its PID namespace instead of orphaning it to the machine's init). A
+        frozen cgroup is thawed so the kills land, then frozen again: a crash during a
+        pause leaves the host paused (and empty).
+        """
         killed: set[int] = set()
+        was_frozen = self.frozen()
         deadline = time.monotonic() + timeout
-        while True:
-            pids = self.pids()
-            if not pids:
-                return len(killed)
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.add(pid)
-                except ProcessLookupError:
-                    pass
-            if self.frozen():
-                self.thaw()
-            if time.monotonic() > deadline:
-                raise ResourceError(
-                    f"processes {pids} of cgroup {self.relpath} survived SIGKILL for {timeout} s"
-                )
-            time.sleep(0.002)
+        spare = set(spare_first)
+        spare_until = time.monotonic() + min(1.0, timeout / 2) if spare else 0.0
+        try:
+            while True:
+                pids = self.pids()
+                if not pids:
+                    return len(killed)
+                if spare and (set(pids) <= spare or time.monotonic() > spare_until):
+                    spare = set()
+                for pid in pids:
+                    if pid in spare:
+                        continue
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.add(pid)
+                    except ProcessLookupError:
+                        pass
+                if self.frozen():
+                    self.thaw()
+                if time.monotonic() > deadline:
+                    raise ResourceError(
+                        f"processes {pids} of cgroup {self.relpath} survived SIGKILL for "
+                        f"{timeout} s"
+                    )
+                time.sleep(0.002)
+        finally:
+            if was_frozen and self.exists():
+                self.freeze()
 
     def signal_all(self, sig: int) -> None:
         for pid in self.pids():
@@ -130,6 +163,8 @@ class HostCgroup:
         """Kill what is left and remove the directories (idempotent)."""
         if not self.exists():
             return
+        if self.frozen():
+            self.thaw()
         self.kill_all()
         for d in self.dirs.values():
             _rmdir_retry(d)
@@ -176,6 +211,8 @@ def remove_run_tree(run_id: str) -> int:
         hosts.update(p.name for p in d.iterdir() if p.is_dir())
     for h in sorted(hosts):
         cg = HostCgroup(f"{PARENT}/{run_id}/{h}")
+        if cg.frozen():
+            cg.thaw()
         killed += cg.kill_all()
         for d in cg.dirs.values():
             _rmdir_retry(d)

@@ -8,7 +8,9 @@ are recognised by the run id in their names and removed too.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import _cgroup, _state
 from ._sys import ip_batch, list_links, list_netns, mounts_under, umount
@@ -55,6 +57,27 @@ class CleanupReport:
         return text
 
 
+def _stray_files() -> list[Path]:
+    """Temporary files of writers killed mid-write, and locks whose owner is unreadable."""
+    out: list[Path] = []
+    if _state.STATE_DIR.exists():
+        out += [
+            p
+            for p in _state.STATE_DIR.iterdir()
+            if p.is_file() and (p.name.startswith(".") or p.suffix == ".tmp")
+        ]
+    subnets = _state.STATE_DIR / "subnets"
+    if subnets.exists():
+        out += [p for p in subnets.iterdir() if p.name.startswith(".")]
+        for p in subnets.iterdir():
+            try:
+                if not p.name.startswith(".") and not _state.valid_run_id(p.read_text().strip()):
+                    out.append(p)
+            except OSError:
+                continue
+    return out
+
+
 def _candidate_runs() -> set[str]:
     ids = {r.run_id for r in _state.all_records()}
     ids |= _cgroup.all_run_ids()
@@ -63,12 +86,18 @@ def _candidate_runs() -> set[str]:
     if _state.DATA_ROOT.exists():
         ids |= {p.name for p in _state.DATA_ROOT.iterdir() if p.is_dir()}
     ids |= set(_state.subnet_owners().values())
-    return ids
+    # never act on anything that is not exactly a run id: an empty or odd name would
+    # otherwise make the sweep touch DATA_ROOT itself or someone else's objects
+    return {i for i in ids if _state.valid_run_id(i)}
 
 
 def cleanup(everything: bool = False) -> CleanupReport:
     """Remove the leftovers of dead runs (of all runs if ``everything``)."""
     report = CleanupReport()
+    for path in _stray_files():
+        if _owner_dead_long_enough(path):
+            path.unlink(missing_ok=True)
+            report.directories.append(str(path))
     for run_id in sorted(_candidate_runs()):
         rec = _state.RunRecord.load(run_id)
         if rec is not None and rec.owner_alive() and not everything:
@@ -84,7 +113,17 @@ def cleanup(everything: bool = False) -> CleanupReport:
     return report
 
 
+def _owner_dead_long_enough(path: Path) -> bool:
+    """A stray file may belong to a writer that is about to rename it: leave fresh ones."""
+    try:
+        return time.time() - path.stat().st_mtime > 10.0
+    except OSError:
+        return False
+
+
 def _sweep_run(run_id: str, report: CleanupReport) -> None:
+    if not _state.valid_run_id(run_id):
+        raise ValueError(f"refusing to sweep {run_id!r}: not a run id")
     try:
         n_cg = len(_cgroup.run_cgroups(run_id))
         report.processes += _cgroup.remove_run_tree(run_id)

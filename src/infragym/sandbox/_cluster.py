@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import ipaddress
+import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import threading
-import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TypeVar
@@ -27,7 +28,7 @@ from typing import TypeVar
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
-from ._host import FAKETIME_LIB, Host
+from ._host import FAKETIME_LIB, HOST_GID, HOST_UID, Host
 from ._netns import run_in_netns, socket_in_netns
 from ._sys import (
     NETNS_DIR,
@@ -46,12 +47,19 @@ CLIENT = "client"
 CLIENT_INDEX = 99
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 T = TypeVar("T")
-_LIVE: weakref.WeakSet[Cluster] = weakref.WeakSet()
-_handlers_installed = False
+# strong references: a cluster nobody holds any more must still be removed at exit
+_LIVE: set[Cluster] = set()
+_atexit_installed = False
+_signals_installed = False
 _handlers_lock = threading.Lock()
+_TEARDOWN_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def _validate_names(hosts: int | Sequence[str]) -> list[str]:
+    if isinstance(hosts, str) or not isinstance(hosts, (int, Sequence)):
+        raise ConfigError(f"hosts must be a number of hosts or a list of names, not {hosts!r}")
+    if isinstance(hosts, bool):
+        raise ConfigError(f"hosts must be a number of hosts or a list of names, not {hosts!r}")
     if isinstance(hosts, int):
         if not 1 <= hosts <= MAX_HOSTS:
             raise ConfigError(f"a cluster has 1 to {MAX_HOSTS} hosts, not {hosts}")
@@ -86,6 +94,7 @@ class Cluster:
         *,
         limits: Limits | None = None,
         data_size: int = 256 << 20,
+        scratch_size: int = 64 << 20,
         artifacts_dir: str | Path | None = None,
         faketime: bool = False,
     ) -> None:
@@ -96,22 +105,29 @@ class Cluster:
                 "`apt-get install -y faketime` or run ./setup.sh"
             )
         self.faketime = faketime
-        if data_size < 1 << 20:
-            raise ConfigError(f"data_size must be at least 1 MiB, not {data_size}")
+        for what, size in (("data_size", data_size), ("scratch_size", scratch_size)):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1 << 20:
+                raise ConfigError(f"{what} must be a whole number of bytes >= 1 MiB, not {size!r}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigError(f"limits must be a Limits, not {limits!r}")
         self.limits = limits or Limits()
         self.data_size = data_size
+        self.scratch_size = scratch_size
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
-        self.run_id = _state.new_run_id()
+        self._set_run_id(_state.new_run_id())
         self.hosts: list[Host] = []
         self.subnet: ipaddress.IPv4Network | None = None
-        self.bridge = _state.bridge_name(self.run_id)
-        self.root = _state.DATA_ROOT / self.run_id
-        self.client_netns = _state.netns_name(self.run_id, CLIENT)
         self.client_address = ""
         self._record: _state.RunRecord | None = None
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
+
+    def _set_run_id(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.bridge = _state.bridge_name(run_id)
+        self.root = _state.DATA_ROOT / run_id
+        self.client_netns = _state.netns_name(run_id, CLIENT)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -119,20 +135,36 @@ class Cluster:
         if self._started:
             raise ResourceError(f"cluster {self.run_id} was already started")
         require_root("building a cluster")
-        tools = require_tools("ip", "bwrap")
-        self._started = True
+        tools = require_tools("ip", "bwrap", "setpriv")
         _install_handlers()
-        _LIVE.add(self)
+        with _blocked_signals():
+            self._claim()
+            self._started = True
+            _LIVE.add(self)
         try:
-            self._build(tools["bwrap"])
+            self._build(tools["bwrap"], tools["setpriv"])
         except BaseException:
             self.close()
             raise
         return self
 
-    def _build(self, bwrap: str) -> None:
+    def _claim(self) -> None:
+        """Take a run id no other run holds, recorded on disk before anything is made."""
+        for _ in range(64):
+            rec = _state.new_record(self.run_id, None, self.names)
+            if rec.claim():
+                self._record = rec
+                return
+            self._set_run_id(_state.new_run_id())
+        raise ResourceError(
+            f"could not claim a free run id in {_state.STATE_DIR}; "
+            "run `infragym cleanup` to remove the records of dead runs"
+        )
+
+    def _build(self, bwrap: str, setpriv: str) -> None:
+        assert self._record is not None
         self.subnet = _state.allocate_subnet(self.run_id)
-        self._record = _state.new_record(self.run_id, self.subnet, self.names)
+        self._record.subnet = str(self.subnet)
         self._record.save()
         addrs = list(self.subnet.hosts())
         prefix = self.subnet.prefixlen
@@ -147,23 +179,34 @@ class Cluster:
                     self.root / name,
                     cg,
                     bwrap,
+                    setpriv,
                 )
             )
         self.client_address = str(addrs[-1])
         ends = [(h.netns, h.index, h.address) for h in self.hosts]
         ends.append((self.client_netns, CLIENT_INDEX, self.client_address))
         lines = [f"netns add {ns}" for ns, _, _ in ends]
-        lines += [f"link add {self.bridge} type bridge", f"link set {self.bridge} up"]
+        # no IPv6 link-local addresses anywhere: a partition drops IPv4, and the bridge
+        # must not give hosts a path into the root namespace
+        lines += [
+            f"link add {self.bridge} type bridge",
+            f"link set {self.bridge} addrgenmode none",
+            f"link set {self.bridge} up",
+        ]
         for ns, index, _ in ends:
             veth = _state.veth_name(self.run_id, index)
             lines += [
                 f"link add {veth} type veth peer name eth0 netns {ns}",
+                f"link set {veth} addrgenmode none",
                 f"link set {veth} master {self.bridge} up",
             ]
         ip_batch(lines)
         procs = []
         for ns, _, address in ends:
-            script = f"addr add {address}/{prefix} dev eth0\nlink set eth0 up\nlink set lo up\n"
+            script = (
+                f"link set eth0 addrgenmode none\naddr add {address}/{prefix} dev eth0\n"
+                "link set eth0 up\nlink set lo up\n"
+            )
             p = subprocess.Popen(
                 ["ip", "-n", ns, "-batch", "-"],
                 stdin=subprocess.PIPE,
@@ -180,34 +223,55 @@ class Cluster:
         )
         for h in self.hosts:
             h.cgroup.create(self.limits)
-            for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir):
-                d.mkdir(parents=True, exist_ok=True)
+            # the host's scratch disk (logs, etc, tmp) and its data disk are sized tmpfs, so
+            # a host cannot fill the machine's disk; DiskFull shrinks the data one
+            h.root.mkdir(parents=True, exist_ok=True)
+            mount_tmpfs(h.root, self.scratch_size, mode=0o755)
+            for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir, h.platform_dir):
+                d.mkdir(exist_ok=True)
+            for d in (h.logs_dir, h.etc_dir):
+                os.chown(d, HOST_UID, HOST_GID)
             h.tmp_dir.chmod(0o1777)
-            mount_tmpfs(h.data_dir, self.data_size)
+            mount_tmpfs(h.data_dir, self.data_size, mode=0o755, uid=HOST_UID, gid=HOST_GID)
+            (h.platform_dir / "hosts").write_text(hosts_file)
             if self.faketime:
                 h.faketime = True
                 h.set_clock_offset(0.0)
-            (h.etc_dir / "hosts").write_text(hosts_file)
         for ns, p in procs:
             assert p.stderr is not None
             err = p.stderr.read()
             p.stderr.close()
             if p.wait() != 0:
                 raise ResourceError(f"cannot configure the network of {ns}: {err}")
+        for ns, _, _ in ends:
+            # services run without capabilities; let them bind ports below 1024 anyway
+            run_in_netns(ns, _allow_low_ports)
 
     def close(self) -> None:
-        """Remove every process, namespace, link, cgroup, mount and directory. Idempotent."""
-        with self._lock:
+        """Remove every process, namespace, link, cgroup, mount and directory. Idempotent.
+
+        SIGINT, SIGTERM and SIGHUP are held back until teardown is over (then delivered),
+        so a Ctrl-C cannot leave a half-removed cluster; a concurrent call waits for this
+        one to finish.
+        """
+        with self._lock, _blocked_signals():
             if self._closed or not self._started:
                 self._closed = True
                 return
-            self._closed = True
+            try:
+                self._teardown()
+            finally:
+                self._closed = True
+                _LIVE.discard(self)
+
+    def _teardown(self) -> None:
         errors: list[str] = []
         for h in self.hosts:
             try:
+                if h.cgroup.frozen():
+                    h.cgroup.thaw()
+                h.kill_all()
                 h.cgroup.remove()
-                for p in h.processes:
-                    p.popen.poll()
             except Exception as exc:
                 errors.append(f"cgroup of {h.name}: {exc}")
         self._save_artifacts(errors)
@@ -239,7 +303,6 @@ class Cluster:
             self._record.remove()
         elif self.subnet is not None:
             _state.release_subnet(str(self.subnet))
-        _LIVE.discard(self)
         if errors:
             raise ResourceError(
                 f"cluster {self.run_id} was not fully removed ({'; '.join(errors)}); "
@@ -306,27 +369,56 @@ async def _call(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
 
 
+def _allow_low_ports() -> None:
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as fh:
+        fh.write("0")
+
+
 def _close_all() -> None:
     for c in list(_LIVE):
-        try:
+        with contextlib.suppress(Exception):
             c.close()
-        except Exception:
-            pass
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _forget_in_child() -> None:
+    # a forked child must not tear down its parent's clusters when it exits
+    _LIVE.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+@contextlib.contextmanager
+def _blocked_signals() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back (main thread only: Python handles them there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _TEARDOWN_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _install_handlers() -> None:
-    """Make SIGTERM unwind like Ctrl-C does, and close live clusters at exit."""
-    global _handlers_installed
+    """Close live clusters at exit; make SIGTERM and SIGHUP unwind like Ctrl-C does.
+
+    Signal handlers can only be set from the main thread: a cluster started elsewhere
+    leaves them for the next start from the main thread.
+    """
+    global _atexit_installed, _signals_installed
     with _handlers_lock:
-        if _handlers_installed:
+        if not _atexit_installed:
+            atexit.register(_close_all)
+            _atexit_installed = True
+        if _signals_installed or threading.current_thread() is not threading.main_thread():
             return
-        _handlers_installed = True
-        atexit.register(_close_all)
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(
-            signal.SIGTERM
-        ) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, _on_sigterm)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _on_signal)
+        _signals_installed = True

@@ -1,19 +1,30 @@
 """One host of a cluster: a network namespace, a mount view, a cgroup and its processes.
 
 A process on a host is started by forking, joining the host's cgroups and network
-namespace in the child before exec, then exec'ing bubblewrap, which gives the process the
-host's mount view: its own directories at ``/srv/data``, ``/srv/logs``, ``/srv/etc``, its
-own ``/tmp`` and ``/etc/hosts``, its hostname, and no sight of other hosts' directories.
-bwrap execs the command in place (no pid namespace), so the child we fork *is* the service
-and heads its own process group.
+namespace in the child before exec, then exec'ing bubblewrap and setpriv. What runs on a
+host is untrusted (in grading it is the agent's system), so it gets:
+
+- its own PID, UTS and IPC namespaces (it sees only its own processes, has the host's
+  hostname);
+- a read-only view of the machine's filesystem with the host's own writable directories at
+  ``/srv/data`` (the host's disk), ``/srv/logs``, ``/srv/etc`` and ``/tmp``, its own
+  ``/etc/hosts``, and a private ``/run``; other hosts' directories, the run state,
+  ``/run/netns`` and the cgroup filesystem are hidden;
+- uid ``nobody`` with no capabilities and ``no_new_privs``; binding ports below 1024 still
+  works because each host namespace sets ``ip_unprivileged_port_start`` to 0.
+
+``HostProcess.pid`` is bwrap's monitor process; the command runs under it in the PID
+namespace, in the same process group, and every process of the host is in its cgroup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +36,15 @@ from ._netns import enter_netns, socket_in_netns
 from ._sys import can_connect
 
 VIEW_ROOT = "/srv"
+HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Debian's python: the platform's own interpreter (a virtualenv, pyenv under /root) may
+# not be readable by the unprivileged user host processes run as
+HOST_PYTHON = "/usr/bin/python3"
+HOST_UID = 65534  # nobody
+HOST_GID = 65534  # nogroup
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 FAKETIME_FILE = "faketime.rc"
+FAKETIME_VIEW_PATH = "/run/infragym-faketime.rc"
 
 
 @dataclass(frozen=True)
@@ -82,13 +100,22 @@ class HostProcess:
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM the process group, then SIGKILL it if it has not exited in ``timeout``."""
+        if self.popen.poll() is None and self.host.cgroup.frozen():
+            raise ProcessError(
+                f"cannot stop {self.name!r}: host {self.host.name} is paused; resume it first"
+            )
         if self.popen.poll() is None:
             self.signal(signal.SIGTERM)
             try:
                 return self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
-        return self.popen.wait(5.0)
+        try:
+            return self.popen.wait(5.0)
+        except subprocess.TimeoutExpired:
+            raise ProcessError(
+                f"process {self.name!r} on host {self.host.name} survived SIGKILL for 5 s"
+            ) from None
 
     def output(self, max_bytes: int = 1 << 20) -> str:
         """The tail of what the process wrote (stdout and stderr, interleaved)."""
@@ -118,6 +145,7 @@ class Host:
         root: Path,
         cgroup: HostCgroup,
         bwrap: str,
+        setpriv: str = "setpriv",
     ) -> None:
         self.name = name
         self.index = index
@@ -126,12 +154,16 @@ class Host:
         self.root = root
         self.cgroup = cgroup
         self._bwrap = bwrap
+        self._setpriv = setpriv
+        self._lock = threading.RLock()
+        self._restart_pending = False
         self.processes: list[HostProcess] = []
         self.services: dict[str, ServiceSpec] = {}
         self.data_dir = root / "data"
         self.logs_dir = root / "logs"
         self.etc_dir = root / "etc"
         self.tmp_dir = root / "tmp"
+        self.platform_dir = root / ".infragym"  # platform files, outside the host's view
         self.faketime = False
 
     def __repr__(self) -> str:
@@ -143,40 +175,50 @@ class Host:
         r = self.root
         argv = [
             self._bwrap,
-            "--dev-bind",
-            "/",
-            "/",
-            "--tmpfs",
-            str(r.parent.parent),
-            "--tmpfs",
-            VIEW_ROOT,
-            "--bind",
-            str(r / "data"),
-            f"{VIEW_ROOT}/data",
-            "--bind",
-            str(r / "logs"),
-            f"{VIEW_ROOT}/logs",
-            "--bind",
-            str(r / "etc"),
-            f"{VIEW_ROOT}/etc",
-            "--bind",
-            str(r / "tmp"),
-            "/tmp",
-            "--ro-bind",
-            str(r / "etc" / "hosts"),
-            "/etc/hosts",
-            "--unshare-uts",
-            "--hostname",
-            self.name,
-            "--unshare-ipc",
-        ]
+            "--ro-bind", "/", "/",
+            "--dev", "/dev",
+            "--perms", "1777", "--tmpfs", "/dev/shm",
+            "--proc", "/proc",
+            "--tmpfs", "/run",
+            "--tmpfs", "/sys/fs/cgroup",
+            "--tmpfs", str(r.parent.parent),
+            "--tmpfs", VIEW_ROOT,
+            "--bind", str(r / "data"), f"{VIEW_ROOT}/data",
+            "--bind", str(r / "logs"), f"{VIEW_ROOT}/logs",
+            "--bind", str(r / "etc"), f"{VIEW_ROOT}/etc",
+            "--bind", str(r / "tmp"), "/tmp",
+            "--ro-bind", str(self.platform_dir / "hosts"), "/etc/hosts",
+            "--unshare-pid", "--unshare-uts", "--unshare-ipc",
+            "--hostname", self.name,
+        ]  # fmt: skip
+        if self.faketime:
+            argv += ["--ro-bind", str(self.platform_dir / FAKETIME_FILE), FAKETIME_VIEW_PATH]
         if spec.cwd is not None:
             argv += ["--chdir", spec.cwd]
-        return [*argv, "--", *spec.argv]
+        argv += [
+            "--", self._setpriv,
+            "--reuid", str(HOST_UID), "--regid", str(HOST_GID), "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+            "--",
+        ]  # fmt: skip
+        if self.faketime:
+            # preload libfaketime into the service only (not bwrap or setpriv, which run
+            # as root); it re-reads the offset file (cached 1 s), so ClockSkew moves the
+            # clock of running processes. Debian's build needs monotonic faked too, or
+            # sleep fails with EINVAL; shared memory off: each process reads the file.
+            argv += [
+                "/usr/bin/env",
+                f"LD_PRELOAD={FAKETIME_LIB}",
+                f"FAKETIME_TIMESTAMP_FILE={FAKETIME_VIEW_PATH}",
+                "FAKETIME_CACHE_DURATION=1",
+                "FAKETIME_DONT_FAKE_MONOTONIC=0",
+                "FAKETIME_DISABLE_SHM=1",
+            ]
+        return [*argv, *spec.argv]
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:
         env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "PATH": HOST_PATH,
             "LANG": "C.UTF-8",
             "HOME": "/tmp",
             "INFRAGYM_HOST": self.name,
@@ -185,17 +227,6 @@ class Host:
             "INFRAGYM_LOG_DIR": f"{VIEW_ROOT}/logs",
             "INFRAGYM_ETC_DIR": f"{VIEW_ROOT}/etc",
         }
-        if self.faketime:
-            # libfaketime re-reads this file (cached 1 s), so ClockSkew can move the clock
-            # of running processes; Debian's build needs monotonic faked too, or sleep fails
-            env.update(
-                {
-                    "LD_PRELOAD": FAKETIME_LIB,
-                    "FAKETIME_TIMESTAMP_FILE": f"{VIEW_ROOT}/etc/{FAKETIME_FILE}",
-                    "FAKETIME_CACHE_DURATION": "1",
-                    "FAKETIME_DONT_FAKE_MONOTONIC": "0",
-                }
-            )
         env.update(spec.env)
         return env
 
@@ -206,9 +237,15 @@ class Host:
                 f"host {self.name} was built without libfaketime; clock skew applies only to "
                 "processes started with it: create the cluster with Cluster(..., faketime=True)"
             )
-        tmp = self.etc_dir / (FAKETIME_FILE + ".tmp")
-        tmp.write_text(f"{seconds:+.3f}\n")
-        tmp.replace(self.etc_dir / FAKETIME_FILE)
+        # written in place (not renamed): the file is bind-mounted read-only into the
+        # host's view, and a bind mount follows the inode
+        fd = os.open(
+            self.platform_dir / FAKETIME_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
+        )
+        try:
+            os.write(fd, f"{seconds:+.3f}\n".encode())
+        finally:
+            os.close(fd)
 
     def _preexec(self) -> None:
         pid = str(os.getpid())
@@ -254,14 +291,21 @@ class Host:
         spec = ServiceSpec(name, tuple(argv), dict(env or {}), cwd)
         if not name or "/" in name or name.startswith("."):
             raise ConfigError(f"invalid process name {name!r}: use letters, digits, - and _")
-        log_path = self.logs_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            popen = self._popen(spec, log.fileno(), subprocess.STDOUT)
-        proc = HostProcess(self, spec, popen, log_path)
-        self.processes.append(proc)
-        if service:
-            self.services[name] = spec
-        return proc
+        with self._lock:
+            self._check_not_frozen(f"start {name!r}")
+            log_path = self.logs_dir / f"{name}.log"
+            with log_path.open("ab") as log:
+                popen = self._popen(spec, log.fileno(), subprocess.STDOUT)
+            proc = HostProcess(self, spec, popen, log_path)
+            self.processes.append(proc)
+            if service:
+                self.services[name] = spec
+            return proc
+
+    def _check_not_frozen(self, what: str) -> None:
+        # a child joining a frozen cgroup freezes before exec and Popen never returns
+        if self.cgroup.frozen():
+            raise ProcessError(f"cannot {what} on host {self.name}: it is paused; resume it first")
 
     def run(
         self,
@@ -272,22 +316,33 @@ class Host:
         input: bytes | None = None,
         cwd: str | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run a command on the host to completion; its whole group is killed on timeout."""
+        """Run a command on the host to completion; it and its children die on timeout.
+
+        The command has its own PID namespace, so killing it on timeout kills every process
+        it started, even ones that left its process group.
+        """
         spec = ServiceSpec("run", tuple(argv), dict(env or {}), cwd)
-        popen = self._popen(
-            spec,
-            subprocess.PIPE,
-            subprocess.PIPE,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        )
+        with self._lock:
+            self._check_not_frozen(f"run `{' '.join(argv)}`")
+            popen = self._popen(
+                spec,
+                subprocess.PIPE,
+                subprocess.PIPE,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            )
         try:
             out, err = popen.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            popen.communicate()
+            try:
+                popen.communicate(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                for f in (popen.stdin, popen.stdout, popen.stderr):
+                    if f is not None:
+                        f.close()
+                popen.kill()
+                popen.wait(5.0)
             raise ProcessError(
                 f"`{' '.join(argv)}` on host {self.name} did not finish within {timeout} s "
                 "and was killed with its children"
@@ -299,36 +354,48 @@ class Host:
         return self.cgroup.pids()
 
     def reap(self) -> None:
-        for p in self.processes:
-            p.popen.poll()
-        self.processes = [p for p in self.processes if p.popen.returncode is None]
+        with self._lock:
+            for p in self.processes:
+                p.popen.poll()
+            self.processes = [p for p in self.processes if p.popen.returncode is None]
 
     def kill_all(self) -> int:
-        """SIGKILL every process of the host (a crash). Returns how many were killed."""
-        n = self.cgroup.kill_all()
-        for p in self.processes:
-            try:
-                p.popen.wait(2.0)
-            except subprocess.TimeoutExpired:
-                pass
-        self.reap()
-        return n
+        """SIGKILL every process of the host (a crash); a paused host stays paused."""
+        with self._lock:
+            monitors = [p.pid for p in self.processes if p.popen.poll() is None]
+            n = self.cgroup.kill_all(spare_first=monitors)
+            for p in self.processes:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.popen.wait(2.0)
+            self.reap()
+            return n
 
     def restart(self) -> list[HostProcess]:
-        """Start again every service that is not running (after a crash)."""
-        self.reap()
-        running = {p.name for p in self.processes}
-        return [
-            self.spawn(s.name, s.argv, env=s.env, cwd=s.cwd)
-            for s in list(self.services.values())
-            if s.name not in running
-        ]
+        """Start again every service that is not running (after a crash).
+
+        On a paused host the restart waits until :meth:`thaw`.
+        """
+        with self._lock:
+            if self.cgroup.frozen():
+                self._restart_pending = True
+                return []
+            self._restart_pending = False
+            self.reap()
+            running = {p.name for p in self.processes}
+            return [
+                self.spawn(s.name, s.argv, env=s.env, cwd=s.cwd)
+                for s in list(self.services.values())
+                if s.name not in running
+            ]
 
     def freeze(self) -> None:
         self.cgroup.freeze()
 
     def thaw(self) -> None:
-        self.cgroup.thaw()
+        with self._lock:
+            self.cgroup.thaw()
+            if self._restart_pending:
+                self.restart()
 
     def log(self, name: str, max_bytes: int = 1 << 20) -> str:
         return read_tail(self.logs_dir / f"{name}.log", max_bytes)

@@ -30,6 +30,11 @@ def new_run_id() -> str:
     return secrets.token_hex(3)
 
 
+def valid_run_id(run_id: str) -> bool:
+    """Exactly six lowercase hex digits: anything else is not ours to touch."""
+    return len(run_id) == 6 and all(c in "0123456789abcdef" for c in run_id)
+
+
 def netns_name(run_id: str, host: str) -> str:
     return f"{NETNS_PREFIX}{run_id}-{host}"
 
@@ -45,7 +50,7 @@ def veth_name(run_id: str, index: int) -> str:
 def run_id_of_link(name: str) -> str | None:
     if name.startswith(LINK_PREFIX) and len(name) >= len(LINK_PREFIX) + 7:
         rid = name[len(LINK_PREFIX) : len(LINK_PREFIX) + 6]
-        if all(c in "0123456789abcdef" for c in rid) and name[len(LINK_PREFIX) + 6] in "bv":
+        if valid_run_id(rid) and name[len(LINK_PREFIX) + 6] in "bv":
             return rid
     return None
 
@@ -53,7 +58,7 @@ def run_id_of_link(name: str) -> str | None:
 def run_id_of_netns(name: str) -> str | None:
     if name.startswith(NETNS_PREFIX) and len(name) > len(NETNS_PREFIX) + 7:
         rid = name[len(NETNS_PREFIX) : len(NETNS_PREFIX) + 6]
-        if name[len(NETNS_PREFIX) + 6] == "-":
+        if name[len(NETNS_PREFIX) + 6] == "-" and valid_run_id(rid):
             return rid
     return None
 
@@ -63,7 +68,7 @@ class RunRecord:
     run_id: str
     owner_pid: int
     owner_start: int | None
-    subnet: str
+    subnet: str | None
     hosts: list[str] = field(default_factory=list)
 
     @property
@@ -76,12 +81,19 @@ class RunRecord:
         tmp.write_text(json.dumps(asdict(self)))
         tmp.replace(self.path)
 
+    def claim(self) -> bool:
+        """Create the record only if no run holds this id (atomically); False on a clash."""
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        return _create_exclusive(self.path, json.dumps(asdict(self)))
+
     def owner_alive(self) -> bool:
         start = pid_start_time(self.owner_pid)
         return start is not None and start == self.owner_start
 
     @classmethod
     def load(cls, run_id: str) -> RunRecord | None:
+        if not valid_run_id(run_id):
+            return None
         try:
             data = json.loads((STATE_DIR / f"{run_id}.json").read_text())
             return cls(**data)
@@ -89,8 +101,9 @@ class RunRecord:
             return None
 
     def remove(self) -> None:
+        if self.subnet is not None:
+            release_subnet(self.subnet)
         self.path.unlink(missing_ok=True)
-        release_subnet(self.subnet)
 
 
 def all_records() -> list[RunRecord]:
@@ -98,7 +111,7 @@ def all_records() -> list[RunRecord]:
         return []
     out = []
     for p in STATE_DIR.glob("*.json"):
-        rec = RunRecord.load(p.stem)
+        rec = RunRecord.load(p.stem) if valid_run_id(p.stem) else None
         if rec is not None:
             out.append(rec)
     return out
@@ -108,6 +121,23 @@ def _subnet_lock(subnet: ipaddress.IPv4Network) -> Path:
     return STATE_DIR / "subnets" / str(subnet.network_address)
 
 
+def _create_exclusive(path: Path, content: str) -> bool:
+    """Write ``content`` to ``path`` only if it does not exist, never leaving it empty.
+
+    The content is written to a private temporary file first and then hard-linked into
+    place, so a reader (or a killed writer) never sees an empty or partial file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_text(content)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def allocate_subnet(run_id: str) -> ipaddress.IPv4Network:
     """Claim a free /24 of 198.18.0.0/15, so concurrent clusters never share addresses."""
     (STATE_DIR / "subnets").mkdir(parents=True, exist_ok=True)
@@ -115,13 +145,8 @@ def allocate_subnet(run_id: str) -> ipaddress.IPv4Network:
     start = int(run_id, 16) % len(subnets)
     for i in range(len(subnets)):
         sn = subnets[(start + i) % len(subnets)]
-        try:
-            fd = os.open(_subnet_lock(sn), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(run_id)
-        return sn
+        if _create_exclusive(_subnet_lock(sn), run_id):
+            return sn
     raise ResourceError(
         f"all {len(subnets)} subnets of {NETWORK} are in use; "
         "run `infragym cleanup` to release those of dead runs"
@@ -142,13 +167,18 @@ def subnet_owners() -> dict[str, str]:
         return {}
     out = {}
     for p in d.iterdir():
+        if p.name.startswith("."):
+            continue
         try:
-            out[p.name] = p.read_text().strip()
+            owner = p.read_text().strip()
         except OSError:
             continue
+        out[p.name] = owner
     return out
 
 
-def new_record(run_id: str, subnet: ipaddress.IPv4Network, hosts: list[str]) -> RunRecord:
+def new_record(run_id: str, subnet: ipaddress.IPv4Network | None, hosts: list[str]) -> RunRecord:
     pid = os.getpid()
-    return RunRecord(run_id, pid, pid_start_time(pid), str(subnet), hosts)
+    return RunRecord(
+        run_id, pid, pid_start_time(pid), None if subnet is None else str(subnet), hosts
+    )

@@ -74,8 +74,10 @@ def can_connect(netns: str, address: str, port: int, timeout: float = 1.0) -> bo
         s.close()
 
 
-def mount_tmpfs(target: Path, size_bytes: int) -> None:
-    opts = f"size={size_bytes},mode=0755".encode()
+def mount_tmpfs(
+    target: Path, size_bytes: int, mode: int = 0o755, uid: int = 0, gid: int = 0
+) -> None:
+    opts = f"size={size_bytes},mode={mode:o},uid={uid},gid={gid}".encode()
     if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", 0, opts) != 0:
         err = ctypes.get_errno()
         raise ResourceError(f"cannot mount a tmpfs on {target}: {os.strerror(err)}")

@@ -1,0 +1,50 @@
+"""Workload: open-loop HTTP clients that record every operation into a history.
+
+A :class:`Stream` pairs a seeded generator with an arrival rate; a :class:`Runner` starts
+each operation at its intended time (no coordinated omission) and records an invoke and a
+completion (``ok`` / ``fail`` / ``info``) on the run's shared clock. How responses and
+errors map to outcomes is tabled in ``_outcome``; the key-value HTTP API that tasks ask
+agents to implement is in ``_clients``::
+
+    PUT /kv/{key} (raw body)  GET /kv/{key} (200 value | 404)  POST /kv/{key}/cas (200 | 409)
+
+Requests go through one keep-alive client per runner: aiohttp by default, or with
+``Runner(..., transport="lean")`` a lean asyncio HTTP/1.1 client that sustains about twice
+the rate per core (``benchmarks/bench_workload.py``); both obey the same outcome rules.
+
+Minimal use::
+
+    async with Runner(history, clock) as runner:
+        await runner.run(Stream(KVGenerator(targets, seed=1), rate=200, duration=30))
+        await runner.final_read(targets)
+"""
+
+from ._clients import KVClient, RequestClient
+from ._generators import FinalReads, KVGenerator, Mix, RequestGenerator, keys_written
+from ._outcome import OVERLOADED, status_outcome
+from ._runner import Runner, RunSummary, final_read_stream, run_workload
+from ._spec import Client, Generator, HttpCall, Op, Result, Stream, Target, parse_targets
+
+__all__ = [
+    "OVERLOADED",
+    "Client",
+    "FinalReads",
+    "Generator",
+    "HttpCall",
+    "KVClient",
+    "KVGenerator",
+    "Mix",
+    "Op",
+    "RequestClient",
+    "RequestGenerator",
+    "Result",
+    "RunSummary",
+    "Runner",
+    "Stream",
+    "Target",
+    "final_read_stream",
+    "keys_written",
+    "parse_targets",
+    "run_workload",
+    "status_outcome",
+]

@@ -1,0 +1,351 @@
+"""The open-loop runner: operations start on schedule, whatever the server does.
+
+A closed-loop client waits for each answer before sending the next request, so a stalled
+server also stalls the load and the stall vanishes from the latency figures (coordinated
+omission). Here operation ``i`` of a stream is *intended* to start at ``start + i / rate``
+and is launched as its own task at that time; the invoke records both the intended and the
+actual start, and latency is measured from the intended one.
+
+Backpressure is explicit, never hidden: when ``max_in_flight`` operations are already
+outstanding, a due operation is recorded at once as an invoke plus a ``fail`` with error
+``"client overloaded"`` (it was never sent), instead of being skipped or delayed.
+
+The run stops by itself: the schedule is bounded by each stream's duration and count,
+every operation by its timeout, and the final drain by ``drain_timeout``; operations still
+in flight after the drain are cancelled and keep their invoke without a completion, which
+``pair_operations`` reads as ``info``.
+
+Several streams run against one history through one scheduler that merges them by intended
+time, so operation ids (and with them the whole op sequence) are the same on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .._errors import ConfigError
+from ..history import Clock, History, OpEvent, OpType
+from ._generators import FinalReads, keys_written
+from ._outcome import OVERLOADED, error_result
+from ._spec import Client, Op, Result, Stream, TargetsLike
+from ._transport import TransportName, make_transport
+
+META_KEY = "workload"
+DEFAULT_TRANSPORT: TransportName = "aiohttp"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Counts of one ``run``.
+
+    ``overloaded`` ops are also counted in ``fail``; ``unfinished`` ops were still in flight
+    when the drain ended and have no completion (they count in neither ok, fail nor info).
+    """
+
+    launched: int
+    ok: int
+    fail: int
+    info: int
+    overloaded: int
+    unfinished: int
+    elapsed: float
+
+
+@dataclass(slots=True)
+class _Plan:
+    stream: Stream
+    client: Client
+    ops: Iterator[Op]
+    count: int
+    base: float
+    connect_timeout: float
+
+
+class Runner:
+    """Drives streams against HTTP services and records every operation in ``history``.
+
+    Use it as ``async with Runner(history, clock) as runner: await runner.run(...)``; the
+    context owns the one HTTP session. ``clock`` must be the clock the nemesis stamps its
+    events with. One runner per history at a time: ids continue from the history's
+    largest, and stream names must be new to the history (they prefix written values).
+
+    ``transport`` picks the HTTP client: ``"aiohttp"`` (the default, the most forgiving
+    parser of odd servers) or ``"lean"`` (``_lean``: about twice the sustained rate per
+    core); both follow the same outcome rules.
+    """
+
+    def __init__(
+        self,
+        history: History,
+        clock: Clock,
+        *,
+        max_in_flight: int = 1000,
+        drain_timeout: float | None = None,
+        transport: TransportName | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if drain_timeout is not None and drain_timeout < 0:
+            raise ConfigError(f"drain_timeout must be >= 0 seconds, got {drain_timeout}")
+        self.history = history
+        self.clock = clock
+        self.max_in_flight = max_in_flight
+        self.drain_timeout = drain_timeout
+        self.transport: TransportName = transport or DEFAULT_TRANSPORT
+        self._transport = make_transport(self.transport, max_in_flight)
+        self._next_id = 0
+        self._in_flight = 0
+        self._counts: Counter[OpType] = Counter()
+        self._error: BaseException | None = None
+        self._open = False
+        self._running = False
+
+    async def __aenter__(self) -> Runner:
+        await self._transport.open()
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._open = False
+        await self._transport.close()
+
+    async def run(self, *streams: Stream) -> RunSummary:
+        """Run the streams concurrently until all are done; returns when drained."""
+        if not self._open:
+            raise RuntimeError("use the Runner as `async with Runner(...) as runner`")
+        if self._running:
+            raise RuntimeError("a Runner runs one run() at a time; pass all streams to it")
+        self._register(streams)
+        self._next_id = max(self._next_id, max((e.id for e in self.history.ops), default=-1) + 1)
+        self._running = True
+        try:
+            return await self._run(streams)
+        finally:
+            self._running = False
+
+    async def _run(self, streams: Sequence[Stream]) -> RunSummary:
+        self._counts.clear()
+        self._error = None
+        t0 = self.clock.now()
+        plans = [
+            _Plan(
+                s,
+                s.resolved_client(),
+                iter(s.generator.ops()),
+                s.count,
+                t0 + s.start,
+                s.timeout / 2,
+            )
+            for s in streams
+        ]
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            launched, overloaded = await self._schedule(plans, tasks)
+            # Tasks start in creation order, so after one turn of the loop every launched
+            # operation has recorded its invoke and none can vanish if cancelled below.
+            await asyncio.sleep(0)
+            unfinished = await self._drain(tasks, max(s.timeout for s in streams))
+        finally:
+            await _cancel(tasks)  # only if run() itself was cancelled or failed
+        if self._error is not None:
+            raise self._error
+        counts = self._counts
+        return RunSummary(
+            launched=launched,
+            ok=counts[OpType.OK],
+            fail=counts[OpType.FAIL],
+            info=counts[OpType.INFO],
+            overloaded=overloaded,
+            unfinished=unfinished,
+            elapsed=self.clock.now() - t0,
+        )
+
+    async def _schedule(
+        self, plans: list[_Plan], tasks: set[asyncio.Task[None]]
+    ) -> tuple[int, int]:
+        """Launch every operation at its intended time; returns (launched, overloaded)."""
+        heap = [(p.base, idx, 0) for idx, p in enumerate(plans) if p.count > 0]
+        heapq.heapify(heap)
+        launched = overloaded = 0
+        while heap and self._error is None:
+            intended, idx, i = heap[0]
+            delay = intended - self.clock.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            heapq.heappop(heap)
+            plan = plans[idx]
+            op = next(plan.ops, None)
+            if op is None:
+                continue
+            if i + 1 < plan.count:
+                heapq.heappush(heap, (plan.base + (i + 1) / plan.stream.rate, idx, i + 1))
+            op_id = self._next_id
+            self._next_id += 1
+            launched += 1
+            if self._in_flight >= self.max_in_flight:
+                overloaded += 1
+                self._overloaded(op_id, op, intended)
+                continue
+            self._in_flight += 1
+            task = asyncio.create_task(self._perform(op_id, op, intended, plan))
+            tasks.add(task)
+            task.add_done_callback(self._done(tasks))
+        return launched, overloaded
+
+    async def final_read(
+        self, targets: TargetsLike, *, rate: float = 200.0, timeout: float = 2.0
+    ) -> RunSummary:
+        """Read every key written so far on every target (run it after the final heal)."""
+        return await self.run(final_read_stream(self.history, targets, rate=rate, timeout=timeout))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _register(self, streams: Sequence[Stream]) -> None:
+        if not streams:
+            raise ConfigError("run() needs at least one stream")
+        meta: list[dict[str, Any]] = self.history.meta.setdefault(META_KEY, [])
+        used = {m.get("name") for m in meta}
+        names = [s.name for s in streams]
+        for name in names:
+            if name in used or names.count(name) > 1:
+                raise ConfigError(
+                    f"stream name {name!r} is already used in this history; give each "
+                    "stream a distinct name (written values are prefixed with it)"
+                )
+        for s in streams:
+            gen = s.generator
+            meta.append(
+                {
+                    "name": s.name,
+                    "generator": type(gen).__name__,
+                    "seed": getattr(gen, "seed", None),
+                    "rate": s.rate,
+                    "duration": s.duration,
+                    "max_ops": s.max_ops,
+                    "timeout": s.timeout,
+                    "start": s.start,
+                }
+            )
+
+    def _done(self, tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None and self._error is None:
+                self._error = task.exception()
+
+        return done
+
+    def _overloaded(self, op_id: int, op: Op, intended: float) -> None:
+        now = self.clock.now()
+        node = op.target.node
+        self.history.append(
+            OpEvent(OpType.INVOKE, op_id, op.f, now, op.key, op.value, intended, node)
+        )
+        self.history.append(
+            OpEvent(OpType.FAIL, op_id, op.f, now, op.key, op.value, None, node, OVERLOADED)
+        )
+        self._counts[OpType.FAIL] += 1
+
+    async def _perform(self, op_id: int, op: Op, intended: float, plan: _Plan) -> None:
+        try:
+            call = plan.client.encode(op)
+            node = op.target.node
+            hist, clock = self.history, self.clock
+            hist.append(
+                OpEvent(OpType.INVOKE, op_id, op.f, clock.now(), op.key, op.value, intended, node)
+            )
+            timeout = plan.stream.timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    status, body = await self._transport.request(
+                        op.target.url, call, plan.connect_timeout
+                    )
+            except Exception as exc:  # cancellation (a BaseException) is not an outcome
+                result = error_result(exc, timeout)
+            else:
+                result = plan.client.decode(op, status, body)
+            self._complete(op_id, op, node, result)
+        finally:
+            self._in_flight -= 1
+
+    def _complete(self, op_id: int, op: Op, node: str, result: Result) -> None:
+        value = result.value if result.value is not None or op.f == "read" else op.value
+        self.history.append(
+            OpEvent(
+                result.type, op_id, op.f, self.clock.now(), op.key, value, None, node, result.error
+            )
+        )
+        self._counts[result.type] += 1
+
+    async def _drain(self, tasks: set[asyncio.Task[None]], op_timeout: float) -> int:
+        if not tasks:
+            return 0
+        limit = self.drain_timeout if self.drain_timeout is not None else op_timeout + 1.0
+        _, pending = await asyncio.wait(set(tasks), timeout=limit)
+        await _cancel(pending)
+        return len(pending)
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[None]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def final_read_stream(
+    history: History,
+    targets: TargetsLike,
+    *,
+    rate: float = 200.0,
+    timeout: float = 2.0,
+    keys: Iterable[str] | None = None,
+) -> Stream:
+    """A stream reading every key written in ``history`` (or ``keys``) on every target.
+
+    Its name is ``final-read``, or ``final-read-2``... when the history already has one.
+    """
+    used = {m.get("name") for m in history.meta.get(META_KEY, [])}
+    name, n = "final-read", 1
+    while name in used:
+        n += 1
+        name = f"final-read-{n}"
+    gen = FinalReads(targets, keys_written(history) if keys is None else keys, name=name)
+    count = len(gen.keys) * len(gen.targets)
+    return Stream(gen, rate=rate, max_ops=count, timeout=timeout)
+
+
+def run_workload(
+    history: History,
+    clock: Clock,
+    *streams: Stream,
+    max_in_flight: int = 1000,
+    drain_timeout: float | None = None,
+    transport: TransportName | None = None,
+) -> RunSummary:
+    """Run streams to completion from synchronous code (starts its own event loop)."""
+
+    async def main() -> RunSummary:
+        async with Runner(
+            history,
+            clock,
+            max_in_flight=max_in_flight,
+            drain_timeout=drain_timeout,
+            transport=transport,
+        ) as runner:
+            return await runner.run(*streams)
+
+    return asyncio.run(main())

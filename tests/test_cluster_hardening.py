@@ -1,0 +1,244 @@
+"""What runs on a host is untrusted, and teardown must survive every way a run can end.
+
+Each test here reproduces a way the platform was once broken (found in review).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import assert_no_leftovers, leftovers, needs_root, start_http
+
+from infragym import ConfigError, ProcessError
+from infragym.sandbox import Cluster, Limits, _state, cleanup
+
+pytestmark = needs_root
+
+
+def sh(host, script: str, timeout: float = 20) -> str:  # type: ignore[no-untyped-def]
+    r = host.run(["sh", "-c", script], timeout=timeout)
+    return (r.stdout + r.stderr).decode()
+
+
+def test_host_processes_are_unprivileged_and_confined(cluster3: Cluster) -> None:
+    n1, n2, _ = cluster3.hosts
+    (n2.data_dir / "secret").write_text("n2")
+    out = sh(n1, "id -u; grep CapEff /proc/self/status; ps -e -o pid= | wc -l; "
+                 "ls /sys/fs/cgroup | wc -l; ls /run | wc -l; "
+                 "echo x > /root/x 2>&1 || echo ROOT-DENIED; "
+                 "echo x > /etc/x 2>&1 || echo ETC-DENIED; "
+                 f"cat {n2.data_dir}/secret 2>&1 || echo OTHER-HOST-HIDDEN; "
+                 "nsenter --net=/proc/1/ns/net true 2>&1 || echo NSENTER-DENIED; "
+                 "nft flush ruleset 2>&1 || echo NFT-DENIED; "
+                 "ip addr add 198.18.9.9/24 dev eth0 2>&1 || echo IP-DENIED")
+    lines = out.split()
+    assert lines[0] == "65534", out
+    assert "CapEff:" in out and "0000000000000000" in out
+    assert int(lines[3]) <= 4, f"the host sees processes beyond its own: {out}"
+    for marker in ("ROOT-DENIED", "ETC-DENIED", "OTHER-HOST-HIDDEN", "NSENTER-DENIED",
+                   "NFT-DENIED", "IP-DENIED"):
+        assert marker in out, f"{marker} missing: {out}"
+    assert not (n1.root / "x").exists()
+
+
+def test_host_cannot_leave_its_cgroup_or_outlive_the_cluster() -> None:
+    with Cluster(1) as c:
+        h = c.hosts[0]
+        out = sh(h, "echo $$ > /sys/fs/cgroup/pids/cgroup.procs 2>&1 || echo MOVE-DENIED")
+        assert "MOVE-DENIED" in out
+        h.spawn("daemon", ["sh", "-c", "(setsid sleep 300 &) ; sleep 300"])
+        time.sleep(0.3)
+        pids = h.pids()
+        assert len(pids) >= 2
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}"), f"process {pid} outlived its cluster"
+    assert_no_leftovers(c.run_id)
+
+
+def test_low_ports_bind_and_ipv6_link_local_is_absent(cluster3: Cluster) -> None:
+    n1, n2, _ = cluster3.hosts
+    start_http(n2, port=80)
+    assert n1.can_connect(n2.address, 80)
+    out = sh(n1, "ip -6 addr show dev eth0")
+    assert "inet6" not in out, out
+    bridge = subprocess.run(["ip", "-6", "addr", "show", "dev", cluster3.bridge],
+                            capture_output=True, text=True, check=True).stdout
+    assert "inet6" not in bridge, bridge
+
+
+def test_host_disk_cannot_fill_the_machine(cluster3: Cluster) -> None:
+    h = cluster3.hosts[0]
+    out = sh(h, "head -c 200000000 /dev/zero > /srv/logs/big || echo LOGS-FULL; "
+                "head -c 200000000 /dev/zero > /tmp/big || echo TMP-FULL")
+    assert "LOGS-FULL" in out and "TMP-FULL" in out and "No space left" in out, out
+    assert os.statvfs(h.logs_dir).f_blocks * os.statvfs(h.logs_dir).f_frsize <= 64 << 20
+
+
+def test_cleanup_ignores_an_empty_subnet_lock_and_spares_live_runs() -> None:
+    with Cluster(1) as c:
+        (c.hosts[0].data_dir / "keep").write_text("live data")
+        lock = _state.STATE_DIR / "subnets" / "198.19.253.0"
+        lock.write_text("")  # what a writer killed between create and write used to leave
+        try:
+            report = cleanup()
+        finally:
+            lock.unlink(missing_ok=True)
+        assert c.run_id in report.skipped_live
+        assert (c.hosts[0].data_dir / "keep").read_text() == "live data"
+        assert _state.DATA_ROOT.exists()
+
+
+def test_a_run_id_clash_never_touches_the_other_run() -> None:
+    with Cluster(1) as a:
+        start_http(a.hosts[0])
+        b = Cluster(1)
+        b._set_run_id(a.run_id)  # force the unlucky draw
+        b.start()
+        try:
+            assert b.run_id != a.run_id
+        finally:
+            b.close()
+        assert a.hosts[0].pids(), "the other run's service was killed"
+        assert leftovers(a.run_id)["netns"]
+
+
+def test_paused_host_spawn_and_run_fail_fast_and_restart_waits_for_thaw() -> None:
+    with Cluster(1) as c:
+        h = c.hosts[0]
+        start_http(h)
+        h.freeze()
+        t = time.monotonic()
+        with pytest.raises(ProcessError, match="paused"):
+            h.spawn("x", ["true"])
+        with pytest.raises(ProcessError, match="paused"):
+            h.run(["true"], timeout=1)
+        assert time.monotonic() - t < 2
+        h.kill_all()  # a crash during the pause
+        assert h.cgroup.frozen(), "a crash must not end a pause"
+        assert h.restart() == []  # deferred
+        h.thaw()
+        h.wait_port(8080)
+        assert h.processes and h.processes[0].name == "http"
+
+
+def test_run_timeout_kills_children_that_left_the_group(cluster3: Cluster) -> None:
+    h = cluster3.hosts[0]
+    t = time.monotonic()
+    with pytest.raises(ProcessError, match="did not finish"):
+        h.run(["sh", "-c", "setsid sleep 60 & echo started; sleep 60"], timeout=1)
+    assert time.monotonic() - t < 8
+    deadline = time.monotonic() + 3
+    while h.pids() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert h.pids() == []
+
+
+def _child(body: str, timeout: float = 30) -> subprocess.Popen[str]:
+    code = textwrap.dedent("""
+        import os, sys, threading, time, signal
+        from infragym.sandbox import Cluster
+        import infragym.sandbox._cluster as cm
+    """) + textwrap.dedent(body)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _read_ids(p: subprocess.Popen[str], n: int) -> list[str]:
+    assert p.stdout is not None
+    ids = [p.stdout.readline().strip() for _ in range(n)]
+    assert all(len(i) == 6 for i in ids), ids
+    return ids
+
+
+def _finish(p: subprocess.Popen[str]) -> str:
+    _, err = p.communicate(timeout=30)
+    return err
+
+
+def test_sigterm_during_close_still_removes_everything() -> None:
+    p = _child("""
+        orig = cm.remove_run_tree
+        def slow(run_id):
+            print("closing", flush=True)
+            time.sleep(1.0)
+            return orig(run_id)
+        cm.remove_run_tree = slow
+        c = Cluster(3).start()
+        c.hosts[0].spawn("s", ["sleep", "300"])
+        print(c.run_id, flush=True)
+        c.close()
+        time.sleep(30)
+    """)
+    (run_id,) = _read_ids(p, 1)
+    assert p.stdout is not None and p.stdout.readline().strip() == "closing"
+    p.send_signal(signal.SIGTERM)
+    _finish(p)
+    assert_no_leftovers(run_id)
+
+
+def test_sigterm_handled_when_first_cluster_started_off_main_thread() -> None:
+    p = _child("""
+        box = []
+        t = threading.Thread(target=lambda: box.append(Cluster(1).start()))
+        t.start(); t.join()
+        c = Cluster(1).start()
+        print(box[0].run_id, flush=True); print(c.run_id, flush=True)
+        time.sleep(30)
+    """)
+    ids = _read_ids(p, 2)
+    p.send_signal(signal.SIGTERM)
+    _finish(p)
+    for run_id in ids:
+        assert_no_leftovers(run_id)
+
+
+def test_unreferenced_cluster_is_removed_at_exit() -> None:
+    p = _child("""
+        print(Cluster(2).start().run_id, flush=True)
+    """)
+    (run_id,) = _read_ids(p, 1)
+    _finish(p)
+    assert p.returncode == 0
+    assert_no_leftovers(run_id)
+
+
+def test_forked_child_exit_leaves_parent_cluster_alone() -> None:
+    p = _child("""
+        c = Cluster(1).start()
+        c.hosts[0].spawn("s", ["sleep", "300"])
+        print(c.run_id, flush=True)
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)  # a normal exit: atexit handlers run in the child
+        os.waitpid(pid, 0)
+        print("alive" if c.hosts[0].pids() else "killed", flush=True)
+        c.close()
+    """)
+    (run_id,) = _read_ids(p, 1)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "alive"
+    _finish(p)
+    assert_no_leftovers(run_id)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"hosts": "abc"}, "number of hosts or a list"),
+    ({"hosts": 3, "data_size": float("nan")}, "data_size"),
+    ({"hosts": 3, "scratch_size": 10}, "scratch_size"),
+])
+def test_bad_cluster_arguments(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Cluster(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"pids": 0}, {"pids": -1}, {"memory_bytes": 0},
+                                    {"cpu": 0.0001}, {"cpu": -1}])
+def test_bad_limits(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="Limits"):
+        Limits(**kwargs)  # type: ignore[arg-type]
