@@ -242,3 +242,16 @@ def test_bad_cluster_arguments(kwargs: dict[str, object], match: str) -> None:
 def test_bad_limits(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match="Limits"):
         Limits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_app_is_deployed_read_only_on_every_host(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = tmp_path / "app"
+    (app / "bin").mkdir(parents=True)
+    (app / "bin" / "start.sh").write_text("#!/bin/sh\necho started $1\n")
+    (app / "bin" / "start.sh").chmod(0o700)  # owner-only: must still run as nobody
+    with Cluster(2, app=app) as c:
+        for h in c.hosts:
+            out = sh(h, f"/srv/app/bin/start.sh {h.name}; echo x > /srv/app/new 2>&1 || echo RO")
+            assert f"started {h.name}" in out and "RO" in out, out
+        (app / "bin" / "start.sh").write_text("changed")  # the source is copied, not shared
+        assert "started" in sh(c.hosts[0], "/srv/app/bin/start.sh")

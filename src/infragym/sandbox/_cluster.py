@@ -97,6 +97,7 @@ class Cluster:
         scratch_size: int = 64 << 20,
         artifacts_dir: str | Path | None = None,
         faketime: bool = False,
+        app: str | Path | None = None,
     ) -> None:
         self.names = _validate_names(hosts)
         if faketime and not Path(FAKETIME_LIB).exists():
@@ -114,6 +115,9 @@ class Cluster:
         self.data_size = data_size
         self.scratch_size = scratch_size
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
+        self.app_source = Path(app) if app is not None else None
+        if self.app_source is not None and not self.app_source.is_dir():
+            raise ConfigError(f"app {self.app_source} is not a directory")
         self._set_run_id(_state.new_run_id())
         self.hosts: list[Host] = []
         self.subnet: ipaddress.IPv4Network | None = None
@@ -218,6 +222,13 @@ class Cluster:
             p.stdin.write(script)
             p.stdin.close()
             procs.append((ns, p))
+        if self.app_source is not None:
+            # one read-only copy for every host, readable by the unprivileged host user
+            app_dir = self.root / "app"
+            shutil.copytree(self.app_source, app_dir, symlinks=True)
+            _make_world_readable(app_dir)
+            for h in self.hosts:
+                h.app_dir = app_dir
         hosts_file = "127.0.0.1 localhost\n" + "".join(
             f"{h.address} {h.name}\n" for h in self.hosts
         )
@@ -367,6 +378,17 @@ class Cluster:
 
 async def _call(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
+
+
+def _make_world_readable(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for f in filenames:
+            p = Path(dirpath) / f
+            if not p.is_symlink():
+                mode = p.stat().st_mode
+                p.chmod(0o755 if mode & 0o111 else 0o644)
+        del dirnames
 
 
 def _allow_low_ports() -> None:

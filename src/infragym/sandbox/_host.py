@@ -164,6 +164,7 @@ class Host:
         self.etc_dir = root / "etc"
         self.tmp_dir = root / "tmp"
         self.platform_dir = root / ".infragym"  # platform files, outside the host's view
+        self.app_dir: Path | None = None  # deployed read-only at /srv/app
         self.faketime = False
 
     def __repr__(self) -> str:
@@ -191,6 +192,8 @@ class Host:
             "--unshare-pid", "--unshare-uts", "--unshare-ipc",
             "--hostname", self.name,
         ]  # fmt: skip
+        if self.app_dir is not None:
+            argv += ["--ro-bind", str(self.app_dir), f"{VIEW_ROOT}/app"]
         if self.faketime:
             argv += ["--ro-bind", str(self.platform_dir / FAKETIME_FILE), FAKETIME_VIEW_PATH]
         if spec.cwd is not None:

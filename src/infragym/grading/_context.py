@@ -1,0 +1,71 @@
+"""What a task's hidden grader gets to work with, and what it returns."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..history import Clock, History
+from ..rubric import RewardResult
+from ..sandbox import Cluster
+
+
+@dataclass
+class GradeOutcome:
+    """A grader's verdict: the rubric's reward, the functional-only score, notes."""
+
+    reward: RewardResult
+    functional: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GradeContext:
+    """Everything a grader needs; the pipeline owns and removes what it creates.
+
+    ``workspace`` is a grader-owned copy of the agent's workspace (the agent can no longer
+    change it). :meth:`cluster` builds a fresh production cluster with that copy deployed
+    read-only at ``/srv/app`` on every host. ``history`` and ``clock`` are shared by the
+    grader's workload and nemesis; the pipeline stores the history.
+    """
+
+    task: str
+    seed: int
+    workspace: Path
+    artifacts_dir: Path
+    budget_s: float
+    clock: Clock = field(default_factory=Clock)
+    history: History = field(default_factory=History)
+    progress: Callable[[str], None] = lambda msg: None
+    _clusters: list[Cluster] = field(default_factory=list)
+    _t0: float = field(default_factory=time.monotonic)
+
+    def cluster(self, hosts: int = 3, **kwargs: Any) -> Cluster:
+        """A started production cluster with the workspace at ``/srv/app`` on each host."""
+        c = Cluster(hosts, app=self.workspace, artifacts_dir=self.artifacts_dir, **kwargs)
+        self._clusters.append(c)
+        c.start()
+        return c
+
+    def remaining(self) -> float:
+        """Seconds left of the grading budget."""
+        return self.budget_s - (time.monotonic() - self._t0)
+
+    def close(self) -> None:
+        errors = []
+        for c in reversed(self._clusters):
+            try:
+                c.close()
+            except Exception as exc:
+                errors.append(exc)
+        self._clusters.clear()
+        if errors:
+            raise errors[0]
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

@@ -1,0 +1,15 @@
+"""Tasks: folders with instructions, a starter workspace, a hidden grader and solutions."""
+
+from ._registry import find_task, list_tasks
+from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
+
+__all__ = [
+    "Limits",
+    "Task",
+    "TaskSpec",
+    "Topology",
+    "find_task",
+    "list_tasks",
+    "load_task",
+    "validate_layout",
+]

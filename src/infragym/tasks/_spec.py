@@ -1,0 +1,204 @@
+"""A task folder and its ``task.toml``.
+
+::
+
+    tasks/<name>/
+      task.toml          name, summary, tags, topology, limits, grading budget
+      instructions.md    everything the agent is told, including the deployment contract
+      workspace/         starter files copied into the agent's workspace
+      grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``
+      solutions/<tier>/  hidden reference solutions (broken, naive, robust, ...)
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
+
+
+@dataclass(frozen=True)
+class Topology:
+    hosts: int = 3
+    dev_hosts: int = 3
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = 100
+    agent_wall_s: float = 3600.0
+    command_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    summary: str
+    tags: tuple[str, ...] = ()
+    version: int = 1
+    topology: Topology = field(default_factory=Topology)
+    limits: Limits = field(default_factory=Limits)
+    grading_budget_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Task:
+    """A loaded task: its spec and where its parts live."""
+
+    spec: TaskSpec
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def instructions_path(self) -> Path:
+        return self.path / "instructions.md"
+
+    @property
+    def instructions(self) -> str:
+        return self.instructions_path.read_text(encoding="utf-8")
+
+    @property
+    def workspace(self) -> Path:
+        return self.path / "workspace"
+
+    @property
+    def grader_path(self) -> Path:
+        return self.path / "grader.py"
+
+    def solutions(self) -> dict[str, Path]:
+        d = self.path / "solutions"
+        if not d.is_dir():
+            return {}
+        return {p.name: p for p in sorted(d.iterdir()) if p.is_dir()}
+
+    def solution(self, tier: str) -> Path:
+        sols = self.solutions()
+        if tier not in sols:
+            raise ConfigError(
+                f"task {self.name} has no reference solution {tier!r} "
+                f"(it has: {', '.join(sols) or 'none'})"
+            )
+        return sols[tier]
+
+
+def _num(
+    d: dict[str, Any],
+    key: str,
+    kind: type,
+    default: Any,
+    problems: list[str],
+    where: str,
+    minimum: float = 0,
+) -> Any:
+    v: Any = d.get(key, default)
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    ok = isinstance(v, kind) and not isinstance(v, bool)
+    if not ok or not isinstance(v, (int, float)) or v < minimum:
+        problems.append(f"{where}.{key} must be a {kind.__name__} >= {minimum}, not {v!r}")
+        return default
+    return v
+
+
+def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
+    """Parse ``task.toml``; append every problem found to ``problems``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path} is missing")
+        return None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: not valid TOML ({exc})")
+        return None
+    known = {"name", "summary", "tags", "version", "topology", "limits", "grading"}
+    for k in sorted(set(raw) - known):
+        problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        problems.append(f"task.toml: name {name!r} must be 2-48 lowercase letters, digits or -")
+        name = "invalid"
+    summary = raw.get("summary")
+    if not isinstance(summary, str) or not summary.strip():
+        problems.append("task.toml: summary must be a non-empty string")
+        summary = ""
+    tags = raw.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problems.append("task.toml: tags must be a list of strings")
+        tags = []
+    version = _num(raw, "version", int, 1, problems, "task.toml", 1)
+    topo = raw.get("topology", {})
+    lim = raw.get("limits", {})
+    grading = raw.get("grading", {})
+    for sect, val in (("topology", topo), ("limits", lim), ("grading", grading)):
+        if not isinstance(val, dict):
+            problems.append(f"task.toml: [{sect}] must be a table")
+    topo = topo if isinstance(topo, dict) else {}
+    lim = lim if isinstance(lim, dict) else {}
+    grading = grading if isinstance(grading, dict) else {}
+    for sect, table, keys in (
+        ("topology", topo, {"hosts", "dev_hosts"}),
+        ("limits", lim, {"max_steps", "agent_wall_s", "command_timeout_s"}),
+        ("grading", grading, {"budget_s"}),
+    ):
+        for k in sorted(set(table) - keys):
+            problems.append(
+                f"task.toml: unknown key {k!r} in [{sect}] (known: {', '.join(sorted(keys))})"
+            )
+    hosts = _num(topo, "hosts", int, 3, problems, "topology", 1)
+    dev = _num(topo, "dev_hosts", int, hosts, problems, "topology", 0)
+    for k, v in (("hosts", int(hosts)), ("dev_hosts", int(dev))):
+        if v > 16:
+            problems.append(f"topology.{k} = {v}: a cluster has at most 16 hosts")
+    limits = Limits(
+        max_steps=_num(lim, "max_steps", int, 100, problems, "limits", 1),
+        agent_wall_s=_num(lim, "agent_wall_s", float, 3600.0, problems, "limits", 1),
+        command_timeout_s=_num(lim, "command_timeout_s", float, 120.0, problems, "limits", 1),
+    )
+    budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
+    return TaskSpec(
+        name, summary.strip(), tuple(tags), version, Topology(hosts, dev), limits, budget
+    )
+
+
+def validate_layout(path: Path) -> list[str]:
+    """Every problem of a task folder at once (spec, files, grader entry point)."""
+    problems: list[str] = []
+    if not path.is_dir():
+        return [f"{path} is not a directory"]
+    spec = parse_spec(path / "task.toml", problems)
+    if spec is not None and spec.name not in ("invalid", path.name):
+        problems.append(f"task.toml: name {spec.name!r} differs from the folder name {path.name!r}")
+    instr = path / "instructions.md"
+    if not instr.is_file() or not instr.read_text(encoding="utf-8", errors="replace").strip():
+        problems.append("instructions.md is missing or empty")
+    if not (path / "workspace").is_dir():
+        problems.append("workspace/ is missing (the agent's starter files)")
+    grader = path / "grader.py"
+    if not grader.is_file():
+        problems.append("grader.py is missing")
+    elif "async def grade(" not in grader.read_text(encoding="utf-8", errors="replace"):
+        problems.append("grader.py must define `async def grade(ctx)`")
+    sols = path / "solutions"
+    if not sols.is_dir() or not any(p.is_dir() for p in sols.iterdir()):
+        problems.append("solutions/ has no reference solution (e.g. solutions/robust/)")
+    return problems
+
+
+def load_task(path: str | Path) -> Task:
+    """Load a task folder; a task with problems is a ConfigError listing all of them."""
+    path = Path(path)
+    problems = validate_layout(path)
+    if problems:
+        raise ConfigError(f"task {path} is invalid:\n  - " + "\n  - ".join(problems))
+    spec = parse_spec(path / "task.toml", [])
+    assert spec is not None
+    return Task(spec, path)

@@ -1,0 +1,81 @@
+"""The task format: loading, discovery and `validate` reporting every problem at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infragym import ConfigError
+from infragym.tasks import find_task, load_task, validate_layout
+
+GOOD_TOML = """
+name = "demo-task"
+summary = "A task used by tests."
+tags = ["test"]
+[topology]
+hosts = 3
+dev_hosts = 2
+[limits]
+max_steps = 10
+agent_wall_s = 60
+command_timeout_s = 5
+[grading]
+budget_s = 30
+"""
+
+
+def make_task(root: Path, toml: str = GOOD_TOML, name: str = "demo-task") -> Path:
+    d = root / name
+    (d / "workspace").mkdir(parents=True)
+    (d / "solutions" / "robust").mkdir(parents=True)
+    (d / "task.toml").write_text(toml)
+    (d / "instructions.md").write_text("Build it.\n")
+    (d / "grader.py").write_text("async def grade(ctx):\n    raise NotImplementedError\n")
+    return d
+
+
+def test_a_good_task_loads(tmp_path: Path) -> None:
+    d = make_task(tmp_path)
+    assert validate_layout(d) == []
+    t = load_task(d)
+    assert t.name == "demo-task" and t.spec.tags == ("test",)
+    assert t.spec.topology.dev_hosts == 2 and t.spec.limits.command_timeout_s == 5.0
+    assert t.spec.grading_budget_s == 30.0
+    assert list(t.solutions()) == ["robust"]
+    assert find_task(str(d)).name == "demo-task"
+    with pytest.raises(ConfigError, match=r"no reference solution 'naive'.*robust"):
+        t.solution("naive")
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    bad = GOOD_TOML.replace('name = "demo-task"', 'name = "Bad Name"').replace(
+        "hosts = 3", "hosts = 40").replace("max_steps = 10", "max_steps = -1")
+    d = make_task(tmp_path, bad + "\nsurprise = 1\n")
+    (d / "instructions.md").write_text("")
+    (d / "grader.py").write_text("def grade(ctx): pass\n")
+    problems = validate_layout(d)
+    text = "\n".join(problems)
+    for fragment in ("name 'Bad Name'", "topology.hosts = 40", "limits.max_steps",
+                     "unknown key 'surprise'", "instructions.md is missing or empty",
+                     "async def grade"):
+        assert fragment in text, f"{fragment!r} not reported in:\n{text}"
+    with pytest.raises(ConfigError, match="is invalid"):
+        load_task(d)
+
+
+def test_broken_toml_and_missing_parts(tmp_path: Path) -> None:
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "task.toml").write_text("name = [unterminated\n")
+    problems = validate_layout(d)
+    assert any("not valid TOML" in p for p in problems)
+    assert any("workspace/" in p for p in problems)
+    assert any("grader.py is missing" in p for p in problems)
+    assert any("solutions/" in p for p in problems)
+    assert validate_layout(tmp_path / "nope") == [f"{tmp_path / 'nope'} is not a directory"]
+
+
+def test_unknown_task_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="no task 'nonexistent'"):
+        find_task("nonexistent")
