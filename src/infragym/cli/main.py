@@ -1,4 +1,4 @@
-"""The ``infragym`` command: doctor, cleanup, check, demo.
+"""The ``infragym`` command: list, show, validate, run, grade, check, demo, doctor, cleanup.
 
 The CLI only calls the public API. Every platform error is shown as one line saying what
 to do, with exit code 2; a failed check is exit code 1.
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
-from .._errors import InfraGymError
+from .._errors import ConfigError, InfraGymError
 from ..checkers import (
     Availability,
     Checker,
@@ -29,6 +29,7 @@ from ..checkers import (
     Verdict,
     check_all,
 )
+from ..grading import GradeResult
 from ..history import History
 
 console = Console()
@@ -143,6 +144,173 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def _grade_and_print(
+    task_name: str, workspace: Path, seed: int, out: Path | None, as_json: bool, label: str
+) -> int:
+    import asyncio
+
+    from ..grading import grade_workspace
+    from ..tasks import find_task
+
+    task = find_task(task_name)
+    artifacts = out or Path("runs") / task.name / f"{label}-seed{seed}"
+    if as_json:
+        result = asyncio.run(grade_workspace(task, workspace, seed, artifacts))
+    else:
+        with console.status(f"grading {task.name} ({label}, seed {seed})...") as status:
+            result = asyncio.run(
+                grade_workspace(
+                    task,
+                    workspace,
+                    seed,
+                    artifacts,
+                    progress=lambda msg: status.update(
+                        f"{task.name} ({label}, seed {seed}): {msg}"
+                    ),
+                )
+            )
+    if as_json:
+        data = result.model_dump(mode="json", exclude={"detail"})
+        print(json.dumps(strict_json(data), indent=2, allow_nan=False))
+    else:
+        _print_result(result, label)
+    return 2 if result.error else 0
+
+
+def _print_result(result: GradeResult, label: str) -> None:
+    if result.error:
+        err_console.print(
+            f"[red]grading failed (platform error, no reward):[/] {result.error}", soft_wrap=True
+        )
+        return
+    t = Table(title=f"{result.task} — {label}, seed {result.seed}")
+    t.add_column("criterion")
+    t.add_column("verdict")
+    t.add_column("score", justify="right")
+    t.add_column("weight", justify="right")
+    t.add_column("explanation", overflow="fold")
+    if result.detail is not None:
+        for c in result.detail.breakdown:
+            style = VERDICT_STYLE.get(Verdict(c.verdict), "white")
+            gate = " (gate)" if c.gate else ""
+            t.add_row(
+                c.name + gate,
+                f"[{style}]{c.verdict}[/]",
+                f"{c.score:.3f}",
+                f"{c.weight:g}",
+                c.explanation,
+            )
+    console.print(t)
+    console.print(
+        f"[bold]reward {result.reward:.3f}[/]   functional tests alone: "
+        f"{result.functional:.3f}   grading took "
+        f"{result.timings.get('total_s', 0):.1f} s   artifacts: {result.artifacts_dir}"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..tasks import find_task
+
+    task = find_task(args.task)
+    kind, _, arg = args.agent.partition(":")
+    if kind == "reference":
+        workspace = task.solution(arg or "robust")
+    elif kind == "noop":
+        workspace = task.workspace
+    else:
+        raise ConfigError(f"unknown agent {args.agent!r}: use reference:TIER or noop")
+    rc = 0
+    for seed in args.seeds:
+        rc = max(
+            rc,
+            _grade_and_print(
+                args.task, workspace, seed, args.out, args.json, args.agent.replace(":", "-")
+            ),
+        )
+    return rc
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    return _grade_and_print(args.task, args.workspace, args.seed, args.out, args.json, "workspace")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..tasks import list_tasks
+
+    tasks = list_tasks()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "summary": t.spec.summary,
+                        "tags": list(t.spec.tags),
+                        "hosts": t.spec.topology.hosts,
+                    }
+                    for t in tasks
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    t = Table(title="tasks")
+    for col in ("name", "hosts", "tags", "summary"):
+        t.add_column(col, overflow="fold")
+    for task in tasks:
+        t.add_row(
+            task.name, str(task.spec.topology.hosts), ", ".join(task.spec.tags), task.spec.summary
+        )
+    console.print(t)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.markdown import Markdown
+
+    from ..tasks import find_task
+
+    task = find_task(args.task)
+    s = task.spec
+    console.print(f"[bold]{s.name}[/] v{s.version}: {s.summary}")
+    console.print(
+        f"tags: {', '.join(s.tags)}; hosts {s.topology.hosts} (dev "
+        f"{s.topology.dev_hosts}); limits: {s.limits.max_steps} steps, "
+        f"{s.limits.agent_wall_s:.0f} s agent time, {s.limits.command_timeout_s:.0f} s "
+        f"per command; grading budget {s.grading_budget_s:.0f} s; reference tiers: "
+        f"{', '.join(task.solutions())}"
+    )
+    console.print(Markdown(task.instructions))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ..tasks import validate_layout
+
+    problems = validate_layout(args.task_dir)
+    if not problems:
+        console.print(f"{args.task_dir}: valid")
+        return 0
+    err_console.print(f"{args.task_dir}: {len(problems)} problem(s)")
+    for p in problems:
+        err_console.print(f"  - {p}", soft_wrap=True, highlight=False)
+    return 1
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3``, ``1-8`` or ``1,2,5``."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            a, _, b = part.partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds {text!r}: use N, A-B or A,B,C") from None
+    if not out or len(out) > 10_000:
+        raise argparse.ArgumentTypeError(f"seeds {text!r}: between 1 and 10000 seeds")
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
@@ -187,6 +355,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the history and host logs (default runs/demo)",
     )
     dm.set_defaults(fn=cmd_demo)
+
+    ls = sub.add_parser("list", help="the tasks this installation knows")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(fn=cmd_list)
+
+    sh = sub.add_parser("show", help="a task's spec and instructions")
+    sh.add_argument("task")
+    sh.set_defaults(fn=cmd_show)
+
+    va = sub.add_parser("validate", help="report every problem of a task folder")
+    va.add_argument("task_dir", type=Path)
+    va.set_defaults(fn=cmd_validate)
+
+    rn = sub.add_parser("run", help="run an agent on a task and grade it")
+    rn.add_argument("task")
+    rn.add_argument(
+        "--agent",
+        default="reference:robust",
+        help="reference:TIER (a reference solution) or noop (the starter files)",
+    )
+    rn.add_argument(
+        "--seed",
+        "--seeds",
+        dest="seeds",
+        type=parse_seeds,
+        default=[1],
+        help="a seed, a range A-B or a list A,B,C (default 1)",
+    )
+    rn.add_argument("--out", type=Path, default=None, help="artifacts directory")
+    rn.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON (reward, breakdown, functional, ...)",
+    )
+    rn.set_defaults(fn=cmd_run)
+
+    gr = sub.add_parser("grade", help="grade a workspace directory for a task")
+    gr.add_argument("task")
+    gr.add_argument("--workspace", type=Path, required=True)
+    gr.add_argument("--seed", type=int, default=1)
+    gr.add_argument("--out", type=Path, default=None, help="artifacts directory")
+    gr.add_argument("--json", action="store_true")
+    gr.set_defaults(fn=cmd_grade)
     return p
 
 
