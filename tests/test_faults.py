@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
 import statistics
-import sys
+import subprocess
 import time
 
 import pytest
@@ -18,13 +20,16 @@ from infragym.nemesis import (
     ClockSkew,
     Crash,
     DiskFull,
+    FaultSpec,
     Latency,
     Nemesis,
     PacketLoss,
     Partition,
     Pause,
+    Schedule,
+    ScheduledFault,
 )
-from infragym.sandbox import Cluster
+from infragym.sandbox import HOST_PYTHON, Cluster
 
 pytestmark = needs_root
 
@@ -148,7 +153,7 @@ def _send_measure(host, addr: str, nbytes: int) -> float:  # type: ignore[no-unt
 
 def test_bandwidth_limit_within_20_percent(cluster3: Cluster) -> None:
     n1, n2, _ = cluster3.hosts
-    n2.spawn("sink", [sys.executable, "-c", SINK])
+    n2.spawn("sink", [HOST_PYTHON, "-c", SINK])
     n2.wait_port(9000)
     unlimited = _send_measure(n1, n2.address, 2_000_000)
     rate = 8_000_000
@@ -219,7 +224,7 @@ while True:
 def test_clock_skew_moves_the_clock_of_running_processes() -> None:
     with Cluster(1, faketime=True) as c:
         h = c.hosts[0]
-        p = h.spawn("clock", [sys.executable, "-c", CLOCK])
+        p = h.spawn("clock", [HOST_PYTHON, "-c", CLOCK])
 
         def last() -> float:
             deadline = time.monotonic() + 5
@@ -230,15 +235,24 @@ def test_clock_skew_moves_the_clock_of_running_processes() -> None:
                 time.sleep(0.05)
             raise AssertionError("no clock output")
 
+        def wait_for(lo: float, hi: float) -> float:
+            # libfaketime re-reads its file about every second; allow a few on a busy machine
+            deadline = time.monotonic() + 8
+            while True:
+                skew = last()
+                if lo < skew < hi or time.monotonic() > deadline:
+                    return skew
+                time.sleep(0.1)
+
         time.sleep(0.5)
         assert abs(last()) < 2
         f = ClockSkew("n1", 3600.0)
         f.apply(c)
-        time.sleep(1.8)  # libfaketime re-reads its file at most every second
-        assert 3590 < last() < 3610
+        skew = wait_for(3590, 3610)
+        assert 3590 < skew < 3610, skew
         f.heal(c)
-        time.sleep(1.8)
-        assert abs(last()) < 5
+        skew = wait_for(-5, 5)
+        assert abs(skew) < 5, skew
 
 
 def test_clock_skew_without_faketime_is_a_capability_error(cluster3: Cluster) -> None:
@@ -340,9 +354,9 @@ while True:
 
 def test_latency_through_proxy_within_tolerance(cluster3: Cluster) -> None:
     n1, n2, n3 = cluster3.hosts
-    n2.spawn("echo", [sys.executable, "-c", ECHO])
+    n2.spawn("echo", [HOST_PYTHON, "-c", ECHO])
     n2.wait_port(9200)
-    n3.spawn("echo", [sys.executable, "-c", ECHO])
+    n3.spawn("echo", [HOST_PYTHON, "-c", ECHO])
     n3.wait_port(9200)
     base = _rtt(n1, n2.address)
     history, clock = History(), Clock()
@@ -361,3 +375,215 @@ def test_latency_through_proxy_within_tolerance(cluster3: Cluster) -> None:
     added = slowed - base
     assert 0.08 <= added <= 0.14, f"expected ~100 ms added round trip, got {added * 1000:.1f} ms"
     assert other < 0.03 and healed < 0.03
+
+
+# -- faults of one kind on one host overlap ----------------------------------------------
+
+
+def test_two_pauses_compose_the_host_resumes_after_the_last(cluster3: Cluster) -> None:
+    n1, n2, _ = cluster3.hosts
+    start_http(n2)
+    a, b = Pause("n2", label="a"), Pause("n2", label="b")
+    a.apply(cluster3)
+    b.apply(cluster3)
+    a.heal(cluster3)
+    assert n2.cgroup.frozen(), "healing one pause must not resume a host another still pauses"
+    assert not _http_get(n1, n2.address, 0.3)
+    b.heal(cluster3)
+    assert not n2.cgroup.frozen()
+    assert _http_get(n1, n2.address, 2.0)
+
+
+def test_two_crashes_compose_services_return_after_the_last(cluster3: Cluster) -> None:
+    n1, n2, _ = cluster3.hosts
+    start_http(n2)
+    a, b = Crash("n2", label="a"), Crash("n2", label="b")
+    a.apply(cluster3)
+    b.apply(cluster3)
+    a.heal(cluster3)
+    assert n2.pids() == [], "a host still crashed must not run its services"
+    b.heal(cluster3)
+    n2.wait_port(8080)
+    assert _http_get(n1, n2.address, 2.0)
+
+
+def _data_size(host) -> int:  # type: ignore[no-untyped-def]
+    st = os.statvfs(host.data_dir)
+    return st.f_blocks * st.f_frsize
+
+
+def _write(host, nbytes: int) -> bool:  # type: ignore[no-untyped-def]
+    r = host.run(["sh", "-c", f"head -c {nbytes} /dev/zero > /srv/data/probe"])
+    host.run(["rm", "-f", "/srv/data/probe"])
+    return r.returncode == 0
+
+
+def test_two_disk_fulls_compose_and_the_disk_gets_its_size_back(cluster3: Cluster) -> None:
+    n1 = cluster3.hosts[0]
+    size = _data_size(n1)
+    a, b = DiskFull("n1", label="a"), DiskFull("n1", label="b")
+    a.apply(cluster3)
+    b.apply(cluster3)
+    a.heal(cluster3)
+    assert not _write(n1, 100_000), "the disk must stay full while another disk-full is on"
+    b.heal(cluster3)
+    assert _data_size(n1) == size, "the tmpfs must get back its original size"
+    assert _write(n1, 1_000_000)
+    # overlapping the other way round restores the size too
+    a.apply(cluster3)
+    b.apply(cluster3)
+    b.heal(cluster3)
+    a.heal(cluster3)
+    assert _data_size(n1) == size
+
+
+def _tbf_rate(host) -> str | None:  # type: ignore[no-untyped-def]
+    out = subprocess.run(
+        ["tc", "-n", host.netns, "qdisc", "show", "dev", "eth0", "root"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    m = re.search(r"qdisc tbf .* rate (\S+)", out)
+    return m.group(1) if m else None
+
+
+def test_two_bandwidth_limits_compose_the_lowest_rate_applies(cluster3: Cluster) -> None:
+    n1, n2, _ = cluster3.hosts
+    slow, fast = Bandwidth(["n1"], 2_000_000, "slow"), Bandwidth(["n1"], 8_000_000, "fast")
+    slow.apply(cluster3)
+    fast.apply(cluster3)
+    assert _tbf_rate(n1) == "2Mbit", "the lowest active limit applies"
+    slow.heal(cluster3)
+    assert _tbf_rate(n1) == "8Mbit", "healing one limit keeps the other"
+    # and it is really shaping: 1 MB at 8 Mbit/s takes about a second
+    n2.spawn("sink", [HOST_PYTHON, "-c", SINK])
+    n2.wait_port(9000)
+    measured = 1_000_000 * 8 / _send_measure(n1, n2.address, 1_000_000)
+    assert measured < 8_000_000 * 1.2
+    fast.heal(cluster3)
+    assert _tbf_rate(n1) is None
+
+
+def test_clock_skews_compose_the_latest_active_offset_applies() -> None:
+    with Cluster(1, faketime=True) as c:
+        p = c.hosts[0].spawn("clock", [HOST_PYTHON, "-c", CLOCK])
+
+        def settles_at(offset: float) -> bool:
+            # libfaketime re-reads its file about every second; give it a few
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                time.sleep(0.3)
+                lines = p.output().split()
+                if lines and abs(float(lines[-1]) - time.time() - offset) < 5:
+                    return True
+            return False
+
+        a, b = ClockSkew("n1", 3600.0, label="a"), ClockSkew("n1", 7200.0, label="b")
+        a.apply(c)
+        b.apply(c)
+        assert settles_at(7200)
+        b.heal(c)
+        assert settles_at(3600), "healing the latest skew returns to the one still on"
+        b.apply(c)
+        a.heal(c)
+        time.sleep(2.5)  # long enough that a wrong offset would have been read
+        assert settles_at(7200), "healing an older skew keeps the latest"
+        b.heal(c)
+        assert settles_at(0)
+
+
+# -- the nemesis runner on a real cluster ------------------------------------------------
+
+
+def test_a_zero_length_fault_is_applied_then_healed(cluster3: Cluster) -> None:
+    n1, n2, _ = cluster3.hosts
+    start_http(n2)
+    history, clock = History(), Clock()
+    sched = Schedule((
+        ScheduledFault(0.2, 0.2, FaultSpec("pause", ("n2",)), "later"),
+        ScheduledFault(0.0, 0.2, FaultSpec("pause", ("n2",)), "earlier"),
+        ScheduledFault(0.5, 0.0, FaultSpec("pause", ("n2",)), "instant"),
+    ))
+
+    async def scenario() -> None:
+        async with Nemesis(cluster3, history, clock) as nem:
+            await nem.run(sched)
+            assert nem.active == {}, f"faults left on after the schedule: {list(nem.active)}"
+            assert not n2.cgroup.frozen()
+
+    asyncio.run(scenario())
+    assert [(e.label, e.action) for e in history.faults] == [
+        ("earlier", FaultAction.APPLY),
+        ("earlier", FaultAction.HEAL),  # heals of other faults come first at equal times
+        ("later", FaultAction.APPLY),
+        ("later", FaultAction.HEAL),
+        ("instant", FaultAction.APPLY),
+        ("instant", FaultAction.HEAL),
+    ]
+    assert _http_get(n1, n2.address, 2.0)
+
+
+class _Marker(Partition):
+    """A real (supported) fault kind whose apply yields to the loop before it acts."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__({"n1": ["n2"]}, label)
+
+
+def test_concurrent_applies_of_one_label_cannot_both_succeed(cluster3: Cluster) -> None:
+    history, clock = History(), Clock()
+
+    async def scenario() -> list[BaseException | None]:
+        async with Nemesis(cluster3, history, clock) as nem:
+            got = await asyncio.gather(
+                nem.apply(_Marker("same")), nem.apply(_Marker("same")), return_exceptions=True
+            )
+            assert list(nem.active) == ["same"]
+        return got
+
+    results = asyncio.run(scenario())
+    errors = [r for r in results if r is not None]
+    assert len(errors) == 1 and isinstance(errors[0], ConfigError), results
+    assert [e.action for e in history.faults] == [FaultAction.APPLY, FaultAction.HEAL]
+
+
+def test_latency_spares_the_client_unless_asked(cluster3: Cluster) -> None:
+    _, n2, _ = cluster3.hosts
+    n2.spawn("echo", [HOST_PYTHON, "-c", ECHO])
+    n2.wait_port(9200)
+
+    def client_rtt() -> float:
+        s = cluster3.client_socket()
+        s.settimeout(5)
+        s.connect((n2.address, 9200))
+        times = []
+        for _ in range(7):
+            t = time.monotonic()
+            s.sendall(b"x")
+            assert s.recv(1) == b"x"
+            times.append(time.monotonic() - t)
+        s.close()
+        return statistics.median(times)
+
+    base = client_rtt()
+    history, clock = History(), Clock()
+
+    async def scenario() -> tuple[float, float, float]:
+        async with Nemesis(cluster3, history, clock) as nem:
+            spared = Latency(["n2"], delay_s=0.05, label="nodes-only")
+            await nem.apply(spared)
+            unaffected = await asyncio.to_thread(client_rtt)
+            await nem.heal(spared)
+            f = Latency(["n2"], delay_s=0.05, label="with-client", include_client=True)
+            await nem.apply(f)
+            slowed = await asyncio.to_thread(client_rtt)
+            await nem.heal(f)
+            healed = await asyncio.to_thread(client_rtt)
+        return unaffected, slowed, healed
+
+    unaffected, slowed, healed = asyncio.run(scenario())
+    assert unaffected < 0.03, f"client RTT {unaffected * 1000:.1f} ms with include_client off"
+    added = slowed - base
+    assert 0.08 <= added <= 0.14, f"expected ~100 ms added client RTT, got {added * 1000:.1f} ms"
+    assert healed < 0.03
+    links = history.faults[2].detail["links"]
+    assert "client->n2" in links and "n2->client" in links

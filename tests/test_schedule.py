@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+from typing import Any
+from unittest import mock
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infragym import CapabilityError, ConfigError
+from infragym import CapabilityError, ConfigError, ResourceError
+from infragym.history import Clock, FaultAction, History
 from infragym.nemesis import (
     FAULT_KINDS,
+    Bandwidth,
+    ClockSkew,
     Crash,
+    DiskFull,
+    Fault,
     FaultSpec,
+    Latency,
+    Nemesis,
+    PacketLoss,
     Partition,
+    Pause,
+    Schedule,
+    ScheduledFault,
     build_fault,
     random_schedule,
     require_supported,
 )
+from infragym.nemesis import _runner as nemesis_runner
+from infragym.nemesis._schedule import MAX_FAULTS, MIN_FAULT_S
 
 HOSTS = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -101,3 +119,304 @@ def test_single_host_schedules_skip_link_faults() -> None:
     assert s.kinds() == {"crash"}
     with pytest.raises(ConfigError, match="at least 2 hosts"):
         random_schedule(2, ["n1"], kinds=["partition", "latency"])
+
+
+# -- schedule inputs that used to loop forever or give the wrong error -------------------
+
+
+class _BoundedRandom(random.Random):
+    """Fails a generator that keeps drawing (before it can eat the machine's memory)."""
+
+    def __init__(self, seed: Any = None) -> None:
+        self.draws = 0
+        super().__init__(seed)
+
+    def uniform(self, a: float, b: float) -> float:
+        self.draws += 1
+        if self.draws > 100_000:
+            raise AssertionError("random_schedule does not terminate")
+        return super().uniform(a, b)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kwargs", [
+    {"fault_duration": (0.0001, 0.0004), "gap": (0.0, 0.0)},  # rounds to 0 s: never ended
+    {"fault_duration": (0.0, 0.0), "gap": (0.0, 0.0)},
+    {"duration": float("inf")},
+    {"duration": float("nan")},
+    {"fault_duration": (1.0, float("inf"))},
+    {"gap": (float("nan"), 1.0)},
+    {"start": float("nan")},
+    {"duration": 1e7, "fault_duration": (0.01, 0.01), "gap": (0.0, 0.0)},  # 1e9 faults
+])
+def test_schedules_that_cannot_end_are_config_errors(
+    kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(random, "Random", _BoundedRandom)
+    with pytest.raises(ConfigError):
+        random_schedule(1, HOSTS, **kwargs)
+
+
+@settings(max_examples=50, deadline=None)
+@given(lo=st.floats(0, 0.5), width=st.floats(0, 0.5), glo=st.floats(0, 0.1),
+       seed=st.integers(0, 2**32))
+def test_every_generated_fault_lasts_and_the_count_is_bounded(
+    lo: float, width: float, glo: float, seed: int
+) -> None:
+    with mock.patch.object(random, "Random", _BoundedRandom):
+        if lo < MIN_FAULT_S:
+            with pytest.raises(ConfigError, match="fault_duration"):
+                random_schedule(seed, HOSTS, duration=5, fault_duration=(lo, lo + width),
+                                gap=(glo, glo))
+            return
+        s = random_schedule(seed, HOSTS, duration=5, fault_duration=(lo, lo + width),
+                            gap=(glo, glo))
+    assert 0 < len(s.faults) <= MAX_FAULTS
+    assert all(f.duration >= MIN_FAULT_S and f.at + f.duration <= 5 for f in s.faults)
+
+
+@pytest.mark.parametrize("spec, match", [
+    (FaultSpec("bandwidth", ("n1",), (("rate_bps", "fast"),)), "'bw-x'.*rate_bps"),
+    (FaultSpec("bandwidth", ("n1",), (("rate_bps", float("inf")),)), "'bw-x'.*rate_bps"),
+    (FaultSpec("bandwidth", ("n1",), (("rate_bps", 10**30),)), "'bw-x'.*rate_bps"),
+    (FaultSpec("loss", ("n1",), (("probability", None),)), "'bw-x'.*probability"),
+    (FaultSpec("loss", ("n1",), (("probability", "0.5"),)), "'bw-x'.*probability"),
+    (FaultSpec("latency", ("n1",), (("delay_s", "slow"),)), "'bw-x'.*delay_s"),
+    (FaultSpec("latency", ("n1",), (("jitter_s", [1]),)), "'bw-x'.*jitter_s"),
+    (FaultSpec("latency", ("n1",), (("include_client", "yes"),)), "'bw-x'.*include_client"),
+    (FaultSpec("clock-skew", ("n1",), (("offset_s", float("nan")),)), "'bw-x'.*offset_s"),
+    (FaultSpec("clock-skew", ("n1",), (("offset_s", 1e300),)), "'bw-x'.*offset_s"),
+    (FaultSpec("loss", ("n1",), (("probabilty", 0.5),)), "'bw-x'.*probabilty"),
+    (FaultSpec("crash", ("n1",), (("rate_bps", 1),)), "unknown parameters"),
+    (FaultSpec("loss", ("n1",), ("probability",)), "bw-x.*params"),  # type: ignore[arg-type]
+    (FaultSpec("loss", ("n1", "n1")), "bw-x.*twice"),
+])
+def test_bad_params_are_config_errors_naming_fault_and_parameter(
+    spec: FaultSpec, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        build_fault(spec, "bw-x", HOSTS)
+
+
+@pytest.mark.parametrize("kind", ["crash", "pause", "disk-full", "clock-skew", "partition"])
+def test_single_host_faults_refuse_several_targets(kind: str) -> None:
+    with pytest.raises(ConfigError, match=r"exactly one host.*one fault per host"):
+        build_fault(FaultSpec(kind, ("n1", "n2")), "x", HOSTS)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Crash(["n1", "n2"]),  # type: ignore[arg-type]
+    lambda: Pause(("n1",)),  # type: ignore[arg-type]
+    lambda: DiskFull(["n1"]),  # type: ignore[arg-type]
+    lambda: ClockSkew(["n1"], 5.0),  # type: ignore[arg-type]
+    lambda: ClockSkew("n1", float("inf")),
+    lambda: Bandwidth("n1", 1_000_000),
+    lambda: Bandwidth(["n1"], "1mbit"),  # type: ignore[arg-type]
+    lambda: PacketLoss(["n1"], "0.2"),  # type: ignore[arg-type]
+    lambda: Latency(["n1"], "0.1"),  # type: ignore[arg-type]
+])
+def test_fault_constructors_reject_bad_input_as_config_errors(make: Any) -> None:
+    with pytest.raises(ConfigError):
+        make()
+
+
+# -- the nemesis runner, with faults that are test doubles (no cluster needed) -----------
+
+
+class _Stub:
+    """The part of a Cluster the runner touches when faults are doubles."""
+
+    def __init__(self) -> None:
+        self.names = HOSTS
+        self.hosts: list[Any] = []
+        self.faketime = False
+
+
+class FakeFault(Fault):
+    """Records what happened to it; heal fails ``heal_failures`` times, takes ``heal_s``."""
+
+    kind = "fake"
+
+    def __init__(self, label: str, heal_failures: int = 0, heal_s: float = 0.0) -> None:
+        super().__init__(label)
+        self.heal_failures = heal_failures
+        self.heal_s = heal_s
+        self.heal_calls = 0
+        self.healed = False
+
+    def targets(self) -> tuple[str, ...]:
+        return ("n1",)
+
+    def apply(self, cluster: Any) -> dict[str, Any]:
+        return {}
+
+    def heal(self, cluster: Any) -> None:
+        raise AssertionError("the runner heals through heal_async")
+
+    async def heal_async(self, cluster: Any) -> None:
+        self.heal_calls += 1
+        if self.heal_s:
+            await asyncio.sleep(self.heal_s)
+        if self.heal_calls <= self.heal_failures:
+            raise ResourceError(f"{self.label} would not heal")
+        self.healed = True
+
+
+def _nemesis() -> tuple[Nemesis, History]:
+    history = History()
+    return Nemesis(_Stub(), history, Clock(), check_capabilities=False), history  # type: ignore[arg-type]
+
+
+def _actions(history: History) -> list[tuple[str, FaultAction]]:
+    return [(e.label, e.action) for e in history.faults]
+
+
+def test_a_failed_heal_stays_active_and_the_final_heal_retries_it() -> None:
+    async def scenario() -> tuple[Nemesis, History, FakeFault]:
+        nem, history = _nemesis()
+        f = FakeFault("flaky", heal_failures=1)
+        async with nem:
+            await nem.apply(f)
+            with pytest.raises(ResourceError, match="would not heal"):
+                await nem.heal(f)
+            assert nem.active == {"flaky": f}, "a failed heal must keep the fault active"
+            assert _actions(history) == [("flaky", FaultAction.APPLY)]
+            assert len(nem.errors) == 1 and "flaky" in nem.errors[0]
+        return nem, history, f
+
+    nem, history, f = asyncio.run(scenario())
+    assert f.healed and f.heal_calls == 2 and nem.active == {}
+    assert _actions(history) == [("flaky", FaultAction.APPLY), ("flaky", FaultAction.HEAL)]
+
+
+def test_final_heal_raises_after_trying_every_fault_when_one_cannot_be_healed() -> None:
+    nem, history = _nemesis()
+    ok_old, stuck, ok_new = FakeFault("a"), FakeFault("stuck", heal_failures=99), FakeFault("c")
+
+    async def scenario() -> None:
+        async with nem:
+            for f in (ok_old, stuck, ok_new):
+                await nem.apply(f)
+
+    with pytest.raises(ResourceError, match="stuck"):
+        asyncio.run(scenario())
+    assert ok_old.healed and ok_new.healed and not stuck.healed
+    assert stuck.heal_calls == 2, "the final heal retries once"
+    assert list(nem.active) == ["stuck"]
+    heals = [label for label, a in _actions(history) if a is FaultAction.HEAL]
+    assert heals == ["c", "a"]
+
+
+def test_final_heal_finishes_through_a_second_cancellation() -> None:
+    faults = [FakeFault(f"f{i}", heal_s=0.1) for i in range(3)]
+    nem, history = _nemesis()
+
+    async def body() -> None:
+        async with nem:
+            for f in faults:
+                await nem.apply(f)
+            await asyncio.sleep(30)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(body())
+        await asyncio.sleep(0.05)
+        task.cancel()  # first: leaves the block, the final heal starts
+        await asyncio.sleep(0.05)
+        task.cancel()  # second: lands in the middle of the final heal
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert all(f.healed for f in faults) and nem.active == {}
+    assert [label for label, a in _actions(history) if a is FaultAction.HEAL] == [
+        "f2", "f1", "f0"
+    ]
+
+
+def test_a_cancelled_heal_still_completes_once() -> None:
+    f = FakeFault("slow", heal_s=0.2)
+    nem, history = _nemesis()
+
+    async def scenario() -> None:
+        async with nem:
+            await nem.apply(f)
+            t = asyncio.create_task(nem.heal(f))
+            await asyncio.sleep(0.05)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+
+    asyncio.run(scenario())
+    assert f.healed and f.heal_calls == 1
+    assert _actions(history) == [("slow", FaultAction.APPLY), ("slow", FaultAction.HEAL)]
+
+
+def test_duplicate_label_is_a_config_error() -> None:
+    async def scenario() -> None:
+        nem, _ = _nemesis()
+        async with nem:
+            await nem.apply(FakeFault("x"))
+            with pytest.raises(ConfigError, match="'x' is already active"):
+                await nem.apply(FakeFault("x"))
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("at, duration", [
+    (0.0, float("inf")), (float("nan"), 1.0), (0.0, -1.0), (-1.0, 1.0),
+])
+def test_run_refuses_schedules_that_never_end(at: float, duration: float) -> None:
+    sched = Schedule((ScheduledFault(at, duration, FaultSpec("crash", ("n1",)), "c"),))
+
+    async def scenario() -> None:
+        nem, history = _nemesis()
+        async with nem:
+            with pytest.raises(ConfigError, match="finite"):
+                await asyncio.wait_for(nem.run(sched), 5)
+        assert history.faults == []
+
+    asyncio.run(scenario())
+
+
+def test_clock_skew_without_faketime_is_refused_before_anything_runs() -> None:
+    sched = Schedule((
+        ScheduledFault(0.0, 0.1, FaultSpec("crash", ("n1",)), "c"),
+        ScheduledFault(0.2, 0.1, FaultSpec("clock-skew", ("n2",), (("offset_s", 5.0),)), "k"),
+    ))
+
+    async def scenario() -> None:
+        nem, history = _nemesis()
+        async with nem:
+            with pytest.raises(CapabilityError, match="faketime=True"):
+                await nem.run(sched)
+            with pytest.raises(CapabilityError, match="faketime=True"):
+                await nem.apply(ClockSkew("n1", 5.0))
+            assert nem.active == {}
+        assert history.faults == []
+
+    asyncio.run(scenario())
+
+
+def test_run_goes_on_after_a_failed_heal_and_the_final_heal_retries_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    doubles = {"a": FakeFault("a", heal_failures=1), "b": FakeFault("b")}
+    monkeypatch.setattr(nemesis_runner, "build_fault", lambda spec, label, hosts: doubles[label])
+    sched = Schedule((
+        ScheduledFault(0.0, 0.05, FaultSpec("crash", ("n1",)), "a"),
+        ScheduledFault(0.1, 0.05, FaultSpec("crash", ("n2",)), "b"),
+    ))
+    nem, history = _nemesis()
+
+    async def scenario() -> None:
+        async with nem:
+            await nem.run(sched)
+            assert list(nem.active) == ["a"] and len(nem.errors) == 1
+
+    asyncio.run(scenario())
+    assert doubles["a"].healed and doubles["b"].healed and nem.active == {}
+    assert _actions(history) == [
+        ("a", FaultAction.APPLY), ("b", FaultAction.APPLY),
+        ("b", FaultAction.HEAL), ("a", FaultAction.HEAL),
+    ]

@@ -5,6 +5,13 @@ hosts, in both directions, is relayed by a :class:`LinkProxy` that holds each ch
 by ``delay_s`` (plus uniform jitter, never reordering). A request/response round trip
 across a slowed link takes about ``2 * delay_s`` longer. Healing closes the proxy, which
 resets the connections it was relaying; clients reconnect directly.
+
+Only host-to-host links are slowed, as in Jepsen's model (latency between nodes): the links
+between the victim and the cluster's client namespace, where workloads and graders run,
+are left alone by default, so a client talking straight to the victim sees no added
+latency and a grader measures the fault through inter-node traffic (replication, quorum
+reads, forwarded requests). Pass ``include_client=True`` to slow the client's links to the
+victim too, as if the victim were far from its users.
 """
 
 from __future__ import annotations
@@ -13,14 +20,18 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import ConfigError
 from ..sandbox import Cluster
 from ._faults import Fault
 from ._proxy import LinkProxy
 
 
 class Latency(Fault):
-    """Add ``delay_s`` (+- ``jitter_s``) each way on every link between ``hosts`` and the rest."""
+    """Add ``delay_s`` (+- ``jitter_s``) each way on every link between ``hosts`` and the rest.
+
+    "The rest" is the other hosts of the cluster, not its client namespace: what clients
+    see directly is unchanged unless ``include_client`` is set, which also slows the links
+    between each victim and the client namespace (both directions).
+    """
 
     kind = "latency"
 
@@ -31,19 +42,22 @@ class Latency(Fault):
         jitter_s: float = 0.0,
         label: str | None = None,
         seed: int = 0,
+        *,
+        include_client: bool = False,
     ) -> None:
         super().__init__(label)
-        if not hosts:
-            raise ConfigError("latency needs at least one host")
+        self.hosts = self._hosts(hosts)
+        delay_s = self._number("delay_s", delay_s)
+        jitter_s = self._number("jitter_s", jitter_s)
         if not 0 < delay_s <= 30 or not 0 <= jitter_s <= delay_s:
-            raise ConfigError(
+            raise self._bad(
                 f"latency needs 0 < delay_s <= 30 and 0 <= jitter_s <= delay_s "
                 f"(got delay_s={delay_s}, jitter_s={jitter_s})"
             )
-        self.hosts = tuple(hosts)
         self.delay_s = delay_s
         self.jitter_s = jitter_s
         self.seed = seed
+        self.include_client = include_client
         self._proxy: LinkProxy | None = None
 
     def targets(self) -> tuple[str, ...]:
@@ -55,33 +69,32 @@ class Latency(Fault):
     def heal(self, cluster: Cluster) -> None:
         raise TypeError("Latency runs on an event loop: use `await fault.heal_async(cluster)`")
 
-    def _pairs(self, cluster: Cluster) -> list[tuple[str, str]]:
+    def _links(self, cluster: Cluster) -> list[tuple[str, str, str, str]]:
+        """(source name, source netns, destination name, destination address), sorted."""
+        ends = {h.name: (h.netns, h.address) for h in cluster.hosts}
         victims = {cluster.host(h).name for h in self.hosts}
+        if self.include_client:
+            ends["client"] = (cluster.client_netns, cluster.client_address)
         pairs = set()
         for v in victims:
-            for other in cluster.hosts:
-                if other.name != v:
-                    pairs.add((v, other.name))
-                    pairs.add((other.name, v))
-        return sorted(pairs)
+            for other in ends:
+                if other != v:
+                    pairs.add((v, other))
+                    pairs.add((other, v))
+        return [(a, ends[a][0], b, ends[b][1]) for a, b in sorted(pairs)]
 
     async def apply_async(self, cluster: Cluster) -> dict[str, Any]:
         proxy = self._proxy = LinkProxy()
         await proxy.start()
-        pairs = self._pairs(cluster)
-        for src, dst in pairs:
+        links = self._links(cluster)
+        for src, src_netns, dst, dst_addr in links:
             seed = zlib.crc32(f"{self.seed}:{self.label}:{src}>{dst}".encode())
-            await proxy.add_link(
-                cluster.host(src).netns,
-                cluster.host(dst).address,
-                self.delay_s,
-                self.jitter_s,
-                seed,
-            )
+            await proxy.add_link(src_netns, dst_addr, self.delay_s, self.jitter_s, seed)
         return {
             "delay_s": self.delay_s,
             "jitter_s": self.jitter_s,
-            "links": [f"{a}->{b}" for a, b in pairs],
+            "include_client": self.include_client,
+            "links": [f"{a}->{b}" for a, _, b, _ in links],
         }
 
     async def heal_async(self, cluster: Cluster) -> None:
