@@ -28,9 +28,9 @@ from infragym.nemesis._proxy import (
     TABLE_PREFIX,
     LinkHandle,
     LinkProxy,
-    proxy_available,
     socket_in_netns,
 )
+from infragym.nemesis._proxy_probe import proxy_available
 
 pytestmark = [
     pytest.mark.root,

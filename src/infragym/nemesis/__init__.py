@@ -4,19 +4,13 @@ A fault is a package in the Jepsen sense: the fault itself (``apply`` / ``heal``
 schedule that says when, and a final heal that always runs.
 """
 
+from ._clock_skew import ClockSkew
+from ._disk_full import DiskFull
 from ._doctor import Capability, fault_support, probe, require_supported
-from ._faults import (
-    Bandwidth,
-    ClockSkew,
-    Crash,
-    DiskFull,
-    Fault,
-    FaultSpec,
-    PacketLoss,
-    Partition,
-    Pause,
-)
+from ._fault import Fault, FaultSpec
 from ._latency import Latency
+from ._network_faults import Bandwidth, PacketLoss, Partition
+from ._process_faults import Crash, Pause
 from ._runner import Nemesis
 from ._schedule import FAULT_KINDS, Schedule, ScheduledFault, build_fault, random_schedule
 

@@ -118,7 +118,7 @@ def _probe_in_cluster(c: Cluster) -> list[Capability]:
 
 def _probe_proxy() -> Capability:
     try:
-        from ._proxy import proxy_available
+        from ._proxy_probe import proxy_available
     except ImportError as exc:
         return Capability("tcp-proxy", False, f"the latency proxy is not installed: {exc}")
     ok, why = proxy_available()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..sandbox import Cluster
-from ._faults import Fault
+from ._fault import Fault
 from ._proxy import LinkProxy
 
 

@@ -24,7 +24,8 @@ from typing import Any
 from .._errors import CapabilityError, ConfigError, ResourceError
 from ..history import Clock, FaultAction, FaultEvent, History
 from ..sandbox import Cluster
-from ._faults import Fault, paused_by_faults
+from ._fault import Fault
+from ._host_state import paused_by_faults
 from ._schedule import MAX_FAULTS, Schedule, build_fault
 
 _RETRY_DELAY_S = 0.1

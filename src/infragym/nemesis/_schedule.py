@@ -14,17 +14,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import ConfigError
-from ._faults import (
-    Bandwidth,
-    ClockSkew,
-    Crash,
-    DiskFull,
-    Fault,
-    FaultSpec,
-    PacketLoss,
-    Partition,
-    Pause,
-)
+from ._clock_skew import ClockSkew
+from ._disk_full import DiskFull
+from ._fault import Fault, FaultSpec
+from ._network_faults import Bandwidth, PacketLoss, Partition
+from ._process_faults import Crash, Pause
 
 FAULT_KINDS = (
     "crash",
