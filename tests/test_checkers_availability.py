@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_checkers_support import HistoryBuilder, requests
 
 from infragym import ConfigError
 from infragym.checkers import Availability, Verdict
-from infragym.history import History
+from infragym.history import FaultAction, FaultEvent, History
 
 
 def test_all_ok_without_faults_passes() -> None:
@@ -178,3 +180,204 @@ def test_empty_history_is_unknown() -> None:
 def test_bad_configuration_is_rejected(kw: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         Availability(**kw)  # type: ignore[arg-type]
+
+
+# -- exclude_faulted: judge only the hosts a fault left healthy ----------------------------
+
+
+def node_requests(
+    b: HistoryBuilder, start: float, end: float, rate: float, node: str, outcome: str = "ok"
+) -> None:
+    n = round((end - start) * rate)
+    for i in range(n):
+        t = start + i / rate
+        b.op("request", None, None, t=t, done=t + 0.005, outcome=outcome, intended=t, node=node)
+
+
+def with_fault(
+    h: History,
+    label: str,
+    start: float,
+    end: float,
+    fault: str,
+    targets: tuple[str, ...],
+    detail: dict[str, object] | None = None,
+) -> History:
+    h.record_fault(FaultEvent(start, fault, FaultAction.APPLY, label, targets, detail or {}))
+    h.record_fault(FaultEvent(end, fault, FaultAction.HEAL, label, targets))
+    return h
+
+
+def outage_of(down: set[str], nodes: tuple[str, ...] = ("n1", "n2", "n3")) -> HistoryBuilder:
+    """1 s steady, 2 s in which ``down`` fail every request, 1 s steady; 10 ops/s per node."""
+    b = HistoryBuilder()
+    for node in nodes:
+        node_requests(b, 0.0, 1.0, 10, node)
+        node_requests(b, 1.0, 3.0, 10, node, "fail" if node in down else "ok")
+        node_requests(b, 3.0, 4.0, 10, node)
+    return b
+
+
+def blocked_of(*groups: list[str]) -> dict[str, list[str]]:
+    return {
+        h: sorted(o for j, g2 in enumerate(groups) if j != i for o in g2)
+        for i, g in enumerate(groups)
+        for h in g
+    }
+
+
+@pytest.mark.parametrize("kind", ["crash", "pause"])
+def test_exclude_faulted_ignores_the_target_of_a_crash_or_pause(kind: str) -> None:
+    h = with_fault(outage_of({"n2"}).build(), "f", 1.0, 3.0, kind, ("n2",))
+    plain = Availability().check(h)
+    assert plain.verdict is Verdict.FAIL
+    assert plain.metrics["window.f.total"] == 60
+    assert plain.metrics["window.f.availability"] == pytest.approx(40 / 60)
+    assert "window.f.excluded" not in plain.metrics  # the default reports exactly as before
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.PASS
+    assert res.score == 1.0
+    assert res.metrics["window.f.total"] == 40
+    assert res.metrics["window.f.ok"] == 40
+    assert res.metrics["window.f.excluded"] == 20
+    # excluded operations were still in a fault: they do not join the steady state
+    assert res.metrics["window.steady.total"] == 60
+    assert "window.steady.excluded" not in res.metrics
+
+
+def test_exclude_faulted_still_fails_an_outage_on_a_healthy_host() -> None:
+    # n2 crashed, but n3 (healthy) failed too: that is the system's fault
+    h = with_fault(outage_of({"n2", "n3"}).build(), "crash-1", 1.0, 3.0, "crash", ("n2",))
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.FAIL
+    assert res.metrics["window.crash-1.availability"] == 0.5
+    assert res.metrics["window.crash-1.excluded"] == 20
+    assert res.score == pytest.approx(0.5 / 0.99)
+
+
+def test_exclude_faulted_isolated_host_of_a_partition() -> None:
+    blocked = blocked_of(["n3"], ["n1", "n2"])
+    h = with_fault(
+        outage_of({"n3"}).build(), "p", 1.0, 3.0, "partition", ("n1", "n2", "n3"),
+        {"blocked": blocked},
+    )  # fmt: skip
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.PASS
+    assert res.metrics["window.p.excluded"] == 20
+    assert res.metrics["window.p.total"] == 40
+
+
+def test_exclude_faulted_keeps_the_majority_side_of_a_five_host_partition() -> None:
+    nodes = ("n1", "n2", "n3", "n4", "n5")
+    blocked = blocked_of(["n4", "n5"], ["n1", "n2", "n3"])
+    h = with_fault(
+        outage_of({"n4", "n5"}, nodes).build(), "p", 1.0, 3.0, "partition", nodes,
+        {"blocked": blocked},
+    )  # fmt: skip
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.PASS
+    assert res.metrics["window.p.excluded"] == 40
+    # a system serving on the minority but not on the majority fails
+    h2 = with_fault(
+        outage_of({"n1", "n2", "n3"}, nodes).build(), "p", 1.0, 3.0, "partition", nodes,
+        {"blocked": blocked},
+    )  # fmt: skip
+    res2 = Availability(exclude_faulted=True).check(h2)
+    assert res2.verdict is Verdict.FAIL
+    assert res2.metrics["window.p.availability"] == 0.0
+
+
+def test_exclude_faulted_bridge_keeps_one_end_with_the_middle() -> None:
+    # Partition.bridge(["n1", "n2", "n3"]): n1 and n3 cannot talk, n2 talks to both. The
+    # largest groups that all reach one another are {n1, n2} and {n2, n3}: the first in
+    # name order is kept, so only n3 is excluded; n2, absent from the map, never is.
+    h = with_fault(
+        outage_of({"n3"}).build(), "b", 1.0, 3.0, "partition", ("n1", "n3"),
+        {"blocked": {"n1": ["n3"], "n3": ["n1"]}},
+    )  # fmt: skip
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.PASS
+    assert res.metrics["window.b.excluded"] == 20
+    h2 = with_fault(
+        outage_of({"n1"}).build(), "b", 1.0, 3.0, "partition", ("n1", "n3"),
+        {"blocked": {"n1": ["n3"], "n3": ["n1"]}},
+    )  # fmt: skip
+    assert Availability(exclude_faulted=True).check(h2).verdict is Verdict.FAIL
+
+
+def test_exclude_faulted_tie_between_equal_groups_is_deterministic() -> None:
+    nodes = ("n1", "n2", "n3", "n4")
+    blocked = blocked_of(["n3", "n4"], ["n1", "n2"])  # map order must not matter
+    h = with_fault(
+        outage_of({"n3", "n4"}, nodes).build(), "p", 1.0, 3.0, "partition", nodes,
+        {"blocked": blocked},
+    )  # fmt: skip
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.PASS
+    assert res.metrics["window.p.excluded"] == 40
+    h2 = with_fault(
+        outage_of({"n1", "n2"}, nodes).build(), "p", 1.0, 3.0, "partition", nodes,
+        {"blocked": blocked},
+    )  # fmt: skip
+    assert Availability(exclude_faulted=True).check(h2).verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    ("kind", "detail"),
+    [
+        ("partition", {"error": "apply failed"}),  # no blocked map: nothing to go by
+        ("loss", {"probability": 0.3}),  # the host still serves, just worse
+        ("latency", {}),
+    ],
+)
+def test_exclude_faulted_excludes_nothing_without_a_rule(
+    kind: str, detail: dict[str, object]
+) -> None:
+    h = with_fault(outage_of({"n2"}).build(), "f", 1.0, 3.0, kind, ("n2",), detail)
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.FAIL
+    assert res.metrics["window.f.excluded"] == 0
+    assert res.metrics["window.f.total"] == 60
+
+
+def test_exclude_faulted_never_excludes_operations_without_a_node() -> None:
+    b = HistoryBuilder()
+    requests(b, 1.0, 3.0, 10, outcome="fail")  # node None
+    h = with_fault(b.build(), "c", 1.0, 3.0, "crash", ("n1",))
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.metrics["window.c.total"] == 20
+    assert res.metrics["window.c.excluded"] == 0
+    assert res.verdict is Verdict.FAIL
+
+
+def test_exclude_faulted_window_with_only_excluded_operations_is_too_small() -> None:
+    b = HistoryBuilder()
+    node_requests(b, 0.0, 1.0, 10, "n1")
+    node_requests(b, 1.0, 3.0, 10, "n1", "fail")
+    h = with_fault(b.build(), "c", 1.0, 3.0, "crash", ("n1",))
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.UNKNOWN
+    assert res.metrics["window.c.total"] == 0
+    assert res.metrics["window.c.excluded"] == 20
+
+
+def test_exclude_faulted_pairs_each_window_with_its_own_apply_event() -> None:
+    # the same label twice: each window excludes the target of its own apply
+    b = outage_of(set())
+    h = with_fault(b.build(), "kill", 1.0, 2.0, "crash", ("n1",))
+    h = with_fault(h, "kill", 2.0, 3.0, "crash", ("n3",))
+    res = Availability(exclude_faulted=True).check(h)
+    assert res.metrics["window.kill.excluded"] == 10
+    assert res.metrics["window.kill#2.excluded"] == 10
+
+
+def test_exclude_faulted_survives_a_jsonl_round_trip(tmp_path: Path) -> None:
+    blocked = blocked_of(["n3"], ["n1", "n2"])
+    h = with_fault(
+        outage_of({"n3"}).build(), "p", 1.0, 3.0, "partition", ("n1", "n2", "n3"),
+        {"blocked": blocked},
+    )  # fmt: skip
+    back = History.read_jsonl(h.write_jsonl(tmp_path / "h.jsonl"))
+    a = Availability(exclude_faulted=True)
+    assert a.check(back).metrics == a.check(h).metrics
+    assert a.check(back).verdict is Verdict.PASS

@@ -3,15 +3,22 @@
 Windows are keyed by intended start, not by invocation: a client that stalled during a
 fault and only got round to invoking after the heal must not move its request out of the
 fault window, or a server that hangs clients would look available.
+
+With ``exclude_faulted`` a window judges only the hosts its fault left healthy: the
+targets of a crash or pause, and the hosts a partition cut off from the largest group of
+hosts that can all reach one another, are not held to the SLO while the fault lasts. A
+system that stays consistent (CP) cannot serve on a minority; it must serve on the rest.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .._errors import ConfigError
-from ..history import FaultWindow, History, Operation
+from ..history import FaultAction, FaultEvent, FaultWindow, History, Operation
 from ._base import CheckResult, Metric, Verdict
 
 STEADY = "steady"
@@ -23,6 +30,7 @@ class _Window:
     slo: float
     total: int
     ok: int
+    excluded: int = 0
 
     @property
     def availability(self) -> float:
@@ -43,6 +51,19 @@ class Availability:
     restricts the check to one operation kind (e.g. ``read``), which matters when some
     ``fail`` answers are legitimate (a cas whose comparison failed).
 
+    ``exclude_faulted`` (default off) ignores, inside each fault window, the operations
+    sent to a host the fault took away (by the operation's ``node``, so targets must be
+    named by host): the target of a ``crash`` or ``pause``; for a ``partition``, every
+    host outside the largest group of hosts that can all reach one another, computed from
+    the apply event's ``detail["blocked"]`` (host -> hosts it cannot reach). Hosts absent
+    from that map reach everyone and are never excluded; when several groups are largest,
+    the one whose sorted host names come first is kept and the others are excluded. A
+    host linked to the kept group only through another host (the ends of a bridge) is
+    excluded too: whether a quorum system can serve there depends on its design, so it
+    is not judged. Other fault kinds, and a partition whose apply recorded no ``blocked``
+    map, exclude nothing. Excluded operations still count as "in a fault" (they are not
+    steady state), and each window reports how many it ignored (``window.<label>.excluded``).
+
     Score: the worst judged window's availability divided by its SLO (capped at 1). The
     worst window, not the mean, because averaging lets a long healthy steady state hide a
     system that was down for the whole of one fault, which is the thing being measured.
@@ -53,6 +74,7 @@ class Availability:
     min_ops: int = 10
     f: str | None = None
     name: str = "availability"
+    exclude_faulted: bool = False
 
     def __post_init__(self) -> None:
         for what, v in (("slo", self.slo), ("fault_slo", self.fault_slo)):
@@ -68,25 +90,36 @@ class Availability:
             return CheckResult(
                 self.name, Verdict.UNKNOWN, 0.0, f"the history has no {what}; nothing to judge"
             )
-        windows = self._windows(ops, history.fault_windows())
+        windows = self._windows(ops, history.fault_windows(), history.faults)
         return self._judge(windows, ops)
 
-    def _windows(self, ops: list[Operation], faults: list[FaultWindow]) -> list[_Window]:
+    def _windows(
+        self, ops: list[Operation], faults: list[FaultWindow], events: Iterable[FaultEvent]
+    ) -> list[_Window]:
         fault_slo = self.slo if self.fault_slo is None else self.fault_slo
+        details = {(e.label, e.time): e.detail for e in events if e.action is FaultAction.APPLY}
         out: list[_Window] = []
         seen: dict[str, int] = {STEADY: 1}
         in_fault = [False] * len(ops)
         for w in faults:
-            total = ok = 0
+            skip = (
+                faulted_hosts(w.fault, w.targets, details.get((w.label, w.start), {}))
+                if self.exclude_faulted
+                else frozenset()
+            )
+            total = ok = excluded = 0
             for i, op in enumerate(ops):
                 if w.contains(op.intended):
                     in_fault[i] = True
+                    if op.node is not None and op.node in skip:
+                        excluded += 1
+                        continue
                     total += 1
                     ok += op.ok
             n = seen.get(w.label, 0) + 1
             seen[w.label] = n
             label = w.label if n == 1 else f"{w.label}#{n}"
-            out.append(_Window(label, fault_slo, total, ok))
+            out.append(_Window(label, fault_slo, total, ok, excluded))
         steady = [op for op, f in zip(ops, in_fault, strict=True) if not f]
         if steady:
             out.insert(0, _Window(STEADY, self.slo, len(steady), sum(op.ok for op in steady)))
@@ -107,6 +140,8 @@ class Availability:
             metrics[p + "ok"] = w.ok
             metrics[p + "slo"] = w.slo
             metrics[p + "availability"] = None if w.total == 0 else w.availability
+            if self.exclude_faulted and w.label != STEADY:
+                metrics[p + "excluded"] = w.excluded
             (judged if w.total >= self.min_ops else small).append(w)
         below = [w for w in judged if w.availability < w.slo]
         metrics["windows_judged"] = len(judged)
@@ -141,3 +176,44 @@ class Availability:
         return CheckResult(
             self.name, Verdict.PASS, score, f"every window met its SLO: {summary}", metrics
         )
+
+
+def faulted_hosts(kind: str, targets: Iterable[str], detail: Mapping[str, Any]) -> frozenset[str]:
+    """The hosts a fault took away, for ``Availability(exclude_faulted=True)``."""
+    if kind in ("crash", "pause"):
+        return frozenset(targets)
+    if kind != "partition":
+        return frozenset()
+    blocked = detail.get("blocked")
+    if not isinstance(blocked, Mapping):
+        return frozenset()
+    cut: dict[str, set[str]] = {}
+    for a, bs in blocked.items():
+        for b in bs if isinstance(bs, Iterable) and not isinstance(bs, str) else ():
+            if a != b:
+                cut.setdefault(str(a), set()).add(str(b))
+                cut.setdefault(str(b), set()).add(str(a))
+    hosts = frozenset(cut)
+    if not hosts:
+        return frozenset()
+    kept = min(_maximal_groups(hosts, cut), key=lambda g: (-len(g), sorted(g)))
+    return hosts - kept
+
+
+def _maximal_groups(hosts: frozenset[str], cut: Mapping[str, set[str]]) -> list[frozenset[str]]:
+    """Every maximal set of hosts that can all reach one another (Bron-Kerbosch, pivoted)."""
+    reach = {h: hosts - cut.get(h, set()) - {h} for h in hosts}
+    found: list[frozenset[str]] = []
+
+    def expand(group: frozenset[str], cand: frozenset[str], done: frozenset[str]) -> None:
+        if not cand and not done:
+            found.append(group)
+            return
+        pivot = max(cand | done, key=lambda h: (len(reach[h] & cand), h))
+        for h in sorted(cand - reach[pivot]):
+            expand(group | {h}, cand & reach[h], done & reach[h])
+            cand = cand - {h}
+            done = done | {h}
+
+    expand(frozenset(), hosts, frozenset())
+    return found

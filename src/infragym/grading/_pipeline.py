@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -34,7 +35,14 @@ def load_grader(task: Task) -> GradeFn:
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot load {task.grader_path}")
     module: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # registered before running, as a normal import is: dataclasses and pickling look
+    # the module up by name while it executes
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     fn = getattr(module, "grade", None)
     if fn is None or not asyncio.iscoroutinefunction(fn):
         raise ConfigError(f"{task.grader_path} must define `async def grade(ctx)`")

@@ -1,0 +1,580 @@
+"""Hidden grader of kv-replicated: functional tests, then load under faults, then verdicts.
+
+1. Deploy: ``/bin/sh /srv/app/start.sh`` as a service on each of 3 fresh hosts with the
+   contract's environment; each must listen on 8080 within 10 s (a start.sh that exits
+   fails at once) and answer a read within 10 s more.
+2. Functional phase, no faults: the tests an agent can write against its dev hosts
+   (writes visible on every node within 1 s, 404, overwrites, odd keys and values).
+   Its score is the fraction passed; anything short of all of them is a failed gate and
+   the robustness phase is skipped (a system that breaks its contract earns nothing).
+3. Robustness phase: open-loop reads and writes on a small hot keyspace, plus one write
+   to each of a few cold keys before the first fault, while a seeded nemesis crashes,
+   pauses and partitions hosts one at a time: every run has two faults of each kind and
+   crashes two different hosts (so data must survive on disk, not only in a peer's
+   memory). After the final heal every node must listen again; then every key is read
+   on every node.
+4. Verdicts and rubric: see ``rubric``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from infragym.checkers import (
+    Availability,
+    Checker,
+    CheckResult,
+    Linearizable,
+    LostWrites,
+    StaleReads,
+    Verdict,
+    check_all,
+)
+from infragym.grading import GradeContext, GradeOutcome
+from infragym.history import OpType
+from infragym.nemesis import FaultSpec, Nemesis, Schedule, ScheduledFault
+from infragym.rubric import Criterion, RewardResult, Rubric
+from infragym.sandbox import Cluster, Host, HostProcess
+from infragym.workload import (
+    KVClient,
+    KVGenerator,
+    Mix,
+    Op,
+    Runner,
+    Stream,
+    Target,
+    final_read_stream,
+    parse_targets,
+)
+
+PORT = 8080
+HOSTS = 3
+START_CMD = ("/bin/sh", "/srv/app/start.sh")
+DATA_DIR = "/srv/data"
+LISTEN_S = 10.0
+READY_S = 10.0
+VISIBLE_S = 1.0
+REQUEST_S = 1.0
+TEST_S = 6.0
+FUNCTIONAL_S = 30.0
+
+RATE = 60.0
+OP_TIMEOUT_S = 1.0
+HOT_KEYS = 12
+COLD_KEYS = 12
+FIRST_FAULT_S = 2.0
+FAULT_S = (1.8, 2.6)
+GAP_S = (0.8, 1.2)
+TAIL_S = 1.5
+SETTLE_S = 2.0
+
+AVAILABILITY_SLO = 0.99
+AVAILABILITY_FLOOR = 0.5
+
+
+# -- rubric -----------------------------------------------------------------------------
+
+
+def _all_or_nothing(r: CheckResult) -> float:
+    return 1.0 if r.verdict is Verdict.PASS else 0.0
+
+
+def _availability_score(r: CheckResult) -> float:
+    """Worst window's availability, 0 at the floor and 1 at the SLO, linear between."""
+    worst = r.metrics.get("worst_availability")
+    if not isinstance(worst, int | float):
+        return 0.0
+    x = (float(worst) - AVAILABILITY_FLOOR) / (AVAILABILITY_SLO - AVAILABILITY_FLOOR)
+    return min(1.0, max(0.0, x))
+
+
+def rubric() -> Rubric:
+    """Gates first: the contract, then linearizability; then weighted properties.
+
+    - functional (gate, cap 0): every functional test passes, or the reward is 0.
+    - linearizable (gate, cap 0.25; weight 2): the task asks for linearizable reads and
+      writes; a system that can return stale or lost data earns at most 0.25 however
+      available it is (an inconsistent but available system is worth more than a broken
+      one, much less than a correct one).
+    - lost-writes (weight 3, all or nothing): any acknowledged write missing from every
+      final read fails the property the task is about; one lost write is not 99% durable.
+    - stale-reads (weight 1, fraction of clean reads): graded partial credit for the
+      subset of consistency failures that need no search.
+    - availability (weight 4): ok fraction of the operations sent to hosts the fault left
+      healthy (crashed and paused hosts and the partitioned-off minority are not judged),
+      in the worst fault window or steady state; 0 at 50 %, full at 99 %. Operations not
+      answered within 1 s count as unavailable.
+    """
+    return Rubric(
+        [
+            Criterion("functional", weight=0.0, gate=True, cap=0.0),
+            Criterion("linearizable", weight=2.0, gate=True, cap=0.25),
+            Criterion("lost-writes", weight=3.0, score_fn=_all_or_nothing),
+            Criterion("stale-reads", weight=1.0),
+            Criterion("availability", weight=4.0, score_fn=_availability_score),
+        ]
+    )
+
+
+# -- fault schedule ---------------------------------------------------------------------
+
+
+def fault_schedule(seed: int, hosts: list[str]) -> Schedule:
+    """Two crashes (of different hosts), two pauses, two partitions, in a seeded order.
+
+    Faults come one at a time with a quiet gap between, so every availability window
+    measures one fault; each kind appears in every run so every seed measures the same
+    properties (and the reward's spread across seeds stays small).
+    """
+    rng = random.Random(f"kv-replicated/{seed}")
+    kinds: list[str] = []
+    for _ in range(2):
+        round_ = ["crash", "pause", "partition"]
+        rng.shuffle(round_)
+        kinds += round_
+    crash_victims = rng.sample(hosts, 2)
+    faults: list[ScheduledFault] = []
+    t = FIRST_FAULT_S
+    for i, kind in enumerate(kinds):
+        duration = round(rng.uniform(*FAULT_S), 3)
+        if kind == "crash":
+            spec = FaultSpec("crash", (crash_victims.pop(0),))
+        elif kind == "pause":
+            spec = FaultSpec("pause", (rng.choice(hosts),))
+        else:
+            topology = rng.choice(["isolate", "majority", "bridge"])
+            if topology == "isolate":
+                spec = FaultSpec("partition", (rng.choice(hosts),), (("topology", "isolate"),))
+            else:
+                order = list(hosts)
+                rng.shuffle(order)
+                spec = FaultSpec("partition", tuple(order), (("topology", topology),))
+        faults.append(ScheduledFault(round(t, 3), duration, spec, f"{kind}-{i + 1}"))
+        t += duration + rng.uniform(*GAP_S)
+    return Schedule(tuple(faults), seed)
+
+
+# -- workload ---------------------------------------------------------------------------
+
+
+class ColdWrites:
+    """One write to each cold key, round-robin over the nodes; only final reads read them.
+
+    Hot keys are rewritten every second or so, which hides a replica that forgot its data
+    in a crash; a cold key is written once, before any fault, so it survives only if some
+    majority still holds it after every crash of the run.
+    """
+
+    # a plain class, not a dataclass: the pipeline imports graders under a private name
+    # that dataclasses cannot resolve while the module is still loading
+    def __init__(self, targets: tuple[Target, ...], keys: tuple[str, ...]) -> None:
+        self.targets = targets
+        self.keys = keys
+
+    @property
+    def name(self) -> str:
+        return "cold"
+
+    def ops(self) -> Iterator[Op]:
+        for i, key in enumerate(self.keys):
+            yield Op("write", self.targets[i % len(self.targets)], key, f"{self.name}:{i}")
+
+    def default_client(self) -> KVClient:
+        return KVClient()
+
+
+# -- deployment -------------------------------------------------------------------------
+
+
+def contract_env(cluster: Cluster, host: Host) -> dict[str, str]:
+    return {
+        "NODE_ID": host.name,
+        "NODE_ADDRESS": host.address,
+        "PEERS": ",".join(f"{h.name}={h.address}" for h in cluster.hosts),
+        "PORT": str(PORT),
+        "DATA_DIR": DATA_DIR,
+    }
+
+
+def wait_listening(host: Host, proc: HostProcess, timeout: float) -> str | None:
+    """None once ``host`` listens on the port; else why not (fails fast if start.sh died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            host.wait_port(PORT, timeout=0.2)
+            return None
+        except Exception:
+            pass
+        if not proc.alive():
+            tail = proc.output(2000).strip().splitlines()[-5:]
+            return (
+                f"{host.name}: start.sh exited with status {proc.returncode} without "
+                f"listening on port {PORT}; its last output: {' | '.join(tail) or '(none)'}"
+            )
+        if time.monotonic() >= deadline:
+            return f"{host.name}: nothing listens on port {PORT} after {timeout:.0f} s"
+
+
+async def wait_all_listening(cluster: Cluster, timeout: float) -> list[str]:
+    async def one(h: Host) -> str | None:
+        try:
+            await asyncio.to_thread(h.wait_port, PORT, timeout)
+            return None
+        except Exception as exc:
+            return f"{h.name}: {exc}"
+
+    return [p for p in await asyncio.gather(*(one(h) for h in cluster.hosts)) if p]
+
+
+# -- functional tests -------------------------------------------------------------------
+
+
+class Failed(Exception):
+    """A functional test's expectation was not met (the message says which)."""
+
+
+class Probe:
+    """The grader's HTTP client for the functional tests (one request at a time)."""
+
+    def __init__(self, session: aiohttp.ClientSession, urls: Mapping[str, str]) -> None:
+        self.session = session
+        self.urls = dict(urls)
+        self.nodes = list(urls)
+
+    async def put(self, node: str, key: str, value: str) -> None:
+        try:
+            async with self.session.put(
+                f"{self.urls[node]}/kv/{key}", data=value.encode("utf-8")
+            ) as resp:
+                await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Failed(f"PUT /kv/{key} on {node}: {type(exc).__name__} {exc}") from None
+        if not 200 <= status < 300:
+            raise Failed(f"PUT /kv/{key} on {node} answered {status}, expected 2xx")
+
+    async def get(self, node: str, key: str) -> tuple[int, bytes]:
+        try:
+            async with self.session.get(f"{self.urls[node]}/kv/{key}") as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Failed(f"GET /kv/{key} on {node}: {type(exc).__name__} {exc}") from None
+
+    async def expect(self, node: str, key: str, value: str | None) -> None:
+        """``node`` serves ``value`` (None: 404) for ``key`` right now."""
+        status, body = await self.get(node, key)
+        if not _matches(status, body, value):
+            raise Failed(f"GET /kv/{key} on {node}: {_show(status, body)}, expected {_want(value)}")
+
+    async def eventually(self, key: str, value: str | None, nodes: list[str] | None = None) -> None:
+        """Every node (of ``nodes``) serves ``value`` for ``key`` within ``VISIBLE_S``."""
+        deadline = time.monotonic() + VISIBLE_S
+        last: dict[str, str] = {}
+        for node in nodes or self.nodes:
+            while True:
+                status, body = await self.get(node, key)
+                if _matches(status, body, value):
+                    break
+                last[node] = _show(status, body)
+                if time.monotonic() >= deadline:
+                    raise Failed(
+                        f"GET /kv/{key} on {node}: still {last[node]} {VISIBLE_S:g} s after "
+                        f"the write, expected {_want(value)}"
+                    )
+                await asyncio.sleep(0.05)
+
+
+def _matches(status: int, body: bytes, value: str | None) -> bool:
+    if value is None:
+        return status == 404
+    return status == 200 and body == value.encode("utf-8")
+
+
+def _show(status: int, body: bytes) -> str:
+    text = body[:60].decode("utf-8", errors="replace")
+    return f"HTTP {status} {text!r}" + ("..." if len(body) > 60 else "")
+
+
+def _want(value: str | None) -> str:
+    if value is None:
+        return "HTTP 404"
+    shown = value[:60] + ("..." if len(value) > 60 else "")
+    return f"HTTP 200 {shown!r}"
+
+
+TestFn = Callable[[Probe, str], Awaitable[None]]
+
+
+async def t_put_get_same_node(p: Probe, tag: str) -> None:
+    await p.put("n1", "fx-same", f"hello {tag}")
+    await p.expect("n1", "fx-same", f"hello {tag}")
+
+
+async def t_visible_on_every_node(p: Probe, tag: str) -> None:
+    await p.put("n2", "fx-everywhere", f"replicated {tag}")
+    await p.eventually("fx-everywhere", f"replicated {tag}")
+
+
+async def t_missing_key_is_404(p: Probe, tag: str) -> None:
+    for node in p.nodes:
+        await p.expect(node, f"fx-never-written-{tag}", None)
+
+
+async def t_overwrite_same_node(p: Probe, tag: str) -> None:
+    await p.put("n3", "fx-over", f"first {tag}")
+    await p.put("n3", "fx-over", f"second {tag}")
+    await p.expect("n3", "fx-over", f"second {tag}")
+    await p.eventually("fx-over", f"second {tag}")
+
+
+async def t_overwrite_from_another_node(p: Probe, tag: str) -> None:
+    await p.put("n1", "fx-cross", f"v1 {tag}")
+    await p.eventually("fx-cross", f"v1 {tag}")
+    await p.put("n2", "fx-cross", f"v2 {tag}")
+    await p.eventually("fx-cross", f"v2 {tag}")
+
+
+async def t_keys_are_independent(p: Probe, tag: str) -> None:
+    await p.put("n3", "fx-one", f"one {tag}")
+    await p.put("n1", "fx-two", f"two {tag}")
+    await p.eventually("fx-one", f"one {tag}")
+    await p.eventually("fx-two", f"two {tag}")
+
+
+ODD_KEYS = ("a.b_c~d-E9", "UPPER.lower", "~tilde", "_", "-dash-", "k" * 100)
+
+
+async def t_odd_keys(p: Probe, tag: str) -> None:
+    for i, key in enumerate(ODD_KEYS):
+        await p.put(p.nodes[i % len(p.nodes)], key, f"key {key} {tag}")
+    for key in ODD_KEYS:
+        await p.eventually(key, f"key {key} {tag}")
+
+
+async def t_unicode_value(p: Probe, tag: str) -> None:
+    value = f"héllo wörld ✓ 日本語 🚀 {tag}"
+    await p.put("n2", "fx-unicode", value)
+    await p.eventually("fx-unicode", value)
+
+
+async def t_whitespace_and_symbols(p: Probe, tag: str) -> None:
+    value = f'  padded  \n\tline two\r\n{{"json": [1, 2]}} & <b>%20</b> /kv/x?y=z#f {tag}\n'
+    await p.put("n3", "fx-symbols", value)
+    await p.eventually("fx-symbols", value)
+
+
+async def t_empty_value(p: Probe, tag: str) -> None:
+    await p.put("n1", "fx-empty", "")
+    await p.eventually("fx-empty", "")
+
+
+async def t_large_value(p: Probe, tag: str) -> None:
+    value = (tag + "0123456789abcdef" * 4096)[: 64 * 1024]
+    await p.put("n2", "fx-large", value)
+    await p.eventually("fx-large", value)
+
+
+FUNCTIONAL_TESTS: tuple[tuple[str, TestFn], ...] = (
+    ("put-get-same-node", t_put_get_same_node),
+    ("visible-on-every-node", t_visible_on_every_node),
+    ("missing-key-404", t_missing_key_is_404),
+    ("overwrite-same-node", t_overwrite_same_node),
+    ("overwrite-from-another-node", t_overwrite_from_another_node),
+    ("keys-are-independent", t_keys_are_independent),
+    ("odd-legal-keys", t_odd_keys),
+    ("unicode-value", t_unicode_value),
+    ("whitespace-and-symbols-value", t_whitespace_and_symbols),
+    ("empty-value", t_empty_value),
+    ("64-KiB-value", t_large_value),
+)
+
+
+async def wait_ready(probe: Probe, tag: str) -> None:
+    """Give every node up to ``READY_S`` to answer a read with 200 or 404 (e.g. to elect)."""
+    deadline = time.monotonic() + READY_S
+    for node in probe.nodes:
+        while time.monotonic() < deadline:
+            try:
+                status, _ = await probe.get(node, f"fx-ready-{tag}")
+                if status in (200, 404):
+                    break
+            except Failed:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def run_functional(urls: Mapping[str, str], tag: str) -> dict[str, str | None]:
+    """Each test's failure message, or None when it passed (all bounded in time)."""
+    out: dict[str, str | None] = {}
+    timeout = aiohttp.ClientTimeout(total=REQUEST_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        probe = Probe(session, urls)
+        await wait_ready(probe, tag)
+        deadline = time.monotonic() + FUNCTIONAL_S
+        for name, fn in FUNCTIONAL_TESTS:
+            left = min(TEST_S, deadline - time.monotonic())
+            if left <= 0:
+                out[name] = f"not run: the functional tests took more than {FUNCTIONAL_S:g} s"
+                continue
+            try:
+                await asyncio.wait_for(fn(probe, tag), timeout=left)
+                out[name] = None
+            except Failed as exc:
+                out[name] = str(exc)
+            except TimeoutError:
+                out[name] = f"the test did not finish within {left:.1f} s"
+    return out
+
+
+def functional_result(results: Mapping[str, str | None], problem: str | None) -> CheckResult:
+    if problem is not None:
+        return CheckResult("functional", Verdict.FAIL, 0.0, problem, {"passed": 0})
+    passed = [n for n, err in results.items() if err is None]
+    failed = {n: err for n, err in results.items() if err is not None}
+    score = len(passed) / len(results)
+    metrics: dict[str, Any] = {"tests": len(results), "passed": len(passed)}
+    metrics.update({f"test.{n}": err is None for n, err in results.items()})
+    if failed:
+        shown = "; ".join(f"{n}: {err}" for n, err in list(failed.items())[:3])
+        return CheckResult(
+            "functional",
+            Verdict.FAIL,
+            score,
+            f"{len(failed)} of {len(results)} functional tests failed: {shown}",
+            metrics,
+        )
+    return CheckResult(
+        "functional", Verdict.PASS, 1.0, f"all {len(results)} functional tests passed", metrics
+    )
+
+
+def not_run(reason: str) -> dict[str, CheckResult]:
+    return {
+        name: CheckResult(name, Verdict.UNKNOWN, 0.0, f"not run: {reason}")
+        for name in ("linearizable", "lost-writes", "stale-reads", "availability")
+    }
+
+
+# -- the grade --------------------------------------------------------------------------
+
+
+async def grade(ctx: GradeContext) -> GradeOutcome:
+    ctx.progress("building a 3-host cluster and starting the service on every host")
+    cluster = ctx.cluster(HOSTS)
+    procs = {
+        h.name: h.spawn("kv", list(START_CMD), env=contract_env(cluster, h), service=True)
+        for h in cluster.hosts
+    }
+    problems = [
+        p
+        for p in await asyncio.gather(
+            *(asyncio.to_thread(wait_listening, h, procs[h.name], LISTEN_S) for h in cluster.hosts)
+        )
+        if p
+    ]
+    urls = {h.name: f"http://{h.address}:{PORT}" for h in cluster.hosts}
+    notes: list[str] = []
+    tests: dict[str, str | None] = {}
+    if problems:
+        notes += problems
+        functional = functional_result({}, "; ".join(problems))
+    else:
+        ctx.progress("functional tests")
+
+        async def functional_phase() -> dict[str, str | None]:
+            return await run_functional(urls, f"s{ctx.seed}")
+
+        tests = await asyncio.to_thread(cluster.run_client, functional_phase)
+        functional = functional_result(tests, None)
+        notes += [f"functional test {n} failed: {e}" for n, e in tests.items() if e]
+    (ctx.artifacts_dir / "functional.json").write_text(
+        json.dumps({"score": functional.score, "tests": tests}, indent=2, ensure_ascii=False)
+    )
+    if functional.verdict is not Verdict.PASS:
+        results = {"functional": functional, **not_run("the functional contract failed")}
+        return finish(results, functional.score, notes)
+
+    results = await robustness(ctx, cluster, urls, notes)
+    results["functional"] = functional
+    return finish(results, functional.score, notes)
+
+
+async def robustness(
+    ctx: GradeContext, cluster: Cluster, urls: Mapping[str, str], notes: list[str]
+) -> dict[str, CheckResult]:
+    schedule = fault_schedule(ctx.seed, cluster.names)
+    (ctx.artifacts_dir / "schedule.json").write_text(json.dumps(schedule.to_json(), indent=2))
+    notes.append(
+        "faults: "
+        + "; ".join(
+            f"{f.at:.1f}s {f.spec.kind}({','.join(f.spec.targets)}"
+            + (f" {f.spec.param('topology')}" if f.spec.param("topology") else "")
+            + f") {f.duration:.1f}s"
+            for f in schedule.faults
+        )
+    )
+    targets = parse_targets(urls)
+    hot = KVGenerator(
+        urls, seed=ctx.seed, mix=Mix(read=0.5, write=0.5), keys=HOT_KEYS, choice="random"
+    )
+    cold = ColdWrites(targets, tuple(f"c{i}" for i in range(COLD_KEYS)))
+    duration = schedule.end + TAIL_S
+    streams = (
+        Stream(hot, rate=RATE, duration=duration, timeout=OP_TIMEOUT_S),
+        Stream(cold, rate=10.0, max_ops=COLD_KEYS, timeout=OP_TIMEOUT_S),
+    )
+
+    async def load() -> None:
+        async with Runner(ctx.history, ctx.clock) as runner:
+            await runner.run(*streams)
+
+    ctx.progress(f"{RATE:.0f} ops/s for {duration:.0f} s under {len(schedule.faults)} faults")
+    async with Nemesis(cluster, ctx.history, ctx.clock) as nemesis:
+        outcomes = await asyncio.gather(
+            asyncio.to_thread(cluster.run_client, load),
+            nemesis.run(schedule),
+            return_exceptions=True,
+        )
+    for o in outcomes:
+        if isinstance(o, BaseException):
+            raise o
+    down = await wait_all_listening(cluster, LISTEN_S)
+    if down:
+        notes += [f"after the final heal: {d}" for d in down]
+    await asyncio.sleep(SETTLE_S)
+
+    async def final_reads() -> None:
+        async with Runner(ctx.history, ctx.clock) as runner:
+            await runner.run(final_read_stream(ctx.history, targets, timeout=2.0))
+
+    ctx.progress("final reads of every key on every node")
+    await asyncio.to_thread(cluster.run_client, final_reads)
+    ops = ctx.history.operations()
+    counts = {t.value: sum(op.outcome is t for op in ops) for t in OpType}
+    counts.pop(OpType.INVOKE.value)
+    notes.append(
+        f"workload: {len(ops)} operations, " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+    ctx.progress("checking the history")
+    budget = max(2.0, min(20.0, ctx.remaining() - 10.0))
+    checkers: list[Checker] = [
+        Linearizable(time_budget_s=budget),
+        LostWrites(),
+        StaleReads(),
+        Availability(slo=AVAILABILITY_SLO, exclude_faulted=True),
+    ]
+    return await asyncio.to_thread(check_all, checkers, ctx.history)
+
+
+def finish(results: dict[str, CheckResult], functional: float, notes: list[str]) -> GradeOutcome:
+    reward: RewardResult = rubric().score(results)
+    for c in reward.breakdown:
+        notes.append(f"{c.name}: {c.verdict.value}, score {c.score:.3f}: {c.explanation[:300]}")
+    return GradeOutcome(reward=reward, functional=functional, notes=notes)

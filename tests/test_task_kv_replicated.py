@@ -1,0 +1,228 @@
+"""The kv-replicated task validates: robust scores high, naive low, broken and no-op zero.
+
+Every grading here is real: a fresh 3-host cluster, the reference solution deployed by the
+task's contract, open-loop load under a seeded nemesis, and the task's checkers and rubric.
+Results are cached per (tier, seed) so the spread tests reuse the per-seed gradings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import assert_no_leftovers, needs_root
+
+from infragym.checkers import CheckResult, Verdict
+from infragym.grading import GradeContext, GradeResult, grade_workspace
+from infragym.sandbox import Cluster
+from infragym.tasks import Task, find_task, load_task, validate_layout
+
+TASK = find_task("kv-replicated")
+SEEDS = (1, 2, 3)
+TIERS = ("broken", "naive", "robust")
+MAX_SPREAD = 0.05
+_results: dict[tuple[str, int], GradeResult] = {}
+
+
+def grader_module() -> ModuleType:
+    name = "kv_replicated_grader_under_test"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, TASK.grader_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def grade(task: Task, workspace: Path, seed: int, artifacts: Path) -> GradeResult:
+    """Grade for real, recording every cluster the grader builds, and check none is left."""
+    run_ids: list[str] = []
+    original = GradeContext.cluster
+
+    def spy(self: GradeContext, hosts: int = 3, **kwargs: Any) -> Cluster:
+        c = original(self, hosts, **kwargs)
+        run_ids.append(c.run_id)
+        return c
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(GradeContext, "cluster", spy)
+        result = asyncio.run(grade_workspace(task, workspace, seed, artifacts))
+    assert run_ids, "the grader built no cluster"
+    for run_id in run_ids:
+        assert_no_leftovers(run_id)
+    return result
+
+
+def graded(tier: str, seed: int, tmp_root: Path) -> GradeResult:
+    key = (tier, seed)
+    if key not in _results:
+        ws = TASK.workspace if tier == "starter" else TASK.solution(tier)
+        result = grade(TASK, ws, seed, tmp_root / f"{tier}-{seed}")
+        assert result.error is None, f"{tier} seed {seed}: platform error {result.error}"
+        _results[key] = result
+    return _results[key]
+
+
+@pytest.fixture(scope="module")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("kv-replicated")
+
+
+# -- the task folder, schedule and rubric (no cluster needed) ----------------------------
+
+
+def test_the_task_folder_is_valid() -> None:
+    assert validate_layout(TASK.path) == []
+    assert set(TASK.solutions()) >= set(TIERS)
+    text = TASK.instructions
+    for needle in (
+        "NODE_ID",
+        "NODE_ADDRESS",
+        "PEERS",
+        "PORT",
+        "DATA_DIR",
+        "/srv/app/start.sh",
+        "PUT /kv/{key}",
+        "GET /kv/{key}",
+        "404",
+        "503",
+        "/usr/bin/python3",
+    ):
+        assert needle in text, f"the instructions do not mention {needle!r}"  # fmt: skip
+    starter = (TASK.workspace / "start.sh").read_text()
+    assert "exit 1" in starter
+    for tier in TIERS:
+        assert (TASK.solution(tier) / "start.sh").is_file()
+        assert (TASK.solution(tier) / "server.py").is_file()
+
+
+def test_the_fault_schedule_is_seeded_and_balanced() -> None:
+    g = grader_module()
+    hosts = ["n1", "n2", "n3"]
+    for seed in range(1, 21):
+        s = g.fault_schedule(seed, hosts)
+        assert s == g.fault_schedule(seed, hosts)
+        kinds = [f.spec.kind for f in s.faults]
+        assert sorted(kinds) == ["crash", "crash", "partition", "partition", "pause", "pause"]
+        crashed = [f.spec.targets[0] for f in s.faults if f.spec.kind == "crash"]
+        assert len(set(crashed)) == 2, "two different hosts crash in every run"
+        ends = [f.at + f.duration for f in s.faults]
+        assert all(e < nxt.at for e, nxt in zip(ends, s.faults[1:], strict=False))
+        assert s.faults[0].at >= 2.0 and s.end <= 25.0
+    assert g.fault_schedule(1, hosts) != g.fault_schedule(2, hosts)
+
+
+def _result(name: str, verdict: Verdict, score: float, **metrics: Any) -> CheckResult:
+    return CheckResult(name, verdict, score, "synthetic", metrics)
+
+
+def _all_pass(**overrides: CheckResult) -> dict[str, CheckResult]:
+    results = {
+        "functional": _result("functional", Verdict.PASS, 1.0),
+        "linearizable": _result("linearizable", Verdict.PASS, 1.0),
+        "lost-writes": _result("lost-writes", Verdict.PASS, 1.0),
+        "stale-reads": _result("stale-reads", Verdict.PASS, 1.0),
+        "availability": _result("availability", Verdict.PASS, 1.0, worst_availability=1.0),
+    }
+    results.update(overrides)
+    return results
+
+
+def test_the_rubric_gates_the_contract_then_consistency() -> None:
+    rubric = grader_module().rubric()
+    assert rubric.score(_all_pass()).reward == pytest.approx(1.0)
+    # one failed functional test: nothing, however good the rest
+    functional = _result("functional", Verdict.FAIL, 10 / 11)
+    assert rubric.score(_all_pass(functional=functional)).reward == 0.0
+    # not linearizable (or undecided): at most 0.25, however available
+    for verdict in (Verdict.FAIL, Verdict.UNKNOWN):
+        lin = _result("linearizable", verdict, 0.5)
+        r = rubric.score(_all_pass(linearizable=lin))
+        assert r.reward == pytest.approx(0.25) and r.capped_by == "linearizable"
+    # one lost write loses the whole durability weight
+    lost = _result("lost-writes", Verdict.FAIL, 0.999)
+    assert rubric.score(_all_pass(**{"lost-writes": lost})).reward == pytest.approx(0.7)
+    # availability: 0 at a worst window of 50 %, full at 99 %, linear between
+    for worst, reward in ((0.5, 0.6), (0.3, 0.6), (0.745, 0.8), (0.99, 1.0)):
+        avail = _result("availability", Verdict.FAIL, worst, worst_availability=worst)
+        assert rubric.score(_all_pass(availability=avail)).reward == pytest.approx(reward)
+
+
+# -- real gradings -----------------------------------------------------------------------
+
+
+@needs_root
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("tier", TIERS)
+def test_reference_solutions_score_by_quality(tier: str, seed: int, tmp_root: Path) -> None:
+    r = graded(tier, seed, tmp_root)
+    assert r.reward is not None and r.functional is not None and r.detail is not None
+    assert r.timings["total_s"] < 60.0, r.timings
+    if tier == "broken":
+        assert r.functional < 1.0
+        assert r.reward <= 0.05
+        assert "functional" in r.detail.gates_failed
+    elif tier == "naive":
+        # passes everything an agent can test by hand, and is still not production grade
+        assert r.functional == 1.0
+        assert r.reward <= 0.40
+        assert r.detail.criterion("linearizable").verdict is Verdict.FAIL
+        assert r.breakdown["availability"] >= 0.9, "naive is available; that is not its flaw"
+    else:
+        assert r.functional == 1.0
+        assert r.reward >= 0.85, r.notes
+        for name in ("linearizable", "lost-writes", "stale-reads"):
+            assert r.detail.criterion(name).verdict is Verdict.PASS, r.notes
+    assert (Path(r.artifacts_dir or "") / "history.jsonl").is_file()
+
+
+@needs_root
+@pytest.mark.parametrize("tier", TIERS)
+def test_rewards_are_stable_across_seeds(tier: str, tmp_root: Path) -> None:
+    rewards = [graded(tier, seed, tmp_root).reward for seed in SEEDS]
+    assert all(r is not None for r in rewards)
+    values = [r for r in rewards if r is not None]
+    assert max(values) - min(values) <= MAX_SPREAD, f"{tier}: rewards {values} over seeds"
+
+
+@needs_root
+def test_a_no_op_agent_gets_zero(tmp_root: Path) -> None:
+    r = graded("starter", 1, tmp_root)
+    assert r.reward == 0.0
+    assert r.functional == 0.0
+    assert any("not implemented" in n for n in r.notes), r.notes
+    assert r.timings["total_s"] < 15.0, "a service that never starts is judged fast"
+
+
+FAILING_GRADER = """
+from infragym.grading import GradeContext, GradeOutcome
+
+
+async def grade(ctx: GradeContext) -> GradeOutcome:
+    ctx.cluster(1)
+    raise RuntimeError("grader bug")
+"""
+
+
+@needs_root
+def test_a_platform_failure_is_an_error_not_a_reward(tmp_path: Path) -> None:
+    d = tmp_path / "kv-broken-grader"
+    (d / "workspace").mkdir(parents=True)
+    (d / "solutions" / "robust").mkdir(parents=True)
+    (d / "task.toml").write_text(
+        'name = "kv-broken-grader"\nsummary = "A grader that fails."\n[grading]\nbudget_s = 30\n'
+    )
+    (d / "instructions.md").write_text("Nothing to do.\n")
+    (d / "grader.py").write_text(textwrap.dedent(FAILING_GRADER))
+    r = grade(load_task(d), d / "workspace", 1, tmp_path / "artifacts")
+    assert r.reward is None
+    assert r.error is not None and "grader bug" in r.error
