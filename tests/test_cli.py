@@ -112,3 +112,32 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
     checked = json.loads(r2.stdout, parse_constant=strict)  # no Infinity / NaN
     assert checked["lost-writes"]["verdict"] == "pass"
+
+
+def test_list_show_validate() -> None:
+    r = run("list", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "kv-replicated" in [t["name"] for t in json.loads(r.stdout)]
+    r = run("show", "kv-replicated")
+    assert r.returncode == 0 and "Deployment contract" in r.stdout
+    from infragym.tasks import find_task
+
+    r = run("validate", str(find_task("kv-replicated").path))
+    assert r.returncode == 0 and "valid" in r.stdout
+    r = run("show", "no-such-task")
+    assert r.returncode == 2 and "no task 'no-such-task'" in r.stderr
+
+
+@needs_root
+def test_run_reference_and_noop_through_the_cli(tmp_path: Path) -> None:
+    r = run("run", "kv-replicated", "--agent", "reference:robust", "--seed", "1", "--json",
+            "--out", str(tmp_path / "robust"), timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["reward"] >= 0.85 and res["functional"] == 1.0 and res["error"] is None
+    assert {"functional", "linearizable", "lost-writes", "availability"} <= set(res["breakdown"])
+    assert History.read_jsonl(res["history_path"]).faults
+    r = run("run", "kv-replicated", "--agent", "noop", "--json", "--out", str(tmp_path / "n"))
+    assert r.returncode == 0 and json.loads(r.stdout)["reward"] == 0.0
+    r = run("run", "kv-replicated", "--agent", "reference:gold")
+    assert r.returncode == 2 and "no reference solution 'gold'" in r.stderr
