@@ -255,3 +255,37 @@ def test_app_is_deployed_read_only_on_every_host(tmp_path) -> None:  # type: ign
             assert f"started {h.name}" in out and "RO" in out, out
         (app / "bin" / "start.sh").write_text("changed")  # the source is copied, not shared
         assert "started" in sh(c.hosts[0], "/srv/app/bin/start.sh")
+
+
+def test_hosts_see_only_system_dirs_and_not_hidden_task_folders() -> None:
+    """The agent's system runs on hosts in grading: graders and solutions are out of sight."""
+    import infragym
+    from infragym.tasks import find_task
+
+    task = find_task("kv-replicated")
+    with Cluster(1, hidden=[task.path]) as c:
+        out = sh(c.hosts[0], f"cat {task.grader_path} 2>&1 || echo GRADER-HIDDEN; "
+                             f"ls {task.path}/solutions 2>&1 || echo SOLUTIONS-HIDDEN; "
+                             f"ls {os.path.dirname(infragym.__file__)} 2>&1 || echo PKG-HIDDEN; "
+                             "ls /work /root /home /var/lib 2>&1 | head -3; ls / ")
+    for marker in ("GRADER-HIDDEN", "SOLUTIONS-HIDDEN", "PKG-HIDDEN"):
+        assert marker in out, out
+    assert "async def grade" not in out and "server.py" not in out
+    top = set(out.split())
+    assert not top & {"work", "root", "home", "var", "opt"}, out
+
+
+def test_grading_hosts_hide_every_task_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from infragym.grading import GradeContext
+    from infragym.tasks import find_task
+
+    task = find_task("kv-replicated")
+    (tmp_path / "ws").mkdir()
+    ctx = GradeContext("t", 1, tmp_path / "ws", tmp_path / "art", 60.0)
+    try:
+        c = ctx.cluster(1)
+        assert task.path in c.hidden
+        out = sh(c.hosts[0], f"cat {task.grader_path} 2>&1 || echo HIDDEN")
+        assert "HIDDEN" in out and "async def grade" not in out
+    finally:
+        ctx.close()

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 PACKAGES = ["infragym", "infragym.history", "infragym.sandbox", "infragym.nemesis",
-            "infragym.workload", "infragym.checkers", "infragym.rubric"]
+            "infragym.workload", "infragym.checkers", "infragym.rubric", "infragym.tasks",
+            "infragym.grading", "infragym.env", "infragym.agent"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
-from .._errors import ConfigError, InfraGymError
+from .._errors import InfraGymError
 from ..checkers import (
     Availability,
     Checker,
@@ -209,24 +209,59 @@ def _print_result(result: GradeResult, label: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Each seed is a full episode through the Env: sandbox, tool calls, submit, grading."""
+    import asyncio
+
+    from ..agent import agent_from_spec, run_episode
+    from ..env import EpisodeError, make
     from ..tasks import find_task
 
     task = find_task(args.task)
-    kind, _, arg = args.agent.partition(":")
-    if kind == "reference":
-        workspace = task.solution(arg or "robust")
-    elif kind == "noop":
-        workspace = task.workspace
-    else:
-        raise ConfigError(f"unknown agent {args.agent!r}: use reference:TIER or noop")
+    label = args.agent.replace(":", "-")
     rc = 0
     for seed in args.seeds:
-        rc = max(
-            rc,
-            _grade_and_print(
-                args.task, workspace, seed, args.out, args.json, args.agent.replace(":", "-")
-            ),
-        )
+        agent = agent_from_spec(task, args.agent)  # fresh per episode
+        out = args.out or Path("runs") / task.name / f"{label}-seed{seed}"
+        try:
+            if args.json:
+                env = make(args.task, artifacts_dir=out)
+                final = asyncio.run(run_episode(env, agent, seed))
+            else:
+                with console.status(f"{task.name} ({label}, seed {seed}): episode...") as st:
+                    env = make(
+                        args.task,
+                        artifacts_dir=out,
+                        progress=lambda m, st=st, s=seed: st.update(
+                            f"{task.name} ({label}, seed {s}): {m}"
+                        ),
+                    )
+                    final = asyncio.run(run_episode(env, agent, seed))
+        except EpisodeError as exc:
+            err_console.print(
+                f"[red]episode failed (platform error, no reward):[/] {exc}", soft_wrap=True
+            )
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "task": task.name,
+                            "seed": seed,
+                            "agent": args.agent,
+                            "reward": None,
+                            "error": str(exc),
+                        }
+                    )
+                )
+            rc = 2
+            continue
+        grade: GradeResult = final.info["grade"]
+        if args.json:
+            data = grade.model_dump(mode="json", exclude={"detail"})
+            data.update(agent=args.agent, end_reason=final.info.get("end_reason"))
+            print(json.dumps(strict_json(data), indent=2, allow_nan=False))
+        else:
+            _print_result(grade, label)
+        rc = max(rc, 2 if grade.error else 0)
     return rc
 
 

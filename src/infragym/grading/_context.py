@@ -45,8 +45,17 @@ class GradeContext:
     _t0: float = field(default_factory=time.monotonic)
 
     def cluster(self, hosts: int = 3, **kwargs: Any) -> Cluster:
-        """A started production cluster with the workspace at ``/srv/app`` on each host."""
-        c = Cluster(hosts, app=self.workspace, artifacts_dir=self.artifacts_dir, **kwargs)
+        """A started production cluster with the workspace at ``/srv/app`` on each host.
+
+        The agent's system runs there: every task folder (graders, solutions) is hidden
+        from it, even where a task is installed under ``/usr``.
+        """
+        from ..tasks import task_dirs
+
+        hidden = [*kwargs.pop("hidden", ()), *task_dirs().values()]
+        c = Cluster(
+            hosts, app=self.workspace, artifacts_dir=self.artifacts_dir, hidden=hidden, **kwargs
+        )
         self._clusters.append(c)
         c.start()
         return c

@@ -98,6 +98,7 @@ class Cluster:
         artifacts_dir: str | Path | None = None,
         faketime: bool = False,
         app: str | Path | None = None,
+        hidden: Sequence[str | Path] = (),
     ) -> None:
         self.names = _validate_names(hosts)
         if faketime and not Path(FAKETIME_LIB).exists():
@@ -116,6 +117,7 @@ class Cluster:
         self.scratch_size = scratch_size
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
         self.app_source = Path(app) if app is not None else None
+        self.hidden = tuple(Path(p) for p in hidden)
         if self.app_source is not None and not self.app_source.is_dir():
             raise ConfigError(f"app {self.app_source} is not a directory")
         self._set_run_id(_state.new_run_id())
@@ -233,6 +235,7 @@ class Cluster:
             f"{h.address} {h.name}\n" for h in self.hosts
         )
         for h in self.hosts:
+            h.hidden = self.hidden
             h.cgroup.create(self.limits)
             # the host's scratch disk (logs, etc, tmp) and its data disk are sized tmpfs, so
             # a host cannot fill the machine's disk; DiskFull shrinks the data one

@@ -6,10 +6,12 @@ host is untrusted (in grading it is the agent's system), so it gets:
 
 - its own PID, UTS and IPC namespaces (it sees only its own processes, has the host's
   hostname);
-- a read-only view of the machine's filesystem with the host's own writable directories at
+- a read-only view of the machine's system directories only (``/usr``, ``/etc``: see
+  :mod:`._view`) with the host's own writable directories at
   ``/srv/data`` (the host's disk), ``/srv/logs``, ``/srv/etc`` and ``/tmp``, its own
-  ``/etc/hosts``, and a private ``/run``; other hosts' directories, the run state,
-  ``/run/netns`` and the cgroup filesystem are hidden;
+  ``/etc/hosts``, and a private ``/run``; other hosts' directories, the run state, the
+  task folders, ``/run/netns``, ``/sys`` and every repository or home directory are out
+  of sight;
 - uid ``nobody`` with no capabilities and ``no_new_privs``; binding ports below 1024 still
   works because each host namespace sets ``ip_unprivileged_port_start`` to 0.
 
@@ -34,6 +36,7 @@ from .._errors import CapabilityError, ConfigError, ProcessError
 from ._cgroup import HostCgroup
 from ._netns import enter_netns, socket_in_netns
 from ._sys import can_connect
+from ._view import system_view
 
 VIEW_ROOT = "/srv"
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -165,6 +168,7 @@ class Host:
         self.tmp_dir = root / "tmp"
         self.platform_dir = root / ".infragym"  # platform files, outside the host's view
         self.app_dir: Path | None = None  # deployed read-only at /srv/app
+        self.hidden: tuple[Path, ...] = ()  # emptied in the view even under /usr or /etc
         self.faketime = False
 
     def __repr__(self) -> str:
@@ -176,13 +180,11 @@ class Host:
         r = self.root
         argv = [
             self._bwrap,
-            "--ro-bind", "/", "/",
+            *system_view(self.hidden),
             "--dev", "/dev",
             "--perms", "1777", "--tmpfs", "/dev/shm",
             "--proc", "/proc",
             "--tmpfs", "/run",
-            "--tmpfs", "/sys/fs/cgroup",
-            "--tmpfs", str(r.parent.parent),
             "--tmpfs", VIEW_ROOT,
             "--bind", str(r / "data"), f"{VIEW_ROOT}/data",
             "--bind", str(r / "logs"), f"{VIEW_ROOT}/logs",

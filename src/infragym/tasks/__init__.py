@@ -1,6 +1,6 @@
 """Tasks: folders with instructions, a starter workspace, a hidden grader and solutions."""
 
-from ._registry import find_task, list_tasks
+from ._registry import find_task, list_tasks, task_dirs
 from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "find_task",
     "list_tasks",
     "load_task",
+    "task_dirs",
     "validate_layout",
 ]

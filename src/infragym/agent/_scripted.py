@@ -1,0 +1,87 @@
+"""Agents that need no model: a fixed script of tool calls.
+
+The reference agent writes a reference solution into the workspace through the same
+``write_file`` tool a model uses, then submits, so a reference tier is graded by exactly
+the path a trained model's episode takes (sandbox, submit, kill, copy, grade).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .._errors import ConfigError
+from ..env import Env, StepResult, ToolCall
+from ..tasks import Task
+
+MAX_SCRIPT_FILE_BYTES = 1 << 20
+
+
+class Agent(Protocol):
+    """Plays one episode of ``env`` (already reset) to its end and returns the last step."""
+
+    name: str
+
+    async def play(self, env: Env) -> StepResult: ...
+
+
+@dataclass
+class ScriptedAgent:
+    """Calls ``actions`` in order, then ``submit`` if the episode has not ended."""
+
+    actions: Sequence[ToolCall] = ()
+    name: str = "scripted"
+    transcript: list[StepResult] = field(default_factory=list)
+
+    async def play(self, env: Env) -> StepResult:
+        for action in self.actions:
+            result = await env.step(action)
+            self.transcript.append(result)
+            if result.terminated or result.truncated:
+                return result
+        result = await env.step(ToolCall("submit", {}))
+        self.transcript.append(result)
+        return result
+
+
+def reference_agent(task: Task, tier: str) -> ScriptedAgent:
+    """Writes ``solutions/<tier>/`` of ``task`` into the workspace, then submits."""
+    root = task.solution(tier)
+    actions = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if len(data) > MAX_SCRIPT_FILE_BYTES:
+            raise ConfigError(f"{path} is over 1 MiB: a reference agent writes text files")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not UTF-8 text: write_file takes text") from None
+        actions.append(
+            ToolCall("write_file", {"path": str(path.relative_to(root)), "content": text})
+        )
+    return ScriptedAgent(actions, name=f"reference:{tier}")
+
+
+def noop_agent() -> ScriptedAgent:
+    """Submits the starter workspace untouched (it must earn 0)."""
+    return ScriptedAgent((), name="noop")
+
+
+def agent_from_spec(task: Task, spec: str) -> Agent:
+    """``reference:TIER`` or ``noop``."""
+    kind, _, arg = spec.partition(":")
+    if kind == "reference":
+        return reference_agent(task, arg or "robust")
+    if kind == "noop" and not arg:
+        return noop_agent()
+    raise ConfigError(f"unknown agent {spec!r}: use reference:TIER or noop")
+
+
+async def run_episode(env: Env, agent: Agent, seed: int) -> StepResult:
+    """Reset ``env`` with ``seed``, let ``agent`` play, close the env whatever happens."""
+    try:
+        await env.reset(seed=seed)
+        return await agent.play(env)
+    finally:
+        await env.close()

@@ -1,0 +1,342 @@
+"""What the agent's sandbox keeps out of reach, each tried for real through the bash tool.
+
+Every test attacks from inside an episode's workstation the way an agent would, then
+checks from outside that the attack failed and that the platform carried on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import assert_no_leftovers, leftovers, needs_root, start_http
+from test_env import bash, run_ids, runs_of_this_process, tiny_task
+
+from infragym.env import SyncEnv, ToolCall, make
+from infragym.sandbox import Cluster, Limits, _state
+from infragym.sandbox._workstation import Workstation
+
+pytestmark = needs_root
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    yield
+    left = runs_of_this_process()
+    assert not left, {r: leftovers(r) for r in left}
+
+
+@pytest.fixture
+def task_dir(tmp_path: Path) -> Path:
+    return tiny_task(tmp_path / "tasks")
+
+
+@pytest.fixture
+def env(task_dir: Path, tmp_path: Path) -> Iterator[SyncEnv]:
+    e = SyncEnv(make(str(task_dir), artifacts_dir=tmp_path / "artifacts"))
+    e.reset(seed=1)
+    ids = run_ids(e)
+    try:
+        yield e
+    finally:
+        e.close()
+    for run_id in ids:
+        assert_no_leftovers(run_id)
+
+
+def sh(env: SyncEnv, command: str, timeout: float | None = None) -> str:
+    return env.step(bash(command, timeout)).observation.content
+
+
+def processes(*cmdlines: str) -> list[int]:
+    """Pids of the machine's processes whose command line is one of ``cmdlines``."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+            except OSError:
+                continue
+            if cmd.decode(errors="replace") in cmdlines:
+                out.append(int(pid))
+    return out
+
+
+def test_the_agent_is_nobody_without_capabilities_alone_in_its_pid_namespace(
+    env: SyncEnv,
+) -> None:
+    out = sh(
+        env,
+        "id -u; id -G; hostname; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs)' "
+        "/proc/self/status; ps -e -o pid= | wc -l; ls /",
+    )
+    lines = out.splitlines()
+    assert lines[:3] == ["65534", "65534", "workstation"], out
+    assert all(line.split()[1] in ("0000000000000000", "1") for line in lines[3:9]), out
+    assert int(lines[9]) <= 4, f"the sandbox sees processes beyond its own: {out}"
+    assert lines[10:-1] == [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib64",
+        "proc",
+        "run",
+        "sbin",
+        "tmp",
+        "usr",
+        "workspace",
+    ], out
+
+
+def test_the_grader_solutions_the_repository_and_other_runs_are_out_of_sight(
+    env: SyncEnv, task_dir: Path, tmp_path: Path
+) -> None:
+    # a task folder under a tree the sandbox does see (as when installed system-wide)
+    share = Path(tempfile.mkdtemp(prefix="infragym-test-", dir="/usr/local/share"))
+    share.chmod(0o755)  # world-readable, as an installed package is: only hiding protects it
+    other = Workstation().start()
+    try:
+        visible_task = tiny_task(share)
+        (other.workspace / "secret").write_text("other episode")
+        with SyncEnv(make(str(visible_task), artifacts_dir=tmp_path / "b")) as env2:
+            env2.reset(seed=1)
+            probe = (
+                f"ls -A {visible_task}; cat {visible_task}/grader.py; "
+                f"ls {visible_task}/solutions/robust; ls -d {share}; cat /work/main/README.md"
+            )
+            out2 = sh(env2, probe)
+            # the dev hosts the agent drives run its commands with the same view
+            r = env2.step(ToolCall("host_bash", {"host": "n1", "command": probe}))
+            out3 = r.observation.content
+        out = sh(
+            env,
+            f"cat {task_dir}/grader.py; ls {task_dir}/solutions/robust; "
+            f"cat {task_dir}/solutions/robust/answer.txt; "
+            "cat /work/main/README.md; ls /work /root /home /var /srv /opt; "
+            f"ls {_state.DATA_ROOT} {_state.STATE_DIR}; ls -A /run /sys/fs/cgroup; "
+            f"cat {other.workspace}/secret; ls {other.root}",
+        )
+    finally:
+        other.close()
+        subprocess.run(["rm", "-rf", str(share)], check=True)
+    assert "async def grade" not in out and "42" not in out, out
+    assert out.count("No such file or directory") >= 12, out
+    assert "other episode" not in out and "[exit code 2]" in out
+    for o in (out2, out3):
+        assert "async def grade" not in o and "answer.txt" not in o, o
+        assert "senior" not in o and "Permission denied" not in o, o  # not there at all
+        assert str(share) in o  # the folder exists in the view, as an empty mount
+
+
+def test_the_agent_cannot_write_outside_its_workspace(env: SyncEnv) -> None:
+    token = secrets.token_hex(4)
+    targets = [
+        f"/etc/ig-{token}",
+        f"/usr/ig-{token}",
+        f"/ig-{token}",
+        f"/root/ig-{token}",
+        f"{_state.DATA_ROOT}/ig-{token}",
+        f"/proc/ig-{token}",
+        f"/dev/ig-{token}",
+    ]
+    script = "; ".join(f"touch {t} 2>/dev/null && echo WROTE {t}" for t in targets)
+    out = sh(
+        env,
+        f"{script}; echo x > /tmp/ig-{token} && echo SCRATCH; "
+        f"mount -t tmpfs x /workspace 2>&1; chmod 777 /etc 2>&1; echo ok > /workspace/w",
+    )
+    assert "WROTE" not in out and "SCRATCH" in out, out
+    assert "must be superuser" in out or "Operation not permitted" in out or "denied" in out, out
+    for t in targets:
+        assert not Path(t).exists()
+    assert not Path(f"/tmp/ig-{token}").exists()  # the sandbox's /tmp is its own scratch
+    ws = env.env.workstation
+    assert ws is not None and (ws.tmp / f"ig-{token}").exists()
+    assert (ws.workspace / "w").read_text() == "ok\n"
+
+
+def test_the_network_reaches_the_dev_hosts_and_nothing_else(env: SyncEnv) -> None:
+    server = socket.socket()
+    server.bind(("0.0.0.0", 0))  # the machine's loopback and its own addresses
+    server.listen()
+    port = server.getsockname()[1]
+    primary = subprocess.run(
+        ["ip", "-4", "-o", "route", "get", "198.18.255.1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    src = primary.split("src ")[1].split()[0] if "src " in primary else "127.0.0.1"
+    probe = (
+        "import socket,sys\nfor a in sys.argv[2:]:\n"
+        " s=socket.socket(); s.settimeout(2)\n"
+        " try: s.connect((a,int(sys.argv[1]))); print('CONNECTED',a)\n"
+        " except OSError as e: print('FAILED',a,e.errno)\n"
+    )
+    try:
+        with Cluster(1) as other:
+            other_addr = other.hosts[0].address
+            start_http(other.hosts[0])
+            assert other.hosts[0].can_connect(other.hosts[0].address, 8080)
+            env.step(ToolCall("write_file", {"path": "probe.py", "content": probe}))
+            env.step(
+                ToolCall(
+                    "host_bash",
+                    {"host": "n1", "background": True, "command": "python3 -m http.server 8080"},
+                )
+            )
+            out = sh(
+                env,
+                "for i in $(seq 100); do curl -s -o /dev/null http://n1:8080/ && break; "
+                f"sleep 0.05; done; python3 probe.py {port} 127.0.0.1 {src}; "
+                f"python3 probe.py 8080 {other_addr} n1; "
+                "ip -4 route; ip route get 1.1.1.1 2>&1",
+            )
+    finally:
+        server.close()
+    assert "FAILED 127.0.0.1 111" in out, out  # its own loopback: nothing listens there
+    assert f"FAILED {src} 101" in out or src == "127.0.0.1", out  # ENETUNREACH: no route
+    assert f"FAILED {other_addr} 101" in out, out
+    assert "CONNECTED n1" in out, out
+    routes = [r for r in out.splitlines() if "proto kernel" in r or r.startswith("default")]
+    assert len(routes) == 1 and "scope link" in routes[0], out
+    assert "unreachable" in out
+
+
+def test_host_processes_are_out_of_sight_and_reach(env: SyncEnv) -> None:
+    victim = subprocess.Popen(["sleep", "3600.25"])
+    try:
+        out = sh(
+            env,
+            f"kill -0 {victim.pid} 2>&1; kill -9 {victim.pid} 2>&1; kill -9 1 2>&1; "
+            f"ps -eo args | grep -c 3600.25; cat /proc/{victim.pid}/cmdline 2>&1",
+        )
+        time.sleep(0.2)
+        assert victim.poll() is None, "the agent killed a process of the machine"
+    finally:
+        victim.kill()
+        victim.wait()
+    assert "No such process" in out and "Operation not permitted" in out, out
+    assert "3600.25" not in out.replace("grep -c 3600.25", ""), out
+
+
+def test_nothing_the_agent_started_survives_submit(env: SyncEnv) -> None:
+    out = sh(env, "setsid nohup sleep 1000.3 >/dev/null 2>&1 & disown; echo started")
+    assert "started" in out
+    env.step(ToolCall("host_bash", {"host": "n1", "command": "sleep 1000.4", "background": True}))
+    env.step(
+        ToolCall(
+            "host_bash",
+            {
+                "host": "n1",
+                "command": "sleep 1000.5 & setsid sleep 1000.6 & sleep 1000.7",
+                "background": True,
+            },
+        )
+    )
+    time.sleep(0.3)
+    names = ("sleep 1000.3", "sleep 1000.4", "sleep 1000.5", "sleep 1000.6", "sleep 1000.7")
+    # the workstation's own PID namespace ended its orphan already; the dev host's live on
+    assert not processes(names[0])
+    assert len(processes(*names[1:])) == 4
+    r = env.step(ToolCall("submit"))
+    assert r.terminated
+    assert processes(*names) == []
+
+
+def test_a_fork_bomb_is_contained_and_the_episode_goes_on(env: SyncEnv) -> None:
+    ws = env.env.workstation
+    assert ws is not None
+    r = env.step(bash("for i in $(seq 10000); do sleep 100.7 & done; wait", timeout=6))
+    assert "Resource temporarily unavailable" in r.observation.content, r.observation.content
+    events = (ws.cgroup.dirs["pids"] / "pids.events").read_text()
+    assert int(events.split()[1]) > 0, events  # the limit was hit
+    assert processes("sleep 100.7") == []
+    assert sh(env, "echo alive") == "alive\n[exit code 0]"
+
+
+def test_a_memory_hog_is_contained_and_the_episode_goes_on(env: SyncEnv) -> None:
+    ws = env.env.workstation
+    assert ws is not None
+    out = sh(env, "python3 -c \"b = b'x' * (4 << 30); print('ALLOCATED')\"; echo rc=$?")
+    assert "ALLOCATED" not in out.splitlines() and ("rc=137" in out or "MemoryError" in out), out
+    oom = (ws.cgroup.dirs["memory"] / "memory.oom_control").read_text().split()
+    assert int(oom[oom.index("oom_kill") + 1]) >= 1, oom  # the cgroup's OOM killer acted
+    assert sh(env, "echo alive") == "alive\n[exit code 0]"
+
+
+def test_a_command_past_its_timeout_dies_with_all_its_children(env: SyncEnv) -> None:
+    ws = env.env.workstation
+    assert ws is not None
+    seen: list[int] = []
+
+    async def main() -> str:
+        async def watch() -> None:
+            await asyncio.sleep(0.8)
+            seen.extend(ws.pids())
+
+        cmd = "sleep 500.1 & setsid sleep 500.2 & (sleep 500.3 &); echo started; sleep 500.4"
+        step, _ = await asyncio.gather(env.env.step(bash(cmd, timeout=2)), watch())
+        return step.observation.content
+
+    t = time.monotonic()
+    out = env._runner.run(main())
+    assert time.monotonic() - t < 6
+    assert out.startswith("started\n") and "timed out after 2 s" in out, out
+    assert len(seen) >= 6, seen  # bwrap, its init, bash and four sleeps
+    left = {
+        p: Path(f"/proc/{p}/status").read_text()[:300] for p in seen if os.path.exists(f"/proc/{p}")
+    }
+    assert left == {}, (seen, left)
+    assert processes(*(f"sleep 500.{i}" for i in range(1, 5))) == []
+    assert sh(env, "echo next") == "next\n[exit code 0]"
+
+
+def test_the_platform_environment_and_descriptors_do_not_leak(
+    task_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFRAGYM_TEST_SECRET", "s3cret-token")
+    with open(os.devnull) as leaked, SyncEnv(make(str(task_dir), artifacts_dir=tmp_path)) as e:
+        assert leaked.fileno() > 2
+        e.reset(seed=1)
+        out = sh(e, "env; ls /proc/self/fd")
+    assert "s3cret-token" not in out and "INFRAGYM_DEV_HOSTS=n1" in out
+    assert out.split("\n")[-4:-1] == ["1", "2", "3"], out  # 0-2 and ls's own directory
+
+
+def test_cpu_is_limited(task_dir: Path, tmp_path: Path) -> None:
+    limits = Limits(pids=64, memory_bytes=256 << 20, cpu=0.2)
+    with SyncEnv(make(str(task_dir), artifacts_dir=tmp_path, sandbox_limits=limits)) as e:
+        e.reset(seed=1)
+        ws = e.env.workstation
+        assert ws is not None
+        t = time.monotonic()
+        out = sh(e, "timeout 1 sh -c 'while :; do :; done'; echo done")
+        assert "done" in out and time.monotonic() - t < 5
+        stat = dict(
+            line.split() for line in (ws.cgroup.dirs["cpu"] / "cpu.stat").read_text().splitlines()
+        )
+    assert int(stat["nr_throttled"]) > 0, stat
+
+
+def test_namespaces_and_cgroups_cannot_be_escaped(env: SyncEnv) -> None:
+    out = sh(
+        env,
+        "nsenter --net=/proc/1/ns/net true 2>&1 || echo NSENTER-DENIED; "
+        "unshare -n true 2>&1 || echo UNSHARE-DENIED; "
+        "echo $$ > /sys/fs/cgroup/pids/cgroup.procs 2>&1 || echo CGROUP-DENIED; "
+        "unshare -U -r -n ip -o link 2>&1",
+    )
+    for marker in ("NSENTER-DENIED", "UNSHARE-DENIED", "CGROUP-DENIED"):
+        assert marker in out, out
+    # an unprivileged user namespace, where the kernel allows one, gets an empty network
+    assert "eth0" not in out and "ig" not in out.replace("DENIED", ""), out
