@@ -141,3 +141,22 @@ def test_run_reference_and_noop_through_the_cli(tmp_path: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["reward"] == 0.0
     r = run("run", "kv-replicated", "--agent", "reference:gold")
     assert r.returncode == 2 and "no reference solution 'gold'" in r.stderr
+
+
+@needs_root
+def test_play_runs_lines_in_the_agent_sandbox_and_grades_on_submit(tmp_path: Path) -> None:
+    script = ("id -u\n"
+              "printf 'from play' > notes.txt\n"
+              ":read notes.txt\n"
+              ":host n2 hostname\n"
+              ":host\n"
+              "cat /work/main/README.md /root/.bashrc\n"
+              ":submit\n")
+    r = subprocess.run([*INFRAGYM, "play", "kv-replicated", "--out", str(tmp_path)],
+                       input=script, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "65534" in out and "from play" in out and "n2" in out
+    assert "usage: :host HOST COMMAND" in r.stderr
+    assert "No such file or directory" in out  # the machine's files are out of sight
+    assert "reward 0.000" in out  # the starter workspace, graded at submit

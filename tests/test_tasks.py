@@ -79,3 +79,24 @@ def test_broken_toml_and_missing_parts(tmp_path: Path) -> None:
 def test_unknown_task_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="no task 'nonexistent'"):
         find_task("nonexistent")
+
+
+@pytest.mark.parametrize("make_bad", ["fifo", "huge"])
+def test_an_undeployable_workspace_scores_zero_not_an_error(tmp_path: Path,
+                                                            make_bad: str) -> None:
+    import asyncio
+    import os
+
+    from infragym.grading import grade_workspace
+
+    task = load_task(make_task(tmp_path))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    if make_bad == "fifo":
+        os.mkfifo(ws / "pipe")
+    else:
+        with open(ws / "sparse", "wb") as fh:  # 100 MiB apparent size, no disk used
+            fh.truncate(100 << 20)
+    res = asyncio.run(grade_workspace(task, ws, 1, tmp_path / "art"))
+    assert res.error is None and res.reward == 0.0
+    assert "could not be deployed" in res.notes[0]

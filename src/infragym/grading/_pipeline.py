@@ -55,8 +55,13 @@ def copy_workspace(src: Path, dest: Path) -> None:
     for p in src.rglob("*"):
         if p.is_symlink():
             continue
+        if not (p.is_file() or p.is_dir()):
+            raise ConfigError(
+                f"{p.relative_to(src)} is neither a file nor a directory "
+                "(a FIFO, socket or device cannot be deployed)"
+            )
         if p.is_file():
-            total += p.stat().st_size
+            total += max(p.stat().st_size, p.stat().st_blocks * 512)
             if total > MAX_WORKSPACE_BYTES:
                 raise ConfigError(
                     f"the workspace is larger than {MAX_WORKSPACE_BYTES >> 20} MiB; "
@@ -80,11 +85,24 @@ async def grade_workspace(
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     grader = load_grader(task)
+    if not workspace.is_dir():
+        raise ConfigError(f"workspace {workspace} is not a directory")
     with tempfile.TemporaryDirectory(prefix="infragym-grade-") as tmp:
         copy = Path(tmp) / "workspace"
-        if not workspace.is_dir():
-            raise ConfigError(f"workspace {workspace} is not a directory")
-        copy_workspace(workspace, copy)
+        try:
+            copy_workspace(workspace, copy)
+        except (ConfigError, OSError, RecursionError, shutil.Error) as exc:
+            # what the agent left cannot be deployed (too big, a FIFO, a tree too deep):
+            # that is the agent's result, so it scores 0; it is not a platform failure
+            return GradeResult(
+                task=task.name,
+                seed=seed,
+                reward=0.0,
+                functional=0.0,
+                artifacts_dir=str(artifacts),
+                timings={"total_s": time.monotonic() - t0},
+                notes=[f"the workspace could not be deployed: {str(exc)[:500]}"],
+            )
         ctx = GradeContext(
             task.name, seed, copy, artifacts, task.spec.grading_budget_s, progress=progress
         )
