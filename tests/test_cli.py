@@ -90,8 +90,9 @@ def test_cleanup_reports_json() -> None:
 
 @needs_root
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    r = run("demo", "--seed", "3", "--duration", "9", "--out", str(out), timeout=180)
+    r = run("demo", "--core", "--seed", "3", "--duration", "9", "--out", str(tmp_path),
+            timeout=180)
+    out = tmp_path / "core"
     assert r.returncode == 0, r.stderr + r.stdout
     for section in ("fault timeline", "availability per window", "verdicts"):
         assert section in r.stdout
@@ -160,3 +161,15 @@ def test_play_runs_lines_in_the_agent_sandbox_and_grades_on_submit(tmp_path: Pat
     assert "usage: :host HOST COMMAND" in r.stderr
     assert "No such file or directory" in out  # the machine's files are out of sight
     assert "reward 0.000" in out  # the starter workspace, graded at submit
+
+
+@needs_root
+def test_main_demo_shows_naive_and_robust_side_by_side(tmp_path: Path) -> None:
+    r = run("demo", "--out", str(tmp_path), timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    for section in ("fault timeline", "availability per window", "naive vs robust",
+                    "functional tests alone", "infragym reward"):
+        assert section in r.stdout, section
+    line = next(ln for ln in r.stdout.splitlines() if "infragym reward" in ln)
+    naive, robust = (float(x) for x in line.replace("│", " ").split()[-2:])
+    assert naive <= 0.40 and robust >= 0.85

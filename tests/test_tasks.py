@@ -100,3 +100,31 @@ def test_an_undeployable_workspace_scores_zero_not_an_error(tmp_path: Path,
     res = asyncio.run(grade_workspace(task, ws, 1, tmp_path / "art"))
     assert res.error is None and res.reward == 0.0
     assert "could not be deployed" in res.notes[0]
+
+
+def test_third_party_tasks_come_from_the_entry_point_group(tmp_path: Path) -> None:
+    """A real installed distribution (a dist-info on sys.path) registering a task folder."""
+    import subprocess
+    import sys
+    import textwrap
+
+    site = tmp_path / "site"
+    (site / "acme_tasks").mkdir(parents=True)
+    make_task(site / "acme_tasks", name="demo-task")
+    (site / "acme_tasks" / "__init__.py").write_text(
+        "from pathlib import Path\nTASK_DIR = Path(__file__).parent / 'demo-task'\n")
+    dist = site / "acme_tasks-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-tasks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[infragym.tasks]\ndemo-task = acme_tasks\n")
+    code = textwrap.dedent("""
+        from infragym.tasks import find_task, list_tasks
+        print(sorted(t.name for t in list_tasks()))
+        print(find_task("demo-task").path.name)
+    """)
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=env, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "'demo-task'" in r.stdout and "'kv-replicated'" in r.stdout
+    assert r.stdout.strip().endswith("demo-task")

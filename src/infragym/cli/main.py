@@ -286,7 +286,7 @@ def _play_action(line: str) -> ToolCall | None:
             "host_bash", {"host": parts[1], "command": parts[2], "background": parts[0] == ":bg"}
         )
     if word == ":read":
-        return ToolCall("read_file", {"path": line[len(":read"):].strip()})
+        return ToolCall("read_file", {"path": line[len(":read") :].strip()})
     if line.strip() == ":submit":
         return ToolCall("submit", {})
     if line.strip() in (":quit", ":q"):
@@ -418,9 +418,15 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    if args.core:
+        from ..demo import run_demo
 
-    return run_demo(seed=args.seed, duration=args.duration, out_dir=args.out, console=console)
+        return run_demo(
+            seed=args.seed, duration=args.duration, out_dir=args.out / "core", console=console
+        )
+    from ..demo import run_task_demo
+
+    return run_task_demo(seed=args.seed, out_dir=args.out, console=console)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -449,7 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--json", action="store_true")
     cl.set_defaults(fn=cmd_cleanup)
 
-    dm = sub.add_parser("demo", help="3 hosts, load, a seeded nemesis, and the verdicts")
+    dm = sub.add_parser(
+        "demo", help="kv-replicated: the naive and the robust reference side by side"
+    )
+    dm.add_argument(
+        "--core",
+        action="store_true",
+        help="the platform-core demo instead: a 3-host service under a seeded "
+        "nemesis, its fault timeline, availability per window and verdicts",
+    )
     dm.add_argument("--seed", type=int, default=1)
     dm.add_argument(
         "--duration", type=float, default=16.0, help="seconds of load and faults (default 16)"

@@ -28,6 +28,9 @@ from ..history import Clock, FaultAction, History
 from ..nemesis import Nemesis, random_schedule
 from ..sandbox import HOST_PYTHON, Cluster
 from ..workload import KVGenerator, Mix, Runner, Stream, final_read_stream
+from ._task_demo import run_task_demo
+
+__all__ = ["run_demo", "run_task_demo"]
 
 PORT = 8080
 SERVER = Path(__file__).with_name("kv_server.py")
