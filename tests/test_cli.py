@@ -173,3 +173,39 @@ def test_main_demo_shows_naive_and_robust_side_by_side(tmp_path: Path) -> None:
     line = next(ln for ln in r.stdout.splitlines() if "infragym reward" in ln)
     naive, robust = (float(x) for x in line.replace("│", " ").split()[-2:])
     assert naive <= 0.40 and robust >= 0.85
+
+
+@needs_root
+def test_scripted_model_through_the_cli_earns_the_reference_reward(tmp_path: Path) -> None:
+    """`run --agent openai:MODEL` against a local chat-completions server over real HTTP."""
+    import asyncio
+    import os
+    import threading
+
+    from infragym.tasks import find_task
+    from infragym.testing import ScriptedModelServer, reference_script
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = ScriptedModelServer(reference_script(find_task("kv-replicated"), "robust"),
+                                 models=("test-model",), api_key="test-key")
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        env = {**os.environ, "OPENAI_API_KEY": "test-key"}
+        r = subprocess.run([*INFRAGYM, "run", "kv-replicated", "--agent", "openai:test-model",
+                            "--base-url", server.url, "--seed", "1", "--json",
+                            "--out", str(tmp_path / "model")],
+                           capture_output=True, text=True, timeout=300, check=False, env=env)
+        assert r.returncode == 0, r.stderr
+        model = json.loads(r.stdout)
+        ref = json.loads(run("run", "kv-replicated", "--agent", "reference:robust", "--seed",
+                             "1", "--json", "--out", str(tmp_path / "ref"), timeout=300).stdout)
+        assert model["end_reason"] == "submit" and model["error"] is None
+        assert abs(model["reward"] - ref["reward"]) <= 0.05, (model["reward"], ref["reward"])
+        assert len(server.requests) >= 3  # one per written file, then submit
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

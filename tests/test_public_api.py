@@ -8,7 +8,8 @@ import pytest
 
 PACKAGES = ["infragym", "infragym.history", "infragym.sandbox", "infragym.nemesis",
             "infragym.workload", "infragym.checkers", "infragym.rubric", "infragym.tasks",
-            "infragym.grading", "infragym.env", "infragym.agent"]
+            "infragym.grading", "infragym.env", "infragym.agent", "infragym.runner",
+            "infragym.testing"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -15,7 +15,11 @@ from ._errors import (
 __version__ = "0.1.0"
 
 if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .agent import Agent
     from .env import Env
+    from .runner import EpisodeOutcome
 
 
 def make(name: str, **options: typing.Any) -> "Env":
@@ -28,6 +32,19 @@ def make(name: str, **options: typing.Any) -> "Env":
     return _make(name, **options)
 
 
+async def rollout_many(
+    task: str,
+    agent_factory: "Callable[[], Agent]",
+    seeds: "Sequence[int]",
+    max_concurrency: int = 4,
+    **kwargs: typing.Any,
+) -> "list[EpisodeOutcome]":
+    """One episode per seed, ``max_concurrency`` at a time: see :mod:`infragym.runner`."""
+    from .runner import rollout_many as _rollout_many
+
+    return await _rollout_many(task, agent_factory, seeds, max_concurrency, **kwargs)
+
+
 __all__ = [
     "CapabilityError",
     "ConfigError",
@@ -38,4 +55,5 @@ __all__ = [
     "ResourceError",
     "__version__",
     "make",
+    "rollout_many",
 ]

@@ -1,6 +1,7 @@
 """Agents: what plays an episode. Scripted ones here; model-backed ones build on the same
 protocol."""
 
+from ._openai import ModelConfigError, ModelError, OpenAIAgent, RequestUsage, fit_to_budget
 from ._scripted import (
     Agent,
     ScriptedAgent,
@@ -12,8 +13,13 @@ from ._scripted import (
 
 __all__ = [
     "Agent",
+    "ModelConfigError",
+    "ModelError",
+    "OpenAIAgent",
+    "RequestUsage",
     "ScriptedAgent",
     "agent_from_spec",
+    "fit_to_budget",
     "noop_agent",
     "reference_agent",
     "run_episode",

@@ -68,14 +68,19 @@ def noop_agent() -> ScriptedAgent:
     return ScriptedAgent((), name="noop")
 
 
-def agent_from_spec(task: Task, spec: str) -> Agent:
-    """``reference:TIER`` or ``noop``."""
+def agent_from_spec(task: Task, spec: str, base_url: str | None = None) -> Agent:
+    """``reference:TIER``, ``noop`` or ``openai:MODEL`` (with ``base_url`` or
+    ``OPENAI_BASE_URL``, key from ``OPENAI_API_KEY``)."""
     kind, _, arg = spec.partition(":")
     if kind == "reference":
         return reference_agent(task, arg or "robust")
     if kind == "noop" and not arg:
         return noop_agent()
-    raise ConfigError(f"unknown agent {spec!r}: use reference:TIER or noop")
+    if kind == "openai" and arg:
+        from ._openai import OpenAIAgent
+
+        return OpenAIAgent(model=arg, base_url=base_url)
+    raise ConfigError(f"unknown agent {spec!r}: use reference:TIER, noop or openai:MODEL")
 
 
 async def run_episode(env: Env, agent: Agent, seed: int) -> StepResult:

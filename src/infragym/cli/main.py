@@ -12,6 +12,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -213,57 +214,96 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Each seed is a full episode through the Env: sandbox, tool calls, submit, grading."""
     import asyncio
 
-    from ..agent import agent_from_spec, run_episode
-    from ..env import EpisodeError, make
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ..agent import agent_from_spec
+    from ..runner import EpisodeOutcome, Summary, rollout_many
     from ..tasks import find_task
 
     task = find_task(args.task)
+    agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
-    rc = 0
-    for seed in args.seeds:
-        agent = agent_from_spec(task, args.agent)  # fresh per episode
-        out = args.out or Path("runs") / task.name / f"{label}-seed{seed}"
-        try:
-            if args.json:
-                env = make(args.task, artifacts_dir=out)
-                final = asyncio.run(run_episode(env, agent, seed))
-            else:
-                with console.status(f"{task.name} ({label}, seed {seed}): episode...") as st:
-                    env = make(
-                        args.task,
-                        artifacts_dir=out,
-                        progress=lambda m, st=st, s=seed: st.update(
-                            f"{task.name} ({label}, seed {s}): {m}"
-                        ),
-                    )
-                    final = asyncio.run(run_episode(env, agent, seed))
-        except EpisodeError as exc:
-            err_console.print(
-                f"[red]episode failed (platform error, no reward):[/] {exc}", soft_wrap=True
+    out = args.out or Path("runs") / task.name / label
+    outcomes: list[EpisodeOutcome]
+    if args.json:
+        outcomes = asyncio.run(
+            rollout_many(
+                args.task,
+                lambda: agent_from_spec(task, args.agent, args.base_url),
+                args.seeds,
+                args.concurrency,
+                artifacts_dir=out,
             )
-            if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "task": task.name,
-                            "seed": seed,
-                            "agent": args.agent,
-                            "reward": None,
-                            "error": str(exc),
-                        }
-                    )
+        )
+    else:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            job = bar.add_task(
+                f"{task.name} {args.agent}, {len(args.seeds)} episode(s), "
+                f"{args.concurrency} at a time",
+                total=len(args.seeds),
+            )
+
+            def done(o: EpisodeOutcome) -> None:
+                bar.advance(job)
+                what = f"reward {o.reward:.3f}" if o.reward is not None else f"error: {o.error}"
+                bar.console.print(f"seed {o.seed}: {what} ({o.wall_s:.0f} s)", soft_wrap=True)
+
+            outcomes = asyncio.run(
+                rollout_many(
+                    args.task,
+                    lambda: agent_from_spec(task, args.agent, args.base_url),
+                    args.seeds,
+                    args.concurrency,
+                    artifacts_dir=out,
+                    on_done=done,
                 )
-            rc = 2
-            continue
-        grade: GradeResult = final.info["grade"]
-        if args.json:
-            data = grade.model_dump(mode="json", exclude={"detail"})
-            data.update(agent=args.agent, end_reason=final.info.get("end_reason"))
-            print(json.dumps(strict_json(data), indent=2, allow_nan=False))
-        else:
-            _print_result(grade, label)
-        rc = max(rc, 2 if grade.error else 0)
-    return rc
+            )
+    if args.json:
+        rows = []
+        for o in outcomes:
+            data = (
+                o.grade.model_dump(mode="json", exclude={"detail"})
+                if o.grade
+                else {"task": task.name, "seed": o.seed, "reward": None}
+            )
+            data.update(agent=args.agent, end_reason=o.end_reason, error=o.error)
+            rows.append(strict_json(data))
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, allow_nan=False))
+    else:
+        if len(outcomes) == 1 and outcomes[0].grade is not None:
+            _print_result(outcomes[0].grade, f"{label}")
+        _print_summary(task.name, args.agent, outcomes, Summary.of(outcomes))
+    return 2 if any(o.error for o in outcomes) else 0
+
+
+def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
+    t = Table(title=f"{task}: {agent}")
+    for col in ("seed", "reward", "functional", "end", "seconds", "error"):
+        t.add_column(col, justify="right" if col != "error" else "left", overflow="fold")
+    for o in outcomes:
+        g = o.grade
+        t.add_row(
+            str(o.seed),
+            "-" if o.reward is None else f"{o.reward:.3f}",
+            "-" if g is None or g.functional is None else f"{g.functional:.3f}",
+            o.end_reason or "-",
+            f"{o.wall_s:.0f}",
+            o.error or "",
+        )
+    console.print(t)
+    if s.mean is not None:
+        console.print(
+            f"[bold]{s.episodes} episode(s): mean {s.mean:.3f}, min {s.min:.3f}, "
+            f"max {s.max:.3f}[/]" + (f"; {s.errors} platform error(s)" if s.errors else "")
+        )
+    else:
+        console.print(f"[red]{s.errors} episode(s), all failed on platform errors[/]")
 
 
 PLAY_HELP = """every line runs as the agent's `bash` tool, in the agent's sandbox; also:
@@ -493,7 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument(
         "--agent",
         default="reference:robust",
-        help="reference:TIER (a reference solution) or noop (the starter files)",
+        help="reference:TIER (a reference solution), noop (the starter files) or "
+        "openai:MODEL (a model behind an OpenAI-compatible server)",
+    )
+    rn.add_argument(
+        "--base-url",
+        default=None,
+        help="with openai:MODEL: the server's URL, e.g. http://127.0.0.1:8000/v1 "
+        "(default $OPENAI_BASE_URL; the key comes from $OPENAI_API_KEY)",
     )
     rn.add_argument(
         "--seed",
@@ -503,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1],
         help="a seed, a range A-B or a list A,B,C (default 1)",
     )
+    rn.add_argument("--concurrency", type=int, default=1, help="episodes at once (default 1)")
     rn.add_argument("--out", type=Path, default=None, help="artifacts directory")
     rn.add_argument(
         "--json",

@@ -1,0 +1,89 @@
+"""Many episodes at once: same rewards as one at a time, isolation, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from conftest import needs_root
+from test_tasks import make_task
+
+from infragym import ConfigError, rollout_many
+from infragym.agent import noop_agent, reference_agent
+from infragym.runner import Summary
+from infragym.sandbox import cleanup
+from infragym.sandbox._sys import list_netns
+from infragym.tasks import find_task
+
+SEEDS = list(range(1, 9))
+
+
+@needs_root
+def test_eight_episodes_at_concurrency_4_match_one_at_a_time(tmp_path: Path) -> None:
+    task = find_task("kv-replicated")
+    before = set(list_netns())
+
+    def run(concurrency: int) -> dict[int, float | None]:
+        outs = asyncio.run(rollout_many("kv-replicated", lambda: reference_agent(task, "robust"),
+                                        SEEDS, concurrency,
+                                        artifacts_dir=tmp_path / f"c{concurrency}"))
+        assert [o.seed for o in outs] == SEEDS
+        assert all(o.error is None and o.end_reason == "submit" for o in outs)
+        return {o.seed: o.reward for o in outs}
+
+    together = run(4)
+    alone = run(1)
+    for seed in SEEDS:
+        a, b = together[seed], alone[seed]
+        assert a is not None and b is not None
+        assert abs(a - b) <= 0.05, f"seed {seed}: {a} at concurrency 4, {b} alone"
+    assert min(alone.values()) >= 0.85  # type: ignore[type-var]
+    assert set(list_netns()) <= before, "episodes left namespaces behind"
+    assert not cleanup().removed_anything
+
+
+GRADER = """
+from infragym.checkers import CheckResult, Verdict
+from infragym.grading import GradeOutcome
+from infragym.rubric import Criterion, Rubric
+
+
+async def grade(ctx):
+    if ctx.seed == 2:
+        raise RuntimeError("grader bug on seed 2")
+    res = CheckResult("ok", Verdict.PASS, 1.0, "fine")
+    return GradeOutcome(Rubric([Criterion("ok")]).score({"ok": res}), 1.0)
+"""
+
+
+@needs_root
+def test_a_platform_failure_is_recorded_for_its_seed_and_the_others_carry_on(
+        tmp_path: Path) -> None:
+    d = make_task(tmp_path, toml=(Path(__file__).parent / "test_tasks.py").read_text()
+                  .split('GOOD_TOML = """')[1].split('"""')[0].replace("dev_hosts = 2",
+                                                                          "dev_hosts = 0"))
+    (d / "grader.py").write_text(GRADER)
+    done: list[int] = []
+    outs = asyncio.run(rollout_many(str(d), noop_agent, [1, 2, 3], 3,
+                                    artifacts_dir=tmp_path / "art",
+                                    on_done=lambda o: done.append(o.seed)))
+    by_seed = {o.seed: o for o in outs}
+    assert by_seed[2].reward is None and "grader bug on seed 2" in (by_seed[2].error or "")
+    assert by_seed[1].reward == 1.0 and by_seed[3].reward == 1.0
+    assert sorted(done) == [1, 2, 3]
+    s = Summary.of(outs)
+    assert (s.episodes, s.errors, s.mean, s.min, s.max) == (3, 1, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"seeds": []}, "at least one seed"),
+    ({"seeds": [1, 1]}, "distinct"),
+    ({"seeds": [1], "max_concurrency": 0}, "max_concurrency"),
+    ({"seeds": [1], "task": "no-such-task"}, "no task"),
+])
+def test_bad_rollout_requests(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {"task": "kv-replicated", "max_concurrency": 2, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        asyncio.run(rollout_many(args["task"], noop_agent, args["seeds"],  # type: ignore[arg-type]
+                                 args["max_concurrency"]))  # type: ignore[arg-type]
