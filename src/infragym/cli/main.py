@@ -306,6 +306,15 @@ def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
         console.print(f"[red]{s.errors} episode(s), all failed on platform errors[/]")
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..runner import export_openai_jsonl
+
+    out = args.out or args.run_dir / "export.openai.jsonl"
+    n = export_openai_jsonl(args.run_dir, out)
+    console.print(f"wrote {n} episode(s) to {out}")
+    return 0
+
+
 PLAY_HELP = """every line runs as the agent's `bash` tool, in the agent's sandbox; also:
   :host HOST COMMAND   run COMMAND on a dev host (host_bash)
   :bg HOST COMMAND     start COMMAND in the background on a dev host
@@ -558,6 +567,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the result as JSON (reward, breakdown, functional, ...)",
     )
     rn.set_defaults(fn=cmd_run)
+
+    ex = sub.add_parser("export", help="episodes of a run directory, for a trainer")
+    ex.add_argument("run_dir", type=Path, help="a directory given to `run --out`")
+    ex.add_argument(
+        "--format",
+        choices=["openai-jsonl"],
+        default="openai-jsonl",
+        help="openai-jsonl: one {messages, tools, reward} line per graded episode",
+    )
+    ex.add_argument(
+        "--out", type=Path, default=None, help="output file (default RUN_DIR/export.openai.jsonl)"
+    )
+    ex.set_defaults(fn=cmd_export)
 
     pl = sub.add_parser("play", help="an interactive shell in the agent's sandbox")
     pl.add_argument("task")

@@ -1,5 +1,23 @@
 """Running many episodes: concurrency on one machine, results and their summary."""
 
 from ._rollout import EpisodeOutcome, Summary, rollout_many
+from ._trajectory import (
+    TRAJECTORIES_FILE,
+    TRAJECTORY_SCHEMA_VERSION,
+    Trajectory,
+    build_trajectory,
+    export_openai_jsonl,
+    read_trajectories,
+)
 
-__all__ = ["EpisodeOutcome", "Summary", "rollout_many"]
+__all__ = [
+    "TRAJECTORIES_FILE",
+    "TRAJECTORY_SCHEMA_VERSION",
+    "EpisodeOutcome",
+    "Summary",
+    "Trajectory",
+    "build_trajectory",
+    "export_openai_jsonl",
+    "read_trajectories",
+    "rollout_many",
+]

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, InfraGymError
-from ..agent import Agent, run_episode
-from ..env import make
+from ..agent import Agent
+from ..env import ResetObservation, StepResult, make
 from ..grading import GradeResult
 from ..tasks import find_task
+from ._trajectory import TRAJECTORIES_FILE, Trajectory, build_trajectory
 
 
 @dataclass
@@ -35,6 +36,7 @@ class EpisodeOutcome:
     agent: str
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    trajectory: Trajectory | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,15 @@ async def rollout_many(
                 opts["artifacts_dir"] = base / f"seed{seed}"
             if on_progress is not None:
                 opts["progress"] = lambda msg, s=seed: on_progress(s, msg)
+            obs: ResetObservation | None = None
+            final: StepResult | None = None
+            env = make(task, **opts)
             try:
-                final = await run_episode(make(task, **opts), agent, seed)
+                try:
+                    obs = await env.reset(seed=seed)
+                    final = await agent.play(env)
+                finally:
+                    await env.close()
             except InfraGymError as exc:
                 out = EpisodeOutcome(
                     seed, None, None, None, time.monotonic() - t0, agent.name, error=str(exc)
@@ -111,6 +120,20 @@ async def rollout_many(
                     error=grade.error,
                     info={"steps": final.info.get("step")},
                 )
+            out.trajectory = build_trajectory(
+                task,
+                seed,
+                agent,
+                obs,
+                final,
+                out.grade,
+                out.wall_s,
+                out.error if out.grade is None else None,
+            )
+            if base is not None:
+                base.mkdir(parents=True, exist_ok=True)
+                with (base / TRAJECTORIES_FILE).open("a", encoding="utf-8") as fh:
+                    fh.write(out.trajectory.model_dump_json() + "\n")
             if on_done is not None:
                 on_done(out)
             return out
