@@ -28,7 +28,8 @@ from .._errors import ConfigError, ResourceError
 from ..grading import GradeResult, grade_workspace
 from ..grading._pipeline import MAX_WORKSPACE_BYTES
 from ..sandbox import Cluster
-from ..sandbox._workstation import Workstation, install_teardown_handlers
+from ..sandbox._lifecycle import install_handlers
+from ..sandbox._workstation import Workstation
 from ..tasks import Task, find_task
 from ..tasks._registry import BUILTIN_DIR
 from ._tools import Outcome, Toolbox, tool_specs
@@ -102,7 +103,7 @@ class Env:
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"seed must be a whole number >= 0, not {seed!r}")
         await self.close()
-        install_teardown_handlers()  # from this thread: the sandbox is built in a worker
+        install_handlers()  # from this thread: the sandbox is built in a worker
         ep = _Episode(seed, self._episode_dir(seed))
         self._ep = ep
         try:

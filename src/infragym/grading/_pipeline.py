@@ -61,7 +61,8 @@ def copy_workspace(src: Path, dest: Path) -> None:
                 "(a FIFO, socket or device cannot be deployed)"
             )
         if p.is_file():
-            total += max(p.stat().st_size, p.stat().st_blocks * 512)
+            st = p.stat()
+            total += max(st.st_size, st.st_blocks * 512)
             if total > MAX_WORKSPACE_BYTES:
                 raise ConfigError(
                     f"the workspace is larger than {MAX_WORKSPACE_BYTES >> 20} MiB; "

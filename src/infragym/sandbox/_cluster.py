@@ -10,25 +10,23 @@ SIGTERM (converted to exceptions so ``with`` blocks unwind), and at interpreter 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import ipaddress
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TypeVar
 
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import FAKETIME_LIB, HOST_GID, HOST_UID, Host
+from ._lifecycle import blocked_signals, install_handlers, track, untrack
 from ._netns import run_in_netns, socket_in_netns
 from ._sys import (
     NETNS_DIR,
@@ -47,12 +45,6 @@ CLIENT = "client"
 CLIENT_INDEX = 99
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 T = TypeVar("T")
-# strong references: a cluster nobody holds any more must still be removed at exit
-_LIVE: set[Cluster] = set()
-_atexit_installed = False
-_signals_installed = False
-_handlers_lock = threading.Lock()
-_TEARDOWN_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def _validate_names(hosts: int | Sequence[str]) -> list[str]:
@@ -142,11 +134,11 @@ class Cluster:
             raise ResourceError(f"cluster {self.run_id} was already started")
         require_root("building a cluster")
         tools = require_tools("ip", "bwrap", "setpriv")
-        _install_handlers()
-        with _blocked_signals():
+        install_handlers()
+        with blocked_signals():
             self._claim()
             self._started = True
-            _LIVE.add(self)
+            track(self)
         try:
             self._build(tools["bwrap"], tools["setpriv"])
         except BaseException:
@@ -156,16 +148,8 @@ class Cluster:
 
     def _claim(self) -> None:
         """Take a run id no other run holds, recorded on disk before anything is made."""
-        for _ in range(64):
-            rec = _state.new_record(self.run_id, None, self.names)
-            if rec.claim():
-                self._record = rec
-                return
-            self._set_run_id(_state.new_run_id())
-        raise ResourceError(
-            f"could not claim a free run id in {_state.STATE_DIR}; "
-            "run `infragym cleanup` to remove the records of dead runs"
-        )
+        self._record = _state.claim_record(self.run_id, self.names)
+        self._set_run_id(self._record.run_id)
 
     def _build(self, bwrap: str, setpriv: str) -> None:
         assert self._record is not None
@@ -268,7 +252,7 @@ class Cluster:
         so a Ctrl-C cannot leave a half-removed cluster; a concurrent call waits for this
         one to finish.
         """
-        with self._lock, _blocked_signals():
+        with self._lock, blocked_signals():
             if self._closed or not self._started:
                 self._closed = True
                 return
@@ -276,7 +260,7 @@ class Cluster:
                 self._teardown()
             finally:
                 self._closed = True
-                _LIVE.discard(self)
+                untrack(self)
 
     def _teardown(self) -> None:
         errors: list[str] = []
@@ -397,53 +381,3 @@ def _make_world_readable(root: Path) -> None:
 def _allow_low_ports() -> None:
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as fh:
         fh.write("0")
-
-
-def _close_all() -> None:
-    for c in list(_LIVE):
-        with contextlib.suppress(Exception):
-            c.close()
-
-
-def _forget_in_child() -> None:
-    # a forked child must not tear down its parent's clusters when it exits
-    _LIVE.clear()
-
-
-os.register_at_fork(after_in_child=_forget_in_child)
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def _blocked_signals() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP back (main thread only: Python handles them there)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _TEARDOWN_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _install_handlers() -> None:
-    """Close live clusters at exit; make SIGTERM and SIGHUP unwind like Ctrl-C does.
-
-    Signal handlers can only be set from the main thread: a cluster started elsewhere
-    leaves them for the next start from the main thread.
-    """
-    global _atexit_installed, _signals_installed
-    with _handlers_lock:
-        if not _atexit_installed:
-            atexit.register(_close_all)
-            _atexit_installed = True
-        if _signals_installed or threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                signal.signal(sig, _on_signal)
-        _signals_installed = True

@@ -182,3 +182,16 @@ def new_record(run_id: str, subnet: ipaddress.IPv4Network | None, hosts: list[st
     return RunRecord(
         run_id, pid, pid_start_time(pid), None if subnet is None else str(subnet), hosts
     )
+
+
+def claim_record(run_id: str, hosts: list[str]) -> RunRecord:
+    """Claim ``run_id``, or a fresh id if another run holds it, before anything is made."""
+    for _ in range(64):
+        rec = new_record(run_id, None, hosts)
+        if rec.claim():
+            return rec
+        run_id = new_run_id()
+    raise ResourceError(
+        f"could not claim a free run id in {STATE_DIR}; "
+        "run `infragym cleanup` to remove the records of dead runs"
+    )

@@ -30,7 +30,6 @@ records itself in ``STATE_DIR`` before it creates anything; its cgroup
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import fcntl
 import os
@@ -47,13 +46,13 @@ from .._errors import ConfigError, ResourceError
 from . import _state
 from ._agent_sandbox import WORKSPACE, AgentSandbox, ExecResult, OutputCapture, feed, kill_tree
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
-from ._cluster import _blocked_signals, _install_handlers
 from ._host import HOST_GID, HOST_PATH, HOST_UID
+from ._lifecycle import blocked_signals, install_handlers, track, untrack
 from ._netns import enter_netns, netns_path, run_in_netns
 from ._sys import ip_batch, mount_tmpfs, mounts_under, require_root, require_tools, umount
 from ._view import system_view
 
-__all__ = ["DEFAULT_LIMITS", "Workstation", "install_teardown_handlers"]
+__all__ = ["DEFAULT_LIMITS", "Workstation"]
 
 HOSTNAME = "workstation"
 NAME = "ws"
@@ -126,11 +125,11 @@ class Workstation(AgentSandbox):
             raise ResourceError(f"workstation {self.run_id} was already started")
         require_root("building a workstation")
         tools = require_tools("ip", "bwrap", "setpriv")
-        install_teardown_handlers()
-        with _blocked_signals():
+        install_handlers()
+        with blocked_signals():
             self._claim()
             self._started = True
-            _LIVE.add(self)
+            track(self)
         try:
             self._build(tools["bwrap"], tools["setpriv"])
         except BaseException:
@@ -139,16 +138,8 @@ class Workstation(AgentSandbox):
         return self
 
     def _claim(self) -> None:
-        for _ in range(64):
-            rec = _state.new_record(self.run_id, None, [NAME])
-            if rec.claim():
-                self._record = rec
-                return
-            self._set_run_id(_state.new_run_id())
-        raise ResourceError(
-            f"could not claim a free run id in {_state.STATE_DIR}; "
-            "run `infragym cleanup` to remove the records of dead runs"
-        )
+        self._record = _state.claim_record(self.run_id, [NAME])
+        self._set_run_id(self._record.run_id)
 
     def _build(self, bwrap: str, setpriv: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -179,7 +170,7 @@ class Workstation(AgentSandbox):
 
     def close(self) -> None:
         """Kill every process, remove the cgroup, the mounts, the namespace. Idempotent."""
-        with self._lock, _blocked_signals():
+        with self._lock, blocked_signals():
             if self._closed or not self._started:
                 self._closed = True
                 return
@@ -187,7 +178,7 @@ class Workstation(AgentSandbox):
                 self._teardown()
             finally:
                 self._closed = True
-                _LIVE.discard(self)
+                untrack(self)
 
     def _teardown(self) -> None:
         errors: list[str] = []
@@ -352,33 +343,3 @@ def _configure_own_netns() -> None:
         s.close()
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as fh:
         fh.write("0")
-
-
-# strong references: a workstation nobody holds any more must still be removed at exit
-_LIVE: set[Workstation] = set()
-_atexit_lock = threading.Lock()
-_atexit_installed = False
-
-
-def _close_all() -> None:
-    for w in list(_LIVE):
-        with contextlib.suppress(Exception):
-            w.close()
-
-
-def install_teardown_handlers() -> None:
-    """Remove live workstations at exit; make SIGTERM and SIGHUP unwind like Ctrl-C.
-
-    Signal handlers can only be set from the main thread: a caller that starts
-    workstations from worker threads calls this from the main thread first.
-    """
-    global _atexit_installed
-    _install_handlers()
-    with _atexit_lock:
-        if not _atexit_installed:
-            atexit.register(_close_all)
-            _atexit_installed = True
-
-
-# a forked child must not tear down its parent's workstations when it exits
-os.register_at_fork(after_in_child=_LIVE.clear)
