@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, assert_no_leftovers, leftovers, needs_root
+from tinytask import tiny_task
 
 import infragym
 from infragym import ConfigError
@@ -37,59 +38,6 @@ from infragym.env._output import render_cut, safe_text
 from infragym.env._tools import tool_specs, validate_arguments
 from infragym.sandbox import _state, cleanup
 from infragym.tasks import Limits as TaskLimits
-
-TASK_TOML = """
-name = "{name}"
-summary = "Write the answer to a file."
-[topology]
-hosts = 1
-dev_hosts = {dev_hosts}
-[limits]
-max_steps = {max_steps}
-agent_wall_s = {wall}
-command_timeout_s = 10
-[grading]
-budget_s = 60
-"""
-
-GRADER = """
-from infragym.checkers import CheckResult, Verdict
-from infragym.grading import GradeOutcome
-from infragym.rubric import Criterion, Rubric
-
-
-async def grade(ctx):
-    # deployed by the contract: the workspace is at /srv/app on a fresh production host
-    host = ctx.cluster(1).hosts[0]
-    r = host.run(["sh", "-c", "cat /srv/app/answer.txt 2>/dev/null"], timeout=10)
-    ok = r.stdout.strip() == b"42"
-    result = CheckResult("answer", Verdict.PASS if ok else Verdict.FAIL, float(ok), "answer")
-    reward = Rubric([Criterion("answer")]).score({"answer": result})
-    return GradeOutcome(reward, reward.reward, notes=[f"seed {ctx.seed}"])
-"""
-
-
-def tiny_task(
-    root: Path,
-    *,
-    name: str = "tiny",
-    dev_hosts: int = 1,
-    max_steps: int = 50,
-    wall: float = 300,
-    grader: str = GRADER,
-) -> Path:
-    """A complete task folder: task.toml, instructions, starter workspace, grader, solution."""
-    d = root / name
-    (d / "workspace").mkdir(parents=True)
-    (d / "solutions" / "robust").mkdir(parents=True)
-    (d / "task.toml").write_text(
-        TASK_TOML.format(name=name, dev_hosts=dev_hosts, max_steps=max_steps, wall=wall)
-    )
-    (d / "instructions.md").write_text("Write 42 to answer.txt in your workspace.\n")
-    (d / "workspace" / "README").write_text("starter file\n")
-    (d / "grader.py").write_text(grader)
-    (d / "solutions" / "robust" / "answer.txt").write_text("42\n")
-    return d
 
 
 def bash(command: str, timeout: float | None = None) -> ToolCall:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 from conftest import needs_root
+from tinytask import tiny_task
 
 from infragym import ConfigError, InfraGymError
 from infragym.agent import OpenAIAgent, run_episode
@@ -23,35 +24,6 @@ from infragym.tasks import find_task
 from infragym.testing import Fail, Reply, ScriptedModelServer, ScriptEntry, reference_script
 
 T = TypeVar("T")
-
-TASK_TOML = """
-name = "tiny-model"
-summary = "Write the answer to a file."
-[topology]
-hosts = 1
-dev_hosts = 0
-[limits]
-max_steps = 30
-agent_wall_s = 300
-command_timeout_s = 20
-[grading]
-budget_s = 60
-"""
-
-GRADER = """
-from infragym.checkers import CheckResult, Verdict
-from infragym.grading import GradeOutcome
-from infragym.rubric import Criterion, Rubric
-
-
-async def grade(ctx):
-    host = ctx.cluster(1).hosts[0]
-    r = host.run(["sh", "-c", "cat /srv/app/answer.txt 2>/dev/null"], timeout=10)
-    ok = r.stdout.strip() == b"42"
-    result = CheckResult("answer", Verdict.PASS if ok else Verdict.FAIL, float(ok), "answer")
-    reward = Rubric([Criterion("answer")]).score({"answer": result})
-    return GradeOutcome(reward, reward.reward)
-"""
 
 WRITE_ANSWER = Reply.tool("write_file", {"path": "answer.txt", "content": "42\n"})
 SUBMIT = Reply.tool("submit")
@@ -63,15 +35,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
-    d = tmp_path / "tiny-model"
-    (d / "workspace").mkdir(parents=True)
-    (d / "task.toml").write_text(TASK_TOML)
-    (d / "instructions.md").write_text("Write 42 to answer.txt in your workspace.\n")
-    (d / "workspace" / "README").write_text("starter file\n")
-    (d / "grader.py").write_text(GRADER)
-    (d / "solutions" / "robust").mkdir(parents=True)
-    (d / "solutions" / "robust" / "answer.txt").write_text("42\n")
-    return d
+    return tiny_task(tmp_path, name="tiny-model", dev_hosts=0, max_steps=30,
+                     command_timeout=20)
 
 
 def agent_for(server: ScriptedModelServer, **kw: Any) -> OpenAIAgent:
@@ -199,6 +164,40 @@ def test_transient_errors_are_retried(status: int, tiny: Path, tmp_path: Path) -
     assert [r.status for r in server.completions] == [status, status, 200, status, 200]
     assert final.terminated and final.reward == 1.0 and agent.end_reason == "submit"
     assert len(agent.usage) == 2
+
+
+OVERFLOW = ("This model's maximum context length is 2048 tokens. However, you requested "
+            "2300 tokens (2200 in the messages, 100 in the completion).")
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_a_context_overflow_is_retried_with_a_smaller_budget(tiny: Path, tmp_path: Path) -> None:
+    big = Reply.tool("bash", {"command": "head -c 6000 /dev/zero | tr '\\0' x"})
+    script: list[ScriptEntry] = [big, Fail(400, message=OVERFLOW), WRITE_ANSWER, SUBMIT]
+    final, agent, server = run(play(str(tiny), script, tmp_path, keep_tool_results=0))
+    assert [r.status for r in server.completions] == [200, 400, 200, 200]
+    refused, retried, after = server.completions[1:]
+    assert retried.message_chars <= refused.message_chars // 2 < refused.message_chars
+    assert after.message_chars <= agent.budget_chars < agent.context_chars  # the cut stays
+    assert final.reward == 1.0 and agent.end_reason == "submit"
+    assert len(agent.messages[3]["content"]) > 6000  # the transcript itself is whole
+
+
+@pytest.mark.timeout(60)
+def test_a_context_overflow_that_cutting_cannot_fix_is_a_clear_error(
+        tiny: Path, tmp_path: Path) -> None:
+    err, _, server = run(fail_fast(tiny, tmp_path, [Fail(400, times=50, message=OVERFLOW)]))
+    assert isinstance(err, ModelError) and err.reason == "context_length"
+    assert "context_chars" in str(err)
+    assert 1 <= len(server.completions) <= 3  # the instructions alone cannot be cut
+
+
+@pytest.mark.timeout(60)
+def test_any_other_bad_request_is_not_retried(tiny: Path, tmp_path: Path) -> None:
+    err, _, server = run(fail_fast(tiny, tmp_path, [Fail(400, message="bad 'tools' field")]))
+    assert isinstance(err, ModelError) and err.reason == "bad_request"
+    assert len(server.completions) == 1
 
 
 def idle_env(tiny: Path, tmp_path: Path) -> Env:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root
-from test_tasks import make_task
+from tinytask import tiny_task
 
 from infragym import ConfigError, rollout_many
 from infragym.agent import noop_agent, reference_agent
@@ -60,10 +60,7 @@ async def grade(ctx):
 @needs_root
 def test_a_platform_failure_is_recorded_for_its_seed_and_the_others_carry_on(
         tmp_path: Path) -> None:
-    d = make_task(tmp_path, toml=(Path(__file__).parent / "test_tasks.py").read_text()
-                  .split('GOOD_TOML = """')[1].split('"""')[0].replace("dev_hosts = 2",
-                                                                          "dev_hosts = 0"))
-    (d / "grader.py").write_text(GRADER)
+    d = tiny_task(tmp_path, dev_hosts=0, grader=GRADER)
     done: list[int] = []
     outs = asyncio.run(rollout_many(str(d), noop_agent, [1, 2, 3], 3,
                                     artifacts_dir=tmp_path / "art",

@@ -13,7 +13,10 @@ unknown model (404) or an unreachable server, the episode is closed ungraded and
 :class:`ModelError` (a :class:`ConfigError` for 401/403/404) says what to do.
 
 Old tool outputs are elided to keep what is sent within ``context_chars``; the system
-prompt, the instructions and the last ``keep_tool_results`` tool results stay whole.
+prompt, the instructions and the last ``keep_tool_results`` tool results stay whole. A
+server that still refuses the request for its context length (a 400 saying so, as vLLM,
+SGLang and OpenAI do) gets it again with the budget halved, for the rest of the episode,
+until the budget would fall below what the instructions need.
 :attr:`OpenAIAgent.messages` is the full transcript in chat format, unelided.
 """
 
@@ -38,6 +41,9 @@ SYSTEM_PROMPT = (
     "below by calling the tools you are given; every reply must call at least one tool. "
     "When your system is ready, call submit: it is then deployed and graded under faults."
 )
+# how servers say a request is longer than the model's context (vLLM, SGLang, OpenAI)
+CONTEXT_MARKERS = ("context length", "context_length", "context window", "too many tokens",
+                   "prompt is too long", "maximum context")
 NO_TOOL_REMINDER = (
     "Your reply called no tool. Work only through tool calls; call submit when you are done. "
     "({n} of {k} replies without a tool call in a row: at {k} the workspace is submitted as "
@@ -103,6 +109,7 @@ class OpenAIAgent:
     usage: list[RequestUsage] = field(default_factory=list)
     end_reason: str | None = None
     no_tool_turns: int = 0
+    budget_chars: int = 0  # the context budget in force: context_chars, halved on overflow
 
     def __post_init__(self) -> None:
         self.model = self.model or _env("INFRAGYM_MODEL")
@@ -132,6 +139,7 @@ class OpenAIAgent:
             {"role": "user", "content": env.task.instructions},
         ]
         self.usage, self.end_reason, self.no_tool_turns = [], None, 0
+        self.budget_chars = self.context_chars
         if sum(len(m["content"]) for m in self.messages) > self.context_chars:
             raise ConfigError(
                 f"the instructions alone exceed context_chars={self.context_chars}: raise it"
@@ -185,18 +193,26 @@ class OpenAIAgent:
                     return result
 
     async def _complete(self, client: AsyncOpenAI, tools: list[dict[str, Any]]) -> Any:
-        sent = fit_to_budget(self.messages, self.context_chars, self.keep_tool_results)
-        params: dict[str, Any] = {"model": self.model, "messages": sent, "tools": tools}
-        for key in ("temperature", "top_p", "max_tokens", "seed"):
-            if getattr(self, key) is not None:
-                params[key] = getattr(self, key)
-        if self.extra_body:
-            params["extra_body"] = dict(self.extra_body)
-        start = time.monotonic()
-        try:
-            response = await client.chat.completions.create(**params)
-        except openai.APIError as exc:
-            raise self._explain(exc) from None
+        floor = sum(message_chars(m) for m in self.messages[:2]) + 1000
+        while True:
+            sent = fit_to_budget(self.messages, self.budget_chars, self.keep_tool_results)
+            params: dict[str, Any] = {"model": self.model, "messages": sent, "tools": tools}
+            for key in ("temperature", "top_p", "max_tokens", "seed"):
+                if getattr(self, key) is not None:
+                    params[key] = getattr(self, key)
+            if self.extra_body:
+                params["extra_body"] = dict(self.extra_body)
+            start = time.monotonic()
+            try:
+                response = await client.chat.completions.create(**params)
+                break
+            except openai.BadRequestError as exc:
+                size = sum(message_chars(m) for m in sent)
+                if not _context_overflow(exc) or size // 2 < floor:
+                    raise self._explain(exc) from None
+                self.budget_chars = size // 2  # and keep it: the next turn is longer
+            except openai.APIError as exc:
+                raise self._explain(exc) from None
         u = response.usage
         choice = response.choices[0] if response.choices else None
         self.usage.append(
@@ -235,6 +251,13 @@ class OpenAIAgent:
                 "the concurrency or raise max_retries",
                 "rate_limited",
             )
+        if isinstance(exc, openai.BadRequestError) and _context_overflow(exc):
+            return ModelError(
+                f"{where} says the conversation exceeds the model's context even with it cut "
+                f"to {self.budget_chars} characters: lower context_chars to what the model "
+                f"holds (about 3 characters a token) or serve a longer context ({detail})",
+                "context_length",
+            )
         if isinstance(exc, openai.APIConnectionError):
             return ModelError(
                 f"cannot reach {where} ({detail}): is it running? set OPENAI_BASE_URL",
@@ -246,6 +269,11 @@ class OpenAIAgent:
                 "server_error",
             )
         return ModelError(f"{where} refused the request ({status}): {detail}", "bad_request")
+
+
+def _context_overflow(exc: openai.APIError) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in CONTEXT_MARKERS)
 
 
 def message_chars(m: Mapping[str, Any]) -> int:

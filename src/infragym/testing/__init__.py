@@ -12,6 +12,7 @@ from .model_server import (
     Reply,
     ScriptedModelServer,
     ScriptEntry,
+    by_turn,
     reference_script,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "Reply",
     "ScriptEntry",
     "ScriptedModelServer",
+    "by_turn",
     "reference_script",
 ]

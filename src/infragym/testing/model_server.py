@@ -37,6 +37,7 @@ __all__ = [
     "Reply",
     "ScriptEntry",
     "ScriptedModelServer",
+    "by_turn",
     "reference_script",
 ]
 
@@ -296,3 +297,18 @@ def reference_script(task: Task, tier: str = "robust") -> list[Reply]:
         for p in sorted(q for q in root.rglob("*") if q.is_file())
     ]
     return [*replies, Reply.tool("submit")]
+
+
+def by_turn(replies: Sequence[Reply]) -> Callable[[dict[str, Any]], Reply]:
+    """A script entry for many conversations at once: it answers a request by how many
+    assistant turns its conversation already has (``replies[n]``, then ``submit``), so
+    ``ScriptedModelServer(then=by_turn(script))`` serves any number of concurrent
+    episodes the same script, whatever order their requests arrive in."""
+    plan = list(replies)
+
+    def answer(body: dict[str, Any]) -> Reply:
+        msgs = body.get("messages") or []
+        n = sum(1 for m in msgs if isinstance(m, dict) and m.get("role") == "assistant")
+        return plan[n] if n < len(plan) else Reply.tool("submit")
+
+    return answer

@@ -1,0 +1,2 @@
+"""Adapters to RL trainers' own environment interfaces. Each module imports its trainer
+lazily and is optional: ``pip install 'infragym[verifiers]'`` for :mod:`.verifiers`."""
