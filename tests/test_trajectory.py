@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root
-from test_tasks import GOOD_TOML, make_task
+from tinytask import tiny_task
 
 from infragym import rollout_many
 from infragym.agent import OpenAIAgent, ScriptedAgent
@@ -41,10 +41,8 @@ async def grade(ctx):
 """
 
 
-def tiny_task(tmp_path: Path) -> Path:
-    d = make_task(tmp_path, toml=GOOD_TOML.replace("dev_hosts = 2", "dev_hosts = 0"))
-    (d / "grader.py").write_text(GRADER)
-    return d
+def failing_on_seed_3(tmp_path: Path) -> Path:
+    return tiny_task(tmp_path, dev_hosts=0, grader=GRADER)
 
 
 def scripted() -> ScriptedAgent:
@@ -53,7 +51,7 @@ def scripted() -> ScriptedAgent:
 
 
 def test_scripted_episodes_are_recorded_and_exported_exactly(tmp_path: Path) -> None:
-    task = tiny_task(tmp_path)
+    task = failing_on_seed_3(tmp_path)
     run_dir = tmp_path / "run"
     outs = asyncio.run(rollout_many(str(task), scripted, [1, 2, 3], 2, artifacts_dir=run_dir))
     lines = (run_dir / TRAJECTORIES_FILE).read_text().splitlines()
@@ -91,7 +89,7 @@ def test_scripted_episodes_are_recorded_and_exported_exactly(tmp_path: Path) -> 
 
 @pytest.mark.timeout(120)
 def test_model_episodes_keep_the_model_transcript_and_usage(tmp_path: Path) -> None:
-    task = tiny_task(tmp_path)
+    task = failing_on_seed_3(tmp_path)
     script = [Reply.tool("write_file", {"path": "answer.txt", "content": "42"}),
               Reply.text("thinking out loud"),
               Reply.tool("submit", {})]

@@ -307,11 +307,24 @@ def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..runner import export_openai_jsonl
+    from ..runner import export_hf_dataset, export_openai_jsonl
 
-    out = args.out or args.run_dir / "export.openai.jsonl"
+    # RUN_DIR may also be a trajectories.jsonl file: the default output goes beside it
+    base: Path = args.run_dir.parent if args.run_dir.is_file() else args.run_dir
+    if args.format == "hf-dataset":
+        out = args.out or base / "export.hf"
+        n = export_hf_dataset(args.run_dir, out)
+        console.print(f"wrote {n} episode(s) to {out}", markup=False, soft_wrap=True)
+        console.print(
+            f"load it with datasets.load_dataset({str(out.resolve())!r}, split='train')",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 0
+    out = args.out or base / "export.openai.jsonl"
     n = export_openai_jsonl(args.run_dir, out)
-    console.print(f"wrote {n} episode(s) to {out}")
+    console.print(f"wrote {n} episode(s) to {out}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -572,12 +585,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir", type=Path, help="a directory given to `run --out`")
     ex.add_argument(
         "--format",
-        choices=["openai-jsonl"],
+        choices=["openai-jsonl", "hf-dataset"],
         default="openai-jsonl",
-        help="openai-jsonl: one {messages, tools, reward} line per graded episode",
+        help="openai-jsonl: one {messages, tools, reward} line per graded episode; "
+        "hf-dataset: a directory that datasets.load_dataset(DIR) loads",
     )
     ex.add_argument(
-        "--out", type=Path, default=None, help="output file (default RUN_DIR/export.openai.jsonl)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output file, or directory for hf-dataset "
+        "(default RUN_DIR/export.openai.jsonl or RUN_DIR/export.hf)",
     )
     ex.set_defaults(fn=cmd_export)
 

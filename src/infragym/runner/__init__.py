@@ -1,5 +1,6 @@
 """Running many episodes: concurrency on one machine, results and their summary."""
 
+from ._hf import export_hf_dataset, hf_features
 from ._rollout import EpisodeOutcome, Summary, rollout_many
 from ._trajectory import (
     TRAJECTORIES_FILE,
@@ -17,7 +18,9 @@ __all__ = [
     "Summary",
     "Trajectory",
     "build_trajectory",
+    "export_hf_dataset",
     "export_openai_jsonl",
+    "hf_features",
     "read_trajectories",
     "rollout_many",
 ]
