@@ -9,7 +9,7 @@ import pytest
 PACKAGES = ["infragym", "infragym.history", "infragym.sandbox", "infragym.nemesis",
             "infragym.workload", "infragym.checkers", "infragym.rubric", "infragym.tasks",
             "infragym.grading", "infragym.env", "infragym.agent", "infragym.runner",
-            "infragym.testing"]
+            "infragym.testing", "infragym.gym"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
