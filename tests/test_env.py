@@ -118,6 +118,8 @@ def test_tool_schemas_and_argument_checks() -> None:
         "background": False,
     }
     assert validate_arguments(by["bash"], {"command": "ls", "timeout": None}) == {"command": "ls"}
+    nul = {"path": "a", "content": "x\0y é"}  # file content may hold any character but a surrogate
+    assert validate_arguments(by["write_file"], nul) == nul
     for tool, args, match in [
         ("bash", {}, "missing required argument.*'command'"),
         ("bash", {"command": 3}, "'command' must be a string"),
@@ -127,6 +129,12 @@ def test_tool_schemas_and_argument_checks() -> None:
         ("bash", {"command": "x", "cwd": "/"}, "unexpected argument 'cwd'"),
         ("host_bash", {"host": "n9", "command": "x"}, "host must be one of n1, n2"),
         ("submit", {"now": True}, "it takes no arguments"),
+        # what a JSON escape carries but no command, path or file can (once a platform error)
+        ("bash", {"command": "echo \ud800"}, "not valid Unicode.*character 5"),
+        ("write_file", {"path": "a", "content": "\udfff"}, "'content' is not valid Unicode"),
+        ("read_file", {"path": "a\ud800"}, "'path' is not valid Unicode"),
+        ("bash", {"command": "echo a\0b"}, "'command' contains a NUL"),
+        ("host_bash", {"host": "n1", "command": "\0"}, "'command' contains a NUL"),
     ]:
         with pytest.raises(ToolError, match=match):
             validate_arguments(by[tool], args)
@@ -291,6 +299,10 @@ def test_bad_tool_calls_are_shown_to_the_model_and_the_episode_goes_on(
         (ToolCall("write_file", {"path": "/etc/x", "content": "x"}), "outside the workspace"),
         (ToolCall("write_file", {"path": "f/g", "content": "x"}), "cannot create the dir"),
         (ToolCall("host_bash", {"host": "n7", "command": "ls"}), "must be one of n1"),
+        # JSON escapes a model can send: once these ended the episode as a platform failure
+        (ToolCall("bash", '{"command": "echo \\ud800"}'), "not valid Unicode"),
+        (ToolCall("bash", '{"command": "echo a\\u0000b"}'), "contains a NUL"),
+        (ToolCall("write_file", '{"path": "s", "content": "\\udc80"}'), "not valid Unicode"),
     ]:
         obs, reward, terminated, truncated, info = episode.step(call)
         assert obs.is_error and obs.content.startswith("error: "), (call, obs)

@@ -147,6 +147,8 @@ def validate_arguments(spec: ToolSpec, args: Mapping[str, Any]) -> dict[str, Any
             )
         if "exclusiveMinimum" in schema and not value > schema["exclusiveMinimum"]:
             raise ToolError(f"{spec.name}: {key} must be > {schema['exclusiveMinimum']}")
+        if isinstance(value, str):
+            _check_text(spec.name, key, value)
         out[key] = value
     missing = [k for k in required if k not in out]
     if missing:
@@ -158,6 +160,23 @@ def validate_arguments(spec: ToolSpec, args: Mapping[str, Any]) -> dict[str, Any
         if key not in out and "default" in schema:
             out[key] = schema["default"]
     return out
+
+
+def _check_text(tool: str, key: str, value: str) -> None:
+    """Text a JSON escape can carry but no command, path or file can: a lone surrogate
+    (not encodable as UTF-8) anywhere, a NUL outside file content."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ToolError(
+            f"{tool}: argument {key!r} is not valid Unicode (a lone surrogate "
+            f"{value[exc.start]!r} at character {exc.start}): send UTF-8 text"
+        ) from None
+    if key != "content" and "\0" in value:
+        raise ToolError(
+            f"{tool}: argument {key!r} contains a NUL character (at character "
+            f"{value.index(chr(0))}), which no command, path or host name can hold"
+        )
 
 
 def render_exec(r: ExecResult, timeout: float) -> str:
