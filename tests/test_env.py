@@ -135,6 +135,10 @@ def test_tool_schemas_and_argument_checks() -> None:
         ("read_file", {"path": "a\ud800"}, "'path' is not valid Unicode"),
         ("bash", {"command": "echo a\0b"}, "'command' contains a NUL"),
         ("host_bash", {"host": "n1", "command": "\0"}, "'command' contains a NUL"),
+        ("bash", {"command": "x" * (128 << 10)}, "over the 131071 the kernel allows"),
+        ("read_file", {"path": "é" * (64 << 10)}, "'path' is 131072 bytes"),
+        ("bash", {"command": "x", "timeout": 10**400}, "finite number below 1e"),
+        ("bash", {"command": "x", "timeout": 1e12}, "finite number below 1e"),
     ]:
         with pytest.raises(ToolError, match=match):
             validate_arguments(by[tool], args)
@@ -303,6 +307,9 @@ def test_bad_tool_calls_are_shown_to_the_model_and_the_episode_goes_on(
         (ToolCall("bash", '{"command": "echo \\ud800"}'), "not valid Unicode"),
         (ToolCall("bash", '{"command": "echo a\\u0000b"}'), "contains a NUL"),
         (ToolCall("write_file", '{"path": "s", "content": "\\udc80"}'), "not valid Unicode"),
+        (ToolCall("bash", '{"command": "ls", "timeout": 1' + "0" * 400 + "}"), "finite number"),
+        (ToolCall("bash", "[" * 100_000 + "]" * 100_000), "nested too deeply"),
+        (ToolCall("bash", {"command": "cat <<EOF\n" + "x" * 140_000 + "\nEOF"}), "kernel allows"),
     ]:
         obs, reward, terminated, truncated, info = episode.step(call)
         assert obs.is_error and obs.content.startswith("error: "), (call, obs)

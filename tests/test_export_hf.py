@@ -349,7 +349,15 @@ def test_what_is_refused_leaves_nothing_behind(tmp_path: Path) -> None:
     write_run(run, [parts])
     with pytest.raises(ConfigError, match=r"seed 3\).*content is list.*openai-jsonl"):
         export_hf_dataset(run, tmp_path / "out2")
-    assert not (tmp_path / "out2" / "data" / "train.jsonl").exists()
+    assert not (tmp_path / "out2").exists()
+
+    # refused at the second episode, after the first was written: nothing stays, and a
+    # second try at the same place is not refused as "not an export"
+    second = write_run(tmp_path / "run2", [graded, parts])
+    with pytest.raises(ConfigError, match=r"seed 3\)"):
+        export_hf_dataset(second, tmp_path / "out3")
+    assert not (tmp_path / "out3").exists()
+    assert export_hf_dataset(write_run(tmp_path / "run3", [graded]), tmp_path / "out3") == 1
 
 
 def test_exporting_needs_no_datasets_and_the_schema_says_how_to_get_it(

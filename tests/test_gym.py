@@ -8,6 +8,7 @@ the one determinism test on kv-replicated, which grades three times (about 80 s)
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -308,6 +309,19 @@ def test_close_removes_everything_and_reset_starts_afresh(gym_env: InfraGymEnv) 
     gym_env.close()
     with pytest.raises(EpisodeError, match="call reset"):
         gym_env.step(act("bash", command="true"))
+
+
+@needs_root
+def test_an_env_dropped_without_close_removes_its_episode(task_dir: Path, tmp_path: Path) -> None:
+    env = make(str(task_dir), artifacts_dir=tmp_path / "a")
+    env.reset(seed=3)
+    env.step(act("host_bash", host="n1", command="sleep 600", background=True))
+    runs = run_ids(env)
+    assert len(runs) == 2
+    del env
+    gc.collect()
+    for run_id in runs:
+        assert_no_leftovers(run_id)
 
 
 @needs_root

@@ -184,6 +184,27 @@ def test_a_context_overflow_is_retried_with_a_smaller_budget(tiny: Path, tmp_pat
     assert len(agent.messages[3]["content"]) > 6000  # the transcript itself is whole
 
 
+@needs_root
+@pytest.mark.timeout(120)
+def test_an_overflow_that_cutting_no_longer_shrinks_ends_instead_of_looping(
+        tmp_path: Path) -> None:
+    """60 short rounds leave nothing long to elide: the cut request is as big as the
+    refused one, so sending it again would loop forever."""
+    tiny = tiny_task(tmp_path, name="long", dev_hosts=0, max_steps=100)
+    rounds: list[ScriptEntry] = [Reply.tool("bash", {"command": "echo hi"})] * 60
+    async def main() -> tuple[InfraGymError, ScriptedModelServer]:
+        async with ScriptedModelServer([*rounds, Fail(400, times=10**6, message=OVERFLOW)]
+                                       ) as server:
+            env = make(str(tiny), artifacts_dir=tmp_path / "artifacts")
+            with pytest.raises(InfraGymError) as info:
+                await asyncio.wait_for(run_episode(env, agent_for(server), seed=1), 100)
+            return info.value, server
+
+    err, server = run(main())
+    assert isinstance(err, ModelError) and err.reason == "context_length"
+    assert 1 <= sum(r.status == 400 for r in server.completions) <= 3
+
+
 @pytest.mark.timeout(60)
 def test_a_context_overflow_that_cutting_cannot_fix_is_a_clear_error(
         tiny: Path, tmp_path: Path) -> None:

@@ -88,6 +88,8 @@ def test_the_taskset_has_one_task_per_task_and_seed_and_rejects_unknown_tasks(
         list(make_env(tasks=["no-such-task"]).taskset)
     with pytest.raises(ConfigError, match="at least one task and one seed"):
         list(make_env(tasks=["kv-replicated"], seeds=[]).taskset)
+    with pytest.raises(ConfigError, match=r"seeds are whole numbers >= 0, not \[-1\]"):
+        list(make_env(tasks=["kv-replicated"], seeds=[2, -1]).taskset)
 
 
 @needs_root
@@ -150,6 +152,41 @@ def test_a_platform_failure_fails_the_rollout_instead_of_scoring_0(
     errors = [episode.last_error, *(t.last_error for t in episode.traces)]
     assert any(e is not None and "grader bug" in e.message for e in errors), errors
     assert all(t.rewards.get("infragym") is None for t in episode.traces)
+
+
+@needs_root
+def test_the_runs_turn_limit_ends_the_episode_and_it_is_graded_as_it_stands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verifiers refuses the turn past ``max_turns`` (a 400 "rollout stopped"): that is the
+    run's own limit, so the episode is graded as it stands, not dropped as a failure."""
+    from infragym.integrations.verifiers import InfraGymEnvConfig, InfraGymHarnessConfig
+    from infragym.integrations.verifiers import InfraGymTasksetConfig as TasksetConfig
+
+    task_dir = tiny_task(tmp_path, dev_hosts=0, grader=WORKSPACE_GRADER)
+    write = Reply.tool("write_file", {"path": "answer.txt", "content": "42\n"})
+    rounds = [write, Reply.tool("bash", {"command": "cat answer.txt"})]
+    results = {}
+    for turns in (1, 2):
+        config = InfraGymEnvConfig(
+            taskset=TasksetConfig(tasks=[str(task_dir)], seeds=[1]),
+            agent=vf.AgentConfig(runtime=vf.SubprocessConfig(), max_turns=turns,
+                                 harness=InfraGymHarnessConfig(artifacts_dir=str(tmp_path))))
+        env = vf.load_environment(config)
+
+        async def main(env: Any = env) -> list[Any]:
+            async with ScriptedModelServer(then=by_turn(rounds)) as server:
+                monkeypatch.setenv(KEY_VAR, server.api_key or "")
+                return await asyncio.wait_for(
+                    run_group(env, next(iter(env.taskset)), 1, model="test-model",
+                              base_url=server.url, api_key_var=KEY_VAR), 120)
+
+        (episode,) = asyncio.run(main())
+        assert episode.ok, episode.errors
+        results[turns] = episode.traces[0]
+    # one turn wrote the answer; the refused second turn ended the episode, graded: 1.0
+    assert results[1].reward == 1.0 and results[1].stop_condition == "max_turns"
+    assert results[1].metrics["infragym/steps"] == 2  # write_file, then the submit
+    assert results[2].reward == 1.0 and results[2].num_turns == 2
 
 
 @needs_root

@@ -1,7 +1,14 @@
 """Agents: what plays an episode. Scripted ones here; model-backed ones build on the same
 protocol."""
 
-from ._openai import ModelConfigError, ModelError, OpenAIAgent, RequestUsage, fit_to_budget
+from ._openai import (
+    SYSTEM_PROMPT,
+    ModelConfigError,
+    ModelError,
+    OpenAIAgent,
+    RequestUsage,
+    fit_to_budget,
+)
 from ._scripted import (
     Agent,
     ScriptedAgent,
@@ -12,6 +19,7 @@ from ._scripted import (
 )
 
 __all__ = [
+    "SYSTEM_PROMPT",
     "Agent",
     "ModelConfigError",
     "ModelError",

@@ -104,6 +104,7 @@ class OpenAIAgent:
     keep_tool_results: int = 4
     max_no_tool_turns: int = 3
     system_prompt: str = SYSTEM_PROMPT
+    close_on_model_error: bool = True  # False: the caller decides (grade or close)
     name: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
     usage: list[RequestUsage] = field(default_factory=list)
@@ -155,7 +156,8 @@ class OpenAIAgent:
             return await self._loop(env, client, tools)
         except ModelError as exc:
             self.end_reason = f"model_error:{exc.reason}"
-            await env.close()
+            if self.close_on_model_error:
+                await env.close()
             raise
         except EpisodeError:
             self.end_reason = "episode_error"
@@ -194,6 +196,7 @@ class OpenAIAgent:
 
     async def _complete(self, client: AsyncOpenAI, tools: list[dict[str, Any]]) -> Any:
         floor = sum(message_chars(m) for m in self.messages[:2]) + 1000
+        last_size: int | None = None
         while True:
             sent = fit_to_budget(self.messages, self.budget_chars, self.keep_tool_results)
             params: dict[str, Any] = {"model": self.model, "messages": sent, "tools": tools}
@@ -208,8 +211,11 @@ class OpenAIAgent:
                 break
             except openai.BadRequestError as exc:
                 size = sum(message_chars(m) for m in sent)
-                if not _context_overflow(exc) or size // 2 < floor:
+                # cutting must shrink what is sent, or the same request would go forever
+                shrunk = last_size is None or size < last_size
+                if not _context_overflow(exc) or size // 2 < floor or not shrunk:
                     raise self._explain(exc) from None
+                last_size = size
                 self.budget_chars = size // 2  # and keep it: the next turn is longer
             except openai.APIError as exc:
                 raise self._explain(exc) from None

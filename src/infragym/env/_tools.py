@@ -21,6 +21,8 @@ from ._types import EnvOptions, ToolCall, ToolError, ToolObservation, ToolSpec
 
 __all__ = ["Outcome", "Toolbox", "render_exec", "tool_specs", "validate_arguments"]
 
+COMMAND_DOC = "The command (at most 128 KiB; run longer scripts from a file)."
+
 
 def _obj(props: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
     return {
@@ -58,7 +60,7 @@ def tool_specs(
             + (" (run servers on a dev host with host_bash and background=true)" if dev_hosts
                else "")
             + f". Only {WORKSPACE} and /tmp are writable. {net}",
-            _obj({"command": {"type": "string", "description": "The command."},
+            _obj({"command": {"type": "string", "description": COMMAND_DOC},
                   "timeout": timeout}, ["command"]),
         ),
         ToolSpec(
@@ -90,7 +92,7 @@ def tool_specs(
                 "when it returns.",
                 _obj({"host": {"type": "string", "enum": list(dev_hosts),
                                "description": "The dev host."},
-                      "command": {"type": "string", "description": "The command."},
+                      "command": {"type": "string", "description": COMMAND_DOC},
                       "timeout": timeout,
                       "background": {"type": "boolean", "default": False,
                                      "description": "Start a long-running process."}},
@@ -134,7 +136,15 @@ def validate_arguments(spec: ToolSpec, args: Mapping[str, Any]) -> dict[str, Any
         kind = schema["type"]
         ok = isinstance(value, _TYPES[kind]) and (kind == "boolean" or not isinstance(value, bool))
         if ok and kind == "number":
-            ok = math.isfinite(value)
+            try:
+                ok = math.isfinite(value) and abs(value) < MAX_NUMBER
+            except OverflowError:  # an integer too large for a float
+                ok = False
+            if not ok:
+                raise ToolError(
+                    f"{spec.name}: argument {key!r} must be a finite number below "
+                    f"{MAX_NUMBER:g}, not {str(value)[:40]!r}"
+                )
         if not ok:
             raise ToolError(
                 f"{spec.name}: argument {key!r} must be a {kind}, not {type(value).__name__} "
@@ -162,17 +172,31 @@ def validate_arguments(spec: ToolSpec, args: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+# the kernel's limit on one argv string (MAX_ARG_STRLEN, 32 pages, with its NUL)
+MAX_ARGUMENT_BYTES = 32 * 4096 - 1
+MAX_NUMBER = 1e9  # no timeout or size a tool takes comes near it
+
+
 def _check_text(tool: str, key: str, value: str) -> None:
     """Text a JSON escape can carry but no command, path or file can: a lone surrogate
-    (not encodable as UTF-8) anywhere, a NUL outside file content."""
+    (not encodable as UTF-8) anywhere; outside file content, a NUL or more than one argv
+    string holds."""
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise ToolError(
             f"{tool}: argument {key!r} is not valid Unicode (a lone surrogate "
             f"{value[exc.start]!r} at character {exc.start}): send UTF-8 text"
         ) from None
-    if key != "content" and "\0" in value:
+    if key == "content":
+        return
+    if size > MAX_ARGUMENT_BYTES:
+        raise ToolError(
+            f"{tool}: argument {key!r} is {size} bytes, over the {MAX_ARGUMENT_BYTES} the "
+            "kernel allows one argument: put a long script in a file with write_file and run "
+            "the file"
+        )
+    if "\0" in value:
         raise ToolError(
             f"{tool}: argument {key!r} contains a NUL character (at character "
             f"{value.index(chr(0))}), which no command, path or host name can hold"

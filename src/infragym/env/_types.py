@@ -78,6 +78,8 @@ class ToolCall:
             value = json.loads(text)
         except ValueError as exc:
             raise ToolError(f"the arguments of {self.name} are not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ToolError(f"the arguments of {self.name} are nested too deeply") from None
         if not isinstance(value, dict):
             raise ToolError(f"the arguments of {self.name} must be a JSON object")
         return value

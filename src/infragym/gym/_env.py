@@ -10,6 +10,7 @@ carries the grade, and a failure of the platform raises
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 import gymnasium
@@ -140,6 +141,7 @@ class InfraGymEnv(gymnasium.Env[str, str]):
             kwargs["render_mode"] = render_mode
         self.spec = EnvSpec(env_id(self.infragym_env.task), ENTRY_POINT, kwargs=kwargs)
         self._sync: SyncEnv | None = None
+        self._finalizer: weakref.finalize[[SyncEnv], InfraGymEnv] | None = None
         self._last = ""
 
     def __repr__(self) -> str:
@@ -158,6 +160,8 @@ class InfraGymEnv(gymnasium.Env[str, str]):
             seed = int(self.np_random.integers(2**31))
         if self._sync is None:
             self._sync = SyncEnv(self.infragym_env)
+            # an env dropped without close() still removes its episode when collected
+            self._finalizer = weakref.finalize(self, _close_quietly, self._sync)
         obs = self._sync.reset(seed=seed)
         self._last = self._text(reset_text(obs))
         info = {
@@ -199,8 +203,18 @@ class InfraGymEnv(gymnasium.Env[str, str]):
     def close(self) -> None:
         """End any running episode, ungraded, and remove everything it made. Idempotent."""
         sync, self._sync = self._sync, None
+        finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer.detach()
         if sync is not None:
             sync.close()
+
+
+def _close_quietly(sync: SyncEnv) -> None:
+    try:
+        sync.close()
+    except RuntimeError:  # collected inside a running event loop: the exit sweep removes it
+        pass
 
 
 def make(name: str, **options: Any) -> InfraGymEnv:

@@ -39,8 +39,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'infragym[verifiers]'"
     ) from exc
 
-from ..agent import OpenAIAgent
-from ..env import make
+from ..agent import SYSTEM_PROMPT, ModelError, OpenAIAgent
+from ..env import ToolCall, make
 from ..tasks import find_task
 
 __all__ = [
@@ -118,6 +118,9 @@ class InfraGymTaskset(vf.Taskset[InfraGymTask, InfraGymTasksetConfig]):
     def load(self) -> list[InfraGymTask]:
         if not self.config.tasks or not self.config.seeds:
             raise ConfigError("an infragym taskset needs at least one task and one seed")
+        bad = [s for s in self.config.seeds if s < 0]
+        if bad:
+            raise ConfigError(f"seeds are whole numbers >= 0, not {bad}")
         out = []
         for name in self.config.tasks:
             task = find_task(name)  # a ConfigError naming the known tasks if unknown
@@ -168,23 +171,34 @@ class InfraGymHarness(vf.Harness[InfraGymHarnessConfig]):
         options: dict[str, Any] = {}
         if self.config.artifacts_dir:
             options["artifacts_dir"] = Path(self.config.artifacts_dir)
-        if self.config.max_steps:
-            options["max_steps"] = self.config.max_steps
-        extra = {"system_prompt": data.system_prompt} if data.system_prompt else {}
+        if self.config.max_steps is not None:
+            options["max_steps"] = self.config.max_steps  # EnvOptions rejects < 1
+        # a task's or the run's system prompt (e.g. verifiers' network notice) adds to
+        # infragym's, which carries the rules of the tools and of submit
+        system = "\n\n".join(p for p in (SYSTEM_PROMPT, data.system_prompt) if p)
         state = _state(trace)
         try:
             agent = OpenAIAgent(model=ctx.model, base_url=endpoint, api_key=secret,
-                                context_chars=self.config.context_chars, **extra)
+                                context_chars=self.config.context_chars, system_prompt=system,
+                                close_on_model_error=False)
             env = make(data.task, **options)
             try:
                 await env.reset(seed=data.seed)
-                final = await agent.play(env)
+                try:
+                    final = await agent.play(env)
+                except ModelError:
+                    if trace.stop_condition is None:
+                        raise  # the model server failed: no reward
+                    # the run's own limit (--env.agent.max-turns, a token cap) refused the
+                    # next turn: the episode ends there and is graded as it stands
+                    final = await env.step(ToolCall("submit", {}))
             finally:
                 await env.close()
         except InfraGymError as exc:
             raise vf.HarnessError(f"infragym {data.task} seed {data.seed}: {exc}") from exc
         grade = final.info.get("grade")
-        state.end_reason = final.info.get("end_reason")
+        state.end_reason = (f"limit:{trace.stop_condition}" if trace.stop_condition
+                            else final.info.get("end_reason"))
         state.steps = final.info.get("step", 0)
         if grade is None or grade.reward is None:
             why = grade.error if grade is not None else "the episode ended without a grade"

@@ -272,6 +272,8 @@ def export_hf_dataset(run_dir: str | Path, out_dir: str | Path) -> int:
     tmp = data.with_name(data.name + ".tmp")
     n = failures = 0
     fh: TextIO | None = None
+    created: list[Path] = []  # removed again if the export fails, so a retry is not refused
+    done = False
     try:
         for t in read_trajectories(run_dir):
             if t.reward is None:
@@ -283,6 +285,7 @@ def export_hf_dataset(run_dir: str | Path, out_dir: str | Path) -> int:
                 raise ConfigError(f"episode {t.id}: not exportable as JSON ({exc})") from None
             if fh is None:
                 _check_out_dir(out)
+                created = [p for p in (out, data.parent) if not p.exists()]
                 data.parent.mkdir(parents=True, exist_ok=True)
                 fh = tmp.open("w", encoding="utf-8")
             fh.write(line + "\n")
@@ -294,10 +297,16 @@ def export_hf_dataset(run_dir: str | Path, out_dir: str | Path) -> int:
             )
         fh.close()
         os.replace(tmp, data)
+        done = True
     finally:
         if fh is not None:
             fh.close()
             tmp.unlink(missing_ok=True)
+        for p in reversed(created if not done else []):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
     card = CARD.format(
         features=FEATURES_YAML,
         marker=CARD_MARKER,
