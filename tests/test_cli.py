@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import needs_root
+from conftest import ROOT, needs_root
 
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
 
@@ -76,6 +76,8 @@ def test_doctor_lists_every_fault_with_a_reason() -> None:
                                    "latency", "disk-full", "clock-skew"}
     assert data["capabilities"]["netem"]["supported"] is False  # absent on these kernels
     assert "proxy" in data["capabilities"]["netem"]["reason"]
+    if ROOT:  # probed on a real host: sandboxed code cannot make a user namespace
+        assert data["capabilities"]["no-userns"]["supported"] is True, data
     assert all(v["reason"] for v in data["faults"].values())
     assert r.returncode == (0 if all(v["supported"] for v in data["faults"].values()) else 1)
 

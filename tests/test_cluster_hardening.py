@@ -36,13 +36,14 @@ def test_host_processes_are_unprivileged_and_confined(cluster3: Cluster) -> None
                  f"cat {n2.data_dir}/secret 2>&1 || echo OTHER-HOST-HIDDEN; "
                  "nsenter --net=/proc/1/ns/net true 2>&1 || echo NSENTER-DENIED; "
                  "nft flush ruleset 2>&1 || echo NFT-DENIED; "
+                 "unshare -U -r -n nft flush ruleset 2>&1 || echo USERNS-DENIED; "
                  "ip addr add 198.18.9.9/24 dev eth0 2>&1 || echo IP-DENIED")
     lines = out.split()
     assert lines[0] == "65534", out
     assert "CapEff:" in out and "0000000000000000" in out
     assert int(lines[3]) <= 4, f"the host sees processes beyond its own: {out}"
     for marker in ("ROOT-DENIED", "ETC-DENIED", "OTHER-HOST-HIDDEN", "NSENTER-DENIED",
-                   "NFT-DENIED", "IP-DENIED"):
+                   "NFT-DENIED", "USERNS-DENIED", "IP-DENIED"):
         assert marker in out, f"{marker} missing: {out}"
     assert not (n1.root / "x").exists()
 

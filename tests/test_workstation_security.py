@@ -334,9 +334,43 @@ def test_namespaces_and_cgroups_cannot_be_escaped(env: SyncEnv) -> None:
         "nsenter --net=/proc/1/ns/net true 2>&1 || echo NSENTER-DENIED; "
         "unshare -n true 2>&1 || echo UNSHARE-DENIED; "
         "echo $$ > /sys/fs/cgroup/pids/cgroup.procs 2>&1 || echo CGROUP-DENIED; "
-        "unshare -U -r -n ip -o link 2>&1",
+        "unshare -U -r -n ip -o link 2>&1 || echo USERNS-DENIED",
     )
-    for marker in ("NSENTER-DENIED", "UNSHARE-DENIED", "CGROUP-DENIED"):
+    for marker in ("NSENTER-DENIED", "UNSHARE-DENIED", "CGROUP-DENIED", "USERNS-DENIED"):
         assert marker in out, out
-    # an unprivileged user namespace, where the kernel allows one, gets an empty network
-    assert "eth0" not in out and "ig" not in out.replace("DENIED", ""), out
+    assert "eth0" not in out, out
+
+
+USERNS_PROBE = r"""
+import ctypes, os, threading
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+for name, flags in [("unshare-user", CLONE_NEWUSER), ("unshare-user-net",
+                    CLONE_NEWUSER | CLONE_NEWNET)]:
+    rc = libc.unshare(flags)
+    print(name, rc, os.strerror(ctypes.get_errno()))
+rc = libc.syscall(56, CLONE_NEWUSER | 17, 0, 0, 0, 0)  # raw clone(2) on x86_64, SIGCHLD
+if rc == 0:
+    os._exit(0)
+print("clone-user", rc, os.strerror(ctypes.get_errno()))
+rc = libc.syscall(435, 0, 0)  # clone3: its flags are out of a filter's reach
+print("clone3", rc, os.strerror(ctypes.get_errno()))
+t = threading.Thread(target=print, args=("thread ok",)); t.start(); t.join()
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+print("fork ok", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_no_user_namespace_can_be_made_and_threads_and_forks_still_work(env: SyncEnv) -> None:
+    """A user namespace would hand the agent every capability over namespaces it makes:
+    the kernel's namespace-only attack surface (nf_tables and friends)."""
+    env.step(ToolCall("write_file", {"path": "probe.py", "content": USERNS_PROBE}))
+    out = sh(env, "python3 probe.py 2>&1; unshare -U true 2>&1; echo rc=$?")
+    assert "unshare-user -1 Operation not permitted" in out, out
+    assert "unshare-user-net -1 Operation not permitted" in out, out
+    assert "clone-user -1 Operation not permitted" in out, out
+    assert "clone3 -1 Function not implemented" in out, out
+    assert "thread ok" in out and "fork ok 7" in out, out
+    assert "rc=1" in out, out

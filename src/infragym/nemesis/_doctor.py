@@ -112,6 +112,13 @@ def _probe_in_cluster(c: Cluster) -> list[Capability]:
         p.stop(1.0)
 
     attempt("freezer", "the cgroup freezer pauses and resumes a host", freeze)
+
+    def no_userns() -> None:
+        r = h.run(["unshare", "-U", "true"], timeout=10)
+        if r.returncode == 0:
+            raise CapabilityError("a host process created a user namespace: no seccomp filter")
+
+    attempt("no-userns", "sandboxed code cannot create user namespaces (seccomp)", no_userns)
     caps.append(Capability("tmpfs", True, "each host's data directory is a sized tmpfs"))
     return caps
 

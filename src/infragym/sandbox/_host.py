@@ -35,6 +35,7 @@ from pathlib import Path
 from .._errors import CapabilityError, ConfigError, ProcessError
 from ._cgroup import HostCgroup
 from ._netns import enter_netns, socket_in_netns
+from ._seccomp import seccomp_fd
 from ._sys import can_connect
 from ._view import system_view
 
@@ -264,9 +265,11 @@ class Host:
     ) -> subprocess.Popen[bytes]:
         if not spec.argv:
             raise ConfigError(f"process {spec.name!r} on host {self.name}: argv is empty")
+        fd = seccomp_fd()
+        bwrap, *rest = self._argv(spec)
         try:
             return subprocess.Popen(
-                self._argv(spec),
+                [bwrap, "--seccomp", str(fd), *rest],
                 env=self._env(spec),
                 stdin=stdin,
                 stdout=stdout,
@@ -274,11 +277,14 @@ class Host:
                 start_new_session=True,
                 preexec_fn=self._preexec,
                 close_fds=True,
+                pass_fds=(fd,),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ProcessError(
                 f"cannot start {spec.name!r} ({' '.join(spec.argv)}) on host {self.name}: {exc}"
             ) from exc
+        finally:
+            os.close(fd)
 
     def spawn(
         self,

@@ -49,6 +49,7 @@ from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import HOST_GID, HOST_PATH, HOST_UID
 from ._lifecycle import blocked_signals, install_handlers, track, untrack
 from ._netns import enter_netns, netns_path, run_in_netns
+from ._seccomp import seccomp_fd
 from ._sys import ip_batch, mount_tmpfs, mounts_under, require_root, require_tools, umount
 from ._view import system_view
 
@@ -233,9 +234,14 @@ class Workstation(AgentSandbox):
         if not argv or any("\0" in a for a in argv):
             raise ConfigError("argv must be non-empty and contain no NUL characters")
         t0 = time.monotonic()
+        fd = seccomp_fd()
+        bwrap, *rest = self._prefix
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self._prefix,
+                bwrap,
+                "--seccomp",
+                str(fd),
+                *rest,
                 *argv,
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -244,11 +250,14 @@ class Workstation(AgentSandbox):
                 start_new_session=True,
                 preexec_fn=self._preexec,
                 close_fds=True,
+                pass_fds=(fd,),
             )
         except (OSError, ValueError) as exc:
             raise ResourceError(
                 f"cannot start a command in workstation {self.run_id}: {exc}"
             ) from exc
+        finally:
+            os.close(fd)
         self._inflight += 1
         cap = OutputCapture(max_output)
         feeder = asyncio.ensure_future(feed(proc, input)) if input is not None else None
