@@ -1,14 +1,30 @@
-"""Grading: run a task's hidden grader on a fresh production cluster and record the result."""
+"""Grading: run a task's hidden grader on a fresh production cluster and record the result.
+
+The parts a grader is built from beyond checkers and rubrics: :func:`deploy` starts the
+agent's system by the task's contract on every host; :func:`run_tests` and
+:func:`functional_result` make the functional gate; :func:`not_run` reports the checks a
+failed gate skipped.
+"""
 
 from ._context import GradeContext, GradeOutcome
+from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
+from ._functional import ExpectationFailed, functional_result, not_run, run_tests
 from ._pipeline import grade_workspace, load_grader
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
+    "Deployment",
+    "ExpectationFailed",
     "GradeContext",
     "GradeOutcome",
     "GradeResult",
+    "deploy",
+    "functional_result",
     "grade_workspace",
     "load_grader",
+    "not_run",
+    "run_tests",
+    "wait_all_listening",
+    "wait_listening",
 ]

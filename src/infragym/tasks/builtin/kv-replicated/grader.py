@@ -23,7 +23,6 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
 
 import aiohttp
 
@@ -37,11 +36,20 @@ from infragym.checkers import (
     Verdict,
     check_all,
 )
-from infragym.grading import GradeContext, GradeOutcome
+from infragym.grading import (
+    ExpectationFailed,
+    GradeContext,
+    GradeOutcome,
+    deploy,
+    functional_result,
+    not_run,
+    run_tests,
+    wait_all_listening,
+)
 from infragym.history import OpType
 from infragym.nemesis import FaultSpec, Nemesis, Schedule, ScheduledFault
 from infragym.rubric import Criterion, RewardResult, Rubric
-from infragym.sandbox import Cluster, Host, HostProcess
+from infragym.sandbox import Cluster, Host
 from infragym.workload import (
     KVClient,
     KVGenerator,
@@ -203,41 +211,10 @@ def contract_env(cluster: Cluster, host: Host) -> dict[str, str]:
     }
 
 
-def wait_listening(host: Host, proc: HostProcess, timeout: float) -> str | None:
-    """None once ``host`` listens on the port; else why not (fails fast if start.sh died)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            host.wait_port(PORT, timeout=0.2)
-            return None
-        except Exception:
-            pass
-        if not proc.alive():
-            tail = proc.output(2000).strip().splitlines()[-5:]
-            return (
-                f"{host.name}: start.sh exited with status {proc.returncode} without "
-                f"listening on port {PORT}; its last output: {' | '.join(tail) or '(none)'}"
-            )
-        if time.monotonic() >= deadline:
-            return f"{host.name}: nothing listens on port {PORT} after {timeout:.0f} s"
-
-
-async def wait_all_listening(cluster: Cluster, timeout: float) -> list[str]:
-    async def one(h: Host) -> str | None:
-        try:
-            await asyncio.to_thread(h.wait_port, PORT, timeout)
-            return None
-        except Exception as exc:
-            return f"{h.name}: {exc}"
-
-    return [p for p in await asyncio.gather(*(one(h) for h in cluster.hosts)) if p]
-
-
 # -- functional tests -------------------------------------------------------------------
 
 
-class Failed(Exception):
-    """A functional test's expectation was not met (the message says which)."""
+Failed = ExpectationFailed
 
 
 class Probe:
@@ -412,54 +389,19 @@ async def wait_ready(probe: Probe, tag: str) -> None:
 
 async def run_functional(urls: Mapping[str, str], tag: str) -> dict[str, str | None]:
     """Each test's failure message, or None when it passed (all bounded in time)."""
-    out: dict[str, str | None] = {}
     timeout = aiohttp.ClientTimeout(total=REQUEST_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         probe = Probe(session, urls)
         await wait_ready(probe, tag)
-        deadline = time.monotonic() + FUNCTIONAL_S
-        for name, fn in FUNCTIONAL_TESTS:
-            left = min(TEST_S, deadline - time.monotonic())
-            if left <= 0:
-                out[name] = f"not run: the functional tests took more than {FUNCTIONAL_S:g} s"
-                continue
-            try:
-                await asyncio.wait_for(fn(probe, tag), timeout=left)
-                out[name] = None
-            except Failed as exc:
-                out[name] = str(exc)
-            except TimeoutError:
-                out[name] = f"the test did not finish within {left:.1f} s"
-    return out
+        tests = [(name, _with_tag(fn, tag)) for name, fn in FUNCTIONAL_TESTS]
+        return await run_tests(tests, probe, per_test_s=TEST_S, total_s=FUNCTIONAL_S)
 
 
-def functional_result(results: Mapping[str, str | None], problem: str | None) -> CheckResult:
-    if problem is not None:
-        return CheckResult("functional", Verdict.FAIL, 0.0, problem, {"passed": 0})
-    passed = [n for n, err in results.items() if err is None]
-    failed = {n: err for n, err in results.items() if err is not None}
-    score = len(passed) / len(results)
-    metrics: dict[str, Any] = {"tests": len(results), "passed": len(passed)}
-    metrics.update({f"test.{n}": err is None for n, err in results.items()})
-    if failed:
-        shown = "; ".join(f"{n}: {err}" for n, err in list(failed.items())[:3])
-        return CheckResult(
-            "functional",
-            Verdict.FAIL,
-            score,
-            f"{len(failed)} of {len(results)} functional tests failed: {shown}",
-            metrics,
-        )
-    return CheckResult(
-        "functional", Verdict.PASS, 1.0, f"all {len(results)} functional tests passed", metrics
-    )
+def _with_tag(fn: TestFn, tag: str) -> Callable[[Probe], Awaitable[None]]:
+    return lambda probe: fn(probe, tag)
 
 
-def not_run(reason: str) -> dict[str, CheckResult]:
-    return {
-        name: CheckResult(name, Verdict.UNKNOWN, 0.0, f"not run: {reason}")
-        for name in ("linearizable", "lost-writes", "stale-reads", "availability")
-    }
+ROBUSTNESS_CHECKS = ("linearizable", "lost-writes", "stale-reads", "availability")
 
 
 # -- the grade --------------------------------------------------------------------------
@@ -468,18 +410,15 @@ def not_run(reason: str) -> dict[str, CheckResult]:
 async def grade(ctx: GradeContext) -> GradeOutcome:
     ctx.progress("building a 3-host cluster and starting the service on every host")
     cluster = ctx.cluster(HOSTS)
-    procs = {
-        h.name: h.spawn("kv", list(START_CMD), env=contract_env(cluster, h), service=True)
-        for h in cluster.hosts
-    }
-    problems = [
-        p
-        for p in await asyncio.gather(
-            *(asyncio.to_thread(wait_listening, h, procs[h.name], LISTEN_S) for h in cluster.hosts)
-        )
-        if p
-    ]
-    urls = {h.name: f"http://{h.address}:{PORT}" for h in cluster.hosts}
+    deployed = await deploy(
+        cluster,
+        START_CMD,
+        lambda h: contract_env(cluster, h),
+        port=PORT,
+        timeout=LISTEN_S,
+        name="kv",
+    )
+    problems, urls = list(deployed.problems), deployed.urls
     notes: list[str] = []
     tests: dict[str, str | None] = {}
     if problems:
@@ -498,7 +437,10 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
         json.dumps({"score": functional.score, "tests": tests}, indent=2, ensure_ascii=False)
     )
     if functional.verdict is not Verdict.PASS:
-        results = {"functional": functional, **not_run("the functional contract failed")}
+        results = {
+            "functional": functional,
+            **not_run("the functional contract failed", ROBUSTNESS_CHECKS),
+        }
         return finish(results, functional.score, notes)
 
     results = await robustness(ctx, cluster, urls, notes)
@@ -545,7 +487,7 @@ async def robustness(
     for o in outcomes:
         if isinstance(o, BaseException):
             raise o
-    down = await wait_all_listening(cluster, LISTEN_S)
+    down = await wait_all_listening(cluster, PORT, LISTEN_S)
     if down:
         notes += [f"after the final heal: {d}" for d in down]
     await asyncio.sleep(SETTLE_S)
