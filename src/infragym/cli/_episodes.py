@@ -1,0 +1,130 @@
+"""Commands about episodes: run an agent on seeds and summarise them, export a run for a trainer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from ._common import console, print_result, strict_json
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Each seed is a full episode through the Env: sandbox, tool calls, submit, grading."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ..agent import agent_from_spec
+    from ..runner import EpisodeOutcome, Summary, rollout_many
+    from ..tasks import find_task
+
+    task = find_task(args.task)
+    agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
+    label = args.agent.replace(":", "-")
+    out = args.out or Path("runs") / task.name / label
+    outcomes: list[EpisodeOutcome]
+    if args.json:
+        outcomes = asyncio.run(
+            rollout_many(
+                args.task,
+                lambda: agent_from_spec(task, args.agent, args.base_url),
+                args.seeds,
+                args.concurrency,
+                artifacts_dir=out,
+            )
+        )
+    else:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            job = bar.add_task(
+                f"{task.name} {args.agent}, {len(args.seeds)} episode(s), "
+                f"{args.concurrency} at a time",
+                total=len(args.seeds),
+            )
+
+            def done(o: EpisodeOutcome) -> None:
+                bar.advance(job)
+                what = f"reward {o.reward:.3f}" if o.reward is not None else f"error: {o.error}"
+                bar.console.print(f"seed {o.seed}: {what} ({o.wall_s:.0f} s)", soft_wrap=True)
+
+            outcomes = asyncio.run(
+                rollout_many(
+                    args.task,
+                    lambda: agent_from_spec(task, args.agent, args.base_url),
+                    args.seeds,
+                    args.concurrency,
+                    artifacts_dir=out,
+                    on_done=done,
+                )
+            )
+    if args.json:
+        rows = []
+        for o in outcomes:
+            data = (
+                o.grade.model_dump(mode="json", exclude={"detail"})
+                if o.grade
+                else {"task": task.name, "seed": o.seed, "reward": None}
+            )
+            data.update(agent=args.agent, end_reason=o.end_reason, error=o.error)
+            rows.append(strict_json(data))
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, allow_nan=False))
+    else:
+        if len(outcomes) == 1 and outcomes[0].grade is not None:
+            print_result(outcomes[0].grade, f"{label}")
+        _print_summary(task.name, args.agent, outcomes, Summary.of(outcomes))
+    return 2 if any(o.error for o in outcomes) else 0
+
+
+def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
+    t = Table(title=f"{task}: {agent}")
+    for col in ("seed", "reward", "functional", "end", "seconds", "error"):
+        t.add_column(col, justify="right" if col != "error" else "left", overflow="fold")
+    for o in outcomes:
+        g = o.grade
+        t.add_row(
+            str(o.seed),
+            "-" if o.reward is None else f"{o.reward:.3f}",
+            "-" if g is None or g.functional is None else f"{g.functional:.3f}",
+            o.end_reason or "-",
+            f"{o.wall_s:.0f}",
+            o.error or "",
+        )
+    console.print(t)
+    if s.mean is not None:
+        console.print(
+            f"[bold]{s.episodes} episode(s): mean {s.mean:.3f}, min {s.min:.3f}, "
+            f"max {s.max:.3f}[/]" + (f"; {s.errors} platform error(s)" if s.errors else "")
+        )
+    else:
+        console.print(f"[red]{s.errors} episode(s), all failed on platform errors[/]")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..runner import export_hf_dataset, export_openai_jsonl
+
+    # RUN_DIR may also be a trajectories.jsonl file: the default output goes beside it
+    base: Path = args.run_dir.parent if args.run_dir.is_file() else args.run_dir
+    if args.format == "hf-dataset":
+        out = args.out or base / "export.hf"
+        n = export_hf_dataset(args.run_dir, out)
+        console.print(f"wrote {n} episode(s) to {out}", markup=False, soft_wrap=True)
+        console.print(
+            f"load it with datasets.load_dataset({str(out.resolve())!r}, split='train')",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 0
+    out = args.out or base / "export.openai.jsonl"
+    n = export_openai_jsonl(args.run_dir, out)
+    console.print(f"wrote {n} episode(s) to {out}", markup=False, soft_wrap=True)
+    return 0

@@ -1,0 +1,116 @@
+"""Commands about the platform itself: check a stored history, demo, doctor, cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.table import Table
+
+from ..checkers import (
+    Availability,
+    Checker,
+    Latency,
+    Linearizable,
+    LostWrites,
+    StaleReads,
+    Verdict,
+    check_all,
+)
+from ..history import History
+from ._common import console, strict_json, verdict_table
+
+
+def default_checkers(history: History, slo: float, p99: float | None) -> list[Checker]:
+    """The checkers that apply to a history: KV checks only if it holds reads and writes."""
+    fs = {e.f for e in history.ops}
+    checkers: list[Checker] = [Availability(slo=slo), Latency(p99=p99)]
+    if {"read", "write"} <= fs:
+        checkers += [LostWrites(), StaleReads(), Linearizable(time_budget_s=20.0)]
+    return checkers
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    history = History.read_jsonl(args.history)
+    results = check_all(default_checkers(history, args.slo, args.p99), history)
+    if args.json:
+        out = {
+            n: {
+                "verdict": r.verdict.value,
+                "score": r.score,
+                "explanation": r.explanation,
+                "metrics": dict(r.metrics),
+            }
+            for n, r in results.items()
+        }
+        print(json.dumps(strict_json(out), indent=2, default=str, allow_nan=False))
+    else:
+        ops = len(history.operations())
+        console.print(f"{args.history}: {ops} operations, {len(history.faults)} fault events")
+        console.print(verdict_table(results))
+    return 1 if any(r.verdict is Verdict.FAIL for r in results.values()) else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ..nemesis import fault_support, probe
+
+    caps = probe()
+    support = fault_support()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "capabilities": {
+                        c.name: {"supported": c.supported, "reason": c.reason} for c in caps
+                    },
+                    "faults": {
+                        k: {"supported": c.supported, "reason": c.reason}
+                        for k, c in support.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+    else:
+        t = Table(title="this machine")
+        t.add_column("capability")
+        t.add_column("")
+        t.add_column("detail", overflow="fold")
+        for c in caps:
+            t.add_row(c.name, "[green]yes[/]" if c.supported else "[red]no[/]", c.reason)
+        console.print(t)
+        f = Table(title="faults")
+        f.add_column("fault")
+        f.add_column("")
+        f.add_column("needs / why not", overflow="fold")
+        for k, c in support.items():
+            f.add_row(k, "[green]supported[/]" if c.supported else "[red]unsupported[/]", c.reason)
+        console.print(f)
+    return 0 if all(c.supported for c in support.values()) else 1
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from ..sandbox import cleanup
+
+    report = cleanup(everything=args.all)
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+    else:
+        console.print(report.summary())
+        for what in ("namespaces", "links", "mounts", "directories"):
+            items = getattr(report, what)
+            if items:
+                console.print(f"  {what}: {', '.join(items)}")
+    return 1 if report.errors else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.core:
+        from ..demo import run_demo
+
+        return run_demo(
+            seed=args.seed, duration=args.duration, out_dir=args.out / "core", console=console
+        )
+    from ..demo import run_task_demo
+
+    return run_task_demo(seed=args.seed, out_dir=args.out, console=console)
