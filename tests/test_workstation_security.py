@@ -341,6 +341,37 @@ def test_namespaces_and_cgroups_cannot_be_escaped(env: SyncEnv) -> None:
     assert "eth0" not in out, out
 
 
+KEYRING_PLANT = r"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+kid = libc.syscall(248, b"user", b"infragym-channel", b"the answer is 42", 16, -4)
+print("add_key", kid, ctypes.get_errno())
+"""
+
+KEYRING_READ = r"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+kid = libc.syscall(249, b"user", b"infragym-channel", None, 0)  # request_key
+print("request_key", kid, ctypes.get_errno())
+buf = ctypes.create_string_buffer(64)
+n = libc.syscall(250, 11, kid, buf, 64) if kid > 0 else -1  # KEYCTL_READ
+print("read", buf.raw[:max(n, 0)])
+"""
+
+
+def test_no_keyring_carries_anything_from_one_episode_to_another(
+        env: SyncEnv, task_dir: Path, tmp_path: Path) -> None:
+    """Every sandbox runs as nobody and the kernel's keyrings are per user, not per
+    namespace: without the filter one episode planted a key that the next one read."""
+    env.step(ToolCall("write_file", {"path": "plant.py", "content": KEYRING_PLANT}))
+    assert "add_key -1 1" in sh(env, "python3 plant.py")  # EPERM
+    with SyncEnv(make(str(task_dir), artifacts_dir=tmp_path / "other")) as other:
+        other.reset(seed=2)
+        other.step(ToolCall("write_file", {"path": "read.py", "content": KEYRING_READ}))
+        out = sh(other, "python3 read.py")
+    assert "request_key -1 1" in out and "42" not in out, out
+
+
 USERNS_PROBE = r"""
 import ctypes, os, threading
 libc = ctypes.CDLL(None, use_errno=True)

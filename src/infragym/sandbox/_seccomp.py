@@ -1,4 +1,4 @@
-"""A seccomp filter that keeps sandboxed code out of new user namespaces.
+"""A seccomp filter that keeps sandboxed code out of new user namespaces and keyrings.
 
 The agent and every host run as an unprivileged user, but this kernel lets any user
 create a user namespace, and inside one a process holds every capability over the
@@ -10,11 +10,15 @@ it binds that program and everything it starts:
 - ``unshare`` and ``clone`` with ``CLONE_NEWUSER`` fail with EPERM;
 - ``clone3`` fails with ENOSYS, because its flags sit in memory a filter cannot read;
   the C library then falls back to ``clone`` (Docker's default profile does the same);
+- ``add_key``, ``request_key`` and ``keyctl`` fail with EPERM: the kernel's keyrings are
+  per user, not per namespace, so every sandbox of every episode (all run as ``nobody``)
+  would share one, a channel from one episode to the next that outlives both (Docker's
+  default profile refuses them too);
 - system calls of another ABI (i386, x32) fail with ENOSYS, so none of them can dodge
   the rules by number.
 
 The program is classic BPF, written out here rather than built with libseccomp: it is
-thirteen instructions, and the machine gains no dependency.
+sixteen instructions, and the machine gains no dependency.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ __all__ = ["filter_program", "seccomp_fd"]
 CLONE_NEWUSER = 0x10000000
 EPERM, ENOSYS = 1, 38
 
-# per machine: the audit arch of its native ABI and the numbers of clone, unshare, clone3
+# per machine: the audit arch of its native ABI and the system call numbers that matter
 _ARCHES = {
-    "x86_64": (0xC000003E, 56, 272, 435),
-    "aarch64": (0xC00000B7, 220, 97, 435),
-}
+    "x86_64": {"arch": 0xC000003E, "clone": 56, "unshare": 272, "clone3": 435,
+               "add_key": 248, "request_key": 249, "keyctl": 250},
+    "aarch64": {"arch": 0xC00000B7, "clone": 220, "unshare": 97, "clone3": 435,
+                "add_key": 217, "request_key": 218, "keyctl": 219},
+}  # fmt: skip
 
 _LD_W_ABS = 0x20
 _JEQ, _JGE, _JSET = 0x15, 0x35, 0x45
@@ -44,9 +50,21 @@ _ERRNO = 0x00050000
 _X32_BIT = 0x40000000
 _NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (little-endian)
 
+# (opcode, k, label to jump to when true, label when false); None: the next instruction
+_Insn = tuple[int, int, str | None, str | None]
 
-def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
-    return struct.pack("=HBBI", code, jt, jf, k)
+
+def _assemble(program: list[tuple[str | None, _Insn]]) -> bytes:
+    """Classic BPF from labelled instructions: jumps name labels, not offsets."""
+    where = {label: i for i, (label, _) in enumerate(program) if label}
+    out = []
+    for i, (_, (code, k, jt, jf)) in enumerate(program):
+        t = where[jt] - i - 1 if jt else 0
+        f = where[jf] - i - 1 if jf else 0
+        if not (0 <= t < 256 and 0 <= f < 256):
+            raise ValueError(f"instruction {i}: a jump goes backwards or too far")
+        out.append(struct.pack("=HBBI", code, t, f, k))
+    return b"".join(out)
 
 
 def filter_program(machine: str | None = None) -> bytes:
@@ -57,21 +75,24 @@ def filter_program(machine: str | None = None) -> bytes:
         raise CapabilityError(
             f"no user-namespace seccomp filter for {machine!r} (known: {', '.join(_ARCHES)})"
         )
-    arch, clone, unshare, clone3 = _ARCHES[machine]
-    return b"".join([
-        _insn(_LD_W_ABS, _ARCH),                 # 0
-        _insn(_JEQ, arch, 0, 10),                # 1  another ABI -> 12
-        _insn(_LD_W_ABS, _NR),                   # 2
-        _insn(_JGE, _X32_BIT, 8, 0),             # 3  x32 -> 12
-        _insn(_JEQ, clone3, 7, 0),               # 4  -> 12
-        _insn(_JEQ, unshare, 2, 0),              # 5  -> 8
-        _insn(_JEQ, clone, 1, 0),                # 6  -> 8
-        _insn(_RET, _ALLOW),                     # 7
-        _insn(_LD_W_ABS, _ARG0),                 # 8  the flags
-        _insn(_JSET, CLONE_NEWUSER, 1, 0),       # 9  -> 11
-        _insn(_RET, _ALLOW),                     # 10
-        _insn(_RET, _ERRNO | EPERM),             # 11
-        _insn(_RET, _ERRNO | ENOSYS),            # 12
+    nr = _ARCHES[machine]
+    return _assemble([
+        (None, (_LD_W_ABS, _ARCH, None, None)),
+        (None, (_JEQ, nr["arch"], None, "enosys")),      # another ABI
+        (None, (_LD_W_ABS, _NR, None, None)),
+        (None, (_JGE, _X32_BIT, "enosys", None)),        # x32 numbers
+        (None, (_JEQ, nr["clone3"], "enosys", None)),
+        (None, (_JEQ, nr["add_key"], "eperm", None)),
+        (None, (_JEQ, nr["request_key"], "eperm", None)),
+        (None, (_JEQ, nr["keyctl"], "eperm", None)),
+        (None, (_JEQ, nr["unshare"], "flags", None)),
+        (None, (_JEQ, nr["clone"], "flags", None)),
+        (None, (_RET, _ALLOW, None, None)),
+        ("flags", (_LD_W_ABS, _ARG0, None, None)),
+        (None, (_JSET, CLONE_NEWUSER, "eperm", None)),
+        (None, (_RET, _ALLOW, None, None)),
+        ("eperm", (_RET, _ERRNO | EPERM, None, None)),
+        ("enosys", (_RET, _ERRNO | ENOSYS, None, None)),
     ])  # fmt: skip
 
 
