@@ -11,11 +11,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from conftest import assert_no_leftovers, leftovers, needs_root, start_http
 
 from infragym import ConfigError, ProcessError
+from infragym.nemesis import DiskFull
 from infragym.sandbox import Cluster, Limits, _state, cleanup
 
 pytestmark = needs_root
@@ -290,3 +292,41 @@ def test_grading_hosts_hide_every_task_folder(tmp_path) -> None:  # type: ignore
         assert "HIDDEN" in out and "async def grade" not in out
     finally:
         ctx.close()
+
+
+def test_links_and_pipes_a_host_plants_are_never_followed_by_the_platform(
+        tmp_path: Path) -> None:
+    """The code under test owns /srv/logs and /srv/data; the platform works there as root.
+    A link it plants must never make root write, truncate or copy a file of the machine,
+    and a pipe must never make it wait. (Before the fix, a link at a log's name made root
+    append to any file, a link in the logs leaked any file into the artifacts, and a link
+    at the disk-full ballast's name made root fill any file.)"""
+    target = tmp_path / "machine-file"
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n")
+    secret.chmod(0o600)
+    tmp_path.chmod(0o755)  # nobody may traverse, not write
+    art = tmp_path / "artifacts"
+    with Cluster(1, artifacts_dir=art) as c:
+        h = c.hosts[0]
+        plant = (f"ln -s {target} /srv/logs/svc.log; ln -s {secret} /srv/logs/leak.txt; "
+                 f"ln -s {secret} /srv/logs/leak.log; "
+                 "mkfifo /srv/logs/pipe.log /srv/logs/fifo; mkdir /srv/logs/dir.log; "
+                 f"ln -s {target} /srv/data/{DiskFull.BALLAST}")
+        assert h.run(["sh", "-c", plant]).returncode == 0
+        for name in ("svc", "pipe", "dir"):
+            p = h.spawn(name, ["echo", f"from {name}"], service=False)
+            p.wait(5)
+            assert p.output().strip() == f"from {name}"
+            assert (h.logs_dir / f"{name}.log").is_file()
+        assert not target.exists(), "root wrote through a planted link"
+        assert h.log("leak") == ""  # read_tail does not follow it either
+        f = DiskFull("n1")
+        f.apply(c)
+        f.heal(c)
+        assert not target.exists(), "the ballast went through a planted link"
+    copied = {p.name for p in (art / "hosts" / "n1" / "logs").iterdir()}
+    assert {"svc.log", "pipe.log", "dir.log"} <= copied
+    assert not {"leak.txt", "leak.log", "fifo"} & copied
+    assert "root only" not in "".join(
+        p.read_text(errors="replace") for p in art.rglob("*") if p.is_file())

@@ -17,12 +17,12 @@ def decode(program: bytes) -> list[tuple[int, int, int, int]]:
 
 
 @pytest.mark.parametrize("machine, arch, nrs", [
-    ("x86_64", 0xC000003E, (56, 272, 435, 248, 249, 250)),
-    ("aarch64", 0xC00000B7, (220, 97, 435, 217, 218, 219))])
+    ("x86_64", 0xC000003E, (56, 272, 435, 248, 249, 250, 300)),
+    ("aarch64", 0xC00000B7, (220, 97, 435, 217, 218, 219, 262))])
 def test_the_program_checks_the_abi_user_namespaces_and_keyrings(
         machine: str, arch: int, nrs: tuple[int, ...]) -> None:
     insns = decode(filter_program(machine))
-    assert len(insns) == 16
+    assert len(insns) == 19
     for i, (code, jt, jf, _) in enumerate(insns):
         if code & 0x07 == 0x05:  # a jump lands inside the program
             assert i + 1 + jt < len(insns) and i + 1 + jf < len(insns)
@@ -31,6 +31,7 @@ def test_the_program_checks_the_abi_user_namespaces_and_keyrings(
     assert CLONE_NEWUSER in [k for code, _, _, k in insns if code == 0x45]
     rets = [k for code, _, _, k in insns if code == 0x06]
     assert rets == [0x7FFF0000, 0x7FFF0000, 0x00050001, 0x00050026]  # allow, EPERM, ENOSYS
+    assert 425 in [k for code, _, _, k in insns if code == 0x35]  # io_uring's range
 
 
 def run_filter(program: bytes, nr: int, arg0: int = 0, arch: int = 0xC000003E) -> int:
@@ -58,6 +59,12 @@ def run_filter(program: bytes, nr: int, arg0: int = 0, arch: int = 0xC000003E) -
     (248, 0, 0xC000003E, 0x00050001),                     # add_key
     (250, 0, 0xC000003E, 0x00050001),                     # keyctl
     (0, 0, 0xC000003E, 0x7FFF0000),                       # read
+    (425, 0, 0xC000003E, 0x00050026),                     # io_uring_setup
+    (427, 0, 0xC000003E, 0x00050026),                     # io_uring_register
+    (428, 0, 0xC000003E, 0x7FFF0000),                     # open_tree: after io_uring
+    (436, 0, 0xC000003E, 0x7FFF0000),                     # close_range: after clone3
+    (300, 0, 0xC000003E, 0x00050026),                     # fanotify_init
+    (253, 0, 0xC000003E, 0x7FFF0000),                     # inotify_init: allowed
     (0x40000000 | 272, 0x10000000, 0xC000003E, 0x00050026),  # x32 unshare
     (310, 0x10000000, 0x40000003, 0x00050026),            # i386 unshare
 ])

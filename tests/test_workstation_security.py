@@ -386,6 +386,9 @@ if rc == 0:
 print("clone-user", rc, os.strerror(ctypes.get_errno()))
 rc = libc.syscall(435, 0, 0)  # clone3: its flags are out of a filter's reach
 print("clone3", rc, os.strerror(ctypes.get_errno()))
+params = ctypes.create_string_buffer(120)
+rc = libc.syscall(425, 4, params)  # io_uring_setup
+print("io_uring", rc, os.strerror(ctypes.get_errno()))
 t = threading.Thread(target=print, args=("thread ok",)); t.start(); t.join()
 pid = os.fork()
 if pid == 0:
@@ -403,5 +406,6 @@ def test_no_user_namespace_can_be_made_and_threads_and_forks_still_work(env: Syn
     assert "unshare-user-net -1 Operation not permitted" in out, out
     assert "clone-user -1 Operation not permitted" in out, out
     assert "clone3 -1 Function not implemented" in out, out
+    assert "io_uring -1 Function not implemented" in out, out
     assert "thread ok" in out and "fork ok 7" in out, out
     assert "rc=1" in out, out

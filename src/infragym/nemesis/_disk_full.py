@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
 from .._errors import ResourceError
@@ -38,8 +39,17 @@ class DiskFull(OneHostFault):
             st = os.statvfs(host.data_dir)
             free = st.f_bavail * st.f_frsize
             if free > 0:
+                # the data disk belongs to the code under test, which must not be able to
+                # point the ballast (written as root) at a file of the machine: a fresh
+                # unpredictable name, created exclusively, never through a link
+                state.ballast = f"{self.BALLAST}-{secrets.token_hex(8)}"
                 try:
-                    with open(host.data_dir / self.BALLAST, "wb") as fh:
+                    fd = os.open(
+                        host.data_dir / state.ballast,
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        0o600,
+                    )
+                    with os.fdopen(fd, "wb") as fh:
                         fh.write(b"\0" * free)
                 except OSError:
                     pass
@@ -55,7 +65,9 @@ class DiskFull(OneHostFault):
                 return
             if len(state.disk_full) == 1:
                 host = cluster.host(self.host)
-                (host.data_dir / self.BALLAST).unlink(missing_ok=True)
+                if state.ballast is not None:
+                    (host.data_dir / state.ballast).unlink(missing_ok=True)
+                    state.ballast = None
                 if state.disk_size is not None:
                     remount_tmpfs_size(host.data_dir, state.disk_size)
             del state.disk_full[self]

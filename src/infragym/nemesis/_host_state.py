@@ -35,6 +35,7 @@ class HostFaults:
     restart_wanted: bool = False
     disk_full: dict[Fault, None] = field(default_factory=dict)
     disk_size: int | None = None
+    ballast: str | None = None  # the ballast file's name while the disk is full
     bandwidth: dict[Fault, int] = field(default_factory=dict)
     clock: dict[Fault, float] = field(default_factory=dict)
 

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -314,7 +315,11 @@ class Cluster:
             try:
                 dest = self.artifacts_dir / "hosts" / h.name / "logs"
                 if h.logs_dir.exists():
-                    shutil.copytree(h.logs_dir, dest, dirs_exist_ok=True)
+                    # the code under test owns the logs directory: copy its plain files
+                    # and directories only, never following a link or reading a pipe
+                    shutil.copytree(
+                        h.logs_dir, dest, symlinks=True, dirs_exist_ok=True, ignore=_not_plain
+                    )
             except OSError as exc:
                 errors.append(f"saving logs of {h.name}: {exc}")
 
@@ -381,3 +386,17 @@ def _make_world_readable(root: Path) -> None:
 def _allow_low_ports() -> None:
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as fh:
         fh.write("0")
+
+
+def _not_plain(directory: str, names: list[str]) -> set[str]:
+    """What ``copytree`` must skip: anything but regular files and directories."""
+    skip = set()
+    for name in names:
+        try:
+            mode = os.lstat(os.path.join(directory, name)).st_mode
+        except OSError:
+            skip.add(name)
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            skip.add(name)
+    return skip

@@ -22,9 +22,12 @@ namespace, in the same process group, and every process of the host is in its cg
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -127,14 +130,44 @@ class HostProcess:
 
 
 def read_tail(path: Path, max_bytes: int) -> str:
+    """The end of a log the platform wrote. The logs directory belongs to the code under
+    test, which may have put a link or a pipe there: never follow or wait on one."""
     try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            return fh.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # missing, or a symbolic link (ELOOP)
         return ""
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - max_bytes))
+        return fh.read().decode("utf-8", errors="replace")
+
+
+def open_log(path: Path) -> int:
+    """A descriptor appending to the log ``path``, in a directory the code under test can
+    write. Whatever it put at that name that is not a plain file of its own (a symbolic
+    link to a file of the machine, a pipe) is removed rather than followed: the platform
+    opens logs as root."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _ in range(8):
+        try:
+            fd = os.open(path, flags | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            shutil.rmtree(path, ignore_errors=True)  # never follows the links inside
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a link; a pipe nobody reads
+                raise
+        else:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                os.set_blocking(fd, True)
+                return fd
+            os.close(fd)
+        path.unlink(missing_ok=True)  # a link, a pipe or a hard link: not a log of ours
+    raise ProcessError(f"{path} keeps being replaced by something that is not a file")
 
 
 class Host:
@@ -305,8 +338,11 @@ class Host:
         with self._lock:
             self._check_not_frozen(f"start {name!r}")
             log_path = self.logs_dir / f"{name}.log"
-            with log_path.open("ab") as log:
-                popen = self._popen(spec, log.fileno(), subprocess.STDOUT)
+            log = open_log(log_path)
+            try:
+                popen = self._popen(spec, log, subprocess.STDOUT)
+            finally:
+                os.close(log)
             proc = HostProcess(self, spec, popen, log_path)
             self.processes.append(proc)
             if service:

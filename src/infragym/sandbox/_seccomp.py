@@ -14,11 +14,15 @@ it binds that program and everything it starts:
   per user, not per namespace, so every sandbox of every episode (all run as ``nobody``)
   would share one, a channel from one episode to the next that outlives both (Docker's
   default profile refuses them too);
+- ``io_uring_setup``, ``io_uring_enter``, ``io_uring_register`` and ``fanotify_init``
+  fail with ENOSYS: a large attack surface (Docker's default profile refuses io_uring
+  too), and a way to watch what other sandboxes open; programs fall back to plain
+  system calls;
 - system calls of another ABI (i386, x32) fail with ENOSYS, so none of them can dodge
   the rules by number.
 
 The program is classic BPF, written out here rather than built with libseccomp: it is
-sixteen instructions, and the machine gains no dependency.
+about twenty instructions, and the machine gains no dependency.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ EPERM, ENOSYS = 1, 38
 # per machine: the audit arch of its native ABI and the system call numbers that matter
 _ARCHES = {
     "x86_64": {"arch": 0xC000003E, "clone": 56, "unshare": 272, "clone3": 435,
-               "add_key": 248, "request_key": 249, "keyctl": 250},
+               "add_key": 248, "request_key": 249, "keyctl": 250, "fanotify_init": 300},
     "aarch64": {"arch": 0xC00000B7, "clone": 220, "unshare": 97, "clone3": 435,
-                "add_key": 217, "request_key": 218, "keyctl": 219},
+                "add_key": 217, "request_key": 218, "keyctl": 219, "fanotify_init": 262},
 }  # fmt: skip
 
 _LD_W_ABS = 0x20
@@ -48,6 +52,7 @@ _RET = 0x06
 _ALLOW = 0x7FFF0000
 _ERRNO = 0x00050000
 _X32_BIT = 0x40000000
+_IO_URING_FIRST = 425  # io_uring_setup, io_uring_enter, io_uring_register: 425-427
 _NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (little-endian)
 
 # (opcode, k, label to jump to when true, label when false); None: the next instruction
@@ -82,15 +87,18 @@ def filter_program(machine: str | None = None) -> bytes:
         (None, (_LD_W_ABS, _NR, None, None)),
         (None, (_JGE, _X32_BIT, "enosys", None)),        # x32 numbers
         (None, (_JEQ, nr["clone3"], "enosys", None)),
+        (None, (_JGE, _IO_URING_FIRST, "io_uring", None)),  # io_uring_setup/enter/register
+        (None, (_JEQ, nr["fanotify_init"], "enosys", None)),
         (None, (_JEQ, nr["add_key"], "eperm", None)),
         (None, (_JEQ, nr["request_key"], "eperm", None)),
         (None, (_JEQ, nr["keyctl"], "eperm", None)),
         (None, (_JEQ, nr["unshare"], "flags", None)),
         (None, (_JEQ, nr["clone"], "flags", None)),
         (None, (_RET, _ALLOW, None, None)),
+        ("io_uring", (_JGE, _IO_URING_FIRST + 3, "allow", "enosys")),  # 428 on: newer calls
         ("flags", (_LD_W_ABS, _ARG0, None, None)),
         (None, (_JSET, CLONE_NEWUSER, "eperm", None)),
-        (None, (_RET, _ALLOW, None, None)),
+        ("allow", (_RET, _ALLOW, None, None)),
         ("eperm", (_RET, _ERRNO | EPERM, None, None)),
         ("enosys", (_RET, _ERRNO | ENOSYS, None, None)),
     ])  # fmt: skip
