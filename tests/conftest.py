@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +63,16 @@ def cluster3() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+_STOP_CODES = {128 + signal.SIGTERM, 128 + signal.SIGHUP, 128 + signal.SIGINT}
+
+
+def pytest_exception_interact(node: pytest.Item, call: pytest.CallInfo[None],
+                              report: pytest.TestReport) -> None:
+    """infragym turns SIGTERM into ``SystemExit(143)`` so its teardown runs; pytest would
+    record that as one failed test and go on. A signal means stop: end the session."""
+    exc = call.excinfo
+    if exc is not None and isinstance(exc.value, SystemExit) and exc.value.code in _STOP_CODES:
+        pytest.exit(f"stopped by signal {int(exc.value.code) - 128}",
+                    returncode=int(exc.value.code))

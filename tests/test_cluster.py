@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -215,3 +216,30 @@ def test_client_namespace_reaches_every_host_from_an_event_loop(cluster3: Cluste
     with pytest.raises(OSError):
         s.connect(("198.19.255.1", 80))  # outside the cluster: no route
     s.close()
+
+
+@needs_root
+def test_close_ends_work_running_in_the_client_namespace() -> None:
+    """A workload runs in a thread's event loop (run_client): teardown (a Ctrl-C, a
+    SIGTERM, a grading budget) cancels it, so an exit never waits for its whole course.
+    (Before, SIGTERM during grading took 8-20 s to exit: the rest of the load phase.)"""
+    import asyncio
+    import concurrent.futures
+
+    started = threading.Event()
+
+    async def long_load() -> str:
+        started.set()
+        await asyncio.sleep(60)
+        return "finished"
+
+    c = Cluster(1).start()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(c.run_client, long_load)
+        assert started.wait(10)
+        t0 = time.monotonic()
+        c.close()
+        with pytest.raises(asyncio.CancelledError):
+            fut.result(timeout=10)
+        assert time.monotonic() - t0 < 10
+    assert_no_leftovers(c.run_id)

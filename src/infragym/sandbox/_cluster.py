@@ -10,6 +10,7 @@ SIGTERM (converted to exceptions so ``with`` blocks unwind), and at interpreter 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import re
@@ -121,6 +122,9 @@ class Cluster:
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
+        # event loops of run_client, so teardown can end their work instead of waiting
+        self._clients: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[object]]] = set()
+        self._clients_lock = threading.Lock()
 
     def _set_run_id(self, run_id: str) -> None:
         self.run_id = run_id
@@ -253,6 +257,7 @@ class Cluster:
         so a Ctrl-C cannot leave a half-removed cluster; a concurrent call waits for this
         one to finish.
         """
+        self._stop_clients()  # their sockets are about to go: end their work now
         with self._lock, blocked_signals():
             if self._closed or not self._started:
                 self._closed = True
@@ -345,7 +350,31 @@ class Cluster:
         Every socket that loop opens (an aiohttp session, say) reaches the hosts. Blocks
         until done; call it through ``asyncio.to_thread`` to run beside other work.
         """
-        return run_in_netns(self.client_netns, lambda: asyncio.run(_call(fn)))
+
+        async def tracked() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+            entry: tuple[asyncio.AbstractEventLoop, asyncio.Task[object]] = (
+                asyncio.get_running_loop(),
+                task,
+            )
+            with self._clients_lock:
+                self._clients.add(entry)
+            try:
+                return await fn()
+            finally:
+                with self._clients_lock:
+                    self._clients.discard(entry)
+
+        return run_in_netns(self.client_netns, lambda: asyncio.run(tracked()))
+
+    def _stop_clients(self) -> None:
+        """Cancel what ``run_client`` loops are running (a teardown, a Ctrl-C or SIGTERM):
+        otherwise the caller's exit waits for a workload to run its whole course."""
+        with self._clients_lock:
+            for loop, task in list(self._clients):
+                with contextlib.suppress(RuntimeError):  # that loop has just closed
+                    loop.call_soon_threadsafe(task.cancel)
 
     # -- access --------------------------------------------------------------------------
 
@@ -366,10 +395,6 @@ class Cluster:
 
     def __repr__(self) -> str:
         return f"Cluster({self.run_id}, {self.names}, {self.subnet})"
-
-
-async def _call(fn: Callable[[], Awaitable[T]]) -> T:
-    return await fn()
 
 
 def _make_world_readable(root: Path) -> None:
