@@ -8,10 +8,11 @@ they separate "delayed by 100 ms" from "not delayed", not milliseconds.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import os
 import random
-import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ from infragym.nemesis._proxy import (
     socket_in_netns,
 )
 from infragym.nemesis._proxy_probe import proxy_available
+from infragym.sandbox import _state
 
 pytestmark = [
     pytest.mark.root,
@@ -90,9 +92,11 @@ def tables(netns: str) -> str:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    tag = secrets.token_hex(3)
-    a, b = f"igtest-{tag}-a", f"igtest-{tag}-b"
-    va, vb = f"igt{tag}a", f"igt{tag}b"
+    # named and recorded as a platform run, so a killed test leaves nothing that
+    # `infragym cleanup` (the first thing .ci/run does) does not recognise and remove
+    rec = _state.claim_record(_state.new_run_id(), ["pa", "pb"])
+    a, b = _state.netns_name(rec.run_id, "pa"), _state.netns_name(rec.run_id, "pb")
+    va, vb = _state.veth_name(rec.run_id, 0), _state.veth_name(rec.run_id, 1)
     server: subprocess.Popen[bytes] | None = None
     try:
         sh("ip", "netns", "add", a)
@@ -119,6 +123,7 @@ def net() -> Iterator[Net]:
                 B_IP,
                 str(PORT),
             ],
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 10
         while True:
@@ -136,6 +141,13 @@ def net() -> Iterator[Net]:
         for ns in (a, b):
             sh("ip", "netns", "del", ns, check=False)
         sh("ip", "link", "del", va, check=False)
+        rec.remove()
+
+
+def die_with_parent() -> None:
+    """The echo server dies with the test process, even when that is SIGKILLed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run(body: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
@@ -435,7 +447,9 @@ def test_close_undoes_everything_and_is_idempotent(net: Net) -> None:
 
 
 def test_failed_add_link_leaves_nothing_behind(net: Net) -> None:
-    lo_down = f"igtest-{secrets.token_hex(3)}-c"
+    run_id = _state.run_id_of_netns(net.a)
+    assert run_id is not None
+    lo_down = _state.netns_name(run_id, "pc")
     sh("ip", "netns", "add", lo_down)
     try:
 
@@ -444,7 +458,7 @@ def test_failed_add_link_leaves_nothing_behind(net: Net) -> None:
                 with pytest.raises(ResourceError, match="loopback is down"):
                     await proxy.add_link(lo_down, B_IP, delay_s=0.01)
                 with pytest.raises(ResourceError, match="does not exist"):
-                    await proxy.add_link(f"igtest-{secrets.token_hex(3)}-none", B_IP)
+                    await proxy.add_link(_state.netns_name(run_id, "none"), B_IP)
                 assert not proxy.links
             assert TABLE_PREFIX not in tables(lo_down)
 
