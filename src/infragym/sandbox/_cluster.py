@@ -28,7 +28,7 @@ from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import FAKETIME_LIB, HOST_GID, HOST_UID, Host
-from ._lifecycle import blocked_signals, install_handlers, track, untrack
+from ._lifecycle import Lifecycle
 from ._netns import run_in_netns, socket_in_netns
 from ._sys import (
     NETNS_DIR,
@@ -36,8 +36,6 @@ from ._sys import (
     list_links,
     mount_tmpfs,
     mounts_under,
-    require_root,
-    require_tools,
     umount,
     wait_links_gone,
 )
@@ -75,12 +73,14 @@ def _validate_names(hosts: int | Sequence[str]) -> list[str]:
     return names
 
 
-class Cluster:
+class Cluster(Lifecycle):
     """N hosts on a private bridge in 198.18.0.0/15.
 
     Use as a context manager (``with Cluster(3) as c:``) or call :meth:`start` and
     :meth:`close`. ``artifacts_dir``, if given, receives each host's logs at close.
     """
+
+    KIND = "cluster"
 
     def __init__(
         self,
@@ -133,23 +133,6 @@ class Cluster:
         self.client_netns = _state.netns_name(run_id, CLIENT)
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> Cluster:
-        if self._started:
-            raise ResourceError(f"cluster {self.run_id} was already started")
-        require_root("building a cluster")
-        tools = require_tools("ip", "bwrap", "setpriv")
-        install_handlers()
-        with blocked_signals():
-            self._claim()
-            self._started = True
-            track(self)
-        try:
-            self._build(tools["bwrap"], tools["setpriv"])
-        except BaseException:
-            self.close()
-            raise
-        return self
 
     def _claim(self) -> None:
         """Take a run id no other run holds, recorded on disk before anything is made."""
@@ -258,15 +241,7 @@ class Cluster:
         one to finish.
         """
         self._stop_clients()  # their sockets are about to go: end their work now
-        with self._lock, blocked_signals():
-            if self._closed or not self._started:
-                self._closed = True
-                return
-            try:
-                self._teardown()
-            finally:
-                self._closed = True
-                untrack(self)
+        super().close()
 
     def _teardown(self) -> None:
         errors: list[str] = []

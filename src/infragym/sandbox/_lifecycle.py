@@ -13,9 +13,13 @@ import contextlib
 import os
 import signal
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from types import FrameType
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
+
+from .._errors import ResourceError
+from ._sys import require_root, require_tools
 
 
 class Closable(Protocol):
@@ -81,3 +85,57 @@ def install_handlers() -> None:
             if signal.getsignal(sig) in (signal.SIG_DFL, None):
                 signal.signal(sig, _on_signal)
         _signals_installed = True
+
+
+class Lifecycle(ABC):
+    """The start and close that clusters and workstations share. ``start`` claims a run
+    id recorded on disk before anything is made, then builds, and tears down whatever was
+    made if building fails; ``close`` tears down once, whoever calls it and whenever. Both
+    hold SIGINT, SIGTERM and SIGHUP back while they change what exists."""
+
+    KIND: ClassVar[str]  # what the resource is called in messages
+    run_id: str
+    _started: bool
+    _closed: bool
+    _lock: threading.Lock
+
+    @abstractmethod
+    def _claim(self) -> None:
+        """Take a run id no other run holds (it may differ from the one asked for)."""
+
+    @abstractmethod
+    def _build(self, bwrap: str, setpriv: str) -> None:
+        """Make everything; a failure is followed by ``close``."""
+
+    @abstractmethod
+    def _teardown(self) -> None:
+        """Remove everything that exists of this resource."""
+
+    def start(self) -> Self:
+        if self._started:
+            raise ResourceError(f"{self.KIND} {self.run_id} was already started")
+        require_root(f"building a {self.KIND}")
+        tools = require_tools("ip", "bwrap", "setpriv")
+        install_handlers()
+        with blocked_signals():
+            self._claim()
+            self._started = True
+            track(self)
+        try:
+            self._build(tools["bwrap"], tools["setpriv"])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Remove everything. Idempotent; a concurrent call waits for this one."""
+        with self._lock, blocked_signals():
+            if self._closed or not self._started:
+                self._closed = True
+                return
+            try:
+                self._teardown()
+            finally:
+                self._closed = True
+                untrack(self)

@@ -40,17 +40,16 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Self
 
 from .._errors import ConfigError, ResourceError
 from . import _state
 from ._agent_sandbox import WORKSPACE, AgentSandbox, ExecResult, OutputCapture, feed, kill_tree
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import HOST_GID, HOST_PATH, HOST_UID
-from ._lifecycle import blocked_signals, install_handlers, track, untrack
+from ._lifecycle import Lifecycle
 from ._netns import enter_netns, netns_path, run_in_netns
 from ._seccomp import seccomp_fd
-from ._sys import ip_batch, mount_tmpfs, mounts_under, require_root, require_tools, umount
+from ._sys import ip_batch, mount_tmpfs, mounts_under, umount
 from ._view import system_view
 
 __all__ = ["DEFAULT_LIMITS", "Workstation"]
@@ -61,7 +60,7 @@ DEFAULT_LIMITS = Limits(pids=256, memory_bytes=1 << 30, cpu=1.0)
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
-class Workstation(AgentSandbox):
+class Workstation(Lifecycle, AgentSandbox):
     """One episode's sandbox. ``netns`` is an existing namespace to live in (the dev
     cluster's client namespace); without it the workstation makes an empty one.
 
@@ -69,6 +68,8 @@ class Workstation(AgentSandbox):
     the sandbox's ``/etc/hosts``; ``hidden`` are paths (the task folder) the sandbox must
     never see; ``env`` is added to every command's environment.
     """
+
+    KIND = "workstation"
 
     def __init__(
         self,
@@ -121,23 +122,6 @@ class Workstation(AgentSandbox):
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> Self:
-        if self._started:
-            raise ResourceError(f"workstation {self.run_id} was already started")
-        require_root("building a workstation")
-        tools = require_tools("ip", "bwrap", "setpriv")
-        install_handlers()
-        with blocked_signals():
-            self._claim()
-            self._started = True
-            track(self)
-        try:
-            self._build(tools["bwrap"], tools["setpriv"])
-        except BaseException:
-            self.close()
-            raise
-        return self
-
     def _claim(self) -> None:
         self._record = _state.claim_record(self.run_id, [NAME])
         self._set_run_id(self._record.run_id)
@@ -168,18 +152,6 @@ class Workstation(AgentSandbox):
             raise ResourceError(f"network namespace {self.netns!r} does not exist")
         self._prefix = self._argv_prefix(bwrap, setpriv)
         self._procs_files = self.cgroup.procs_files()
-
-    def close(self) -> None:
-        """Kill every process, remove the cgroup, the mounts, the namespace. Idempotent."""
-        with self._lock, blocked_signals():
-            if self._closed or not self._started:
-                self._closed = True
-                return
-            try:
-                self._teardown()
-            finally:
-                self._closed = True
-                untrack(self)
 
     def _teardown(self) -> None:
         errors: list[str] = []
