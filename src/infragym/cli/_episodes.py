@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
     out = args.out or Path("runs") / task.name / label
-    outcomes: list[EpisodeOutcome]
-    if args.json:
-        outcomes = asyncio.run(
+
+    def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
+        return asyncio.run(
             rollout_many(
                 args.task,
                 lambda: agent_from_spec(task, args.agent, args.base_url),
                 args.seeds,
                 args.concurrency,
                 artifacts_dir=out,
+                on_done=on_done,
             )
         )
+
+    if args.json:
+        outcomes = run()
     else:
         with Progress(
             "[progress.description]{task.description}",
@@ -56,16 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 what = f"reward {o.reward:.3f}" if o.reward is not None else f"error: {o.error}"
                 bar.console.print(f"seed {o.seed}: {what} ({o.wall_s:.0f} s)", soft_wrap=True)
 
-            outcomes = asyncio.run(
-                rollout_many(
-                    args.task,
-                    lambda: agent_from_spec(task, args.agent, args.base_url),
-                    args.seeds,
-                    args.concurrency,
-                    artifacts_dir=out,
-                    on_done=done,
-                )
-            )
+            outcomes = run(done)
     if args.json:
         rows = []
         for o in outcomes:
