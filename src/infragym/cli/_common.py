@@ -7,25 +7,12 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from ..checkers import CheckResult, Verdict
+from ..checkers import Verdict
 from ..grading import GradeResult
+from ..report import VERDICT_STYLE
 
 console = Console()
 err_console = Console(stderr=True)
-
-VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "red", Verdict.UNKNOWN: "yellow"}
-
-
-def verdict_table(results: dict[str, CheckResult], title: str = "checkers") -> Table:
-    t = Table(title=title, show_lines=False)
-    t.add_column("checker")
-    t.add_column("verdict")
-    t.add_column("score", justify="right")
-    t.add_column("explanation", overflow="fold")
-    for name, r in results.items():
-        style = VERDICT_STYLE[r.verdict]
-        t.add_row(name, f"[{style}]{r.verdict.value}[/]", f"{r.score:.3f}", r.explanation)
-    return t
 
 
 def strict_json(value: object) -> object:

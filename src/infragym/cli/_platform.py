@@ -18,7 +18,8 @@ from ..checkers import (
     check_all,
 )
 from ..history import History
-from ._common import console, strict_json, verdict_table
+from ..report import verdict_table
+from ._common import console, strict_json
 
 
 def default_checkers(history: History, slo: float, p99: float | None) -> list[Checker]:

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import InfraGymError
-from ._common import err_console, verdict_table
+from ..report import verdict_table
+from ._common import err_console
 from ._parser import build_parser
 
 __all__ = ["build_parser", "main", "verdict_table"]

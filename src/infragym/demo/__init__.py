@@ -26,6 +26,7 @@ from ..checkers import (
 )
 from ..history import Clock, FaultAction, History
 from ..nemesis import Nemesis, random_schedule
+from ..report import verdict_table
 from ..sandbox import HOST_PYTHON, Cluster
 from ..workload import KVGenerator, Mix, Runner, Stream, final_read_stream
 from ._task_demo import run_task_demo
@@ -110,7 +111,6 @@ def run_demo(
     ]
     results = check_all(checkers, history)
     _print_windows(console, results["availability"].metrics)
-    from ..cli.main import verdict_table
 
     console.print(verdict_table(results, title="verdicts"))
     console.print(

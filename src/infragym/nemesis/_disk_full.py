@@ -8,7 +8,7 @@ from typing import Any
 
 from .._errors import ResourceError
 from ..sandbox import Cluster
-from ..sandbox._sys import remount_tmpfs_size
+from ..sandbox.lowlevel import remount_tmpfs_size
 from ._fault import OneHostFault
 
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from .._errors import CapabilityError, InfraGymError
 from ..sandbox import Cluster, cgroup_v1_available
-from ..sandbox._host import FAKETIME_LIB
-from ..sandbox._sys import nft, run
+from ..sandbox.lowlevel import FAKETIME_LIB, nft, run
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..sandbox import Cluster, Host
-from ..sandbox._sys import nft, run
+from ..sandbox.lowlevel import nft, run
 from ._fault import Fault
 from ._host_state import host_faults
 

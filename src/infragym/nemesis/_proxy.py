@@ -36,7 +36,7 @@ import socket
 from dataclasses import dataclass
 
 from .._errors import CapabilityError, ConfigError, InfraGymError, PrivilegeError, ResourceError
-from ..sandbox._netns import NetnsExecutor, interface_is_up, netns_path, socket_in_netns
+from ..sandbox.lowlevel import NetnsExecutor, interface_is_up, netns_path, socket_in_netns
 from ._proxy_nft import nat_table, nft_in, redirect_rule
 from ._relay import Link, LinkHandle, ProxyMode, Upstream, accept, spawn
 

@@ -7,7 +7,7 @@ import contextlib
 import subprocess
 
 from .._errors import ResourceError
-from ..sandbox._netns import netns_path
+from ..sandbox.lowlevel import netns_path
 
 _NFT_TIMEOUT_S = 10.0
 

@@ -10,7 +10,7 @@ import socket
 import subprocess
 
 from .._errors import InfraGymError
-from ..sandbox._netns import netns_path, socket_in_netns
+from ..sandbox.lowlevel import netns_path, socket_in_netns
 from ._proxy import PROXY_MARK, TABLE_PREFIX
 from ._proxy_nft import nat_table, redirect_rule
 from ._relay import original_dst
