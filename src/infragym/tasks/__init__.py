@@ -2,12 +2,16 @@
 
 from ._registry import find_task, list_tasks, task_dirs
 from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
+from ._validation import STARTER, Band, Validation
 
 __all__ = [
+    "STARTER",
+    "Band",
     "Limits",
     "Task",
     "TaskSpec",
     "Topology",
+    "Validation",
     "find_task",
     "list_tasks",
     "load_task",

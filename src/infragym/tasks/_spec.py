@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
+from ._validation import STARTER, Validation, parse_validation
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 
@@ -45,6 +46,7 @@ class TaskSpec:
     topology: Topology = field(default_factory=Topology)
     limits: Limits = field(default_factory=Limits)
     grading_budget_s: float = 300.0
+    validation: Validation = field(default_factory=Validation)
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         problems.append(f"{path}: not valid TOML ({exc})")
         return None
-    known = {"name", "summary", "tags", "version", "topology", "limits", "grading"}
+    known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "validation"}
     for k in sorted(set(raw) - known):
         problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
@@ -164,8 +166,16 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         command_timeout_s=_num(lim, "command_timeout_s", float, 120.0, problems, "limits", 1),
     )
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
+    validation = parse_validation(raw.get("validation"), problems)
     return TaskSpec(
-        name, summary.strip(), tuple(tags), version, Topology(hosts, dev), limits, budget
+        name,
+        summary.strip(),
+        tuple(tags),
+        version,
+        Topology(hosts, dev),
+        limits,
+        budget,
+        validation,
     )
 
 
@@ -190,6 +200,13 @@ def validate_layout(path: Path) -> list[str]:
     sols = path / "solutions"
     if not sols.is_dir() or not any(p.is_dir() for p in sols.iterdir()):
         problems.append("solutions/ has no reference solution (e.g. solutions/robust/)")
+    elif spec is not None:
+        have = {p.name for p in sols.iterdir() if p.is_dir()} | {STARTER}
+        for band in sorted(set(spec.validation.bands) - have):
+            problems.append(
+                f"task.toml: [validation.bands] names {band!r}, but there is no "
+                f"solutions/{band}/ (bands name a solution folder or {STARTER!r})"
+            )
     return problems
 
 

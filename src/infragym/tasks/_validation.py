@@ -1,0 +1,103 @@
+"""``[validation]`` of ``task.toml``: the band each reference and probe must score in.
+
+::
+
+    [validation]
+    seeds = [1, 2, 3, 4, 5]     # what `infragym validate --tiers` grades by default
+    max_spread = 0.05           # max - min reward of one tier across seeds
+
+    [validation.bands]          # a solution folder's name (or "starter") -> its band
+    broken = { max = 0.05 }
+    naive = { max = 0.40 }
+    robust = { min = 0.85 }
+    starter = { max = 0.0 }     # the starter workspace: what an agent that does nothing gets
+
+A task states what its graded references prove: robust high, naive low, broken and the
+no-op near zero, every cheat under its ceiling. ``infragym validate --tiers`` and
+``infragym.testing.check_task`` grade them and compare.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+STARTER = "starter"
+"""The band name of the starter workspace, i.e. what a no-op agent submits."""
+
+
+@dataclass(frozen=True)
+class Band:
+    """Rewards in ``[min, max]`` are in the band."""
+
+    min: float = 0.0
+    max: float = 1.0
+
+    def __contains__(self, reward: object) -> bool:
+        return isinstance(reward, int | float) and self.min - 1e-9 <= reward <= self.max + 1e-9
+
+    def __str__(self) -> str:
+        if self.min <= 0.0 and self.max >= 1.0:
+            return "any"
+        if self.min <= 0.0:
+            return f"<= {self.max:g}"
+        if self.max >= 1.0:
+            return f">= {self.min:g}"
+        return f"{self.min:g}-{self.max:g}"
+
+
+@dataclass(frozen=True)
+class Validation:
+    bands: dict[str, Band] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    max_spread: float = 0.05
+
+
+def _unit(v: Any) -> bool:
+    return (
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+    )
+
+
+def parse_validation(raw: Any, problems: list[str]) -> Validation:
+    """Parse the ``[validation]`` table; append every problem found to ``problems``."""
+    if raw is None:
+        return Validation()
+    if not isinstance(raw, dict):
+        problems.append("task.toml: [validation] must be a table")
+        return Validation()
+    where = "task.toml: [validation]"
+    for k in sorted(set(raw) - {"bands", "seeds", "max_spread"}):
+        problems.append(f"{where}: unknown key {k!r} (known: bands, max_spread, seeds)")
+    seeds = raw.get("seeds", [1, 2, 3, 4, 5])
+    if not (
+        isinstance(seeds, list)
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        and len(set(seeds)) == len(seeds)
+    ):
+        problems.append(f"{where}: seeds must be a non-empty list of distinct integers >= 0")
+        seeds = [1, 2, 3, 4, 5]
+    spread = raw.get("max_spread", 0.05)
+    if not _unit(spread):
+        problems.append(f"{where}: max_spread must be a number in [0, 1], not {spread!r}")
+        spread = 0.05
+    bands: dict[str, Band] = {}
+    table = raw.get("bands", {})
+    if not isinstance(table, dict):
+        problems.append(f"{where}: bands must be a table of name = {{ min = .., max = .. }}")
+        table = {}
+    for name, spec in table.items():
+        if not isinstance(spec, dict) or not spec or set(spec) - {"min", "max"}:
+            problems.append(
+                f"{where}.bands.{name}: write {{ min = X }}, {{ max = Y }} or both, "
+                f"with X and Y in [0, 1]; got {spec!r}"
+            )
+            continue
+        lo, hi = spec.get("min", 0.0), spec.get("max", 1.0)
+        if not (_unit(lo) and _unit(hi) and lo <= hi):
+            problems.append(f"{where}.bands.{name}: need 0 <= min <= max <= 1, got {spec!r}")
+            continue
+        bands[name] = Band(float(lo), float(hi))
+    return Validation(bands, tuple(seeds), float(spread))

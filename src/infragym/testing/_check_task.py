@@ -1,0 +1,190 @@
+"""Validate a task as a whole, in the manner of Gymnasium's ``check_env``.
+
+:func:`validate_tiers` grades every reference solution and probe of a task (and the
+starter workspace, what a no-op agent submits) on each seed, for real, and compares each
+reward with the band ``task.toml`` states; :func:`check_task` is what one generic test runs
+for every built-in task, so a new task is under CI the moment it exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._errors import ConfigError
+from ..grading import GradeResult, grade_workspace, load_grader
+from ..tasks import STARTER, Band, Task, load_task, validate_layout
+
+
+@dataclass(frozen=True)
+class TierRow:
+    """One tier's rewards across the seeds, against its band."""
+
+    tier: str
+    band: Band
+    rewards: dict[int, float | None]
+    errors: dict[int, str] = field(default_factory=dict)
+    max_spread: float | None = None
+
+    @property
+    def graded(self) -> list[float]:
+        return [r for r in self.rewards.values() if r is not None]
+
+    @property
+    def spread(self) -> float:
+        g = self.graded
+        return max(g) - min(g) if len(g) > 1 else 0.0
+
+    @property
+    def problems(self) -> list[str]:
+        out = [
+            f"{self.tier} seed {s}: reward {r:.3f} is outside its band {self.band}"
+            for s, r in self.rewards.items()
+            if r is not None and r not in self.band
+        ]
+        out += [f"{self.tier} seed {s}: platform error: {e}" for s, e in self.errors.items()]
+        if self.max_spread is not None and self.spread > self.max_spread + 1e-9:
+            out.append(
+                f"{self.tier}: rewards spread {self.spread:.3f} across seeds, over the "
+                f"task's max_spread {self.max_spread:g}"
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class TierReport:
+    task: str
+    seeds: tuple[int, ...]
+    rows: list[TierRow]
+    static_problems: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        return self.static_problems + [p for row in self.rows for p in row.problems]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "task": self.task,
+            "seeds": list(self.seeds),
+            "ok": self.ok,
+            "problems": self.problems,
+            "tiers": [
+                {
+                    "tier": r.tier,
+                    "band": {"min": r.band.min, "max": r.band.max},
+                    "rewards": {str(s): v for s, v in r.rewards.items()},
+                    "errors": {str(s): e for s, e in r.errors.items()},
+                    "spread": r.spread,
+                    "ok": not r.problems,
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def static_problems(task: Task) -> list[str]:
+    """What is wrong with a task without grading anything: layout, spec, the grader."""
+    problems = validate_layout(task.path)
+    try:
+        load_grader(task)
+    except SyntaxError as exc:
+        problems.append(f"grader.py does not compile: {exc.msg} (line {exc.lineno})")
+    except ConfigError as exc:
+        problems.append(str(exc))
+    except Exception as exc:
+        problems.append(f"importing grader.py raised {type(exc).__name__}: {exc}")
+    return problems
+
+
+def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
+    """The tiers to grade: those asked for, else every solution folder plus the starter."""
+    have = [*task.solutions(), STARTER]
+    if tiers is None:
+        return have
+    chosen = list(dict.fromkeys(tiers))
+    unknown = [t for t in chosen if t not in have]
+    if unknown:
+        raise ConfigError(
+            f"task {task.name} has no tier {', '.join(map(repr, unknown))} "
+            f"(it has: {', '.join(have)})"
+        )
+    return chosen
+
+
+async def validate_tiers(
+    task: Task,
+    seeds: Sequence[int] | None = None,
+    tiers: Iterable[str] | None = None,
+    *,
+    concurrency: int = 1,
+    out_dir: str | Path | None = None,
+    on_result: Callable[[str, int, GradeResult], None] | None = None,
+) -> TierReport:
+    """Grade every tier on every seed (``concurrency`` at a time) against its band.
+
+    A tier's spread across seeds is held to the task's ``max_spread`` when its band has a
+    floor (a tier that must score: a robust reference whose reward depends on the seed is
+    a flaky task); cheats and weak tiers only need to stay under their ceilings.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+    spec = task.spec.validation
+    seeds = tuple(spec.seeds if seeds is None else seeds)
+    names = tier_names(task, tiers)
+    problems = static_problems(task)
+    if problems:
+        return TierReport(task.name, seeds, [], problems)
+    sem = asyncio.Semaphore(concurrency)
+    results: dict[tuple[str, int], GradeResult] = {}
+
+    with tempfile.TemporaryDirectory(prefix="infragym-validate-") as tmp:
+        root = Path(out_dir) if out_dir is not None else Path(tmp)
+
+        async def one(tier: str, seed: int) -> None:
+            ws = task.workspace if tier == STARTER else task.solution(tier)
+            async with sem:
+                r = await grade_workspace(task, ws, seed, root / f"{tier}-seed{seed}")
+            results[tier, seed] = r
+            if on_result is not None:
+                on_result(tier, seed, r)
+
+        await asyncio.gather(*(one(t, s) for t in names for s in seeds))
+
+    rows = []
+    for tier in names:
+        band = spec.bands.get(tier, Band())
+        rewards = {s: results[tier, s].reward for s in seeds}
+        errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
+        rows.append(TierRow(tier, band, rewards, errors, spec.max_spread if band.min > 0 else None))
+    return TierReport(task.name, seeds, rows)
+
+
+def check_task(
+    task: Task | str | Path,
+    seeds: Sequence[int] = (1,),
+    tiers: Iterable[str] | None = None,
+    concurrency: int = 1,
+) -> TierReport:
+    """Raise ``AssertionError`` listing every problem of ``task``: its layout and grader,
+    and every tier (reference, probe, starter) graded on ``seeds`` against its band.
+
+    Every tier must have a band in ``task.toml``: a reference whose quality nobody stated
+    proves nothing.
+    """
+    t = task if isinstance(task, Task) else load_task(task)
+    report = asyncio.run(validate_tiers(t, seeds, tiers, concurrency=concurrency))
+    unbanded = [r.tier for r in report.rows if r.tier not in t.spec.validation.bands]
+    problems = report.problems + [
+        f"{name}: no band in task.toml [validation.bands]; state what it must score"
+        for name in unbanded
+    ]
+    if problems:
+        raise AssertionError(f"task {t.name}:\n  - " + "\n  - ".join(problems))
+    return report

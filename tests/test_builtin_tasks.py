@@ -1,0 +1,26 @@
+"""Every built-in task passes ``check_task`` on one seed: its layout and grader, and every
+reference, probe and the starter workspace graded for real inside its band. A new task is
+under CI the moment it exists; the full seed range runs outside CI (``infragym validate
+TASK --tiers``) and is quoted in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import needs_root
+
+import infragym.tasks
+from infragym.tasks import Task, list_tasks
+from infragym.testing import check_task
+
+BUILTIN = Path(infragym.tasks.__file__).parent / "builtin"
+
+
+@needs_root
+@pytest.mark.parametrize(
+    "task", [t for t in list_tasks() if t.path.parent == BUILTIN], ids=lambda t: t.name
+)
+def test_builtin_task_passes_check_task(task: Task) -> None:
+    report = check_task(task, seeds=(1,))
+    assert {r.tier for r in report.rows} >= {"robust", "starter"}
