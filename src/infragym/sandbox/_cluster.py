@@ -251,30 +251,35 @@ class Cluster(Lifecycle):
     def _teardown(self) -> None:
         # Each step runs whatever the ones before raised (a RecursionError, a MemoryError
         # as much as an OSError): what the hosts left must never leak the rest.
-        errors: list[str] = []
+        errors: list[str] = []  # what may have been left behind
+        unsaved: list[str] = []  # logs that could not be saved (nothing leaks)
 
-        def step(what: str, fn: Callable[[], object]) -> None:
+        def step(what: str, fn: Callable[[], object], into: list[str] = errors) -> None:
             try:
                 fn()
             except Exception as exc:
-                errors.append(f"{what}: {type(exc).__name__}: {exc}")
+                into.append(f"{what}: {type(exc).__name__}: {exc}")
 
         for h in self.hosts:
             step(f"cgroup of {h.name}", partial(_remove_host_processes, h))
         for h in self.hosts:
-            step(f"saving logs of {h.name}", partial(self._save_artifacts, h))
+            step(f"saving logs of {h.name}", partial(self._save_artifacts, h), unsaved)
         step("network", self._remove_network)
         step("cgroups", lambda: remove_run_tree(self.run_id))
         step("mounts", self._remove_mounts)
         step("directories", lambda: remove_tree(self.root))
-        if self._record is not None:
+        # after a failed step the record (and its subnet) stays for `infragym cleanup`
+        if not errors and self._record is not None:
             step("run record", self._record.remove)
-        elif self.subnet is not None:
+        elif not errors and self.subnet is not None:
             step("subnet", lambda: _state.release_subnet(str(self.subnet)))
-        if errors:
+        if errors or unsaved:
             raise ResourceError(
-                f"cluster {self.run_id} was not fully removed ({'; '.join(errors)}); "
+                f"cluster {self.run_id} was not fully removed ({'; '.join(errors + unsaved)}); "
                 "run `infragym cleanup`"
+                if errors
+                else f"cluster {self.run_id} was removed but its logs were not all saved "
+                f"({'; '.join(unsaved)})"
             )
 
     def _remove_network(self) -> None:

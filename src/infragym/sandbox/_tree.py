@@ -24,6 +24,7 @@ from .._errors import ConfigError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_EXAMPLES = 20
 
 
@@ -157,7 +158,12 @@ class _Copier:
                     continue
                 if self.full():
                     break
-                self.one(f, entry)
+                try:
+                    self.one(f, entry)
+                except OSError as exc:
+                    if self.strict:
+                        raise
+                    self.report.leave_out(f.rel + entry.name, f"could not be copied ({exc})")
         finally:
             while self.stack:
                 with contextlib.suppress(OSError):
@@ -180,7 +186,8 @@ class _Copier:
                 self.refuse(rel + "/", f"cannot be opened ({exc.strerror})")
                 return
             try:
-                os.mkdir(entry.name, 0o700, dir_fd=f.dst)
+                with contextlib.suppress(FileExistsError):  # copying into an earlier copy
+                    os.mkdir(entry.name, 0o700, dir_fd=f.dst)
                 d = _open_dir(entry.name, f.dst)
             except BaseException:
                 os.close(s)
@@ -191,6 +198,8 @@ class _Copier:
             self.copy_file(f, entry.name, rel, st)
         elif stat.S_ISLNK(st.st_mode) and self.links:
             target = os.readlink(entry.name, dir_fd=f.src)
+            with contextlib.suppress(FileNotFoundError):  # copying into an earlier copy
+                os.unlink(entry.name, dir_fd=f.dst)
             os.symlink(target, entry.name, dir_fd=f.dst)
             self.report.names += 1
         else:
@@ -221,9 +230,7 @@ class _Copier:
                 self.report.leave_out(rel, f"kept its last {room:,} of {st.st_size:,} bytes")
             # no setuid, setgid or sticky bit survives a copy the platform makes as root
             mode = stat.S_IMODE(st.st_mode) & 0o777
-            dst = os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=f.dst
-            )
+            dst = os.open(name, _OUT_FLAGS, mode, dir_fd=f.dst)
             try:
                 os.fchmod(dst, mode)  # whatever the umask
                 copied = _copy_range(src, dst, start, st.st_size - start)

@@ -171,7 +171,7 @@ class Workstation(Lifecycle, AgentSandbox):
         step("directories", lambda: remove_tree(self.root))
         if self._own_netns and os.path.exists(netns_path(self.netns)):
             step("network namespace", lambda: ip_batch([f"netns del {self.netns}"], check=False))
-        if self._record is not None:
+        if self._record is not None and not errors:  # else it stays for `infragym cleanup`
             step("run record", self._record.remove)
         if errors:
             raise ResourceError(
