@@ -29,7 +29,12 @@ def cgroup_v1_available() -> tuple[bool, str]:
             f"cgroup v1 controllers not mounted: {', '.join(missing)} "
             f"(infragym needs pids, memory, cpu and freezer under {CGROUP_ROOT})"
         )
-    return True, "cgroup v1 pids, memory, cpu and freezer are mounted"
+    if not (CGROUP_ROOT / "memory" / TCP_LIMIT_FILE).exists():
+        return False, (
+            f"{CGROUP_ROOT / 'memory' / TCP_LIMIT_FILE} is missing: infragym charges each "
+            "host's TCP buffers to its cgroup (a kernel with CONFIG_MEMCG_KMEM is needed)"
+        )
+    return True, "cgroup v1 pids, memory (with TCP accounting), cpu and freezer are mounted"
 
 
 @dataclass(frozen=True)
@@ -87,11 +92,6 @@ class HostCgroup:
             (self.dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
             # socket buffers are charged to the cgroup only once it has a TCP limit
             tcp = self.dirs["memory"] / TCP_LIMIT_FILE
-            if not tcp.exists():
-                raise CapabilityError(
-                    f"{tcp} is missing: this kernel cannot charge TCP buffer memory to a "
-                    "cgroup (infragym needs cgroup v1 memory with kmem accounting)"
-                )
             tcp.write_text(str(limits.tcp_memory_bytes))
             if limits.cpu > 0:
                 period = 100_000
