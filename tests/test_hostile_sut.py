@@ -172,3 +172,14 @@ def test_setuid_and_setgid_bits_do_not_survive_the_grading_copy(tmp_path: Path) 
     assert modes["suid"] == 0o755 and modes["both"] == 0o711 and modes["plain"] == 0o640
     assert modes["sgid"] == 0o775
     assert (tmp_path / "copy" / "link").is_symlink()
+
+
+def test_a_deep_tree_at_a_logs_name_is_removed_when_the_service_starts() -> None:
+    with Cluster(1) as c:
+        h = c.hosts[0]
+        plant = f"mkdir /srv/logs/svc.log && cd /srv/logs/svc.log && {DEEP_TREE}"
+        assert h.run(["sh", "-c", plant]).returncode == 0
+        p = h.spawn("svc", ["echo", "hello"], service=False)
+        p.wait(5)
+        assert p.output().strip() == "hello"
+    assert_no_leftovers(c.run_id)
