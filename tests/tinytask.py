@@ -35,6 +35,25 @@ async def grade(ctx):
     return GradeOutcome(reward, reward.reward, notes=[f"seed {ctx.seed}"])
 """
 
+# like DEPLOYED_GRADER, but first runs the workspace's start.sh on the host, as a real task
+# starts the agent's system; the notes name the grading cluster (to check it left nothing)
+STARTING_GRADER = """
+from infragym.checkers import CheckResult, Verdict
+from infragym.grading import GradeOutcome
+from infragym.rubric import Criterion, Rubric
+
+
+async def grade(ctx):
+    c = ctx.cluster(1)
+    host = c.hosts[0]
+    host.run(["sh", "-c", "[ ! -f start.sh ] || sh start.sh"], timeout=30, cwd="/srv/app")
+    r = host.run(["sh", "-c", "cat /srv/app/answer.txt 2>/dev/null"], timeout=10)
+    ok = r.stdout.strip() == b"42"
+    result = CheckResult("answer", Verdict.PASS if ok else Verdict.FAIL, float(ok), "answer")
+    reward = Rubric([Criterion("answer")]).score({"answer": result})
+    return GradeOutcome(reward, reward.reward, notes=[f"cluster {c.run_id}"])
+"""
+
 # reads the submitted workspace directly: no cluster, so grading takes milliseconds
 WORKSPACE_GRADER = """
 from infragym.checkers import CheckResult, Verdict

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from .._errors import ConfigError, ResourceError
 from ..grading import GradeResult, grade_workspace
-from ..grading._pipeline import MAX_WORKSPACE_BYTES
-from ..sandbox import Cluster
+from ..grading._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH
+from ..sandbox import Cluster, walk_tree
 from ..sandbox._lifecycle import install_handlers
 from ..sandbox._workstation import Workstation
 from ..tasks import Task, find_task
@@ -316,25 +316,17 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 def _remove_special_files(root: Path) -> None:
     """Drop FIFOs, sockets and devices: no deployment needs them and copies choke on them."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            p = os.path.join(dirpath, name)
+    for dir_fd, name, st in walk_tree(root, MAX_WORKSPACE_DEPTH):
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
             with contextlib.suppress(OSError):
-                mode = os.lstat(p).st_mode
-                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
-                    os.unlink(p)
+                os.unlink(name, dir_fd=dir_fd)
 
 
 def _workspace_bytes(root: Path) -> int:
     """The bytes grading would copy, counted as grading counts them (apparent sizes)."""
-    total = 0
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(dirpath, name))
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
-    return total
+    return sum(
+        st.st_size for _, _, st in walk_tree(root, MAX_WORKSPACE_DEPTH) if stat.S_ISREG(st.st_mode)
+    )
 
 
 def _undeployable(task: str, ep: _Episode, size: int) -> GradeResult:

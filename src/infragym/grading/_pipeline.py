@@ -20,12 +20,14 @@ from types import ModuleType
 from typing import cast
 
 from .._errors import ConfigError
+from ..sandbox import TreeError, copy_tree
 from ..tasks import Task
 from ._context import GradeContext, GradeOutcome
 from ._result import GradeResult
 
 GradeFn = Callable[[GradeContext], Awaitable[GradeOutcome]]
 MAX_WORKSPACE_BYTES = 64 << 20
+MAX_WORKSPACE_DEPTH = 64
 
 
 def load_grader(task: Task) -> GradeFn:
@@ -50,26 +52,24 @@ def load_grader(task: Task) -> GradeFn:
 
 
 def copy_workspace(src: Path, dest: Path) -> None:
-    """Copy the agent's workspace, refusing what no deployment needs (devices, huge trees)."""
-    total = 0
-    for p in src.rglob("*"):
-        if p.is_symlink():
-            continue
-        if not (p.is_file() or p.is_dir()):
-            raise ConfigError(
-                f"{p.relative_to(src)} is neither a file nor a directory "
-                "(a FIFO, socket or device cannot be deployed)"
-            )
-        if p.is_file():
-            st = p.stat()
-            total += max(st.st_size, st.st_blocks * 512)
-            if total > MAX_WORKSPACE_BYTES:
-                raise ConfigError(
-                    f"the workspace is larger than {MAX_WORKSPACE_BYTES >> 20} MiB; "
-                    "remove build artefacts and data files before submitting"
-                )
-    # symlinks are copied as links: they resolve inside the host's view, not the grader's
-    shutil.copytree(src, dest, symlinks=True)
+    """Copy the agent's workspace, refusing what no deployment needs (devices, huge or
+    deep trees). Links are copied as links: they resolve inside the host's view, not the
+    grader's. No setuid or setgid bit survives: the copy is root's."""
+    try:
+        copy_tree(
+            src,
+            dest,
+            max_depth=MAX_WORKSPACE_DEPTH,
+            max_bytes=MAX_WORKSPACE_BYTES,
+            links=True,
+            strict=True,
+        )
+    except TreeError as exc:
+        raise ConfigError(
+            f"{exc}: a deployment holds files, directories and links only, at most "
+            f"{MAX_WORKSPACE_BYTES >> 20} MiB and {MAX_WORKSPACE_DEPTH} levels deep; "
+            "remove build artefacts, data files, pipes and sockets before submitting"
+        ) from None
 
 
 async def grade_workspace(

@@ -19,6 +19,7 @@ from .._errors import CapabilityError, ConfigError, ResourceError
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpu", "freezer")
 PARENT = "infragym"
+TCP_LIMIT_FILE = "memory.kmem.tcp.limit_in_bytes"
 
 
 def cgroup_v1_available() -> tuple[bool, str]:
@@ -28,16 +29,26 @@ def cgroup_v1_available() -> tuple[bool, str]:
             f"cgroup v1 controllers not mounted: {', '.join(missing)} "
             f"(infragym needs pids, memory, cpu and freezer under {CGROUP_ROOT})"
         )
-    return True, "cgroup v1 pids, memory, cpu and freezer are mounted"
+    if not (CGROUP_ROOT / "memory" / TCP_LIMIT_FILE).exists():
+        return False, (
+            f"{CGROUP_ROOT / 'memory' / TCP_LIMIT_FILE} is missing: infragym charges each "
+            "host's TCP buffers to its cgroup (a kernel with CONFIG_MEMCG_KMEM is needed)"
+        )
+    return True, "cgroup v1 pids, memory (with TCP accounting), cpu and freezer are mounted"
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one host. ``cpu`` is in cores (0 = unlimited)."""
+    """Resource limits of one host. ``cpu`` is in cores (0 = unlimited).
+
+    ``tcp_memory_bytes`` bounds the kernel memory of the host's TCP sockets (their send
+    and receive buffers): without it, connections holding unread data pin the machine's
+    shared TCP memory, which no memory limit counts, and starve every other host."""
 
     pids: int = 512
     memory_bytes: int = 1 << 30
     cpu: float = 0.0
+    tcp_memory_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         if not isinstance(self.pids, int) or self.pids < 8:
@@ -45,6 +56,15 @@ class Limits:
         if not isinstance(self.memory_bytes, int) or self.memory_bytes < 16 << 20:
             raise ConfigError(
                 f"Limits.memory_bytes must be an integer >= 16 MiB, not {self.memory_bytes!r}"
+            )
+        if (
+            not isinstance(self.tcp_memory_bytes, int)
+            or isinstance(self.tcp_memory_bytes, bool)
+            or self.tcp_memory_bytes < 1 << 20
+        ):
+            raise ConfigError(
+                "Limits.tcp_memory_bytes must be an integer >= 1 MiB, "
+                f"not {self.tcp_memory_bytes!r}"
             )
         if not isinstance(self.cpu, (int, float)) or not (
             self.cpu == 0 or 0.01 <= self.cpu <= 1024
@@ -70,6 +90,9 @@ class HostCgroup:
                 d.mkdir(parents=True, exist_ok=True)
             (self.dirs["pids"] / "pids.max").write_text(str(limits.pids))
             (self.dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+            # socket buffers are charged to the cgroup only once it has a TCP limit
+            tcp = self.dirs["memory"] / TCP_LIMIT_FILE
+            tcp.write_text(str(limits.tcp_memory_bytes))
             if limits.cpu > 0:
                 period = 100_000
                 (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(period))

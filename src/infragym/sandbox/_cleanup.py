@@ -7,13 +7,13 @@ are recognised by the run id in their names and removed too.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _cgroup, _state
 from ._sys import ip_batch, list_links, list_netns, mounts_under, umount
+from ._tree import remove_tree
 
 
 @dataclass
@@ -131,9 +131,12 @@ def _sweep_run(run_id: str, report: CleanupReport) -> None:
     except Exception as exc:
         report.errors.append(f"cgroups of {run_id}: {exc}")
     root = _state.DATA_ROOT / run_id
-    for mp in mounts_under(str(root)):
-        if umount(mp):
-            report.mounts.append(mp)
+    try:
+        for mp in mounts_under(str(root)):
+            if umount(mp):
+                report.mounts.append(mp)
+    except Exception as exc:
+        report.errors.append(f"mounts of {run_id}: {exc}")
     ns = [n for n in list_netns() if _state.run_id_of_netns(n) == run_id]
     links = [n for n in list_links() if _state.run_id_of_link(n) == run_id]
     try:
@@ -145,5 +148,5 @@ def _sweep_run(run_id: str, report: CleanupReport) -> None:
     except Exception as exc:
         report.errors.append(f"network of {run_id}: {exc}")
     if root.exists():
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)  # however deep the tree a run's code left
         report.directories.append(str(root))

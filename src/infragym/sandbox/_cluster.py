@@ -16,10 +16,10 @@ import os
 import re
 import shutil
 import socket
-import stat
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -39,8 +39,13 @@ from ._sys import (
     umount,
     wait_links_gone,
 )
+from ._tree import copy_tree, remove_tree
 
 MAX_HOSTS = 16
+# what the artifacts keep of a host's logs, whatever the host left there
+ARTIFACT_MAX_NAMES = 1000
+ARTIFACT_MAX_BYTES = 16 << 20
+ARTIFACT_MAX_DEPTH = 32
 CLIENT = "client"
 CLIENT_INDEX = 99
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
@@ -244,16 +249,40 @@ class Cluster(Lifecycle):
         super().close()
 
     def _teardown(self) -> None:
-        errors: list[str] = []
-        for h in self.hosts:
+        # Each step runs whatever the ones before raised (a RecursionError, a MemoryError
+        # as much as an OSError): what the hosts left must never leak the rest.
+        errors: list[str] = []  # what may have been left behind
+        unsaved: list[str] = []  # logs that could not be saved (nothing leaks)
+
+        def step(what: str, fn: Callable[[], object], into: list[str] = errors) -> None:
             try:
-                if h.cgroup.frozen():
-                    h.cgroup.thaw()
-                h.kill_all()
-                h.cgroup.remove()
+                fn()
             except Exception as exc:
-                errors.append(f"cgroup of {h.name}: {exc}")
-        self._save_artifacts(errors)
+                into.append(f"{what}: {type(exc).__name__}: {exc}")
+
+        for h in self.hosts:
+            step(f"cgroup of {h.name}", partial(_remove_host_processes, h))
+        for h in self.hosts:
+            step(f"saving logs of {h.name}", partial(self._save_artifacts, h), unsaved)
+        step("network", self._remove_network)
+        step("cgroups", lambda: remove_run_tree(self.run_id))
+        step("mounts", self._remove_mounts)
+        step("directories", lambda: remove_tree(self.root))
+        # after a failed step the record (and its subnet) stays for `infragym cleanup`
+        if not errors and self._record is not None:
+            step("run record", self._record.remove)
+        elif not errors and self.subnet is not None:
+            step("subnet", lambda: _state.release_subnet(str(self.subnet)))
+        if errors or unsaved:
+            raise ResourceError(
+                f"cluster {self.run_id} was not fully removed ({'; '.join(errors + unsaved)}); "
+                "run `infragym cleanup`"
+                if errors
+                else f"cluster {self.run_id} was removed but its logs were not all saved "
+                f"({'; '.join(unsaved)})"
+            )
+
+    def _remove_network(self) -> None:
         # Deleting the namespaces first lets the kernel unregister every veth in one batch
         # (one RCU grace period instead of one per link); then wait until they are gone so
         # nothing outlives close().
@@ -261,47 +290,35 @@ class Cluster(Lifecycle):
         lines = [f"netns del {ns}" for ns in all_ns if (NETNS_DIR / ns).exists()]
         if Path(f"/sys/class/net/{self.bridge}").exists():
             lines.append(f"link del {self.bridge}")
-        try:
-            ip_batch(lines, check=False)
-            veths = [
-                _state.veth_name(self.run_id, i)
-                for i in [h.index for h in self.hosts] + [CLIENT_INDEX]
-            ]
-            if not wait_links_gone(veths, timeout=10.0):
-                ip_batch([f"link del {v}" for v in veths if v in set(list_links())], check=False)
-        except Exception as exc:
-            errors.append(f"network: {exc}")
-        try:
-            remove_run_tree(self.run_id)
-        except Exception as exc:
-            errors.append(f"cgroups: {exc}")
-        for mp in mounts_under(str(self.root)):
-            umount(mp)
-        shutil.rmtree(self.root, ignore_errors=True)
-        if self._record is not None:
-            self._record.remove()
-        elif self.subnet is not None:
-            _state.release_subnet(str(self.subnet))
-        if errors:
-            raise ResourceError(
-                f"cluster {self.run_id} was not fully removed ({'; '.join(errors)}); "
-                "run `infragym cleanup`"
-            )
+        ip_batch(lines, check=False)
+        veths = [
+            _state.veth_name(self.run_id, i) for i in [h.index for h in self.hosts] + [CLIENT_INDEX]
+        ]
+        if not wait_links_gone(veths, timeout=10.0):
+            ip_batch([f"link del {v}" for v in veths if v in set(list_links())], check=False)
 
-    def _save_artifacts(self, errors: list[str]) -> None:
-        if self.artifacts_dir is None:
+    def _remove_mounts(self) -> None:
+        failed = [mp for mp in mounts_under(str(self.root)) if not umount(mp)]
+        if failed:
+            raise ResourceError(f"cannot unmount {', '.join(failed)}")
+
+    def _save_artifacts(self, h: Host) -> None:
+        """Copy a bounded part of a host's logs (the code under test owns that directory:
+        only plain files and directories, never following a link or reading a pipe); a
+        note next to the copy says what was left out."""
+        if self.artifacts_dir is None or not h.logs_dir.exists():
             return
-        for h in self.hosts:
-            try:
-                dest = self.artifacts_dir / "hosts" / h.name / "logs"
-                if h.logs_dir.exists():
-                    # the code under test owns the logs directory: copy its plain files
-                    # and directories only, never following a link or reading a pipe
-                    shutil.copytree(
-                        h.logs_dir, dest, symlinks=True, dirs_exist_ok=True, ignore=_not_plain
-                    )
-            except OSError as exc:
-                errors.append(f"saving logs of {h.name}: {exc}")
+        dest = self.artifacts_dir / "hosts" / h.name / "logs"
+        report = copy_tree(
+            h.logs_dir,
+            dest,
+            max_depth=ARTIFACT_MAX_DEPTH,
+            max_names=ARTIFACT_MAX_NAMES,
+            max_bytes=ARTIFACT_MAX_BYTES,
+            links=False,
+        )
+        if not report.complete:
+            (dest.parent / "logs-left-out.txt").write_text(report.note())
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -372,6 +389,13 @@ class Cluster(Lifecycle):
         return f"Cluster({self.run_id}, {self.names}, {self.subnet})"
 
 
+def _remove_host_processes(h: Host) -> None:
+    if h.cgroup.frozen():
+        h.cgroup.thaw()
+    h.kill_all()
+    h.cgroup.remove()
+
+
 def _make_world_readable(root: Path) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
@@ -386,17 +410,3 @@ def _make_world_readable(root: Path) -> None:
 def _allow_low_ports() -> None:
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as fh:
         fh.write("0")
-
-
-def _not_plain(directory: str, names: list[str]) -> set[str]:
-    """What ``copytree`` must skip: anything but regular files and directories."""
-    skip = set()
-    for name in names:
-        try:
-            mode = os.lstat(os.path.join(directory, name)).st_mode
-        except OSError:
-            skip.add(name)
-            continue
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            skip.add(name)
-    return skip

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -40,6 +39,7 @@ from ._cgroup import HostCgroup
 from ._netns import enter_netns, socket_in_netns
 from ._seccomp import seccomp_fd
 from ._sys import can_connect
+from ._tree import remove_tree
 from ._view import system_view
 
 VIEW_ROOT = "/srv"
@@ -155,7 +155,7 @@ def open_log(path: Path) -> int:
         try:
             fd = os.open(path, flags | os.O_CREAT, 0o644)
         except IsADirectoryError:
-            shutil.rmtree(path, ignore_errors=True)  # never follows the links inside
+            remove_tree(path)  # however deep, never following the links inside
             continue
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a link; a pipe nobody reads

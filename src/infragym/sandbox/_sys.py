@@ -22,6 +22,7 @@ from ._netns import socket_in_netns
 T = TypeVar("T")
 MNT_DETACH = 2
 NETNS_DIR = Path("/var/run/netns")
+MAX_INODES = 1 << 18  # names a sandbox tmpfs holds (files, directories, links)
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [
@@ -75,9 +76,18 @@ def can_connect(netns: str, address: str, port: int, timeout: float = 1.0) -> bo
 
 
 def mount_tmpfs(
-    target: Path, size_bytes: int, mode: int = 0o755, uid: int = 0, gid: int = 0
+    target: Path,
+    size_bytes: int,
+    mode: int = 0o755,
+    uid: int = 0,
+    gid: int = 0,
+    inodes: int | None = None,
 ) -> None:
-    opts = f"size={size_bytes},mode={mode:o},uid={uid},gid={gid}".encode()
+    """Mount a tmpfs of ``size_bytes`` holding at most ``inodes`` names (by default
+    :data:`MAX_INODES`: empty files take no space, and freeing each takes time at
+    unmount, so the count bounds teardown whatever the code under test created)."""
+    nr = MAX_INODES if inodes is None else inodes
+    opts = f"size={size_bytes},nr_inodes={nr},mode={mode:o},uid={uid},gid={gid}".encode()
     if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", 0, opts) != 0:
         err = ctypes.get_errno()
         raise ResourceError(f"cannot mount a tmpfs on {target}: {os.strerror(err)}")

@@ -38,7 +38,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .._errors import ConfigError, ResourceError
@@ -50,6 +50,7 @@ from ._lifecycle import Lifecycle
 from ._netns import enter_netns, netns_path, run_in_netns
 from ._seccomp import seccomp_fd
 from ._sys import ip_batch, mount_tmpfs, mounts_under, umount
+from ._tree import remove_tree
 from ._view import system_view
 
 __all__ = ["DEFAULT_LIMITS", "Workstation"]
@@ -154,22 +155,24 @@ class Workstation(Lifecycle, AgentSandbox):
         self._procs_files = self.cgroup.procs_files()
 
     def _teardown(self) -> None:
+        # each step runs whatever the ones before raised: nothing the agent left in its
+        # workspace (a tree too deep to recurse into, say) may leak the rest
         errors: list[str] = []
-        try:
-            self.cgroup.remove()
-            remove_run_tree(self.run_id)
-        except Exception as exc:
-            errors.append(f"cgroup: {exc}")
-        for mp in mounts_under(str(self.root)):
-            umount(mp)
-        shutil.rmtree(self.root, ignore_errors=True)
-        if self._own_netns and os.path.exists(netns_path(self.netns)):
+
+        def step(what: str, fn: Callable[[], object]) -> None:
             try:
-                ip_batch([f"netns del {self.netns}"], check=False)
+                fn()
             except Exception as exc:
-                errors.append(f"network namespace: {exc}")
-        if self._record is not None:
-            self._record.remove()
+                errors.append(f"{what}: {type(exc).__name__}: {exc}")
+
+        step("cgroup", self.cgroup.remove)
+        step("cgroups", lambda: remove_run_tree(self.run_id))
+        step("mounts", lambda: [umount(mp) for mp in mounts_under(str(self.root))])
+        step("directories", lambda: remove_tree(self.root))
+        if self._own_netns and os.path.exists(netns_path(self.netns)):
+            step("network namespace", lambda: ip_batch([f"netns del {self.netns}"], check=False))
+        if self._record is not None and not errors:  # else it stays for `infragym cleanup`
+            step("run record", self._record.remove)
         if errors:
             raise ResourceError(
                 f"workstation {self.run_id} was not fully removed ({'; '.join(errors)}); "
