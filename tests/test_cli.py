@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, needs_root
 
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
@@ -211,3 +212,29 @@ def test_scripted_model_through_the_cli_earns_the_reference_reward(tmp_path: Pat
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "kv-replicated", "--seeds", "5-1"], "the range 5-1 is reversed; write 1-5"),
+    (["run", "kv-replicated", "--seeds", "1-"], "the range 1- has no end"),
+    (["run", "kv-replicated", "--seeds", "1,-3"], "-3 is negative; seeds are whole numbers >= 0"),
+    (["run", "kv-replicated", "--seeds", "1-3,2"], "seed 2 is given twice"),
+    (["run", "kv-replicated", "--seeds", "1,,2"], "an empty item"),
+    (["run", "kv-replicated", "--seeds", "0-10000"], "10001 seeds; at most 10000"),
+    (["run", "kv-replicated", "--seeds", "x"], "x is not a whole number"),
+    (["grade", "kv-replicated", "--workspace", ".", "--seed", "-1"], "-1 is negative"),
+    (["play", "kv-replicated", "--seed", "-1"], "-1 is negative"),
+    (["demo", "--seed", "-1"], "-1 is negative"),
+    (["play", "kv-replicated", "--seed", "1-3"], "3 seeds; this command takes one seed"),
+])
+def test_every_command_reads_seeds_by_one_rule(argv: list[str], message: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Argument errors exit 2 before anything runs, and say what is wrong and what to write."""
+    from infragym.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+

@@ -8,21 +8,10 @@ from pathlib import Path
 from .. import __version__
 from ._episodes import cmd_export, cmd_run
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
+from ._seeds import parse_seed, parse_seeds
 from ._tasks import cmd_grade, cmd_list, cmd_play, cmd_show, cmd_validate
 
-
-def parse_seeds(text: str) -> list[int]:
-    """``3``, ``1-8`` or ``1,2,5``."""
-    out: list[int] = []
-    try:
-        for part in text.split(","):
-            a, _, b = part.partition("-")
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds {text!r}: use N, A-B or A,B,C") from None
-    if not out or len(out) > 10_000:
-        raise argparse.ArgumentTypeError(f"seeds {text!r}: between 1 and 10000 seeds")
-    return out
+SEED_HELP = "the seed: a whole number >= 0 (default 1); it fixes the faults and every random choice"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the platform-core demo instead: a 3-host service under a seeded "
         "nemesis, its fault timeline, availability per window and verdicts",
     )
-    dm.add_argument("--seed", type=int, default=1)
+    dm.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
     dm.add_argument(
         "--duration", type=float, default=16.0, help="seconds of load and faults (default 16)"
     )
@@ -104,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="seeds",
         type=parse_seeds,
         default=[1],
-        help="a seed, a range A-B or a list A,B,C (default 1)",
+        help="a seed N, an inclusive range A-B or a list A,B,C (or 1-4,9); seeds are "
+        "whole numbers >= 0, each at most once, at most 10000 (default 1)",
     )
     rn.add_argument("--concurrency", type=int, default=1, help="episodes at once (default 1)")
     rn.add_argument("--out", type=Path, default=None, help="artifacts directory")
@@ -135,14 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("play", help="an interactive shell in the agent's sandbox")
     pl.add_argument("task")
-    pl.add_argument("--seed", type=int, default=1)
+    pl.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
     pl.add_argument("--out", type=Path, default=None, help="artifacts directory")
     pl.set_defaults(fn=cmd_play)
 
     gr = sub.add_parser("grade", help="grade a workspace directory for a task")
     gr.add_argument("task")
     gr.add_argument("--workspace", type=Path, required=True)
-    gr.add_argument("--seed", type=int, default=1)
+    gr.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
     gr.add_argument("--out", type=Path, default=None, help="artifacts directory")
     gr.add_argument("--json", action="store_true")
     gr.set_defaults(fn=cmd_grade)
