@@ -238,3 +238,37 @@ def test_every_command_reads_seeds_by_one_rule(argv: list[str], message: str,
     err = capsys.readouterr().err
     assert message in err, err
 
+
+
+def test_validate_imports_the_grader_and_checks_the_start_script(tmp_path: Path) -> None:
+    """Each problem a task author meets before grading would: a grader that does not
+    compile or import, one without `async def grade(ctx)`, a workspace or solution without
+    the start script grading runs. All are reported at once, exit 1."""
+    from tinytask import tiny_task
+
+    syntax = tiny_task(tmp_path, name="syntax", grader="async def grade(ctx):\n    return (\n")
+    r = run("validate", str(syntax))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "grader.py does not compile" in r.stderr and "line 2" in r.stderr, r.stderr
+
+    imports = tiny_task(tmp_path, name="imports",
+                        grader="import no_such_module\n\nasync def grade(ctx):\n    pass\n")
+    r = run("validate", str(imports))
+    assert r.returncode == 1 and "No module named 'no_such_module'" in r.stderr, r.stderr
+
+    grader = ('"""Define `async def grade(ctx)` here."""\n'
+              'START_CMD = ("/bin/sh", "/srv/app/start.sh")\n\n'
+              'def grade(ctx):\n    pass\n')
+    d = tiny_task(tmp_path, name="no-grade", grader=grader)
+    (d / "workspace" / "start.sh").write_text("exec python3 server.py\n")
+    (d / "solutions" / "naive").mkdir()
+    (d / "solutions" / "naive" / "start.sh").write_text("exec python3 server.py\n")
+    r = run("validate", str(d))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "2 problem(s)" in r.stderr, r.stderr
+    assert "must define `async def grade(ctx)`" in r.stderr
+    assert "solutions/robust/ has no start.sh" in r.stderr  # robust lacks it, naive has it
+    assert "solutions/naive/" not in r.stderr and "starter workspace" not in r.stderr
+    (d / "workspace" / "start.sh").unlink()
+    r = run("validate", str(d))
+    assert "3 problem(s)" in r.stderr and "the starter workspace/ has no start.sh" in r.stderr

@@ -69,8 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("task")
     sh.set_defaults(fn=cmd_show)
 
-    va = sub.add_parser("validate", help="report every problem of a task folder")
-    va.add_argument("task_dir", type=Path)
+    va = sub.add_parser(
+        "validate",
+        help="report every problem of a task folder at once (exit 1 if any)",
+        description="Checks task.toml, instructions.md, workspace/ and solutions/; imports "
+        "grader.py as grading does and checks it defines `async def grade(ctx)`; and, when the "
+        "grader sets START_CMD (the command grading deploys, e.g. /bin/sh /srv/app/start.sh), "
+        "that the starter workspace and every solution hold the files it runs.",
+    )
+    va.add_argument("task_dir", type=Path, help="the task folder")
     va.set_defaults(fn=cmd_validate)
 
     rn = sub.add_parser("run", help="run an agent on a task and grade it")

@@ -65,13 +65,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..tasks import validate_layout
+    from ..tasks import validate_task
 
-    problems = validate_layout(args.task_dir)
+    problems = validate_task(args.task_dir)
     if not problems:
-        console.print(f"{args.task_dir}: valid")
+        console.print(f"{args.task_dir}: valid", soft_wrap=True, highlight=False)
         return 0
-    err_console.print(f"{args.task_dir}: {len(problems)} problem(s)")
+    err_console.print(
+        f"{args.task_dir}: {len(problems)} problem(s)", soft_wrap=True, highlight=False
+    )
     for p in problems:
         err_console.print(f"  - {p}", soft_wrap=True, highlight=False)
     return 1

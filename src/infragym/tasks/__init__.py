@@ -2,6 +2,7 @@
 
 from ._registry import find_task, list_tasks, task_dirs
 from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
+from ._validate import validate_task
 
 __all__ = [
     "Limits",
@@ -13,4 +14,5 @@ __all__ = [
     "load_task",
     "task_dirs",
     "validate_layout",
+    "validate_task",
 ]
