@@ -137,12 +137,12 @@ def test_run_reference_and_noop_through_the_cli(tmp_path: Path) -> None:
     r = run("run", "kv-replicated", "--agent", "reference:robust", "--seed", "1", "--json",
             "--out", str(tmp_path / "robust"), timeout=300)
     assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
+    (res,) = json.loads(r.stdout)["episodes"]
     assert res["reward"] >= 0.85 and res["functional"] == 1.0 and res["error"] is None
     assert {"functional", "linearizable", "lost-writes", "availability"} <= set(res["breakdown"])
     assert History.read_jsonl(res["history_path"]).faults
     r = run("run", "kv-replicated", "--agent", "noop", "--json", "--out", str(tmp_path / "n"))
-    assert r.returncode == 0 and json.loads(r.stdout)["reward"] == 0.0
+    assert r.returncode == 0 and json.loads(r.stdout)["episodes"][0]["reward"] == 0.0
     r = run("run", "kv-replicated", "--agent", "reference:gold")
     assert r.returncode == 2 and "no reference solution 'gold'" in r.stderr
 
@@ -201,9 +201,10 @@ def test_scripted_model_through_the_cli_earns_the_reference_reward(tmp_path: Pat
                             "--out", str(tmp_path / "model")],
                            capture_output=True, text=True, timeout=300, check=False, env=env)
         assert r.returncode == 0, r.stderr
-        model = json.loads(r.stdout)
-        ref = json.loads(run("run", "kv-replicated", "--agent", "reference:robust", "--seed",
-                             "1", "--json", "--out", str(tmp_path / "ref"), timeout=300).stdout)
+        (model,) = json.loads(r.stdout)["episodes"]
+        (ref,) = json.loads(run("run", "kv-replicated", "--agent", "reference:robust", "--seed",
+                                "1", "--json", "--out", str(tmp_path / "ref"),
+                                timeout=300).stdout)["episodes"]
         assert model["end_reason"] == "submit" and model["error"] is None
         assert abs(model["reward"] - ref["reward"]) <= 0.05, (model["reward"], ref["reward"])
         assert len(server.requests) >= 3  # one per written file, then submit
@@ -272,3 +273,59 @@ def test_validate_imports_the_grader_and_checks_the_start_script(tmp_path: Path)
     (d / "workspace" / "start.sh").unlink()
     r = run("validate", str(d))
     assert "3 problem(s)" in r.stderr and "the starter workspace/ has no start.sh" in r.stderr
+
+
+def _data_env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+
+@needs_root
+def test_run_json_has_one_shape_and_a_second_run_into_the_same_out_is_refused(
+    tmp_path: Path,
+) -> None:
+    """One seed or many, `run --json` prints {"episodes": [...], "summary": ...}; without
+    --out the run goes to $XDG_DATA_HOME/infragym/runs, not ./runs; the same --out twice
+    is refused before anything runs (it appended duplicate episodes)."""
+    from tinytask import WORKSPACE_GRADER, tiny_task
+
+    task = str(tiny_task(tmp_path, dev_hosts=0, grader=WORKSPACE_GRADER))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = subprocess.run([*INFRAGYM, "run", task, "--agent", "noop", "--json"], cwd=cwd,
+                       env=_data_env(tmp_path), capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert [e["seed"] for e in res["episodes"]] == [1] and res["episodes"][0]["reward"] == 0.0
+    assert res["summary"] == {"episodes": 1, "errors": 0, "mean": 0.0, "min": 0.0, "max": 0.0}
+    out = Path(res["out"])
+    assert out.parent == tmp_path / "xdg" / "infragym" / "runs" / "tiny", out
+    assert out.name.startswith("noop-") and (out / "trajectories.jsonl").is_file()
+    assert list(cwd.iterdir()) == []  # nothing written where the command ran
+
+    r = subprocess.run([*INFRAGYM, "run", task, "--agent", "noop", "--out", str(out)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2
+    assert f"--out {out} is not empty" in r.stderr and "choose another --out" in r.stderr
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 1
+
+
+def test_grade_writes_under_the_data_home_not_the_current_directory(tmp_path: Path) -> None:
+    from tinytask import WORKSPACE_GRADER, tiny_task
+
+    task = tiny_task(tmp_path, dev_hosts=0, grader=WORKSPACE_GRADER)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = _data_env(tmp_path)
+    del env["XDG_DATA_HOME"]
+    env["HOME"] = str(tmp_path / "home")  # no XDG_DATA_HOME: ~/.local/share
+    r = subprocess.run([*INFRAGYM, "grade", str(task), "--workspace",
+                        str(task / "solutions" / "robust"), "--json"], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["reward"] == 1.0
+    runs = tmp_path / "home" / ".local" / "share" / "infragym" / "runs" / "tiny"
+    assert Path(res["artifacts_dir"]).parent == runs and list(cwd.iterdir()) == []

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
-from ._episodes import cmd_export, cmd_run
+from ._common import RUNS_HELP
+from ._episodes import RUN_JSON_HELP, cmd_export, cmd_run
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
 from ._seeds import parse_seed, parse_seeds
 from ._tasks import cmd_grade, cmd_list, cmd_play, cmd_show, cmd_validate
@@ -56,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument(
         "--out",
         type=Path,
-        default=Path("runs/demo"),
-        help="where to write the history and host logs (default runs/demo)",
+        default=None,
+        help=f"where to write the history and host logs (default demo/ under {RUNS_HELP})",
     )
     dm.set_defaults(fn=cmd_demo)
 
@@ -104,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         "whole numbers >= 0, each at most once, at most 10000 (default 1)",
     )
     rn.add_argument("--concurrency", type=int, default=1, help="episodes at once (default 1)")
-    rn.add_argument("--out", type=Path, default=None, help="artifacts directory")
     rn.add_argument(
-        "--json",
-        action="store_true",
-        help="print the result as JSON (reward, breakdown, functional, ...)",
+        "--out",
+        type=Path,
+        default=None,
+        help="a new or empty directory for the episodes' artifacts and trajectories.jsonl "
+        f"(default: a fresh TASK/AGENT-TIME directory under {RUNS_HELP})",
     )
+    rn.add_argument("--json", action="store_true", help=RUN_JSON_HELP)
     rn.set_defaults(fn=cmd_run)
 
     ex = sub.add_parser("export", help="episodes of a run directory, for a trainer")
@@ -133,14 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("play", help="an interactive shell in the agent's sandbox")
     pl.add_argument("task")
     pl.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
-    pl.add_argument("--out", type=Path, default=None, help="artifacts directory")
+    pl.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"artifacts directory (default TASK/play under {RUNS_HELP})",
+    )
     pl.set_defaults(fn=cmd_play)
 
     gr = sub.add_parser("grade", help="grade a workspace directory for a task")
     gr.add_argument("task")
     gr.add_argument("--workspace", type=Path, required=True)
     gr.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
-    gr.add_argument("--out", type=Path, default=None, help="artifacts directory")
+    gr.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"artifacts directory (default: a fresh TASK/workspace-seedN-TIME under {RUNS_HELP})",
+    )
     gr.add_argument("--json", action="store_true")
     gr.set_defaults(fn=cmd_grade)
     return p
