@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 RUN_JSON_HELP = (
     'print one JSON object, for one seed as for many: {"task", "agent", "out", "episodes": '
-    "[per seed, in seed order: the GradeResult (reward, breakdown, functional, timeline, "
+    "[per seed, in the order given: the GradeResult (reward, breakdown, functional, timeline, "
     'history_path, artifacts_dir, ...) with agent, end_reason and error], "summary": '
     "{episodes, errors, mean, min, max}}; a platform failure has reward null"
 )
