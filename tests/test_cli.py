@@ -227,6 +227,7 @@ def test_scripted_model_through_the_cli_earns_the_reference_reward(tmp_path: Pat
     (["play", "kv-replicated", "--seed", "-1"], "-1 is negative"),
     (["demo", "--seed", "-1"], "-1 is negative"),
     (["play", "kv-replicated", "--seed", "1-3"], "3 seeds; this command takes one seed"),
+    (["run", "kv-replicated", "--concurrency", "0"], "0 is not a whole number >= 1"),
 ])
 def test_every_command_reads_seeds_by_one_rule(argv: list[str], message: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -29,16 +30,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = new_out_dir(args.out) if args.out else fresh_dir(runs_home() / task.name, label)
 
     def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
-        return asyncio.run(
-            rollout_many(
-                args.task,
-                lambda: agent_from_spec(task, args.agent, args.base_url),
-                args.seeds,
-                args.concurrency,
-                artifacts_dir=out,
-                on_done=on_done,
+        try:
+            return asyncio.run(
+                rollout_many(
+                    args.task,
+                    lambda: agent_from_spec(task, args.agent, args.base_url),
+                    args.seeds,
+                    args.concurrency,
+                    artifacts_dir=out,
+                    on_done=on_done,
+                )
             )
-        )
+        except BaseException:
+            if args.out is None:  # the fresh default directory, if nothing was written there
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
 
     if args.json:
         outcomes = run()

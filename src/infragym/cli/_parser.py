@@ -15,6 +15,17 @@ from ._tasks import cmd_grade, cmd_list, cmd_play, cmd_show, cmd_validate
 SEED_HELP = "the seed: a whole number >= 0 (default 1); it fixes the faults and every random choice"
 
 
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (episodes at once)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="infragym",
@@ -104,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a seed N, an inclusive range A-B or a list A,B,C (or 1-4,9); seeds are "
         "whole numbers >= 0, each at most once, at most 10000 (default 1)",
     )
-    rn.add_argument("--concurrency", type=int, default=1, help="episodes at once (default 1)")
+    rn.add_argument(
+        "--concurrency", type=positive_int, default=1, help="episodes at once (default 1)"
+    )
     rn.add_argument(
         "--out",
         type=Path,
