@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, needs_root
 
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
@@ -136,12 +137,12 @@ def test_run_reference_and_noop_through_the_cli(tmp_path: Path) -> None:
     r = run("run", "kv-replicated", "--agent", "reference:robust", "--seed", "1", "--json",
             "--out", str(tmp_path / "robust"), timeout=300)
     assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
+    (res,) = json.loads(r.stdout)["episodes"]
     assert res["reward"] >= 0.85 and res["functional"] == 1.0 and res["error"] is None
     assert {"functional", "linearizable", "lost-writes", "availability"} <= set(res["breakdown"])
     assert History.read_jsonl(res["history_path"]).faults
     r = run("run", "kv-replicated", "--agent", "noop", "--json", "--out", str(tmp_path / "n"))
-    assert r.returncode == 0 and json.loads(r.stdout)["reward"] == 0.0
+    assert r.returncode == 0 and json.loads(r.stdout)["episodes"][0]["reward"] == 0.0
     r = run("run", "kv-replicated", "--agent", "reference:gold")
     assert r.returncode == 2 and "no reference solution 'gold'" in r.stderr
 
@@ -200,9 +201,10 @@ def test_scripted_model_through_the_cli_earns_the_reference_reward(tmp_path: Pat
                             "--out", str(tmp_path / "model")],
                            capture_output=True, text=True, timeout=300, check=False, env=env)
         assert r.returncode == 0, r.stderr
-        model = json.loads(r.stdout)
-        ref = json.loads(run("run", "kv-replicated", "--agent", "reference:robust", "--seed",
-                             "1", "--json", "--out", str(tmp_path / "ref"), timeout=300).stdout)
+        (model,) = json.loads(r.stdout)["episodes"]
+        (ref,) = json.loads(run("run", "kv-replicated", "--agent", "reference:robust", "--seed",
+                                "1", "--json", "--out", str(tmp_path / "ref"),
+                                timeout=300).stdout)["episodes"]
         assert model["end_reason"] == "submit" and model["error"] is None
         assert abs(model["reward"] - ref["reward"]) <= 0.05, (model["reward"], ref["reward"])
         assert len(server.requests) >= 3  # one per written file, then submit
@@ -211,3 +213,120 @@ def test_scripted_model_through_the_cli_earns_the_reference_reward(tmp_path: Pat
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "kv-replicated", "--seeds", "5-1"], "the range 5-1 is reversed; write 1-5"),
+    (["run", "kv-replicated", "--seeds", "1-"], "the range 1- has no end"),
+    (["run", "kv-replicated", "--seeds", "1,-3"], "-3 is negative; seeds are whole numbers >= 0"),
+    (["run", "kv-replicated", "--seeds", "1-3,2"], "seed 2 is given twice"),
+    (["run", "kv-replicated", "--seeds", "1,,2"], "an empty item"),
+    (["run", "kv-replicated", "--seeds", "0-10000"], "10001 seeds; at most 10000"),
+    (["run", "kv-replicated", "--seeds", "x"], "x is not a whole number"),
+    (["grade", "kv-replicated", "--workspace", ".", "--seed", "-1"], "-1 is negative"),
+    (["play", "kv-replicated", "--seed", "-1"], "-1 is negative"),
+    (["demo", "--seed", "-1"], "-1 is negative"),
+    (["play", "kv-replicated", "--seed", "1-3"], "3 seeds; this command takes one seed"),
+    (["run", "kv-replicated", "--concurrency", "0"], "0 is not a whole number >= 1"),
+])
+def test_every_command_reads_seeds_by_one_rule(argv: list[str], message: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Argument errors exit 2 before anything runs, and say what is wrong and what to write."""
+    from infragym.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+
+
+
+def test_validate_imports_the_grader_and_checks_the_start_script(tmp_path: Path) -> None:
+    """Each problem a task author meets before grading would: a grader that does not
+    compile or import, one without `async def grade(ctx)`, a workspace or solution without
+    the start script grading runs. All are reported at once, exit 1."""
+    from tinytask import tiny_task
+
+    syntax = tiny_task(tmp_path, name="syntax", grader="async def grade(ctx):\n    return (\n")
+    r = run("validate", str(syntax))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "grader.py does not compile" in r.stderr and "line 2" in r.stderr, r.stderr
+
+    imports = tiny_task(tmp_path, name="imports",
+                        grader="import no_such_module\n\nasync def grade(ctx):\n    pass\n")
+    r = run("validate", str(imports))
+    assert r.returncode == 1 and "No module named 'no_such_module'" in r.stderr, r.stderr
+
+    grader = ('"""Define `async def grade(ctx)` here."""\n'
+              'START_CMD = ("/bin/sh", "/srv/app/start.sh")\n\n'
+              'def grade(ctx):\n    pass\n')
+    d = tiny_task(tmp_path, name="no-grade", grader=grader)
+    (d / "workspace" / "start.sh").write_text("exec python3 server.py\n")
+    (d / "solutions" / "naive").mkdir()
+    (d / "solutions" / "naive" / "start.sh").write_text("exec python3 server.py\n")
+    r = run("validate", str(d))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "2 problem(s)" in r.stderr, r.stderr
+    assert "must define `async def grade(ctx)`" in r.stderr
+    assert "solutions/robust/ has no start.sh" in r.stderr  # robust lacks it, naive has it
+    assert "solutions/naive/" not in r.stderr and "starter workspace" not in r.stderr
+    (d / "workspace" / "start.sh").unlink()
+    r = run("validate", str(d))
+    assert "3 problem(s)" in r.stderr and "the starter workspace/ has no start.sh" in r.stderr
+
+
+def _data_env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+
+@needs_root
+def test_run_json_has_one_shape_and_a_second_run_into_the_same_out_is_refused(
+    tmp_path: Path,
+) -> None:
+    """One seed or many, `run --json` prints {"episodes": [...], "summary": ...}; without
+    --out the run goes to $XDG_DATA_HOME/infragym/runs, not ./runs; the same --out twice
+    is refused before anything runs (it appended duplicate episodes)."""
+    from tinytask import WORKSPACE_GRADER, tiny_task
+
+    task = str(tiny_task(tmp_path, dev_hosts=0, grader=WORKSPACE_GRADER))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = subprocess.run([*INFRAGYM, "run", task, "--agent", "noop", "--json"], cwd=cwd,
+                       env=_data_env(tmp_path), capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert [e["seed"] for e in res["episodes"]] == [1] and res["episodes"][0]["reward"] == 0.0
+    assert res["summary"] == {"episodes": 1, "errors": 0, "mean": 0.0, "min": 0.0, "max": 0.0}
+    out = Path(res["out"])
+    assert out.parent == tmp_path / "xdg" / "infragym" / "runs" / "tiny", out
+    assert out.name.startswith("noop-") and (out / "trajectories.jsonl").is_file()
+    assert list(cwd.iterdir()) == []  # nothing written where the command ran
+
+    r = subprocess.run([*INFRAGYM, "run", task, "--agent", "noop", "--out", str(out)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2
+    assert f"--out {out} is not empty" in r.stderr and "choose another --out" in r.stderr
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 1
+
+
+def test_grade_writes_under_the_data_home_not_the_current_directory(tmp_path: Path) -> None:
+    from tinytask import WORKSPACE_GRADER, tiny_task
+
+    task = tiny_task(tmp_path, dev_hosts=0, grader=WORKSPACE_GRADER)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = _data_env(tmp_path)
+    del env["XDG_DATA_HOME"]
+    env["HOME"] = str(tmp_path / "home")  # no XDG_DATA_HOME: ~/.local/share
+    r = subprocess.run([*INFRAGYM, "grade", str(task), "--workspace",
+                        str(task / "solutions" / "robust"), "--json"], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["reward"] == 1.0
+    runs = tmp_path / "home" / ".local" / "share" / "infragym" / "runs" / "tiny"
+    assert Path(res["artifacts_dir"]).parent == runs and list(cwd.iterdir()) == []

@@ -12,8 +12,8 @@ import pytest
 from conftest import needs_root
 from tinytask import tiny_task
 
-from infragym import rollout_many
-from infragym.agent import OpenAIAgent, ScriptedAgent
+from infragym import ConfigError, rollout_many
+from infragym.agent import SYSTEM_PROMPT, OpenAIAgent, ScriptedAgent
 from infragym.env import ToolCall
 from infragym.runner import (
     TRAJECTORIES_FILE,
@@ -61,14 +61,19 @@ def test_scripted_episodes_are_recorded_and_exported_exactly(tmp_path: Path) -> 
     assert t1.schema_version == 1 and t1.reward == 1.0 and t1.end_reason == "submit"
     assert t1.breakdown == {"answer": 1.0} and t1.tools
     roles = [m["role"] for m in t1.messages]
-    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant", "tool"]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant",
+                     "tool"]
+    assert t1.messages[0] == {"role": "system", "content": SYSTEM_PROMPT}  # as a model's
     calls = [m["tool_calls"][0]["function"]["name"] for m in t1.messages if m["role"] ==
              "assistant"]
     assert calls == ["write_file", "bash", "submit"]
-    assert "42" in t1.messages[4]["content"]  # the bash output the agent saw
+    assert "42" in t1.messages[5]["content"]  # the bash output the agent saw
     assert trajs[3].reward is None and "grader bug" in (trajs[3].error or "")
     assert Trajectory.model_validate_json(t1.model_dump_json()) == t1
     assert [o.trajectory.seed for o in outs if o.trajectory] == [1, 2, 3]
+    with pytest.raises(ConfigError, match=f"{run_dir} already holds the trajectories.jsonl"):
+        asyncio.run(rollout_many(str(task), scripted, [4], 1, artifacts_dir=run_dir))
+    assert len((run_dir / TRAJECTORIES_FILE).read_text().splitlines()) == 3  # not appended
 
     out = tmp_path / "export.jsonl"
     assert export_openai_jsonl(run_dir, out) == 2  # the platform failure has no reward
@@ -109,5 +114,6 @@ def test_model_episodes_keep_the_model_transcript_and_usage(tmp_path: Path) -> N
 
     (traj,) = asyncio.run(main())
     assert traj.reward == 1.0 and traj.model == "m" and traj.agent == "openai:m"
+    assert traj.messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     assert traj.usage and all(u["total_tokens"] is not None for u in traj.usage)
     assert any(m.get("content") == "thinking out loud" for m in traj.messages)

@@ -1,18 +1,60 @@
-"""What every command shares: the consoles, strict JSON and the printing of verdicts and grades."""
+"""What every command shares: the consoles, where runs go, strict JSON and the printing of
+verdicts and grades."""
 
 from __future__ import annotations
 
 import math
+import os
+import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from .._errors import ConfigError
 from ..checkers import Verdict
 from ..grading import GradeResult
 from ..report import VERDICT_STYLE
 
 console = Console()
 err_console = Console(stderr=True)
+
+RUNS_HELP = "$XDG_DATA_HOME/infragym/runs, or ~/.local/share/infragym/runs without it"
+
+
+def runs_home() -> Path:
+    """Where commands put what they write when not given ``--out``: ``$XDG_DATA_HOME/
+    infragym/runs``, or ``~/.local/share/infragym/runs`` when it is unset or not absolute
+    (as the XDG base directory spec says), never the current directory."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "infragym" / "runs"
+
+
+def fresh_dir(parent: Path, stem: str) -> Path:
+    """A new, empty directory ``parent/STEM-YYYYmmdd-HHMMSS`` (``-2``, ``-3`` ... if taken)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 1000):
+        d = parent / (base if n == 1 else f"{base}-{n}")
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        return d
+    raise ConfigError(f"no free directory name {base}-N under {parent}")
+
+
+def new_out_dir(out: Path) -> Path:
+    """``out`` if it is absent or an empty directory; a run there would otherwise mix its
+    episodes with those of an earlier run."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "is not a directory" if not out.is_dir() else "is not empty (an earlier run?)"
+        raise ConfigError(
+            f"--out {out} {what}: a run there would mix its episodes with what is there; "
+            f"choose another --out or delete {out}"
+        )
+    return out
 
 
 def strict_json(value: object) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ._common import console, print_result, strict_json
+from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, strict_json
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -26,19 +27,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     task = find_task(args.task)
     agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
-    out = args.out or Path("runs") / task.name / label
+    out = new_out_dir(args.out) if args.out else fresh_dir(runs_home() / task.name, label)
 
     def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
-        return asyncio.run(
-            rollout_many(
-                args.task,
-                lambda: agent_from_spec(task, args.agent, args.base_url),
-                args.seeds,
-                args.concurrency,
-                artifacts_dir=out,
-                on_done=on_done,
+        try:
+            return asyncio.run(
+                rollout_many(
+                    args.task,
+                    lambda: agent_from_spec(task, args.agent, args.base_url),
+                    args.seeds,
+                    args.concurrency,
+                    artifacts_dir=out,
+                    on_done=on_done,
+                )
             )
-        )
+        except BaseException:
+            if args.out is None:  # the fresh default directory, if nothing was written there
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
 
     if args.json:
         outcomes = run()
@@ -63,21 +70,47 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             outcomes = run(done)
     if args.json:
-        rows = []
-        for o in outcomes:
-            data = (
-                o.grade.model_dump(mode="json", exclude={"detail"})
-                if o.grade
-                else {"task": task.name, "seed": o.seed, "reward": None}
-            )
-            data.update(agent=args.agent, end_reason=o.end_reason, error=o.error)
-            rows.append(strict_json(data))
-        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, allow_nan=False))
+        print(json.dumps(run_json(task.name, args.agent, out, outcomes), indent=2, allow_nan=False))
     else:
         if len(outcomes) == 1 and outcomes[0].grade is not None:
             print_result(outcomes[0].grade, f"{label}")
         _print_summary(task.name, args.agent, outcomes, Summary.of(outcomes))
+        console.print(f"episodes and trajectories.jsonl: {out}", soft_wrap=True, highlight=False)
     return 2 if any(o.error for o in outcomes) else 0
+
+
+RUN_JSON_HELP = (
+    'print one JSON object, for one seed as for many: {"task", "agent", "out", "episodes": '
+    "[per seed, in the order given: the GradeResult (reward, breakdown, functional, timeline, "
+    'history_path, artifacts_dir, ...) with agent, end_reason and error], "summary": '
+    "{episodes, errors, mean, min, max}}; a platform failure has reward null"
+)
+
+
+def run_json(task: str, agent: str, out: Path, outcomes: list[Any]) -> object:
+    """The one shape of ``run --json`` (see :data:`RUN_JSON_HELP`)."""
+    from ..runner import Summary
+
+    episodes = []
+    for o in outcomes:
+        data = (
+            o.grade.model_dump(mode="json", exclude={"detail"})
+            if o.grade
+            else {"task": task, "seed": o.seed, "reward": None}
+        )
+        data.update(agent=agent, end_reason=o.end_reason, error=o.error)
+        episodes.append(data)
+    s = Summary.of(outcomes)
+    summary = {
+        "episodes": s.episodes,
+        "errors": s.errors,
+        "mean": s.mean,
+        "min": s.min,
+        "max": s.max,
+    }
+    return strict_json(
+        {"task": task, "agent": agent, "out": str(out), "episodes": episodes, "summary": summary}
+    )
 
 
 def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:

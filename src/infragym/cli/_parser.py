@@ -6,23 +6,24 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
-from ._episodes import cmd_export, cmd_run
+from ._common import RUNS_HELP
+from ._episodes import RUN_JSON_HELP, cmd_export, cmd_run
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
+from ._seeds import parse_seed, parse_seeds
 from ._tasks import cmd_grade, cmd_list, cmd_play, cmd_show, cmd_validate
 
+SEED_HELP = "the seed: a whole number >= 0 (default 1); it fixes the faults and every random choice"
 
-def parse_seeds(text: str) -> list[int]:
-    """``3``, ``1-8`` or ``1,2,5``."""
-    out: list[int] = []
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (episodes at once)."""
     try:
-        for part in text.split(","):
-            a, _, b = part.partition("-")
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+        n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds {text!r}: use N, A-B or A,B,C") from None
-    if not out or len(out) > 10_000:
-        raise argparse.ArgumentTypeError(f"seeds {text!r}: between 1 and 10000 seeds")
-    return out
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,15 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the platform-core demo instead: a 3-host service under a seeded "
         "nemesis, its fault timeline, availability per window and verdicts",
     )
-    dm.add_argument("--seed", type=int, default=1)
+    dm.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
     dm.add_argument(
         "--duration", type=float, default=16.0, help="seconds of load and faults (default 16)"
     )
     dm.add_argument(
         "--out",
         type=Path,
-        default=Path("runs/demo"),
-        help="where to write the history and host logs (default runs/demo)",
+        default=None,
+        help=f"where to write the history and host logs (default demo/ under {RUNS_HELP})",
     )
     dm.set_defaults(fn=cmd_demo)
 
@@ -80,8 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("task")
     sh.set_defaults(fn=cmd_show)
 
-    va = sub.add_parser("validate", help="report every problem of a task folder")
-    va.add_argument("task_dir", type=Path)
+    va = sub.add_parser(
+        "validate",
+        help="report every problem of a task folder at once (exit 1 if any)",
+        description="Checks task.toml, instructions.md, workspace/ and solutions/; imports "
+        "grader.py as grading does and checks it defines `async def grade(ctx)`; and, when the "
+        "grader sets START_CMD (the command grading deploys, e.g. /bin/sh /srv/app/start.sh), "
+        "that the starter workspace and every solution hold the files it runs.",
+    )
+    va.add_argument("task_dir", type=Path, help="the task folder")
     va.set_defaults(fn=cmd_validate)
 
     rn = sub.add_parser("run", help="run an agent on a task and grade it")
@@ -104,15 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="seeds",
         type=parse_seeds,
         default=[1],
-        help="a seed, a range A-B or a list A,B,C (default 1)",
+        help="a seed N, an inclusive range A-B or a list A,B,C (or 1-4,9); seeds are "
+        "whole numbers >= 0, each at most once, at most 10000 (default 1)",
     )
-    rn.add_argument("--concurrency", type=int, default=1, help="episodes at once (default 1)")
-    rn.add_argument("--out", type=Path, default=None, help="artifacts directory")
     rn.add_argument(
-        "--json",
-        action="store_true",
-        help="print the result as JSON (reward, breakdown, functional, ...)",
+        "--concurrency", type=positive_int, default=1, help="episodes at once (default 1)"
     )
+    rn.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="a new or empty directory for the episodes' artifacts and trajectories.jsonl "
+        f"(default: a fresh TASK/AGENT-TIME directory under {RUNS_HELP})",
+    )
+    rn.add_argument("--json", action="store_true", help=RUN_JSON_HELP)
     rn.set_defaults(fn=cmd_run)
 
     ex = sub.add_parser("export", help="episodes of a run directory, for a trainer")
@@ -135,15 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("play", help="an interactive shell in the agent's sandbox")
     pl.add_argument("task")
-    pl.add_argument("--seed", type=int, default=1)
-    pl.add_argument("--out", type=Path, default=None, help="artifacts directory")
+    pl.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
+    pl.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"artifacts directory (default TASK/play under {RUNS_HELP})",
+    )
     pl.set_defaults(fn=cmd_play)
 
     gr = sub.add_parser("grade", help="grade a workspace directory for a task")
     gr.add_argument("task")
     gr.add_argument("--workspace", type=Path, required=True)
-    gr.add_argument("--seed", type=int, default=1)
-    gr.add_argument("--out", type=Path, default=None, help="artifacts directory")
+    gr.add_argument("--seed", type=parse_seed, default=1, help=SEED_HELP)
+    gr.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"artifacts directory (default: a fresh TASK/workspace-seedN-TIME under {RUNS_HELP})",
+    )
     gr.add_argument("--json", action="store_true")
     gr.set_defaults(fn=cmd_grade)
     return p

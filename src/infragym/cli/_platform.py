@@ -19,7 +19,7 @@ from ..checkers import (
 )
 from ..history import History
 from ..report import verdict_table
-from ._common import console, strict_json
+from ._common import console, runs_home, strict_json
 
 
 def default_checkers(history: History, slo: float, p99: float | None) -> list[Checker]:
@@ -106,12 +106,13 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    out = args.out or runs_home() / "demo"
     if args.core:
         from ..demo import run_demo
 
         return run_demo(
-            seed=args.seed, duration=args.duration, out_dir=args.out / "core", console=console
+            seed=args.seed, duration=args.duration, out_dir=out / "core", console=console
         )
     from ..demo import run_task_demo
 
-    return run_task_demo(seed=args.seed, out_dir=args.out, console=console)
+    return run_task_demo(seed=args.seed, out_dir=out, console=console)

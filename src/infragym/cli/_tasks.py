@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .._errors import ConfigError
 from ..env import ToolCall
-from ._common import console, err_console, print_result, strict_json
+from ._common import console, err_console, fresh_dir, print_result, runs_home, strict_json
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -65,13 +65,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..tasks import validate_layout
+    from ..tasks import validate_task
 
-    problems = validate_layout(args.task_dir)
+    problems = validate_task(args.task_dir)
     if not problems:
-        console.print(f"{args.task_dir}: valid")
+        console.print(f"{args.task_dir}: valid", soft_wrap=True, highlight=False)
         return 0
-    err_console.print(f"{args.task_dir}: {len(problems)} problem(s)")
+    err_console.print(
+        f"{args.task_dir}: {len(problems)} problem(s)", soft_wrap=True, highlight=False
+    )
     for p in problems:
         err_console.print(f"  - {p}", soft_wrap=True, highlight=False)
     return 1
@@ -86,7 +88,7 @@ def _grade_and_print(
     from ..tasks import find_task
 
     task = find_task(task_name)
-    artifacts = out or Path("runs") / task.name / f"{label}-seed{seed}"
+    artifacts = out or fresh_dir(runs_home() / task.name, f"{label}-seed{seed}")
     if as_json:
         result = asyncio.run(grade_workspace(task, workspace, seed, artifacts))
     else:
@@ -145,8 +147,10 @@ def _play_action(line: str) -> ToolCall | None:
 def cmd_play(args: argparse.Namespace) -> int:
     """An interactive session in the agent's sandbox, for task authors."""
     from ..env import SyncEnv, make
+    from ..tasks import find_task
 
-    env = SyncEnv(make(args.task, artifacts_dir=args.out))
+    out = args.out or runs_home() / find_task(args.task).name / "play"
+    env = SyncEnv(make(args.task, artifacts_dir=out))
     try:
         obs = env.reset(seed=args.seed)
         console.print(

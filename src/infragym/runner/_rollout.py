@@ -73,6 +73,7 @@ async def rollout_many(
     """Run one episode per seed, at most ``max_concurrency`` at a time; results in seed order.
 
     ``agent_factory`` makes a fresh agent per episode (agents keep per-episode state).
+    ``artifacts_dir`` holds one run: one that already has a trajectories file is refused.
     ``on_done`` is called as each episode ends; ``on_progress(seed, message)`` relays what
     grading is doing.
     """
@@ -85,6 +86,12 @@ async def rollout_many(
     find_task(task)  # fail fast on an unknown task, before any episode starts
     gate = asyncio.Semaphore(max_concurrency)
     base = Path(artifacts_dir) if artifacts_dir is not None else None
+    if base is not None and (base / TRAJECTORIES_FILE).exists():
+        raise ConfigError(
+            f"{base} already holds the {TRAJECTORIES_FILE} of an earlier run: this run's "
+            "episodes would be added to it (seeds twice, mixed agents); give another "
+            f"artifacts directory or delete {base}"
+        )
 
     async def one(seed: int) -> EpisodeOutcome:
         async with gate:

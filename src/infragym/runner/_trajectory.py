@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from .._errors import ConfigError
-from ..agent import Agent, OpenAIAgent, ScriptedAgent
+from ..agent import SYSTEM_PROMPT, Agent, OpenAIAgent, ScriptedAgent
 from ..env import ResetObservation, StepResult
 from ..grading import GradeResult
 
@@ -30,7 +30,9 @@ TRAJECTORIES_FILE = "trajectories.jsonl"
 class Trajectory(BaseModel):
     """An episode as a trainer reads it.
 
-    - ``messages``: the conversation in OpenAI chat format, tool calls and results included.
+    - ``messages``: the conversation in OpenAI chat format, tool calls and results included;
+      it opens with the system prompt and the instructions whoever played (a scripted or
+      reference agent is recorded with ``infragym.agent.SYSTEM_PROMPT``, as a model is).
     - ``tools``: the tool schemas offered (OpenAI function format).
     - ``usage``: per model request, token counts as the server reported them and timings.
     - ``steps``: per tool call, the tool, whether it was an error, its wall time.
@@ -58,10 +60,19 @@ class Trajectory(BaseModel):
     wall_s: float = 0.0
 
 
+def _prompt(obs: ResetObservation) -> list[dict[str, Any]]:
+    """What a model is shown first, recorded for every agent alike: a trainer's data has one
+    shape whoever played (a model agent records its own, by default the same prompt)."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": obs.instructions},
+    ]
+
+
 def _scripted_messages(
     obs: ResetObservation, transcript: Sequence[StepResult], calls: Sequence[Any]
 ) -> list[dict[str, Any]]:
-    msgs: list[dict[str, Any]] = [{"role": "user", "content": obs.instructions}]
+    msgs: list[dict[str, Any]] = _prompt(obs)
     for i, (call, result) in enumerate(zip(calls, transcript, strict=False)):
         call_id = result.observation.call_id or f"call_{i}"
         args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
@@ -119,7 +130,7 @@ def build_trajectory(
             for r in agent.transcript
         ]
     elif obs is not None:
-        messages = [{"role": "user", "content": obs.instructions}]
+        messages = _prompt(obs)
     reward = None if error else (grade.reward if grade is not None else None)
     return Trajectory(
         task=task,

@@ -2,6 +2,7 @@
 
 from ._registry import find_task, list_tasks, task_dirs
 from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
+from ._validate import validate_task
 from ._validation import STARTER, Band, Validation
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "load_task",
     "task_dirs",
     "validate_layout",
+    "validate_task",
 ]

@@ -6,7 +6,9 @@
       task.toml          name, summary, tags, topology, limits, grading budget
       instructions.md    everything the agent is told, including the deployment contract
       workspace/         starter files copied into the agent's workspace
-      grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``
+      grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``;
+                         ``START_CMD``, if set, the argv grading deploys (its /srv/app/
+                         files must be in workspace/ and every solution)
       solutions/<tier>/  hidden reference solutions (broken, naive, robust, ...)
 """
 
@@ -22,6 +24,7 @@ from .._errors import ConfigError
 from ._validation import STARTER, Validation, parse_validation
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
+GRADE_MISSING = "grader.py must define `async def grade(ctx)`"
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ def validate_layout(path: Path) -> list[str]:
     if not grader.is_file():
         problems.append("grader.py is missing")
     elif "async def grade(" not in grader.read_text(encoding="utf-8", errors="replace"):
-        problems.append("grader.py must define `async def grade(ctx)`")
+        problems.append(GRADE_MISSING)
     sols = path / "solutions"
     if not sols.is_dir() or not any(p.is_dir() for p in sols.iterdir()):
         problems.append("solutions/ has no reference solution (e.g. solutions/robust/)")

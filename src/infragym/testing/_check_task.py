@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ConfigError
-from ..grading import GradeResult, grade_workspace, load_grader
-from ..tasks import STARTER, Band, Task, load_task, validate_layout
+from ..grading import GradeResult, grade_workspace
+from ..tasks import STARTER, Band, Task, load_task, validate_task
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,9 @@ class TierReport:
 
 
 def static_problems(task: Task) -> list[str]:
-    """What is wrong with a task without grading anything: layout, spec, the grader."""
-    problems = validate_layout(task.path)
-    try:
-        load_grader(task)
-    except SyntaxError as exc:
-        problems.append(f"grader.py does not compile: {exc.msg} (line {exc.lineno})")
-    except ConfigError as exc:
-        problems.append(str(exc))
-    except Exception as exc:
-        problems.append(f"importing grader.py raised {type(exc).__name__}: {exc}")
-    return problems
+    """What is wrong with a task without grading anything: layout, spec, the grader's
+    import and entry point, the files its start command deploys (``validate_task``)."""
+    return validate_task(task.path)
 
 
 def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
