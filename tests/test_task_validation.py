@@ -89,3 +89,24 @@ def test_a_grader_that_does_not_import_is_a_static_problem(tmp_path: Path) -> No
     assert any("grader.py does not compile" in p for p in problems), problems
     with pytest.raises(AssertionError, match="does not compile"):
         check_task(d)
+
+
+def test_validate_tiers_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from infragym.cli.main import main
+
+    d = banded_task(tmp_path)
+    assert main(["validate", str(d), "--tiers", "--seeds", "1-2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["seeds"] == [1, 2]
+    assert {t["tier"]: t["rewards"] for t in report["tiers"]} == {
+        "robust": {"1": 1.0, "2": 1.0},
+        "starter": {"1": 0.0, "2": 0.0},
+    }
+    (d / "solutions" / "robust" / "answer.txt").write_text("0\n")
+    assert main(["validate", str(d), "--tiers", "--seeds", "3", "--tier", "robust"]) == 1
+    err = capsys.readouterr().err
+    assert "robust seed 3: reward 0.000 is outside its band >= 0.9" in err

@@ -89,7 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
         "grader sets START_CMD (the command grading deploys, e.g. /bin/sh /srv/app/start.sh), "
         "that the starter workspace and every solution hold the files it runs.",
     )
-    va.add_argument("task_dir", type=Path, help="the task folder")
+    va.add_argument("task_dir", help="the task folder (or a known task's name)")
+    va.add_argument(
+        "--tiers",
+        action="store_true",
+        help="also grade, for real, every reference solution and probe (solutions/*) and the "
+        "starter workspace on each seed, against the bands of task.toml [validation]; prints "
+        "a table and exits 1 when a reward is outside its band or a tier spreads too much",
+    )
+    va.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        help="seeds for --tiers: N, A-B or a list (default: the task's [validation] seeds)",
+    )
+    va.add_argument(
+        "--tier", action="append", dest="only", help="with --tiers: grade only this tier (repeat)"
+    )
+    va.add_argument(
+        "--concurrency", type=positive_int, default=1, help="gradings at once (default 1)"
+    )
+    va.add_argument("--json", action="store_true", help="with --tiers: the report as JSON")
     va.set_defaults(fn=cmd_validate)
 
     rn = sub.add_parser("run", help="run an agent on a task and grade it")

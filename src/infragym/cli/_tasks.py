@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .._errors import ConfigError
 from ..env import ToolCall
+from ..testing import TierReport
 from ._common import console, err_console, fresh_dir, print_result, runs_home, strict_json
 
 
@@ -65,18 +66,80 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..tasks import validate_task
+    from ..tasks import find_task, validate_task
 
-    problems = validate_task(args.task_dir)
-    if not problems:
+    path = Path(args.task_dir)
+    if not path.is_dir():
+        try:
+            path = find_task(args.task_dir).path
+        except ConfigError:
+            pass  # validate_task says the folder is missing
+    problems = validate_task(path)
+    if problems:
+        err_console.print(
+            f"{args.task_dir}: {len(problems)} problem(s)", soft_wrap=True, highlight=False
+        )
+        for p in problems:
+            err_console.print(f"  - {p}", soft_wrap=True, highlight=False)
+        return 1
+    if not args.tiers:
         console.print(f"{args.task_dir}: valid", soft_wrap=True, highlight=False)
         return 0
-    err_console.print(
-        f"{args.task_dir}: {len(problems)} problem(s)", soft_wrap=True, highlight=False
+    return _validate_tiers(path, args)
+
+
+def _tier_table(report: TierReport) -> Table:
+    t = Table(title=f"{report.task}: every tier against its band")
+    t.add_column("tier")
+    t.add_column("band")
+    for seed in report.seeds:
+        t.add_column(f"seed {seed}", justify="right")
+    t.add_column("spread", justify="right")
+    t.add_column("")
+    for row in report.rows:
+        cells = []
+        for seed in report.seeds:
+            r = row.rewards.get(seed)
+            if r is None:
+                cells.append("[yellow]error[/]")
+            else:
+                cells.append(f"{r:.3f}" if r in row.band else f"[red]{r:.3f}[/]")
+        verdict = "[red]out of band[/]" if row.problems else "[green]ok[/]"
+        t.add_row(row.tier, str(row.band), *cells, f"{row.spread:.3f}", verdict)
+    return t
+
+
+def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..grading import GradeResult
+    from ..tasks import load_task
+    from ..testing import validate_tiers
+
+    task = load_task(path)
+
+    def done(tier: str, seed: int, r: GradeResult) -> None:
+        shown = "error" if r.reward is None else f"{r.reward:.3f}"
+        err_console.print(f"  {tier} seed {seed}: {shown}", highlight=False)
+
+    report = asyncio.run(
+        validate_tiers(
+            task,
+            args.seeds,
+            args.only,
+            concurrency=args.concurrency,
+            on_result=None if args.json else done,
+        )
     )
-    for p in problems:
-        err_console.print(f"  - {p}", soft_wrap=True, highlight=False)
-    return 1
+    if args.json:
+        print(json.dumps(strict_json(report.to_json()), indent=2))
+    else:
+        console.print(_tier_table(report))
+        for p in report.problems:
+            err_console.print(f"[red]out of band:[/] {p}", soft_wrap=True, highlight=False)
+        if report.ok:
+            console.print(f"{task.name}: every tier in its band", highlight=False)
+    return 0 if report.ok else 1
 
 
 def _grade_and_print(
