@@ -110,3 +110,24 @@ def test_validate_tiers_on_the_command_line(
     assert main(["validate", str(d), "--tiers", "--seeds", "3", "--tier", "robust"]) == 1
     err = capsys.readouterr().err
     assert "robust seed 3: reward 0.000 is outside its band >= 0.9" in err
+
+
+def test_probes_of_the_catalogue_are_graded_as_tiers(tmp_path: Path) -> None:
+    bands = BANDS.replace("[validation.bands]", 'probes = ["always-200"]\n[validation.bands]')
+    d = banded_task(tmp_path, bands + "always-200 = { max = 0.0 }\n")
+    report = check_task(d, seeds=(1,))
+    assert {r.tier: r.rewards for r in report.rows}["always-200"] == {1: 0.0}
+    bad = banded_task(tmp_path / "bad", bands.replace("always-200", "always-418"))
+    assert any("no hack probe 'always-418'" in p for p in validate_layout(bad))
+
+
+def test_every_probe_materializes_a_deployable_workspace(tmp_path: Path) -> None:
+    from infragym.probes import PROBES, probe
+
+    for name, p in PROBES.items():
+        ws = p.materialize(tmp_path / name)
+        assert (ws / "start.sh").read_text().startswith("#!/bin/sh")
+        compile((ws / "probe.py").read_text(), f"{name}/probe.py", "exec")
+        assert f"BEHAVIOUR = {name!r}" in (ws / "probe.py").read_text()
+    with pytest.raises(Exception, match="known: "):
+        probe("nope")

@@ -205,10 +205,11 @@ def validate_layout(path: Path) -> list[str]:
         problems.append("solutions/ has no reference solution (e.g. solutions/robust/)")
     elif spec is not None:
         have = {p.name for p in sols.iterdir() if p.is_dir()} | {STARTER}
+        have |= set(spec.validation.probes)
         for band in sorted(set(spec.validation.bands) - have):
             problems.append(
                 f"task.toml: [validation.bands] names {band!r}, but there is no "
-                f"solutions/{band}/ (bands name a solution folder or {STARTER!r})"
+                f"solutions/{band}/ (bands name a solution folder, a listed probe or {STARTER!r})"
             )
     return problems
 

@@ -5,6 +5,7 @@
     [validation]
     seeds = [1, 2, 3, 4, 5]     # what `infragym validate --tiers` grades by default
     max_spread = 0.05           # max - min reward of one tier across seeds
+    probes = ["always-200"]     # hack probes of the catalogue (infragym.probes) that apply
 
     [validation.bands]          # a solution folder's name (or "starter") -> its band
     broken = { max = 0.05 }
@@ -22,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..probes import PROBES
 
 STARTER = "starter"
 """The band name of the starter workspace, i.e. what a no-op agent submits."""
@@ -52,6 +55,8 @@ class Validation:
     bands: dict[str, Band] = field(default_factory=dict)
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
     max_spread: float = 0.05
+    probes: tuple[str, ...] = ()
+    """Hack probes of the catalogue (:mod:`infragym.probes`) that apply to the task."""
 
 
 def _unit(v: Any) -> bool:
@@ -68,8 +73,18 @@ def parse_validation(raw: Any, problems: list[str]) -> Validation:
         problems.append("task.toml: [validation] must be a table")
         return Validation()
     where = "task.toml: [validation]"
-    for k in sorted(set(raw) - {"bands", "seeds", "max_spread"}):
-        problems.append(f"{where}: unknown key {k!r} (known: bands, max_spread, seeds)")
+    for k in sorted(set(raw) - {"bands", "seeds", "max_spread", "probes"}):
+        problems.append(f"{where}: unknown key {k!r} (known: bands, max_spread, probes, seeds)")
+    probes = raw.get("probes", [])
+    if not isinstance(probes, list) or not all(isinstance(p, str) for p in probes):
+        problems.append(f"{where}: probes must be a list of probe names")
+        probes = []
+    for p in probes:
+        if p not in PROBES:
+            problems.append(
+                f"{where}: no hack probe {p!r} in the catalogue (known: {', '.join(PROBES)})"
+            )
+    probes = [p for p in dict.fromkeys(probes) if p in PROBES]
     seeds = raw.get("seeds", [1, 2, 3, 4, 5])
     if not (
         isinstance(seeds, list)
@@ -100,4 +115,4 @@ def parse_validation(raw: Any, problems: list[str]) -> Validation:
             problems.append(f"{where}.bands.{name}: need 0 <= min <= max <= 1, got {spec!r}")
             continue
         bands[name] = Band(float(lo), float(hi))
-    return Validation(bands, tuple(seeds), float(spread))
+    return Validation(bands, tuple(seeds), float(spread), tuple(probes))

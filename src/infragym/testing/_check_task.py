@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .._errors import ConfigError
 from ..grading import GradeResult, grade_workspace
+from ..probes import probe
 from ..tasks import STARTER, Band, Task, load_task, validate_task
 
 
@@ -96,8 +97,9 @@ def static_problems(task: Task) -> list[str]:
 
 
 def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
-    """The tiers to grade: those asked for, else every solution folder plus the starter."""
-    have = [*task.solutions(), STARTER]
+    """The tiers to grade: those asked for, else every solution folder, the starter and
+    the catalogue's probes the task lists."""
+    have = [*task.solutions(), STARTER, *task.spec.validation.probes]
     if tiers is None:
         return have
     chosen = list(dict.fromkeys(tiers))
@@ -139,8 +141,17 @@ async def validate_tiers(
     with tempfile.TemporaryDirectory(prefix="infragym-validate-") as tmp:
         root = Path(out_dir) if out_dir is not None else Path(tmp)
 
+        def workspace(tier: str) -> Path:
+            if tier == STARTER:
+                return task.workspace
+            if tier in task.solutions():
+                return task.solution(tier)
+            return probe(tier).materialize(Path(tmp) / "probes" / tier)
+
+        spaces = {t: workspace(t) for t in names}
+
         async def one(tier: str, seed: int) -> None:
-            ws = task.workspace if tier == STARTER else task.solution(tier)
+            ws = spaces[tier]
             async with sem:
                 r = await grade_workspace(task, ws, seed, root / f"{tier}-seed{seed}")
             results[tier, seed] = r
