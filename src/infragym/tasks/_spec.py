@@ -3,7 +3,7 @@
 ::
 
     tasks/<name>/
-      task.toml          name, summary, tags, topology, limits, grading budget
+      task.toml          name, summary, tags, topology, limits, grading budget, contract
       instructions.md    everything the agent is told, including the deployment contract
       workspace/         starter files copied into the agent's workspace
       grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``
@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import re
+import string
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from typing import Any
 from .._errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# what the platform fills in per host in [contract.env] values
+CONTRACT_FIELDS = ("node_id", "address", "peers")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,18 @@ class TaskSpec:
     topology: Topology = field(default_factory=Topology)
     limits: Limits = field(default_factory=Limits)
     grading_budget_s: float = 300.0
+    contract_env: Mapping[str, str] = field(default_factory=dict)
+
+    def host_env(self, node_id: str, hosts: Mapping[str, str]) -> dict[str, str]:
+        """The ``[contract.env]`` of one host of a cluster (``hosts``: name to address):
+        ``{node_id}`` is its name, ``{address}`` its address, ``{peers}`` every host of the
+        cluster as ``name=address`` joined by commas (itself included)."""
+        values = {
+            "node_id": node_id,
+            "address": hosts[node_id],
+            "peers": ",".join(f"{n}={a}" for n, a in hosts.items()),
+        }
+        return {k: v.format_map(values) for k, v in self.contract_env.items()}
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         problems.append(f"{path}: not valid TOML ({exc})")
         return None
-    known = {"name", "summary", "tags", "version", "topology", "limits", "grading"}
+    known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "contract"}
     for k in sorted(set(raw) - known):
         problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
@@ -164,9 +181,50 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         command_timeout_s=_num(lim, "command_timeout_s", float, 120.0, problems, "limits", 1),
     )
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
+    contract = _contract_env(raw.get("contract", {}), problems)
     return TaskSpec(
-        name, summary.strip(), tuple(tags), version, Topology(hosts, dev), limits, budget
-    )
+        name, summary.strip(), tuple(tags), version, Topology(hosts, dev), limits, budget,
+        contract,
+    )  # fmt: skip
+
+
+def _contract_env(contract: Any, problems: list[str]) -> dict[str, str]:
+    """``[contract.env]``: the environment every host of the task's cluster gets (the dev
+    hosts, for the agent's ``host_bash``; a grader may use it for production hosts too)."""
+    if not isinstance(contract, dict):
+        problems.append("task.toml: [contract] must be a table")
+        return {}
+    for k in sorted(set(contract) - {"env"}):
+        problems.append(f"task.toml: unknown key {k!r} in [contract] (known: env)")
+    env = contract.get("env", {})
+    if not isinstance(env, dict):
+        problems.append('task.toml: [contract.env] must be a table of NAME = "value"')
+        return {}
+    out: dict[str, str] = {}
+    fields = ", ".join(f"{{{f}}}" for f in CONTRACT_FIELDS)
+    for k, v in env.items():
+        where = f"task.toml: contract.env.{k}"
+        if not ENV_NAME_RE.match(k):
+            problems.append(f"{where}: not a valid environment variable name")
+            continue
+        if not isinstance(v, str):
+            problems.append(f'{where} must be a string, not {v!r} (quote numbers: "8080")')
+            continue
+        try:
+            used = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(v)]
+        except ValueError as exc:
+            problems.append(f"{where} = {v!r}: {exc} (write a literal brace as {{{{ or }}}})")
+            continue
+        bad = [f for f, spec, conv in used if f is not None and (
+            f not in CONTRACT_FIELDS or spec or conv)]  # fmt: skip
+        if bad:
+            problems.append(
+                f"{where} = {v!r}: unknown placeholder {{{bad[0]}}} (known: {fields}; write a "
+                "literal brace as {{ or }})"
+            )
+            continue
+        out[k] = v
+    return out
 
 
 def validate_layout(path: Path) -> list[str]:
