@@ -266,7 +266,8 @@ def _shell(env: SyncEnv) -> int:
         try:
             session.relay()
         finally:
-            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            with contextlib.suppress(termios.error):  # the terminal may be gone (SIGHUP)
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
     finally:
         signal.signal(signal.SIGWINCH, old_winch)
         session.close()
