@@ -148,3 +148,20 @@ def test_the_contract_env_is_rendered_per_host_and_checked(tmp_path: Path) -> No
                      "unknown placeholder {address}", "contract.env.D = '{'"):
         assert fragment in text, f"{fragment!r} not reported in:\n{text}"
     assert find_task("kv-replicated").spec.contract_env["PORT"] == "8080"
+
+
+def test_kv_replicated_declares_the_contract_its_grader_gives_production_hosts() -> None:
+    """The dev hosts' [contract.env] and the grader's contract_env must not drift apart."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    task = find_task("kv-replicated")
+    spec = importlib.util.spec_from_file_location("kv_grader_contract_check", task.grader_path)
+    assert spec is not None and spec.loader is not None
+    grader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grader)
+    hosts = [SimpleNamespace(name=f"n{i}", address=f"198.18.4.{i}") for i in (1, 2, 3)]
+    cluster = SimpleNamespace(hosts=hosts)
+    addresses = {h.name: h.address for h in hosts}
+    for h in hosts:
+        assert task.spec.host_env(h.name, addresses) == grader.contract_env(cluster, h)
