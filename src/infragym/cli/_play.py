@@ -45,7 +45,7 @@ SHELL_HELP = """This is bash in the agent's sandbox (cwd /workspace), on a termi
                         expand here, not there. It runs to its end or its timeout.
   :bg HOST 'COMMAND'    start COMMAND in the background on a dev host
   :submit               end the shell and grade the workspace
-  exit (or Ctrl-D)      end the session without grading
+  exit, :quit, Ctrl-D   end the session without grading
   :help                 this text"""
 
 PLAY_DIR = ".infragym-play"  # in the sandbox's /tmp
@@ -58,6 +58,7 @@ _infragym_play() {{ /usr/bin/python3 -I -S /tmp/{PLAY_DIR}/client.py "$@"; }}
 :host() {{ _infragym_play host "$@"; }}
 :bg() {{ _infragym_play bg "$@"; }}
 :submit() {{ _infragym_play submit; }}
+:quit() {{ exit; }}
 :help() {{ cat /tmp/{PLAY_DIR}/help; }}
 :help
 """
