@@ -22,10 +22,10 @@ pytestmark = [
 
 
 class Tmux:
-    """One tmux server of our own (its own socket), one session, one pane."""
+    """One tmux server of our own (its socket in the test's directory), one session, one pane."""
 
-    def __init__(self, name: str) -> None:
-        self.base = ["tmux", "-L", name, "-f", "/dev/null"]
+    def __init__(self, socket: Path) -> None:
+        self.base = ["tmux", "-S", str(socket), "-f", "/dev/null"]
 
     def __call__(self, *args: str) -> str:
         r = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=10,
@@ -62,7 +62,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_play_on_a_terminal_is_a_shell_with_job_control_and_dev_hosts(tmp_path: Path) -> None:
-    tmux = Tmux(f"igtest-play-{os.getpid()}")
+    tmux = Tmux(tmp_path / "tmux.sock")
     err, pid_file, rc_file = (tmp_path / n for n in ("stderr", "pid", "rc"))
     play = shlex.join([sys.executable, "-m", "infragym.cli.main", "play", "kv-replicated",
                        "--out", str(tmp_path)])
