@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(iproute2 nftables bubblewrap faketime procps python3 python3-venv ca-certificates)
+APT_PACKAGES=(iproute2 nftables bubblewrap faketime procps python3 python3-venv ca-certificates tmux)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 

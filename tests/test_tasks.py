@@ -128,3 +128,40 @@ def test_third_party_tasks_come_from_the_entry_point_group(tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr
     assert "'demo-task'" in r.stdout and "'kv-replicated'" in r.stdout
     assert r.stdout.strip().endswith("demo-task")
+
+
+def test_the_contract_env_is_rendered_per_host_and_checked(tmp_path: Path) -> None:
+    contract = ('\n[contract.env]\nNODE_ID = "{node_id}"\nPEERS = "{peers}"\n'
+                'PORT = "8080"\nME = "{{{address}}}"\n')
+    t = load_task(make_task(tmp_path / "a", GOOD_TOML + contract))
+    hosts = {"n1": "198.18.0.1", "n2": "198.18.0.2"}
+    assert t.spec.host_env("n2", hosts) == {
+        "NODE_ID": "n2", "PEERS": "n1=198.18.0.1,n2=198.18.0.2", "PORT": "8080",
+        "ME": "{198.18.0.2}"}
+    assert load_task(make_task(tmp_path / "b")).spec.host_env("n1", hosts) == {}
+    bad = ('\n[contract]\nother = 1\n[contract.env]\nA = "{nodeid}"\nB = 8080\n'
+           '"1X" = "y"\nC = "{address!r}"\nD = "{"\n')
+    text = "\n".join(validate_layout(make_task(tmp_path / "c", GOOD_TOML + bad)))
+    for fragment in ("unknown key 'other' in [contract]", "contract.env.A = '{nodeid}': "
+                     "unknown placeholder {nodeid}", "contract.env.B must be a string",
+                     "contract.env.1X: not a valid environment variable name",
+                     "unknown placeholder {address}", "contract.env.D = '{'"):
+        assert fragment in text, f"{fragment!r} not reported in:\n{text}"
+    assert find_task("kv-replicated").spec.contract_env["PORT"] == "8080"
+
+
+def test_kv_replicated_declares_the_contract_its_grader_gives_production_hosts() -> None:
+    """The dev hosts' [contract.env] and the grader's contract_env must not drift apart."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    task = find_task("kv-replicated")
+    spec = importlib.util.spec_from_file_location("kv_grader_contract_check", task.grader_path)
+    assert spec is not None and spec.loader is not None
+    grader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grader)
+    hosts = [SimpleNamespace(name=f"n{i}", address=f"198.18.4.{i}") for i in (1, 2, 3)]
+    cluster = SimpleNamespace(hosts=hosts)
+    addresses = {h.name: h.address for h in hosts}
+    for h in hosts:
+        assert task.spec.host_env(h.name, addresses) == grader.contract_env(cluster, h)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from rich.table import Table
 
 from .._errors import ConfigError
-from ..env import ToolCall
 from ..testing import TierReport
 from ._common import console, err_console, fresh_dir, print_result, runs_home, strict_json
+from ._play import cmd_play as cmd_play  # noqa: PLC0414 (_parser imports it from here)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -177,75 +176,3 @@ def _grade_and_print(
 
 def cmd_grade(args: argparse.Namespace) -> int:
     return _grade_and_print(args.task, args.workspace, args.seed, args.out, args.json, "workspace")
-
-
-PLAY_HELP = """every line runs as the agent's `bash` tool, in the agent's sandbox; also:
-  :host HOST COMMAND   run COMMAND on a dev host (host_bash)
-  :bg HOST COMMAND     start COMMAND in the background on a dev host
-  :read PATH           read_file PATH
-  :submit              end the episode and grade the workspace
-  :quit                end the episode without grading"""
-
-
-def _play_action(line: str) -> ToolCall | None:
-    from ..env import ToolCall
-
-    word = line.split(None, 1)[0] if line.strip() else ""
-    if word in (":host", ":bg"):
-        parts = line.split(None, 2)
-        if len(parts) < 3:
-            raise ConfigError(f"usage: {word} HOST COMMAND")
-        return ToolCall(
-            "host_bash", {"host": parts[1], "command": parts[2], "background": parts[0] == ":bg"}
-        )
-    if word == ":read":
-        return ToolCall("read_file", {"path": line[len(":read") :].strip()})
-    if line.strip() == ":submit":
-        return ToolCall("submit", {})
-    if line.strip() in (":quit", ":q"):
-        return None
-    return ToolCall("bash", {"command": line})
-
-
-def cmd_play(args: argparse.Namespace) -> int:
-    """An interactive session in the agent's sandbox, for task authors."""
-    from ..env import SyncEnv, make
-    from ..tasks import find_task
-
-    out = args.out or runs_home() / find_task(args.task).name / "play"
-    env = SyncEnv(make(args.task, artifacts_dir=out))
-    try:
-        obs = env.reset(seed=args.seed)
-        console.print(
-            f"[bold]{obs.task}[/] seed {obs.seed}; dev hosts: "
-            f"{', '.join(obs.dev_hosts) or 'none'}; tools: "
-            f"{', '.join(t.name for t in obs.tools)}"
-        )
-        console.print(PLAY_HELP, highlight=False)
-        while True:
-            try:
-                line = input("agent$ ") if sys.stdin.isatty() else sys.stdin.readline()
-            except EOFError:
-                line = ""
-            if not line:
-                console.print("end of input: quitting without grading")
-                return 0
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            try:
-                action = _play_action(line)
-            except ConfigError as exc:
-                err_console.print(str(exc))
-                continue
-            if action is None:
-                return 0
-            result = env.step(action)
-            print(result.observation.content, flush=True)
-            if result.terminated or result.truncated:
-                grade = result.info.get("grade")
-                if grade is not None:
-                    print_result(grade, "play")
-                return 0
-    finally:
-        env.close()

@@ -4,8 +4,8 @@ The CLI only calls the public API. Every platform error is shown as one line say
 to do, with exit code 2; a failed check is exit code 1.
 
 The commands live in private modules by what they serve: ``_tasks`` (list, show,
-validate, grade, play), ``_episodes`` (run, export), ``_platform`` (check, demo, doctor,
-cleanup), with the parser in ``_parser`` and what they share in ``_common``. Heavy
+validate, grade), ``_play`` (play), ``_episodes`` (run, export), ``_platform`` (check,
+demo, doctor, cleanup), with the parser in ``_parser`` and what they share in ``_common``. Heavy
 packages are imported inside the commands, so ``infragym --help`` stays fast.
 """
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .._errors import ProcessError
@@ -47,8 +48,15 @@ def read_capture(path: Path, limit: int) -> tuple[bytes, bytes, int]:
         os.close(fd)
 
 
-async def host_command(host: Host, command: str, timeout: float, max_output: int) -> ExecResult:
-    """Run ``command`` on ``host`` in ``/srv/app``; on timeout it dies with its children."""
+async def host_command(
+    host: Host,
+    command: str,
+    timeout: float,
+    max_output: int,
+    env: Mapping[str, str] | None = None,
+) -> ExecResult:
+    """Run ``command`` on ``host`` in ``/srv/app`` with ``env`` added to its environment
+    (the task's contract); on timeout it dies with its children."""
     name = f".infragym-out-{secrets.token_hex(6)}"
     argv = ["/bin/sh", "-c", 'exec /bin/bash -c "$1" >"$2" 2>&1', "sh", command, f"/tmp/{name}"]
     t0 = time.monotonic()
@@ -56,7 +64,7 @@ async def host_command(host: Host, command: str, timeout: float, max_output: int
     exit_code: int | None = None
     extra = b""
     try:
-        r = await asyncio.to_thread(host.run, argv, timeout=timeout, cwd=APP)
+        r = await asyncio.to_thread(host.run, argv, timeout=timeout, cwd=APP, env=env)
         exit_code, extra = r.returncode, r.stdout + r.stderr
     except ProcessError:
         if time.monotonic() - t0 < timeout:
@@ -79,10 +87,12 @@ async def host_command(host: Host, command: str, timeout: float, max_output: int
     )
 
 
-async def host_start(host: Host, name: str, command: str) -> str:
+async def host_start(
+    host: Host, name: str, command: str, env: Mapping[str, str] | None = None
+) -> str:
     """Start ``command`` on ``host`` as a background process named ``name``."""
     proc = await asyncio.to_thread(
-        host.spawn, name, ["/bin/bash", "-c", command], cwd=APP, service=False
+        host.spawn, name, ["/bin/bash", "-c", command], cwd=APP, env=env, service=False
     )
     for _ in range(20):  # a command that fails at once is worth reporting now
         if not proc.alive():

@@ -77,7 +77,9 @@ class Env:
             )
         self.limits = self.options.task_limits(task.spec.limits)
         self.dev_hosts = tuple(f"n{i + 1}" for i in range(task.spec.topology.dev_hosts))
-        self.tools: tuple[ToolSpec, ...] = tool_specs(self.dev_hosts, self.limits, self.options)
+        self.tools: tuple[ToolSpec, ...] = tool_specs(
+            self.dev_hosts, self.limits, self.options, list(task.spec.contract_env)
+        )
         self._ep: _Episode | None = None
         self._busy = False
 
@@ -114,7 +116,9 @@ class Env:
                 ep.dir.rmdir()  # only if nothing was written there
             raise
         assert ep.workstation is not None
-        ep.toolbox = Toolbox(ep.workstation, ep.cluster, self.limits, self.options)
+        hosts = {h.name: h.address for h in ep.cluster.hosts} if ep.cluster else {}
+        contract = {n: self.task.spec.host_env(n, hosts) for n in hosts}
+        ep.toolbox = Toolbox(ep.workstation, ep.cluster, self.limits, self.options, contract)
         ep.started = time.monotonic()
         ep.deadline = ep.started + self.limits.agent_wall_s
         return ResetObservation(

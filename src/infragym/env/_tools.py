@@ -34,9 +34,13 @@ def _obj(props: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
 
 
 def tool_specs(
-    dev_hosts: Sequence[str], limits: TaskLimits, options: EnvOptions
+    dev_hosts: Sequence[str],
+    limits: TaskLimits,
+    options: EnvOptions,
+    contract_vars: Sequence[str] = (),
 ) -> tuple[ToolSpec, ...]:
-    """The tools of an episode; ``host_bash`` only when the task has dev hosts."""
+    """The tools of an episode; ``host_bash`` only when the task has dev hosts.
+    ``contract_vars`` name the task's contract environment, set on every dev host."""
     t = f"{limits.command_timeout_s:g}"
     net = (
         f"The network reaches the dev hosts ({', '.join(dev_hosts)}) and nothing else."
@@ -89,7 +93,9 @@ def tool_specs(
                 "others by name. With background=true the command keeps running (until you "
                 "submit) and this returns at once; its output goes to /srv/logs/<name>.log "
                 "on that host. Without it, what the command leaves in the background ends "
-                "when it returns.",
+                "when it returns."
+                + (f" Each host's environment holds the deployment contract's variables "
+                   f"({', '.join(contract_vars)}), as in production." if contract_vars else ""),
                 _obj({"host": {"type": "string", "enum": list(dev_hosts),
                                "description": "The dev host."},
                       "command": {"type": "string", "description": COMMAND_DOC},
@@ -235,13 +241,17 @@ class Toolbox:
         cluster: Cluster | None,
         limits: TaskLimits,
         options: EnvOptions,
+        host_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.workstation = workstation
         self.cluster = cluster
         self.limits = limits
         self.options = options
+        # per dev host: the task's contract environment, added to every host_bash command
+        self.host_env = dict(host_env or {})
         names = cluster.names if cluster is not None else []
-        self.specs = tool_specs(names, limits, options)
+        contract = next(iter(self.host_env.values()), {})
+        self.specs = tool_specs(names, limits, options, list(contract))
         self._by_name = {s.name: s for s in self.specs}
         self._background = 0
 
@@ -272,11 +282,14 @@ class Toolbox:
         if call.name == "host_bash":
             assert self.cluster is not None
             host = self.cluster.host(args["host"])
+            env = self.host_env.get(host.name)
             if args["background"]:
                 self._background += 1
-                text = await host_start(host, f"bg{self._background}", args["command"])
+                text = await host_start(host, f"bg{self._background}", args["command"], env)
                 return Outcome(ToolObservation(text, call.name, call.id))
-            r = await host_command(host, args["command"], timeout, self.options.max_output_bytes)
+            r = await host_command(
+                host, args["command"], timeout, self.options.max_output_bytes, env
+            )
             return self._exec_outcome(call, r, timeout)
         assert call.name == "submit"
         text = "Submitted: your workspace is graded as it stands."

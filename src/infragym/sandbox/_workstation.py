@@ -36,6 +36,7 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,7 @@ from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import HOST_GID, HOST_PATH, HOST_UID
 from ._lifecycle import Lifecycle
 from ._netns import enter_netns, netns_path, run_in_netns
+from ._pty import PtyProcess, make_controlling_terminal, open_pty
 from ._seccomp import seccomp_fd
 from ._sys import ip_batch, mount_tmpfs, mounts_under, umount
 from ._tree import remove_tree
@@ -260,6 +262,54 @@ class Workstation(Lifecycle, AgentSandbox):
                 # already; this is the belt to those braces)
                 self.cgroup.kill_all()
         return cap.result(None if timed_out else proc.returncode, timed_out, time.monotonic() - t0)
+
+    def spawn_interactive(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> PtyProcess:
+        """Start ``argv`` in the sandbox on a new pseudo-terminal, for a person at a
+        terminal (``infragym play``): launched as :meth:`exec` launches commands, with
+        ``env`` (e.g. ``TERM``) added to its environment. The pty is its controlling
+        terminal, so a shell there has job control. While it runs, finished commands do
+        not sweep the workstation's processes; ``close()`` it to end it."""
+        if not self._started or self._closed:
+            raise ResourceError(f"workstation {self.run_id} is not running")
+        if not argv or any("\0" in a for a in argv):
+            raise ConfigError("argv must be non-empty and contain no NUL characters")
+        full_env = {**self._env(), **(env or {})}
+
+        def preexec() -> None:
+            self._preexec()
+            make_controlling_terminal()
+
+        fd = seccomp_fd()
+        master, child = open_pty()
+        bwrap, *rest = self._prefix
+        try:
+            proc = subprocess.Popen(
+                [bwrap, "--seccomp", str(fd), *rest, *argv],
+                stdin=child,
+                stdout=child,
+                stderr=child,
+                env=full_env,
+                start_new_session=True,
+                preexec_fn=preexec,
+                close_fds=True,
+                pass_fds=(fd,),
+            )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            os.close(master)
+            raise ResourceError(
+                f"cannot start a terminal in workstation {self.run_id}: {exc}"
+            ) from exc
+        finally:
+            os.close(fd)
+            os.close(child)
+        self._inflight += 1
+
+        def done() -> None:
+            self._inflight -= 1
+
+        return PtyProcess(proc, master, done)
 
     # -- processes -----------------------------------------------------------------------
 

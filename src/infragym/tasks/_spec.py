@@ -3,7 +3,7 @@
 ::
 
     tasks/<name>/
-      task.toml          name, summary, tags, topology, limits, grading budget
+      task.toml          name, summary, tags, topology, limits, grading budget, contract
       instructions.md    everything the agent is told, including the deployment contract
       workspace/         starter files copied into the agent's workspace
       grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``;
@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import re
+import string
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from ._validation import STARTER, Validation, parse_validation
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 GRADE_MISSING = "grader.py must define `async def grade(ctx)`"
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# what the platform fills in per host in [contract.env] values
+CONTRACT_FIELDS = ("node_id", "address", "peers")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,18 @@ class TaskSpec:
     limits: Limits = field(default_factory=Limits)
     grading_budget_s: float = 300.0
     validation: Validation = field(default_factory=Validation)
+    contract_env: Mapping[str, str] = field(default_factory=dict)
+
+    def host_env(self, node_id: str, hosts: Mapping[str, str]) -> dict[str, str]:
+        """The ``[contract.env]`` of one host of a cluster (``hosts``: name to address):
+        ``{node_id}`` is its name, ``{address}`` its address, ``{peers}`` every host of the
+        cluster as ``name=address`` joined by commas (itself included)."""
+        values = {
+            "node_id": node_id,
+            "address": hosts[node_id],
+            "peers": ",".join(f"{n}={a}" for n, a in hosts.items()),
+        }
+        return {k: v.format_map(values) for k, v in self.contract_env.items()}
 
 
 @dataclass(frozen=True)
@@ -124,7 +141,8 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         problems.append(f"{path}: not valid TOML ({exc})")
         return None
-    known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "validation"}
+    known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "contract"}
+    known.add("validation")
     for k in sorted(set(raw) - known):
         problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
@@ -170,6 +188,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     )
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
     validation = parse_validation(raw.get("validation"), problems)
+    contract = _contract_env(raw.get("contract", {}), problems)
     return TaskSpec(
         name,
         summary.strip(),
@@ -179,7 +198,47 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         limits,
         budget,
         validation,
+        contract,
     )
+
+
+def _contract_env(contract: Any, problems: list[str]) -> dict[str, str]:
+    """``[contract.env]``: the environment every host of the task's cluster gets (the dev
+    hosts, for the agent's ``host_bash``; a grader may use it for production hosts too)."""
+    if not isinstance(contract, dict):
+        problems.append("task.toml: [contract] must be a table")
+        return {}
+    for k in sorted(set(contract) - {"env"}):
+        problems.append(f"task.toml: unknown key {k!r} in [contract] (known: env)")
+    env = contract.get("env", {})
+    if not isinstance(env, dict):
+        problems.append('task.toml: [contract.env] must be a table of NAME = "value"')
+        return {}
+    out: dict[str, str] = {}
+    fields = ", ".join(f"{{{f}}}" for f in CONTRACT_FIELDS)
+    for k, v in env.items():
+        where = f"task.toml: contract.env.{k}"
+        if not ENV_NAME_RE.match(k):
+            problems.append(f"{where}: not a valid environment variable name")
+            continue
+        if not isinstance(v, str):
+            problems.append(f'{where} must be a string, not {v!r} (quote numbers: "8080")')
+            continue
+        try:
+            used = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(v)]
+        except ValueError as exc:
+            problems.append(f"{where} = {v!r}: {exc} (write a literal brace as {{{{ or }}}})")
+            continue
+        bad = [f for f, spec, conv in used if f is not None and (
+            f not in CONTRACT_FIELDS or spec or conv)]  # fmt: skip
+        if bad:
+            problems.append(
+                f"{where} = {v!r}: unknown placeholder {{{bad[0]}}} (known: {fields}; write a "
+                "literal brace as {{ or }})"
+            )
+            continue
+        out[k] = v
+    return out
 
 
 def validate_layout(path: Path) -> list[str]:
