@@ -5,7 +5,8 @@ multidicts, tracing, the stream reader); on one contended core that caps the sus
 open-loop rate near the platform's target. This client does only what the workload needs:
 one request per operation on a keep-alive connection, never pipelined or retried, with the
 response framed by RFC 9112 section 6.3 (no body for HEAD, 1xx, 204, 304; chunked;
-Content-Length; else until the server closes). Errors are raised as ``RequestNotSent``
+Content-Length; else until the server closes), never reading a body past ``MAX_BODY_BYTES``
+(``BodyTooLarge``). Errors are raised as ``RequestNotSent``
 (surely nothing reached the server) or ``ResponseBroken`` (it may have), which
 ``_outcome`` maps to ``fail`` and ``info``.
 """

@@ -15,6 +15,10 @@ every operation by its timeout, and the final drain by ``drain_timeout``; operat
 in flight after the drain are cancelled and keep their invoke without a completion, which
 ``pair_operations`` reads as ``info``.
 
+What is recorded is bounded whatever the service answers: values as
+``history.stored_value`` keeps them (long or non-UTF-8 ones as a digest), error texts cut
+to ``MAX_ERROR_CHARS``.
+
 Several streams run against one history through one scheduler that merges them by intended
 time, so operation ids (and with them the whole op sequence) are the same on every run.
 """
