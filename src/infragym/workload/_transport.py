@@ -100,7 +100,8 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -
     a chunked or close-delimited body reaches ``limit + 1`` bytes.
     """
     length = resp.content_length
-    if length is not None and length > limit:
+    bodiless = resp.method == "HEAD" or resp.status in (204, 304)  # a length, but no body
+    if length is not None and length > limit and not bodiless:
         resp.close()
         raise BodyTooLarge(limit)
     parts: list[bytes] = []
