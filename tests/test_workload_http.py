@@ -237,8 +237,9 @@ def test_response_framing_and_keep_alive(
     assert accepted == connections
 
 
-def test_head_responses_have_no_body_even_with_a_content_length() -> None:
-    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+@pytest.mark.parametrize("length", [5, 4 << 20])  # over the body limit: still no body
+def test_head_responses_have_no_body_even_with_a_content_length(length: int) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError):

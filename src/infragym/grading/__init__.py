@@ -3,9 +3,11 @@
 The parts a grader is built from beyond checkers and rubrics: :func:`deploy` starts the
 agent's system by the task's contract on every host; :func:`run_tests` and
 :func:`functional_result` make the functional gate; :func:`not_run` reports the checks a
-failed gate skipped.
+failed gate skipped; :func:`read_capped` reads a service's answer without letting a huge
+one fill the grading process.
 """
 
+from ._bodies import read_capped
 from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
@@ -24,6 +26,7 @@ __all__ = [
     "grade_workspace",
     "load_grader",
     "not_run",
+    "read_capped",
     "run_tests",
     "wait_all_listening",
     "wait_listening",

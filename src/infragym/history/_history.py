@@ -23,6 +23,16 @@ from ._events import (
 
 SCHEMA_VERSION = 1
 
+MAX_OP_EVENTS = 2_000_000
+"""Operation events one history keeps (a million operations); later ones are dropped.
+
+Every event is bounded (values by ``MAX_VALUE_BYTES``, errors by the recorder), so this
+bounds a history: in memory and as JSONL, at most a few hundred bytes an event.
+"""
+
+TRUNCATED = "truncated"
+"""The ``meta`` key a history that dropped events carries: ``{"max_op_events", "dropped"}``."""
+
 
 class Clock:
     """Seconds since the clock's creation on the monotonic clock.
@@ -44,17 +54,33 @@ class Clock:
 class History:
     """Operation events and fault events of one run, in the order they were recorded.
 
-    Appending is thread-safe; readers should work on a finished history.
+    Appending is thread-safe; readers should work on a finished history. Past
+    ``max_op_events`` operation events, every further one is dropped and counted in
+    ``meta["truncated"]``: an operation whose completion was dropped reads as ``info``
+    (unknown), and one whose invocation was dropped is not there at all, so the kept
+    prefix stays a well-formed history.
     """
 
     ops: list[OpEvent] = field(default_factory=list)
     faults: list[FaultEvent] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    max_op_events: int = field(default=MAX_OP_EVENTS, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def append(self, event: OpEvent) -> None:
         with self._lock:
-            self.ops.append(event)
+            if len(self.ops) < self.max_op_events and TRUNCATED not in self.meta:
+                self.ops.append(event)
+                return
+            mark = self.meta.setdefault(
+                TRUNCATED, {"max_op_events": self.max_op_events, "dropped": 0}
+            )
+            mark["dropped"] += 1
+
+    @property
+    def truncated(self) -> bool:
+        """Whether operation events were dropped (see ``max_op_events``)."""
+        return TRUNCATED in self.meta
 
     def record_fault(self, event: FaultEvent) -> None:
         with self._lock:

@@ -10,7 +10,10 @@ agents to implement is in ``_clients``::
 
 Requests go through one keep-alive client per runner: aiohttp by default, or with
 ``Runner(..., transport="lean")`` a lean asyncio HTTP/1.1 client that sustains about twice
-the rate per core (``benchmarks/bench_workload.py``); both obey the same outcome rules.
+the rate per core (``benchmarks/bench_workload.py``); both obey the same outcome rules,
+and neither reads a response body over ``MAX_BODY_BYTES`` (1 MiB). The history keeps every
+value bounded (``history.stored_value``: long or non-UTF-8 values as a digest), so a
+service cannot grow the grading process with what it answers.
 
 Minimal use::
 
@@ -21,12 +24,15 @@ Minimal use::
 
 from ._clients import KVClient, RequestClient
 from ._generators import FinalReads, KVGenerator, Mix, RequestGenerator, keys_written
-from ._outcome import OVERLOADED, status_outcome
+from ._outcome import MAX_BODY_BYTES, OVERLOADED, BodyTooLarge, status_outcome
 from ._runner import Runner, RunSummary, final_read_stream, run_workload
 from ._spec import Client, Generator, HttpCall, Op, Result, Stream, Target, parse_targets
+from ._transport import read_body
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "OVERLOADED",
+    "BodyTooLarge",
     "Client",
     "FinalReads",
     "Generator",
@@ -45,6 +51,7 @@ __all__ = [
     "final_read_stream",
     "keys_written",
     "parse_targets",
+    "read_body",
     "run_workload",
     "status_outcome",
 ]

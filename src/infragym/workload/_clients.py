@@ -13,7 +13,9 @@ A read of an absent key is a successful read of ``None``; a read answered with a
 (say 204) is ``info``, since it does not say what the value is; a cas that got 409 definitely did
 nothing, so it is a ``fail``. Everything else follows the generic table in ``_outcome``.
 Bodies are compared byte-for-byte (no trimming): a server that appends a newline returns a
-different value.
+different value. A read's value is kept as ``history.stored_bytes`` keeps a body: the text
+when it is at most 256 bytes of UTF-8, else a digest of the bytes (no body over
+``MAX_BODY_BYTES`` is ever read: such a read fails, see ``_outcome``).
 """
 
 from __future__ import annotations
@@ -21,15 +23,11 @@ from __future__ import annotations
 import json
 
 from .._errors import ConfigError
-from ..history import OpType
+from ..history import OpType, stored_bytes
 from ._outcome import status_result
 from ._spec import HttpCall, Op, Result
 
 KV_PREFIX = "/kv/"
-
-
-def _text(body: bytes) -> str:
-    return body.decode("utf-8", errors="backslashreplace")
 
 
 class KVClient:
@@ -56,7 +54,7 @@ class KVClient:
             if status == 404:
                 return Result(OpType.OK, None)
             if status == 200:
-                return Result(OpType.OK, _text(body))
+                return Result(OpType.OK, stored_bytes(body))
             if 200 <= status < 300:
                 return Result(OpType.INFO, None, f"HTTP {status}: a read must answer 200 or 404")
             return status_result(status)

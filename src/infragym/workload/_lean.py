@@ -5,7 +5,8 @@ multidicts, tracing, the stream reader); on one contended core that caps the sus
 open-loop rate near the platform's target. This client does only what the workload needs:
 one request per operation on a keep-alive connection, never pipelined or retried, with the
 response framed by RFC 9112 section 6.3 (no body for HEAD, 1xx, 204, 304; chunked;
-Content-Length; else until the server closes). Errors are raised as ``RequestNotSent``
+Content-Length; else until the server closes), never reading a body past ``MAX_BODY_BYTES``
+(``BodyTooLarge``). Errors are raised as ``RequestNotSent``
 (surely nothing reached the server) or ``ResponseBroken`` (it may have), which
 ``_outcome`` maps to ``fail`` and ``info``.
 """
@@ -15,11 +16,11 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from ._outcome import RequestNotSent, ResponseBroken
+from ._outcome import MAX_BODY_BYTES, BodyTooLarge, RequestNotSent, ResponseBroken
 from ._spec import HttpCall
 
 MAX_HEAD = 64 * 1024
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = MAX_BODY_BYTES
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
 _SIZE_LINE, _TRAILER = -1, -2  # chunked sub-states, kept in ``_need``
 
@@ -72,10 +73,14 @@ class _Conn(asyncio.Protocol):
         return fut
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
         if self.waiter is None or self.waiter.done():
-            self.reusable = False  # bytes nobody asked for: this connection is out of step
+            # bytes nobody asked for: this connection is out of step; keep none of them
+            self.reusable = False
+            self.buf.clear()
+            if self.transport is not None:
+                self.transport.close()
             return
+        self.buf += data
         self._got_bytes = True
         try:
             self._parse()
@@ -107,7 +112,7 @@ class _Conn(asyncio.Protocol):
                     return
             else:
                 if len(self.buf) + len(self._body) > MAX_BODY:
-                    raise ResponseBroken("malformed response: body too large")
+                    raise BodyTooLarge(MAX_BODY)
                 return
 
     def _parse_head(self) -> bool:
@@ -153,8 +158,10 @@ class _Conn(asyncio.Protocol):
                 self._phase, self.reusable = _UNTIL_CLOSE, False
         elif b"content-length" in headers:
             raw = headers[b"content-length"]
-            if not raw.isdigit() or int(raw) > MAX_BODY:
+            if not raw.isdigit():
                 raise ResponseBroken(f"malformed response: Content-Length {raw[:40]!r}")
+            if len(raw) > 18 or int(raw) > MAX_BODY:  # int() of 4300+ digits would raise
+                raise BodyTooLarge(MAX_BODY)
             self._phase, self._need = _LENGTH, int(raw)
         else:
             self._phase, self.reusable = _UNTIL_CLOSE, False
@@ -184,8 +191,10 @@ class _Conn(asyncio.Protocol):
                 size = int(field, 16)
             except ValueError:
                 raise ResponseBroken(f"malformed response: chunk size {field[:20]!r}") from None
-            if size < 0 or len(self._body) + size > MAX_BODY:
-                raise ResponseBroken("malformed response: bad or too large chunk")
+            if size < 0:
+                raise ResponseBroken("malformed response: negative chunk size")
+            if len(self._body) + size > MAX_BODY:
+                raise BodyTooLarge(MAX_BODY)
             del self.buf[: end + 1]
             self._need = size if size else _TRAILER
             return True

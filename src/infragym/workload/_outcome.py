@@ -14,7 +14,15 @@ not connected within half the op timeout)
 the client is at ``max_in_flight``              fail     never sent ("client overloaded")
 op timeout, connection reset or closed after    info     the server may have acted on it
 sending, truncated or malformed response
+a body over ``MAX_BODY_BYTES``: a read          fail     a read changes nothing, and its
+                                                         answer is refused unread
+a body over ``MAX_BODY_BYTES``: anything else   info     the server may have acted on it
 ==============================================  =======  ==================================
+
+A body is never read past ``MAX_BODY_BYTES``: a transport refuses a larger Content-Length
+before reading any of the body, and stops a chunked or close-delimited body at the first
+byte over the limit, then closes the connection. A service must not be able to fill the
+grading process's memory (all episodes of a batch share it) by answering with huge bodies.
 
 A client may refine the 2xx and 4xx rows for its API (for the key-value API a read's 404
 is ``ok`` with value ``None``; a cas's 409 is a ``fail``). An operation still in flight when
@@ -34,6 +42,17 @@ from ._spec import Result
 
 OVERLOADED = "client overloaded"
 
+MAX_BODY_BYTES = 1 << 20
+"""The largest response body a transport reads (1 MiB); see the module doc."""
+
+MAX_ERROR_CHARS = 300
+"""An outcome's error text is cut to this length (a service may put anything in it)."""
+
+
+def body_limit_text(limit: int = MAX_BODY_BYTES) -> str:
+    """``"1 MiB"`` for the default limit, bytes otherwise."""
+    return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+
 
 class RequestNotSent(Exception):
     """The request surely never reached the server (a transport's definite failure)."""
@@ -41,6 +60,13 @@ class RequestNotSent(Exception):
 
 class ResponseBroken(Exception):
     """The request may have reached the server but no complete response came back."""
+
+
+class BodyTooLarge(ResponseBroken):
+    """The response's body is over the limit; it was not read (a read's ``fail``)."""
+
+    def __init__(self, limit: int = MAX_BODY_BYTES) -> None:
+        super().__init__(f"response body over {body_limit_text(limit)}, refused unread")
 
 
 def status_outcome(status: int) -> OpType:
@@ -57,8 +83,11 @@ def status_result(status: int, value: object = None) -> Result:
     return Result(kind, value, None if kind is OpType.OK else f"HTTP {status}")
 
 
-def error_result(exc: BaseException, timeout: float) -> Result:
-    """Classify an exception raised while sending a request or reading its response."""
+def error_result(exc: BaseException, timeout: float, f: str | None = None) -> Result:
+    """Classify an exception raised while sending a request or reading its response
+    (``f``: the operation's kind, which decides an oversize answer's outcome)."""
+    if isinstance(exc, BodyTooLarge):
+        return Result(OpType.FAIL if f == "read" else OpType.INFO, error=str(exc))
     if isinstance(exc, RequestNotSent):
         return Result(OpType.FAIL, error=str(exc))
     if isinstance(exc, ResponseBroken):

@@ -15,6 +15,10 @@ every operation by its timeout, and the final drain by ``drain_timeout``; operat
 in flight after the drain are cancelled and keep their invoke without a completion, which
 ``pair_operations`` reads as ``info``.
 
+What is recorded is bounded whatever the service answers: values as
+``history.stored_value`` keeps them (long or non-UTF-8 ones as a digest), error texts cut
+to ``MAX_ERROR_CHARS``.
+
 Several streams run against one history through one scheduler that merges them by intended
 time, so operation ids (and with them the whole op sequence) are the same on every run.
 """
@@ -30,9 +34,9 @@ from types import TracebackType
 from typing import Any
 
 from .._errors import ConfigError
-from ..history import Clock, History, OpEvent, OpType
+from ..history import Clock, History, OpEvent, OpType, stored_value
 from ._generators import FinalReads, keys_written
-from ._outcome import OVERLOADED, error_result
+from ._outcome import MAX_ERROR_CHARS, OVERLOADED, error_result
 from ._spec import Client, Op, Result, Stream, TargetsLike
 from ._transport import TransportName, make_transport
 
@@ -250,11 +254,10 @@ class Runner:
     def _overloaded(self, op_id: int, op: Op, intended: float) -> None:
         now = self.clock.now()
         node = op.target.node
+        value = stored_value(op.value)
+        self.history.append(OpEvent(OpType.INVOKE, op_id, op.f, now, op.key, value, intended, node))
         self.history.append(
-            OpEvent(OpType.INVOKE, op_id, op.f, now, op.key, op.value, intended, node)
-        )
-        self.history.append(
-            OpEvent(OpType.FAIL, op_id, op.f, now, op.key, op.value, None, node, OVERLOADED)
+            OpEvent(OpType.FAIL, op_id, op.f, now, op.key, value, None, node, OVERLOADED)
         )
         self._counts[OpType.FAIL] += 1
 
@@ -263,8 +266,9 @@ class Runner:
             call = plan.client.encode(op)
             node = op.target.node
             hist, clock = self.history, self.clock
+            value = stored_value(op.value)
             hist.append(
-                OpEvent(OpType.INVOKE, op_id, op.f, clock.now(), op.key, op.value, intended, node)
+                OpEvent(OpType.INVOKE, op_id, op.f, clock.now(), op.key, value, intended, node)
             )
             timeout = plan.stream.timeout
             try:
@@ -273,19 +277,22 @@ class Runner:
                         op.target.url, call, plan.connect_timeout
                     )
             except Exception as exc:  # cancellation (a BaseException) is not an outcome
-                result = error_result(exc, timeout)
+                result = error_result(exc, timeout, op.f)
             else:
                 result = plan.client.decode(op, status, body)
-            self._complete(op_id, op, node, result)
+            self._complete(op_id, op, node, result, value)
         finally:
             self._in_flight -= 1
 
-    def _complete(self, op_id: int, op: Op, node: str, result: Result) -> None:
-        value = result.value if result.value is not None or op.f == "read" else op.value
+    def _complete(self, op_id: int, op: Op, node: str, result: Result, value: Any) -> None:
+        """Record the completion; ``value`` is the operation's value as stored."""
+        if result.value is not None or op.f == "read":
+            value = stored_value(result.value)
+        error = result.error
+        if error is not None and len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 3] + "..."
         self.history.append(
-            OpEvent(
-                result.type, op_id, op.f, self.clock.now(), op.key, value, None, node, result.error
-            )
+            OpEvent(result.type, op_id, op.f, self.clock.now(), op.key, value, None, node, error)
         )
         self._counts[result.type] += 1
 

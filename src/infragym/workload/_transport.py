@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 import aiohttp
 
 from .._errors import ConfigError
+from ._outcome import MAX_BODY_BYTES, BodyTooLarge
 from ._spec import HttpCall
 
 TransportName = Literal["aiohttp", "lean"]
@@ -88,4 +89,28 @@ class HttpTransport:
             allow_redirects=False,
             timeout=timeout,
         ) as resp:
-            return resp.status, await resp.read()
+            return resp.status, await read_body(resp)
+
+
+async def read_body(resp: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> bytes:
+    """An aiohttp response's body, never read past ``limit`` bytes.
+
+    Raises :class:`BodyTooLarge` (and closes the connection, whose rest is unread) when
+    the Content-Length says more than ``limit``, before reading any of the body, or when
+    a chunked or close-delimited body reaches ``limit + 1`` bytes.
+    """
+    length = resp.content_length
+    bodiless = resp.method == "HEAD" or resp.status in (204, 304)  # a length, but no body
+    if length is not None and length > limit and not bodiless:
+        resp.close()
+        raise BodyTooLarge(limit)
+    parts: list[bytes] = []
+    got = 0
+    while got <= limit:
+        chunk = await resp.content.read(limit + 1 - got)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        got += len(chunk)
+    resp.close()
+    raise BodyTooLarge(limit)

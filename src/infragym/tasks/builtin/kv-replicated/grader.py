@@ -43,6 +43,7 @@ from infragym.grading import (
     deploy,
     functional_result,
     not_run,
+    read_capped,
     run_tests,
     wait_all_listening,
 )
@@ -230,7 +231,7 @@ class Probe:
             async with self.session.put(
                 f"{self.urls[node]}/kv/{key}", data=value.encode("utf-8")
             ) as resp:
-                await resp.read()
+                await read_capped(resp)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Failed(f"PUT /kv/{key} on {node}: {type(exc).__name__} {exc}") from None
@@ -240,7 +241,7 @@ class Probe:
     async def get(self, node: str, key: str) -> tuple[int, bytes]:
         try:
             async with self.session.get(f"{self.urls[node]}/kv/{key}") as resp:
-                return resp.status, await resp.read()
+                return resp.status, await read_capped(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Failed(f"GET /kv/{key} on {node}: {type(exc).__name__} {exc}") from None
 
