@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,10 +20,13 @@ from pathlib import Path
 import pytest
 from conftest import assert_no_leftovers, leftovers, needs_root, start_http
 from test_env import bash, run_ids, runs_of_this_process, tiny_task
+from tinytask import DEPLOYED_GRADER
 
 from infragym.env import SyncEnv, ToolCall, make
+from infragym.grading import grade_workspace
 from infragym.sandbox import Cluster, Limits, _state
 from infragym.sandbox._workstation import Workstation
+from infragym.tasks import find_task, load_task
 
 pytestmark = needs_root
 
@@ -135,6 +139,60 @@ def test_the_grader_solutions_the_repository_and_other_runs_are_out_of_sight(
         assert "async def grade" not in o and "answer.txt" not in o, o
         assert "senior" not in o and "Permission denied" not in o, o  # not there at all
         assert str(share) in o  # the folder exists in the view, as an empty mount
+
+
+@pytest.fixture
+def usr_share() -> Iterator[Path]:
+    """A world-readable folder under a tree every sandbox sees, as an installed package is."""
+    share = Path(tempfile.mkdtemp(prefix="infragym-test-", dir="/usr/local/share"))
+    share.chmod(0o755)
+    try:
+        yield share
+    finally:
+        subprocess.run(["rm", "-rf", str(share)], check=True)
+
+
+def test_an_installed_third_party_task_is_hidden_from_another_tasks_agent(
+    task_dir: Path, tmp_path: Path, usr_share: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a real installed distribution (a dist-info on sys.path) registering a task folder
+    # through the infragym.tasks entry point group, installed where the sandbox sees /usr
+    module = f"acme_tasks_{secrets.token_hex(4)}"
+    (usr_share / module).mkdir()
+    acme = tiny_task(usr_share / module, name="acme-task")
+    (usr_share / module / "__init__.py").write_text(
+        "from pathlib import Path\nTASK_DIR = Path(__file__).parent / 'acme-task'\n")
+    dist = usr_share / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[infragym.tasks]\nacme-task = {module}\n")
+    monkeypatch.syspath_prepend(str(usr_share))
+    monkeypatch.delitem(sys.modules, module, raising=False)  # removed again afterwards
+    assert find_task("acme-task").path == acme
+    probe = f"cat {acme}/grader.py; ls {acme}/solutions/robust"
+    with SyncEnv(make(str(task_dir), artifacts_dir=tmp_path / "a")) as e:
+        e.reset(seed=1)  # another task's episode, started after the package was installed
+        outs = [
+            sh(e, probe),
+            e.step(ToolCall("host_bash", {"host": "n1", "command": probe})).observation.content,
+        ]
+    for o in outs:
+        assert "async def grade" not in o and "answer.txt" not in o, o
+        assert "No such file or directory" in o, o
+
+
+def test_a_task_loaded_by_path_is_hidden_from_its_grading_cluster(
+    usr_share: Path, tmp_path: Path
+) -> None:
+    grader = DEPLOYED_GRADER.replace(
+        'cat /srv/app/answer.txt 2>/dev/null"',
+        f'cat /srv/app/answer.txt {usr_share}/tt/grader.py 2>&1"',
+    ).replace('notes=[f"seed {ctx.seed}"]', "notes=[r.stdout.decode()]")
+    task = load_task(tiny_task(usr_share, name="tt", grader=grader))
+    res = asyncio.run(grade_workspace(task, task.solution("robust"), 1, tmp_path / "art"))
+    assert res.error is None, res.error
+    assert "No such file or directory" in res.notes[0], res.notes
+    assert "async def grade" not in res.notes[0], res.notes
 
 
 def test_the_agent_cannot_write_outside_its_workspace(env: SyncEnv) -> None:

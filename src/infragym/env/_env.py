@@ -30,8 +30,7 @@ from ..grading._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH
 from ..sandbox import Cluster, walk_tree
 from ..sandbox._lifecycle import install_handlers
 from ..sandbox._workstation import Workstation
-from ..tasks import Task, find_task
-from ..tasks._registry import BUILTIN_DIR
+from ..tasks import Task, find_task, hidden_paths
 from ._tools import Outcome, Toolbox, tool_specs
 from ._types import (
     EndReason,
@@ -140,7 +139,7 @@ class Env:
 
     def _build(self, ep: _Episode) -> None:
         n = self.task.spec.topology.dev_hosts
-        hidden = [self.task.path, BUILTIN_DIR]
+        hidden = hidden_paths(self.task.path)
         if n:
             ep.cluster = Cluster(
                 n,

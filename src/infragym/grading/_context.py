@@ -41,6 +41,7 @@ class GradeContext:
     clock: Clock = field(default_factory=Clock)
     history: History = field(default_factory=History)
     progress: Callable[[str], None] = lambda msg: None
+    task_dirs: tuple[Path, ...] = ()  # the graded task's folder, hidden with all the others
     _clusters: list[Cluster] = field(default_factory=list)
     _t0: float = field(default_factory=time.monotonic)
 
@@ -50,9 +51,9 @@ class GradeContext:
         The agent's system runs there: every task folder (graders, solutions) is hidden
         from it, even where a task is installed under ``/usr``.
         """
-        from ..tasks import task_dirs
+        from ..tasks import hidden_paths
 
-        hidden = [*kwargs.pop("hidden", ()), *task_dirs().values()]
+        hidden = [*kwargs.pop("hidden", ()), *hidden_paths(*self.task_dirs)]
         c = Cluster(
             hosts, app=self.workspace, artifacts_dir=self.artifacts_dir, hidden=hidden, **kwargs
         )

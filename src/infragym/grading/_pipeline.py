@@ -105,7 +105,13 @@ async def grade_workspace(
                 notes=[f"the workspace could not be deployed: {str(exc)[:500]}"],
             )
         ctx = GradeContext(
-            task.name, seed, copy, artifacts, task.spec.grading_budget_s, progress=progress
+            task.name,
+            seed,
+            copy,
+            artifacts,
+            task.spec.grading_budget_s,
+            progress=progress,
+            task_dirs=(task.path,),
         )
         ctx.history.meta.update({"task": task.name, "seed": seed})
         error: str | None = None

@@ -1,6 +1,6 @@
 """Tasks: folders with instructions, a starter workspace, a hidden grader and solutions."""
 
-from ._registry import find_task, list_tasks, task_dirs
+from ._registry import find_task, hidden_paths, list_tasks, task_dirs
 from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
 from ._validate import validate_task
 from ._validation import STARTER, Band, Validation
@@ -14,6 +14,7 @@ __all__ = [
     "Topology",
     "Validation",
     "find_task",
+    "hidden_paths",
     "list_tasks",
     "load_task",
     "task_dirs",

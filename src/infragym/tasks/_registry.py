@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .._errors import ConfigError
-from ._spec import Task, load_task
+from ._spec import LOADED_DIRS, Task, load_task
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 ENTRY_POINT_GROUP = "infragym.tasks"
@@ -44,6 +44,25 @@ def task_dirs() -> dict[str, Path]:
     for name, path in _entry_point_dirs().items():
         dirs.setdefault(name, path)
     return dirs
+
+
+def hidden_paths(*also: str | Path) -> list[Path]:
+    """Every path that no sandbox may show: the agent's workstation, its dev hosts and a
+    grading cluster all hide the same list, so a grader or solution is never in sight.
+
+    That is every task folder this process knows of (graders and reference solutions live
+    there): the built-in ones, those registered under the ``infragym.tasks`` entry point
+    group (a third-party package may install them under ``/usr``, which sandboxes see),
+    every folder loaded by path, and ``also`` (the current task's folder, should its
+    :class:`Task` have come from another process). A broken entry point is a ConfigError
+    rather than a task left visible. The sandbox hides the data root and run state itself.
+    """
+    out: list[Path] = []
+    for p in [BUILTIN_DIR, *task_dirs().values(), *sorted(LOADED_DIRS), *map(Path, also)]:
+        rp = p.resolve()
+        if rp not in out:
+            out.append(rp)
+    return out
 
 
 def list_tasks() -> list[Task]:

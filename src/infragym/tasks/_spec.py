@@ -273,6 +273,10 @@ def validate_layout(path: Path) -> list[str]:
     return problems
 
 
+# every task folder this process has loaded, by name or by path: all are hidden from sandboxes
+LOADED_DIRS: set[Path] = set()
+
+
 def load_task(path: str | Path) -> Task:
     """Load a task folder; a task with problems is a ConfigError listing all of them."""
     path = Path(path)
@@ -281,4 +285,5 @@ def load_task(path: str | Path) -> Task:
         raise ConfigError(f"task {path} is invalid:\n  - " + "\n  - ".join(problems))
     spec = parse_spec(path / "task.toml", [])
     assert spec is not None
+    LOADED_DIRS.add(path.resolve())
     return Task(spec, path)
