@@ -32,3 +32,30 @@ def test_error_tree() -> None:
                 ig.HistoryError):
         assert issubclass(cls, ig.InfraGymError)
     assert issubclass(ig.ProcessError, ig.ResourceError)
+
+
+def test_every_exception_infragym_defines_is_an_infragym_error_drawn_in_the_tree() -> None:
+    """Every exception class of every infragym module (private ones too) derives from the
+    one root, so ``except InfraGymError`` catches whatever the platform raises, and the
+    tree in ``infragym._errors``' docstring names each of them."""
+    import pkgutil
+
+    import infragym
+    from infragym import InfraGymError, _errors
+
+    programs = {"infragym.demo.kv_server"}  # a program run on hosts, not a library module
+    found: dict[str, type[BaseException]] = {}
+    for info in pkgutil.walk_packages(infragym.__path__, "infragym."):
+        if info.name in programs:
+            continue
+        mod = importlib.import_module(info.name)
+        for obj in vars(mod).values():
+            if (isinstance(obj, type) and issubclass(obj, BaseException)
+                    and obj.__module__ == info.name):
+                found[f"{info.name}.{obj.__qualname__}"] = obj
+    assert len(found) >= 10, sorted(found)  # the walk did find the modules
+    strays = sorted(n for n, c in found.items() if not issubclass(c, InfraGymError))
+    assert not strays, f"exceptions not under InfraGymError: {strays}"
+    tree = _errors.__doc__ or ""
+    undrawn = sorted(n for n, c in found.items() if f" {c.__name__} " not in tree)
+    assert not undrawn, f"exceptions missing from the tree in infragym/_errors.py: {undrawn}"

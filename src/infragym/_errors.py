@@ -1,4 +1,6 @@
-"""The exception tree of infragym.
+"""The exception tree of infragym: every exception the platform defines derives from
+:class:`InfraGymError`, so ``except InfraGymError`` catches whatever it raises on purpose
+(``tests/test_public_api.py`` checks that every class is here and under the root).
 
 ::
 
@@ -6,11 +8,26 @@
     ├── PrivilegeError             needs root / a capability the process lacks
     ├── CapabilityError            this machine cannot do what was asked (e.g. a fault kind)
     ├── ConfigError                invalid input: a topology, a fault spec, a schedule
+    │   ├── TreeError              a tree that cannot be copied: too deep, too big (sandbox)
+    │   └── ModelConfigError       an agent's bad key or unknown model (agent; also a
+    │                              ModelError)
     ├── ResourceError              a host, namespace, cgroup or process could not be made
     │   └── ProcessError           a process on a host failed to start or misbehaved
-    └── HistoryError               a history file is malformed
+    ├── HistoryError               a history file is malformed
+    ├── ToolError                  a tool call the model got wrong; shown to it (env)
+    ├── EpisodeError               the platform failed mid-episode: no reward (env)
+    ├── ModelError                 the model server could not be used (agent)
+    │   └── ModelConfigError
+    ├── ExpectationFailed          a grader's functional test failed; its message says
+    │                              why (grading; caught by ``run_tests``)
+    ├── RequestNotSent             a workload request surely never reached the server
+    ├── ResponseBroken             it may have, but no complete response came back
+    │   └── BodyTooLarge           the response body is over the limit (workload)
+    └── Abort                      a proxied connection must be reset (nemesis, internal)
 
-Messages say what went wrong and what to do about it.
+The last four are outcomes the platform classifies itself (a failed test, an operation's
+``fail`` or ``info``) rather than errors it lets out. Messages say what went wrong and
+what to do about it.
 """
 
 from __future__ import annotations

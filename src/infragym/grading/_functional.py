@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .._errors import InfraGymError
 from ..checkers import CheckResult, Verdict
 
 __all__ = ["ExpectationFailed", "functional_result", "not_run", "run_tests"]
@@ -17,7 +18,7 @@ __all__ = ["ExpectationFailed", "functional_result", "not_run", "run_tests"]
 T = TypeVar("T")
 
 
-class ExpectationFailed(Exception):
+class ExpectationFailed(InfraGymError):
     """A functional test's expectation was not met; the message says which."""
 
 

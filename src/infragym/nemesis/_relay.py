@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .._errors import InfraGymError
+
 log = logging.getLogger(__name__)
 
 ProxyMode = Literal["delay", "reset", "blackhole"]
@@ -63,7 +65,7 @@ class Upstream:
     """A new TCP socket made in the named network namespace."""
 
 
-class Abort(Exception):
+class Abort(InfraGymError):
     """A connection must end with a reset of both sides."""
 
 

@@ -37,6 +37,7 @@ import asyncio
 
 import aiohttp
 
+from .._errors import InfraGymError
 from ..history import OpType
 from ._spec import Result
 
@@ -54,11 +55,11 @@ def body_limit_text(limit: int = MAX_BODY_BYTES) -> str:
     return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
 
 
-class RequestNotSent(Exception):
+class RequestNotSent(InfraGymError):
     """The request surely never reached the server (a transport's definite failure)."""
 
 
-class ResponseBroken(Exception):
+class ResponseBroken(InfraGymError):
     """The request may have reached the server but no complete response came back."""
 
 
