@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .._errors import CapabilityError, InfraGymError
 from ..sandbox import Cluster, cgroup_v1_available
 from ..sandbox.lowlevel import FAKETIME_LIB, nft, run
+from ._kinds import KINDS
 
 
 @dataclass(frozen=True)
@@ -24,18 +25,6 @@ class Capability:
     name: str
     supported: bool
     reason: str
-
-
-FAULT_NEEDS: dict[str, tuple[str, ...]] = {
-    "crash": ("cluster", "cgroups"),
-    "pause": ("cluster", "freezer"),
-    "partition": ("cluster", "nftables"),
-    "loss": ("cluster", "nft-numgen"),
-    "bandwidth": ("cluster", "tbf"),
-    "latency": ("cluster", "tcp-proxy"),
-    "disk-full": ("cluster", "tmpfs"),
-    "clock-skew": ("cluster", "libfaketime"),
-}
 
 
 def _probe_in_cluster(c: Cluster) -> list[Capability]:
@@ -191,7 +180,8 @@ def fault_support() -> dict[str, Capability]:
     """For every fault kind: supported or not, and why."""
     caps = {c.name: c for c in probe()}
     out = {}
-    for kind, needs in FAULT_NEEDS.items():
+    for kind, k in KINDS.items():
+        needs = k.needs
         missing = [caps.get(n, Capability(n, False, f"{n} was not probed")) for n in needs]
         missing = [c for c in missing if not c.supported]
         if missing:
@@ -208,7 +198,7 @@ def require_supported(kinds: Iterable[str]) -> None:
     for k in kinds:
         cap = support.get(k)
         if cap is None:
-            bad.append(f"{k}: unknown fault kind (known: {', '.join(FAULT_NEEDS)})")
+            bad.append(f"{k}: unknown fault kind (known: {', '.join(KINDS)})")
         elif not cap.supported:
             bad.append(f"{k}: {cap.reason}")
     if bad:

@@ -26,6 +26,7 @@ from ..history import Clock, FaultAction, FaultEvent, History
 from ..sandbox import Cluster
 from ._fault import Fault
 from ._host_state import paused_by_faults
+from ._kinds import KINDS
 from ._schedule import MAX_FAULTS, Schedule, build_fault
 
 _RETRY_DELAY_S = 0.1
@@ -61,11 +62,10 @@ class Nemesis:
 
     async def _check_supported(self, kinds: set[str]) -> None:
         """Raise CapabilityError before any fault is applied if one of ``kinds`` cannot run."""
-        if "clock-skew" in kinds and not self.cluster.faketime:
-            raise CapabilityError(
-                "clock-skew faults need libfaketime in the hosts' processes: "
-                "build the cluster with faketime=True (Cluster(..., faketime=True))"
-            )
+        for kind in sorted(kinds & KINDS.keys()):
+            problem = KINDS[kind].cluster_problem(self.cluster)
+            if problem:
+                raise CapabilityError(problem)
         if self.check_capabilities:
             from ._doctor import require_supported
 

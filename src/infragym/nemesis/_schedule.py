@@ -14,23 +14,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import ConfigError
-from ._clock_skew import ClockSkew
-from ._disk_full import DiskFull
 from ._fault import Fault, FaultSpec
-from ._network_faults import Bandwidth, PacketLoss, Partition
-from ._process_faults import Crash, Pause
+from ._kinds import KINDS
 
-FAULT_KINDS = (
-    "crash",
-    "pause",
-    "partition",
-    "loss",
-    "bandwidth",
-    "latency",
-    "disk-full",
-    "clock-skew",
-)
-TOPOLOGIES = ("isolate", "majority", "bridge")
+FAULT_KINDS = tuple(KINDS)
 MAX_FAULTS = 10_000
 """A schedule holds at most this many faults (a bound on memory and on run time)."""
 MIN_FAULT_S = 0.01
@@ -80,17 +67,6 @@ class Schedule:
         return Schedule(tuple(out), self.seed)
 
 
-def _partition_spec(rng: random.Random, hosts: Sequence[str]) -> FaultSpec:
-    choices = ["isolate"] + (["majority", "bridge"] if len(hosts) >= 3 else [])
-    topo = rng.choice(choices)
-    if topo == "isolate":
-        victim = rng.choice(list(hosts))
-        return FaultSpec("partition", (victim,), (("topology", "isolate"),))
-    shuffled = list(hosts)
-    rng.shuffle(shuffled)
-    return FaultSpec("partition", tuple(shuffled), (("topology", topo),))
-
-
 def random_schedule(
     seed: int,
     hosts: Sequence[str],
@@ -133,11 +109,15 @@ def random_schedule(
             f"(got fault_duration={fault_duration}, gap={gap}, duration={duration}, "
             f"start={start})"
         )
-    if len(hosts) < 2:
-        # partitions and link latency need a second host to cut or slow a link to
-        kinds = [k for k in kinds if k not in ("partition", "latency")]
-        if not kinds:
-            raise ConfigError("partition and latency faults need at least 2 hosts")
+    # e.g. partitions and link latency need a second host to cut or slow a link to
+    usable = [k for k in kinds if KINDS[k].min_hosts <= len(hosts)]
+    if not usable:
+        need = min(KINDS[k].min_hosts for k in kinds)
+        raise ConfigError(
+            f"{' and '.join(dict.fromkeys(kinds))} faults need at least {need} hosts "
+            f"(this schedule has {len(hosts)})"
+        )
+    kinds = usable
     rng = random.Random(seed)
     out: list[ScheduledFault] = []
     t = start
@@ -148,18 +128,7 @@ def random_schedule(
             break
         kind = rng.choice(list(kinds))
         victim = rng.choice(list(hosts))
-        if kind == "partition":
-            spec = _partition_spec(rng, hosts)
-        elif kind == "loss":
-            spec = FaultSpec(kind, (victim,), (("probability", 0.3),))
-        elif kind == "bandwidth":
-            spec = FaultSpec(kind, (victim,), (("rate_bps", 1_000_000),))
-        elif kind == "latency":
-            spec = FaultSpec(kind, (victim,), (("delay_s", 0.1), ("jitter_s", 0.02)))
-        elif kind == "clock-skew":
-            spec = FaultSpec(kind, (victim,), (("offset_s", rng.choice([-60.0, 60.0])),))
-        else:
-            spec = FaultSpec(kind, (victim,))
+        spec = KINDS[kind].draw(rng, victim, hosts)
         i += 1
         if i > MAX_FAULTS:
             raise ConfigError(
@@ -171,19 +140,6 @@ def random_schedule(
     return Schedule(tuple(out), seed)
 
 
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "crash": (),
-    "pause": (),
-    "partition": ("topology",),
-    "loss": ("probability",),
-    "bandwidth": ("rate_bps",),
-    "latency": ("delay_s", "jitter_s", "include_client"),
-    "disk-full": (),
-    "clock-skew": ("offset_s",),
-}
-SINGLE_HOST = ("crash", "pause", "disk-full", "clock-skew")
-
-
 def build_fault(spec: FaultSpec, label: str, hosts: Sequence[str]) -> Fault:
     """Turn a spec into a fault object; every bad spec is a ConfigError naming the fault.
 
@@ -191,7 +147,7 @@ def build_fault(spec: FaultSpec, label: str, hosts: Sequence[str]) -> Fault:
     give one fault per host (faults of one kind on one host overlap correctly).
     """
     kind, tg = spec.kind, spec.targets
-    if kind not in _PARAMS:
+    if kind not in KINDS:
         raise ConfigError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
     if isinstance(tg, str) or not isinstance(tg, tuple | list):
         raise ConfigError(f"fault {label}: targets must be a list of host names, not {tg!r}")
@@ -208,52 +164,13 @@ def build_fault(spec: FaultSpec, label: str, hosts: Sequence[str]) -> Fault:
         raise ConfigError(
             f"fault {label}: params must be (name, value) pairs, not {spec.params!r}"
         ) from None
-    unknown = sorted(set(params) - set(_PARAMS[kind]))
+    k = KINDS[kind]
+    unknown = sorted(set(params) - set(k.params))
     if unknown:
-        known = ", ".join(_PARAMS[kind]) or "none"
+        known = ", ".join(k.params) or "none"
         raise ConfigError(f"{kind} fault {label!r}: unknown parameters {unknown} (known: {known})")
-    single = kind in SINGLE_HOST or (
-        kind == "partition" and params.get("topology") in (None, "isolate")
-    )
-    if single and len(tg) != 1:
+    if k.one_host(params) and len(tg) != 1:
         raise ConfigError(
             f"fault {label}: {kind} takes exactly one host, not {list(tg)}; give one fault per host"
         )
-    if kind == "crash":
-        return Crash(tg[0], label)
-    if kind == "pause":
-        return Pause(tg[0], label)
-    if kind == "partition":
-        topo = params.get("topology", "isolate")
-        if topo == "isolate":
-            return Partition.isolate(tg[0], hosts, label)
-        if topo == "majority":
-            minority = len(tg) // 2
-            return Partition.groups([list(tg[minority:]), list(tg[:minority])], label)
-        if topo == "bridge":
-            return Partition.bridge(list(tg), label)
-        raise ConfigError(
-            f"fault {label}: unknown partition topology {topo!r} (known: {', '.join(TOPOLOGIES)})"
-        )
-    if kind == "loss":
-        return PacketLoss(tg, params.get("probability", 0.3), label)
-    if kind == "bandwidth":
-        return Bandwidth(tg, params.get("rate_bps", 1_000_000), label)
-    if kind == "disk-full":
-        return DiskFull(tg[0], label)
-    if kind == "clock-skew":
-        return ClockSkew(tg[0], params.get("offset_s", 60.0), label)
-    from ._latency import Latency
-
-    include_client = params.get("include_client", False)
-    if not isinstance(include_client, bool):
-        raise ConfigError(
-            f"latency fault {label!r}: include_client must be true or false, not {include_client!r}"
-        )
-    return Latency(
-        tg,
-        params.get("delay_s", 0.1),
-        params.get("jitter_s", 0.0),
-        label,
-        include_client=include_client,
-    )
+    return k.build(tuple(tg), params, label, hosts)
