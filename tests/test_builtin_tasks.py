@@ -5,8 +5,6 @@ TASK --tiers``) and is quoted in the README."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from conftest import needs_root
 
@@ -14,7 +12,7 @@ import infragym.tasks
 from infragym.tasks import Task, list_tasks
 from infragym.testing import check_task
 
-BUILTIN = Path(infragym.tasks.__file__).parent / "builtin"
+BUILTIN = infragym.tasks.BUILTIN_DIR
 
 
 @needs_root

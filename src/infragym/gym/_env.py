@@ -19,8 +19,7 @@ from gymnasium.envs.registration import EnvSpec
 from .._errors import ConfigError
 from ..env import Env, EpisodeError, ResetObservation, SyncEnv, ToolCall
 from ..env import make as make_env
-from ..tasks import Task, load_task
-from ..tasks._registry import BUILTIN_DIR
+from ..tasks import BUILTIN_DIR, Task, load_task
 from ._spaces import fit, text_space, to_charset
 
 __all__ = ["InfraGymEnv", "env_id", "make", "register_builtin_tasks"]
