@@ -72,7 +72,7 @@ def test_round_trip_gives_identical_results(path: Path, tmp_path: Path) -> None:
 
 
 def test_verdicts_survive_round_trip_of_tuple_values(tmp_path: Path) -> None:
-    from test_checkers_support import HistoryBuilder
+    from histories import HistoryBuilder
 
     b = HistoryBuilder()
     b.write("k", (1, 2), 0.0, 0.1)
@@ -88,7 +88,7 @@ def test_verdicts_survive_round_trip_of_tuple_values(tmp_path: Path) -> None:
 
 def test_list_and_tuple_values_compare_equal() -> None:
     """A live workload may write a tuple and parse the server's JSON answer as a list."""
-    from test_checkers_support import HistoryBuilder
+    from histories import HistoryBuilder
 
     b = HistoryBuilder()
     b.write("k", (1, 2), 0.0, 0.1)
@@ -117,7 +117,7 @@ def test_crashing_checker_gives_unknown_through_run_checker() -> None:
 
 
 def test_malformed_cas_is_unknown_not_a_crash() -> None:
-    from test_checkers_support import HistoryBuilder
+    from histories import HistoryBuilder
 
     b = HistoryBuilder()
     b.op("cas", "k", 5, t=0.0, done=0.1)

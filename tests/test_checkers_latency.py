@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_checkers_support import HistoryBuilder, requests
+from histories import HistoryBuilder, requests
 
 from infragym import ConfigError
 from infragym.checkers import Latency, Verdict

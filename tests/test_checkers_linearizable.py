@@ -6,7 +6,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from test_checkers_support import HistoryBuilder, brute_linearizable
+from histories import HistoryBuilder, brute_linearizable
 
 from infragym import ConfigError
 from infragym.checkers import Linearizable, Verdict, run_checker

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from test_checkers_support import HistoryBuilder
+from histories import HistoryBuilder
 
 from infragym import ConfigError
 from infragym.checkers import LostWrites, Verdict

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from histories import HistoryBuilder, brute_linearizable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_checkers_support import HistoryBuilder, brute_linearizable
 
 from infragym.checkers import Linearizable, LostWrites, StaleReads, Verdict
 from infragym.history import History

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from test_checkers_support import HistoryBuilder
+from histories import HistoryBuilder
 
 from infragym.checkers import StaleReads, Verdict
 from infragym.history import History

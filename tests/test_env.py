@@ -16,10 +16,10 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import ROOT, assert_no_leftovers, leftovers, needs_root
+from episodes import bash, run_ids, runs_of_this_process
 from tinytask import tiny_task
 
 import infragym
@@ -36,26 +36,8 @@ from infragym.env import (
 )
 from infragym.env._output import render_cut, safe_text
 from infragym.env._tools import tool_specs, validate_arguments
-from infragym.sandbox import _state, cleanup
+from infragym.sandbox import cleanup
 from infragym.tasks import Limits as TaskLimits
-
-
-def bash(command: str, timeout: float | None = None) -> ToolCall:
-    args: dict[str, Any] = {"command": command}
-    if timeout is not None:
-        args["timeout"] = timeout
-    return ToolCall("bash", args)
-
-
-def run_ids(env: Env | SyncEnv) -> list[str]:
-    e = env.env if isinstance(env, SyncEnv) else env
-    ids = [e.workstation.run_id] if e.workstation else []
-    return ids + ([e.dev_cluster.run_id] if e.dev_cluster else [])
-
-
-def runs_of_this_process() -> list[str]:
-    """Run records this test process still holds: each names what an episode left."""
-    return [r.run_id for r in _state.all_records() if r.owner_pid == os.getpid()]
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from test_workload_support import raw_server, read_request
+from workload_support import raw_server, read_request
 
 from infragym.checkers import Linearizable, StaleReads, Verdict
 from infragym.grading import ExpectationFailed, read_capped

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_no_leftovers, leftovers, needs_root
-from test_env import bash, run_ids, runs_of_this_process
+from episodes import bash, run_ids, runs_of_this_process
 from tinytask import STARTING_GRADER, tiny_task
 
 from infragym.env import SyncEnv, ToolCall, make

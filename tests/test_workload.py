@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_workload_support import (  # the autouse fixture runs each test twice
+from workload_support import (  # the autouse fixture runs each test twice
     KVServer,
     closed_port_url,
     completions,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_workload_support import (  # the autouse fixture runs each test twice
+from workload_support import (  # the autouse fixture runs each test twice
     drive,
     raw_server,
     transport,  # noqa: F401

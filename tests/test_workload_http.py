@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from test_workload_support import (  # the autouse fixture runs each test twice
+from workload_support import (  # the autouse fixture runs each test twice
     HELLO,
     KVServer,
     closed_port_url,

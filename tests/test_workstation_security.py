@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_no_leftovers, leftovers, needs_root, start_http
-from test_env import bash, run_ids, runs_of_this_process, tiny_task
-from tinytask import DEPLOYED_GRADER
+from episodes import bash, run_ids, runs_of_this_process
+from tinytask import DEPLOYED_GRADER, tiny_task
 
 from infragym.env import SyncEnv, ToolCall, make
 from infragym.grading import grade_workspace
