@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..checkers import CheckResult, Verdict
 from ..grading import GradeResult
+from ..rubric import RewardResult
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,6 +26,27 @@ def verdict_table(results: dict[str, CheckResult], title: str = "checkers") -> T
     for name, r in results.items():
         style = VERDICT_STYLE[r.verdict]
         t.add_row(name, f"[{style}]{r.verdict.value}[/]", f"{r.score:.3f}", r.explanation)
+    return t
+
+
+def reward_table(detail: RewardResult | None, title: str) -> Table:
+    """A rubric's breakdown: each criterion's verdict, score, weight and why."""
+    t = Table(title=title)
+    t.add_column("criterion")
+    t.add_column("verdict")
+    t.add_column("score", justify="right")
+    t.add_column("weight", justify="right")
+    t.add_column("explanation", overflow="fold")
+    for c in detail.breakdown if detail is not None else ():
+        style = VERDICT_STYLE.get(Verdict(c.verdict), "white")
+        gate = " (gate)" if c.gate else ""
+        t.add_row(
+            c.name + gate,
+            f"[{style}]{c.verdict}[/]",
+            f"{c.score:.3f}",
+            f"{c.weight:g}",
+            c.explanation,
+        )
     return t
 
 
@@ -45,24 +67,7 @@ def print_result(result: GradeResult, label: str) -> None:
             f"[red]grading failed (platform error, no reward):[/] {result.error}", soft_wrap=True
         )
         return
-    t = Table(title=f"{result.task} — {label}, seed {result.seed}")
-    t.add_column("criterion")
-    t.add_column("verdict")
-    t.add_column("score", justify="right")
-    t.add_column("weight", justify="right")
-    t.add_column("explanation", overflow="fold")
-    if result.detail is not None:
-        for c in result.detail.breakdown:
-            style = VERDICT_STYLE.get(Verdict(c.verdict), "white")
-            gate = " (gate)" if c.gate else ""
-            t.add_row(
-                c.name + gate,
-                f"[{style}]{c.verdict}[/]",
-                f"{c.score:.3f}",
-                f"{c.weight:g}",
-                c.explanation,
-            )
-    console.print(t)
+    console.print(reward_table(result.detail, f"{result.task} — {label}, seed {result.seed}"))
     console.print(
         f"[bold]reward {result.reward:.3f}[/]   functional tests alone: "
         f"{result.functional:.3f}   grading took "

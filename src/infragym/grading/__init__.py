@@ -3,13 +3,15 @@
 The parts a grader is built from beyond checkers and rubrics: :func:`deploy` starts the
 agent's system by the task's contract on every host; :func:`run_tests` and
 :func:`functional_result` make the functional gate; :func:`not_run` reports the checks a
-failed gate skipped.
+failed gate skipped. :func:`load_recheck` gives a task's own offline re-check of a stored
+history (``infragym check`` uses it).
 """
 
 from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
 from ._pipeline import grade_workspace, load_grader
+from ._recheck import RecheckFn, load_recheck
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
 
 __all__ = [
@@ -19,10 +21,12 @@ __all__ = [
     "GradeContext",
     "GradeOutcome",
     "GradeResult",
+    "RecheckFn",
     "deploy",
     "functional_result",
     "grade_workspace",
     "load_grader",
+    "load_recheck",
     "not_run",
     "run_tests",
     "wait_all_listening",
