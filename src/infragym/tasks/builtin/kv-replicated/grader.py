@@ -9,11 +9,18 @@
    the robustness phase is skipped (a system that breaks its contract earns nothing).
 3. Robustness phase: open-loop reads and writes on a small hot keyspace, plus one write
    to each of a few cold keys before the first fault, while a seeded nemesis crashes,
-   pauses and partitions hosts one at a time: every run has two faults of each kind and
+   pauses and partitions hosts one at a time: every run has two faults of each kind,
    crashes two different hosts (so data must survive on disk, not only in a peer's
-   memory). After the final heal every node must listen again; then every key is read
-   on every node.
-4. Verdicts and rubric: see ``rubric``.
+   memory) and takes every host away at least once (so no host can be a single point of
+   failure on a lucky seed). After the final heal every node must listen again; then
+   every key is read on every node.
+4. Verdicts and rubric: see ``rubric``. ``recheck(history)`` gives the same reward from
+   a stored history offline (``infragym check``).
+
+The seed only chooses the fault schedule. Nothing the service receives depends on it:
+the functional tests' values carry a fresh random token and the workload is drawn from a
+fresh random seed, recorded in the history's meta (``workload_seed``) and in
+``workload.json``, so a service cannot recognise its run and learn a seed's schedule.
 """
 
 from __future__ import annotations
