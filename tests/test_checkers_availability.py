@@ -381,3 +381,46 @@ def test_exclude_faulted_survives_a_jsonl_round_trip(tmp_path: Path) -> None:
     a = Availability(exclude_faulted=True)
     assert a.check(back).metrics == a.check(h).metrics
     assert a.check(back).verdict is Verdict.PASS
+
+
+# -- scope: steady state only, fault windows only; judged counts -------------------------
+
+
+def test_scope_steady_judges_only_the_fault_free_remainder() -> None:
+    # a service that answers nothing outside faults, and everything during one
+    b = HistoryBuilder()
+    requests(b, 0.0, 2.0, 10, outcome="fail")
+    b.fault("p1", 2.0, 4.0)
+    requests(b, 2.0, 4.0, 10)
+    requests(b, 4.0, 6.0, 10, outcome="fail")
+    h = b.build()
+    steady = Availability(slo=0.9, scope="steady", name="serving").check(h)
+    assert steady.verdict is Verdict.FAIL and steady.score == 0.0
+    assert steady.judged == 40
+    assert "window.p1.total" not in steady.metrics
+    faults = Availability(slo=0.5, scope="faults").check(h)
+    assert faults.verdict is Verdict.PASS and faults.judged == 20
+    assert "window.steady.total" not in faults.metrics
+    assert Availability().check(h).judged == 60
+
+
+def test_scope_with_no_window_is_unknown_and_judged_nothing() -> None:
+    b = HistoryBuilder()
+    requests(b, 0.0, 2.0, 10)
+    res = Availability(scope="faults").check(b.build())
+    assert res.verdict is Verdict.UNKNOWN and res.judged == 0
+    assert "no fault windows" in res.explanation
+    assert Availability(scope="steady").check(b.build()).verdict is Verdict.PASS
+
+
+def test_scope_faults_with_exclude_faulted_finds_a_single_point_of_failure() -> None:
+    # n1 crashed and the healthy n2 and n3 answered nothing: they depended on n1
+    h = with_fault(outage_of({"n1", "n2", "n3"}).build(), "crash-1", 1.0, 3.0, "crash", ("n1",))
+    res = Availability(slo=0.5, scope="faults", exclude_faulted=True).check(h)
+    assert res.verdict is Verdict.FAIL
+    assert res.judged == 40 and res.metrics["window.crash-1.excluded"] == 20
+
+
+def test_bad_scope_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="scope"):
+        Availability(scope="sometimes")  # type: ignore[arg-type]

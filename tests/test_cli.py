@@ -330,3 +330,22 @@ def test_grade_writes_under_the_data_home_not_the_current_directory(tmp_path: Pa
     assert res["reward"] == 1.0
     runs = tmp_path / "home" / ".local" / "share" / "infragym" / "runs" / "tiny"
     assert Path(res["artifacts_dir"]).parent == runs and list(cwd.iterdir()) == []
+
+
+def test_check_scores_a_task_history_with_the_tasks_own_rubric(tmp_path: Path) -> None:
+    """A history a grader recorded names its task: `check` gives that task's reward (here
+    kv-replicated's, whose gates a two-operation history cannot pass); --generic gives the
+    generic checkers' verdicts as before."""
+    h = _kv_history(lose_write=False)
+    h.meta.update({"task": "kv-replicated", "functional": {"tests": {"t": None}}})
+    path = h.write_jsonl(tmp_path / "kv.jsonl")
+    r = run("check", str(path), "--json")
+    out = json.loads(r.stdout)
+    assert out["task"] == "kv-replicated", r.stderr
+    assert out["reward"] == 0.0 and "serving" in out["gates_failed"]
+    assert "linearizable" in out["vacuous"]  # 2 operations judged, fewer than it needs
+    assert r.returncode == 1
+    generic = json.loads(run("check", str(path), "--json", "--generic").stdout)
+    assert generic["lost-writes"]["verdict"] == "pass"
+    r = run("check", str(path), "--task", "no-such-task")
+    assert r.returncode == 2 and "no-such-task" in r.stderr

@@ -8,6 +8,7 @@ import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_checkers_support import HistoryBuilder
 
 import infragym.rubric as rubric_pkg
 from infragym import ConfigError
@@ -277,3 +278,117 @@ def test_public_api_is_what_it_says() -> None:
     assert sorted(rubric_pkg.__all__) == rubric_pkg.__all__
     public = {n for n in dir(rubric_pkg) if not n.startswith("_")}
     assert public == set(rubric_pkg.__all__)
+
+
+# -- vacuity: a check that judged nothing is not a pass -----------------------------------
+
+
+def judged(name: str, verdict: str, score: float, n: int | None) -> CheckResult:
+    return CheckResult(name, Verdict(verdict), score, f"{name} said {verdict}", {}, judged=n)
+
+
+def test_a_pass_that_judged_too_little_fails_and_is_listed() -> None:
+    rub = Rubric(
+        [
+            Criterion("lin", weight=1, gate=True, cap=0.25),
+            Criterion("stale", weight=1, min_judged=20),
+            Criterion("avail", weight=2),
+        ]
+    )
+    res = rub.score(
+        {
+            "lin": judged("lin", "pass", 1.0, 0),
+            "stale": judged("stale", "pass", 1.0, 19),
+            "avail": judged("avail", "pass", 1.0, 500),
+        }
+    )
+    lin, stale, avail = res.breakdown
+    assert (lin.verdict, lin.score, lin.vacuous, lin.judged) == (Verdict.FAIL, 0.0, True, 0)
+    assert lin.explanation.startswith("vacuous: judged 0 < min 1")
+    assert stale.verdict is Verdict.FAIL and "vacuous: judged 19 < min 20" in stale.explanation
+    assert (avail.verdict, avail.vacuous, avail.judged) == (Verdict.PASS, False, 500)
+    assert res.vacuous == ["lin", "stale"]
+    assert res.gates_failed == ["lin"] and res.capped_by == "lin"
+    assert res.uncapped == pytest.approx(0.5) and res.reward == pytest.approx(0.25)
+
+
+def test_enough_judged_or_not_counted_is_taken_as_is() -> None:
+    rub = Rubric([Criterion("a", min_judged=3), Criterion("b", min_judged=0)])
+    res = rub.score({"a": judged("a", "pass", 1.0, 3), "b": judged("b", "pass", 1.0, 0)})
+    assert res.reward == 1.0 and res.vacuous == []
+    # a checker that does not count (judged None) is judged by its verdict alone
+    assert rub.score({"a": r("a", "pass", 1.0), "b": r("b", "pass", 1.0)}).reward == 1.0
+
+
+def test_unknown_and_vacuous_criteria_are_listed() -> None:
+    rub = Rubric([Criterion("a"), Criterion("b"), Criterion("c")])
+    res = rub.score(
+        {
+            "a": judged("a", "unknown", 0.0, 5),
+            "b": judged("b", "unknown", 0.0, 0),  # vacuous and still unknown
+            "c": judged("c", "fail", 0.4, 0),  # a fail stays a fail, and earns nothing
+        }
+    )
+    assert res.unknown == ["a", "b"]
+    assert res.vacuous == ["b", "c"]
+    assert res.criterion("c").verdict is Verdict.FAIL and res.criterion("c").score == 0.0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_bad_min_judged_is_rejected(bad: object) -> None:
+    with pytest.raises(ConfigError, match="min_judged"):
+        Criterion("c", min_judged=bad)  # type: ignore[arg-type]
+
+
+def test_a_reward_written_before_the_vacuity_fields_still_reads() -> None:
+    res = Rubric([Criterion("x")]).score({"x": judged("x", "pass", 1.0, 7)})
+    data = json.loads(res.model_dump_json())
+    for key in ("unknown", "vacuous"):
+        del data[key]
+    for key in ("judged", "vacuous"):
+        del data["breakdown"][0][key]
+    old = RewardResult.model_validate_json(json.dumps(data))
+    assert old.reward == 1.0 and old.vacuous == [] and old.breakdown[0].judged is None
+
+
+def refused_kv_history() -> History:
+    """A service that answered every request 503 (refused) or timed out: nothing to judge."""
+    b = HistoryBuilder()
+    for i in range(30):
+        t = i * 0.1
+        b.write("k", f"v{i}", t, t + 0.01, outcome="fail", intended=t, node="n1")
+        b.read("k", None, t + 0.05, t + 0.06, outcome="fail", intended=t + 0.05, node="n1")
+    b.write("k", "late", 3.0, 4.0, outcome="info", intended=3.0, node="n1")
+    return b.build()
+
+
+def test_built_in_checkers_count_what_they_judged() -> None:
+    good = History.read_jsonl(GOLDEN / "register-sequential.jsonl")
+    checkers: list[Checker] = [
+        Availability(min_ops=1),
+        Latency(min_ops=1),
+        LostWrites(),
+        StaleReads(),
+        Linearizable(),
+    ]
+    for name, res in check_all(checkers, good).items():
+        assert res.judged is not None and res.judged > 0, (name, res)
+    refused = check_all(checkers, refused_kv_history())
+    assert refused["linearizable"].verdict is Verdict.PASS  # trivially: nothing succeeded
+    assert refused["linearizable"].judged == 0
+    assert refused["stale-reads"].judged == 0 and refused["lost-writes"].judged == 0
+    assert refused["availability"].judged == 61
+
+
+def test_a_refusing_service_cannot_pass_consistency_vacuously() -> None:
+    rub = Rubric(
+        [
+            Criterion("linearizable", weight=2, gate=True, cap=0.25),
+            Criterion("lost-writes", weight=3),
+            Criterion("stale-reads", weight=1),
+        ]
+    )
+    res = rub.score(check_all([Linearizable(), LostWrites(), StaleReads()], refused_kv_history()))
+    assert res.reward == 0.0
+    assert res.vacuous == ["linearizable", "lost-writes", "stale-reads"]
+    assert "vacuous" in res.criterion("linearizable").explanation

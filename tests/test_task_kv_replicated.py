@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,13 +22,17 @@ from typing import Any
 import pytest
 from conftest import assert_no_leftovers, needs_root
 
-from infragym.checkers import CheckResult, Verdict
+from infragym.checkers import CheckResult, Verdict, faulted_hosts
 from infragym.grading import GradeContext, GradeResult, grade_workspace
+from infragym.history import History
+from infragym.nemesis import build_fault
 from infragym.sandbox import Cluster
 from infragym.tasks import Task, find_task, load_task, validate_layout
 
 TASK = find_task("kv-replicated")
-SEEDS = (1, 2, 3)
+# seed 1 of every tier is graded by tests/test_builtin_tasks.py (check_task, against the
+# bands of task.toml); these seeds add the quality, spread and offline-check assertions
+SEEDS = (2, 3)
 TIERS = ("broken", "naive", "robust")
 MAX_SPREAD = 0.05
 _results: dict[tuple[str, int], GradeResult] = {}
@@ -132,6 +139,8 @@ def _all_pass(**overrides: CheckResult) -> dict[str, CheckResult]:
         "lost-writes": _result("lost-writes", Verdict.PASS, 1.0),
         "stale-reads": _result("stale-reads", Verdict.PASS, 1.0),
         "availability": _result("availability", Verdict.PASS, 1.0, worst_availability=1.0),
+        "serving": _result("serving", Verdict.PASS, 1.0),
+        "no-spof": _result("no-spof", Verdict.PASS, 1.0),
     }
     results.update(overrides)
     return results
@@ -155,6 +164,57 @@ def test_the_rubric_gates_the_contract_then_consistency() -> None:
     for worst, reward in ((0.5, 0.6), (0.3, 0.6), (0.745, 0.8), (0.99, 1.0)):
         avail = _result("availability", Verdict.FAIL, worst, worst_availability=worst)
         assert rubric.score(_all_pass(availability=avail)).reward == pytest.approx(reward)
+
+
+def test_the_rubric_gates_on_serving_and_on_a_single_point_of_failure() -> None:
+    rubric = grader_module().rubric()
+    # refusing outside faults: nothing, however consistent it looks
+    serving = _result("serving", Verdict.FAIL, 0.3)
+    r = rubric.score(_all_pass(serving=serving))
+    assert r.reward == 0.0 and r.capped_by == "serving"
+    # the healthy hosts below 50 % in some fault window: at most the naive level
+    for verdict in (Verdict.FAIL, Verdict.UNKNOWN):
+        spof = _result("no-spof", verdict, 0.0)
+        r = rubric.score(_all_pass(**{"no-spof": spof}))
+        assert r.reward == pytest.approx(0.25) and r.capped_by == "no-spof"
+    # a linearizability check that judged (almost) nothing is no pass
+    lin = CheckResult("linearizable", Verdict.PASS, 1.0, "all keys linearizable", judged=3)
+    r = rubric.score(_all_pass(linearizable=lin))
+    assert r.reward == pytest.approx(0.25) and r.vacuous == ["linearizable"]
+
+
+def _taken_away(g: ModuleType, seed: int, hosts: list[str]) -> Counter[str]:
+    hit: Counter[str] = Counter()
+    for f in g.fault_schedule(seed, hosts).faults:
+        fault = build_fault(f.spec, f.label, hosts)
+        blocked = getattr(fault, "blocked", {})
+        detail = {"blocked": {k: sorted(v) for k, v in blocked.items()}}
+        hit.update(faulted_hosts(f.spec.kind, f.spec.targets, detail))
+    return hit
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_the_fault_schedule_takes_every_host_away_on_every_seed(n: int) -> None:
+    """No seed spares the host a single point of failure lives on (before: ~8.6 % of seeds
+    never faulted n1, ~19.8 % spared some host)."""
+    g = grader_module()
+    hosts = [f"n{i}" for i in range(1, n + 1)]
+    for seed in range(1, 201):
+        s = g.fault_schedule(seed, hosts)
+        assert s == g.fault_schedule(seed, hosts)
+        assert len(s.faults) == 6 and s.end <= 25.0
+        assert set(_taken_away(g, seed, hosts)) == set(hosts), f"seed {seed}: {s}"
+        crashed = [f.spec.targets[0] for f in s.faults if f.spec.kind == "crash"]
+        assert len(set(crashed)) == 2
+
+
+def test_the_service_never_receives_the_seed() -> None:
+    """The seed only chooses the fault schedule; tags and workload come from fresh
+    randomness (recorded in the artifacts), so no seed -> schedule table can be learnt."""
+    source = TASK.grader_path.read_text()
+    uses = [line.strip() for line in source.splitlines() if "ctx.seed" in line]
+    assert uses == ["schedule = fault_schedule(ctx.seed, cluster.names)"], uses
+    assert 'f"s{' not in source
 
 
 # -- real gradings -----------------------------------------------------------------------
@@ -226,3 +286,47 @@ def test_a_platform_failure_is_an_error_not_a_reward(tmp_path: Path) -> None:
     r = grade(load_task(d), d / "workspace", 1, tmp_path / "artifacts")
     assert r.reward is None
     assert r.error is not None and "grader bug" in r.error
+
+
+# -- hack probes and offline re-checks (real gradings, reusing the cached ones) -----------
+
+PROBES = {"probe-refuse-after-functional": 0.05, "probe-single-leader": 0.30}
+
+
+@needs_root
+@pytest.mark.parametrize("probe", sorted(PROBES))
+def test_hack_probes_earn_next_to_nothing(probe: str, tmp_root: Path) -> None:
+    """Services that game the grader: correct for the functional tests and then refusing
+    everything (it earned 0.6), and every host forwarding to one leader (0.6, and 1.0 on
+    seeds that never fault the leader). One seed each, to keep the suite cheap."""
+    r = graded(probe, 1, tmp_root)
+    assert r.functional == 1.0, f"the probe must pass the functional tests: {r.notes}"
+    assert r.reward is not None and r.reward <= PROBES[probe], r.notes
+    assert r.detail is not None and r.detail.gates_failed, r.notes
+
+
+@needs_root
+@pytest.mark.parametrize("tier", TIERS)
+def test_an_offline_check_of_the_stored_history_gives_the_grade(tier: str, tmp_root: Path) -> None:
+    r = graded(tier, SEEDS[0], tmp_root)
+    assert r.history_path is not None and r.detail is not None
+    out = subprocess.run(
+        [sys.executable, "-m", "infragym.cli.main", "check", r.history_path, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode in (0, 1), out.stderr
+    data = json.loads(out.stdout)
+    assert data["task"] == "kv-replicated"
+    assert data["reward"] == pytest.approx(r.reward)
+    verdicts = {c["name"]: c["verdict"] for c in data["breakdown"]}
+    assert verdicts == {c.name: c.verdict.value for c in r.detail.breakdown}
+    if tier != "broken":
+        # the workload came from fresh randomness, recorded so the history can be replayed
+        meta = History.read_jsonl(Path(r.history_path)).meta
+        streams = {w["name"]: w["seed"] for w in meta["workload"]}
+        assert streams["kv"] == meta["workload_seed"] != r.seed
+        workload = json.loads((Path(r.artifacts_dir or "") / "workload.json").read_text())
+        assert workload["seed"] == meta["workload_seed"]

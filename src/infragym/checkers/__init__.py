@@ -4,14 +4,15 @@ Each checker is a frozen dataclass with a ``name`` and ``check(history) -> Check
 Call it through :func:`run_checker` (or :func:`check_all`) so that a checker that raises
 gives an unknown verdict instead of ending the run.
 
-- :class:`Availability`: ok fraction per fault window and steady state.
+- :class:`Availability`: ok fraction per fault window and steady state;
+  :func:`faulted_hosts`: the hosts a fault takes away (not judged on during it).
 - :class:`Latency`: percentiles from intended start; unknown outcomes count as infinite.
 - :class:`LostWrites`: acknowledged register writes missing from the final reads.
 - :class:`StaleReads`: reads of overwritten, never-written or failed-write values.
 - :class:`Linearizable`: per-key WGL search over read / write / cas.
 """
 
-from ._availability import Availability
+from ._availability import Availability, faulted_hosts
 from ._base import Checker, CheckResult, Verdict, run_checker
 from ._latency import Latency
 from ._linearizable import Linearizable
@@ -29,5 +30,6 @@ __all__ = [
     "StaleReads",
     "Verdict",
     "check_all",
+    "faulted_hosts",
     "run_checker",
 ]

@@ -15,13 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .._errors import ConfigError
 from ..history import FaultAction, FaultEvent, FaultWindow, History, Operation
 from ._base import CheckResult, Metric, Verdict
 
 STEADY = "steady"
+Scope = Literal["all", "steady", "faults"]
+SCOPES: tuple[str, ...] = get_args(Scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +66,16 @@ class Availability:
     map, exclude nothing. Excluded operations still count as "in a fault" (they are not
     steady state), and each window reports how many it ignored (``window.<label>.excluded``).
 
+    ``scope`` picks the windows judged: ``all`` (default), ``steady`` (only the fault-free
+    remainder: "does the service serve at all when nothing is wrong", a gate that a
+    service refusing everything cannot pass vacuously) or ``faults`` (only the fault
+    windows, e.g. a low floor on the healthy hosts that a single point of failure misses).
+    A scope with no window at all is unknown.
+
     Score: the worst judged window's availability divided by its SLO (capped at 1). The
     worst window, not the mean, because averaging lets a long healthy steady state hide a
     system that was down for the whole of one fault, which is the thing being measured.
+    ``judged``: the operations in the judged windows (excluded ones not counted).
     """
 
     slo: float = 0.99
@@ -75,6 +84,7 @@ class Availability:
     f: str | None = None
     name: str = "availability"
     exclude_faulted: bool = False
+    scope: Scope = "all"
 
     def __post_init__(self) -> None:
         for what, v in (("slo", self.slo), ("fault_slo", self.fault_slo)):
@@ -82,15 +92,35 @@ class Availability:
                 raise ConfigError(f"Availability {what}={v} must be in (0, 1], e.g. 0.99")
         if self.min_ops < 1:
             raise ConfigError(f"Availability min_ops={self.min_ops} must be at least 1")
+        if self.scope not in SCOPES:
+            raise ConfigError(
+                f"Availability scope={self.scope!r} is not one of {', '.join(SCOPES)}"
+            )
 
     def check(self, history: History) -> CheckResult:
         ops = [op for op in history.operations() if self.f is None or op.f == self.f]
         if not ops:
             what = "operations" if self.f is None else f"{self.f!r} operations"
             return CheckResult(
-                self.name, Verdict.UNKNOWN, 0.0, f"the history has no {what}; nothing to judge"
+                self.name,
+                Verdict.UNKNOWN,
+                0.0,
+                f"the history has no {what}; nothing to judge",
+                judged=0,
             )
         windows = self._windows(ops, history.fault_windows(), history.faults)
+        if self.scope != "all":
+            windows = [w for w in windows if (w.label == STEADY) == (self.scope == STEADY)]
+        if not windows:
+            what = "steady-state operations" if self.scope == STEADY else "fault windows"
+            return CheckResult(
+                self.name,
+                Verdict.UNKNOWN,
+                0.0,
+                f"the history has no {what}; scope {self.scope!r} has nothing to judge",
+                {"ops": len(ops), "windows": 0},
+                judged=0,
+            )
         return self._judge(windows, ops)
 
     def _windows(
@@ -144,6 +174,7 @@ class Availability:
                 metrics[p + "excluded"] = w.excluded
             (judged if w.total >= self.min_ops else small).append(w)
         below = [w for w in judged if w.availability < w.slo]
+        n = sum(w.total for w in judged)
         metrics["windows_judged"] = len(judged)
         metrics["windows_below_slo"] = len(below)
         metrics["windows_too_small"] = len(small)
@@ -160,7 +191,12 @@ class Availability:
                 for w in below
             )
             return CheckResult(
-                self.name, Verdict.FAIL, score, f"availability below SLO in {detail}", metrics
+                self.name,
+                Verdict.FAIL,
+                score,
+                f"availability below SLO in {detail}",
+                metrics,
+                judged=n,
             )
         if small:
             names = ", ".join(f"{w.label} ({w.total} ops)" for w in small)
@@ -171,10 +207,16 @@ class Availability:
                 f"too few operations to judge window(s) {names}; need at least "
                 f"{self.min_ops} each (run the workload longer or at a higher rate)",
                 metrics,
+                judged=n,
             )
         summary = ", ".join(f"{w.label} {w.availability:.2%}" for w in judged)
         return CheckResult(
-            self.name, Verdict.PASS, score, f"every window met its SLO: {summary}", metrics
+            self.name,
+            Verdict.PASS,
+            score,
+            f"every window met its SLO: {summary}",
+            metrics,
+            judged=n,
         )
 
 

@@ -28,6 +28,11 @@ class CheckResult:
     partial credit; ``verdict`` is the binary judgement against the checker's threshold,
     or ``unknown`` when the history does not allow a judgement (too few operations, a
     search budget exceeded, the checker itself failed).
+
+    ``judged`` counts what the verdict rests on (operations, reads, writes, tests: each
+    checker says which), so a pass that judged nothing is visible as such: a rubric's
+    criterion fails a check that judged fewer than its ``min_judged``. None means the
+    checker does not count (every built-in checker does).
     """
 
     name: str
@@ -35,10 +40,13 @@ class CheckResult:
     score: float
     explanation: str
     metrics: Mapping[str, Metric] = field(default_factory=dict)
+    judged: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
             raise ValueError(f"score {self.score} of checker {self.name!r} is outside [0, 1]")
+        if self.judged is not None and self.judged < 0:
+            raise ValueError(f"judged={self.judged} of checker {self.name!r} is negative")
 
 
 class Checker(Protocol):
@@ -66,4 +74,5 @@ def run_checker(checker: Checker, history: History) -> CheckResult:
             score=0.0,
             explanation=f"the checker raised {tb}; no judgement could be made",
             metrics={"error": tb},
+            judged=0,
         )

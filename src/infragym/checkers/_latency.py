@@ -68,6 +68,7 @@ class Latency:
                 f"{len(ops)} ok or unknown-outcome {what}; need at least {self.min_ops} "
                 "to measure latency",
                 {"count": len(ops)},
+                judged=len(ops),
             )
         hist = HdrHistogram(1, _CEILING_US, 3)
         never = 0
@@ -105,10 +106,17 @@ class Latency:
             figures += f" ({never} never completed, counted as infinite)"
         if missed:
             return CheckResult(
-                self.name, Verdict.FAIL, score, f"{'; '.join(missed)} ({figures})", metrics
+                self.name,
+                Verdict.FAIL,
+                score,
+                f"{'; '.join(missed)} ({figures})",
+                metrics,
+                judged=len(ops),
             )
         head = "targets met" if targets else "no targets set; measured only"
-        return CheckResult(self.name, Verdict.PASS, 1.0, f"{head}: {figures}", metrics)
+        return CheckResult(
+            self.name, Verdict.PASS, 1.0, f"{head}: {figures}", metrics, judged=len(ops)
+        )
 
 
 def _fmt(s: float) -> str:

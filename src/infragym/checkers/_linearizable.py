@@ -26,7 +26,8 @@ class Linearizable:
     did not take effect and are dropped; ``info`` writes and cases may take effect any time
     after invocation, or never; ``info`` reads constrain nothing and are dropped. A read's
     ``None`` means the key was absent, the register's ``initial`` state. Operations that
-    touch at the same instant are treated as concurrent.
+    touch at the same instant are treated as concurrent. ``judged`` counts the ``ok``
+    operations searched (a history of refusals and timeouts is trivially linearizable).
 
     ``max_states`` bounds the memoization cache per key (the deterministic budget: the
     same history always gets the same verdict); ``time_budget_s`` bounds the whole check as
@@ -57,12 +58,13 @@ class Linearizable:
                 0.0,
                 "the history has no read/write/cas operations; nothing to check",
                 {"ignored_ops": ignored},
+                judged=0,
             )
         deadline = time.monotonic() + self.time_budget_s
         initial = freeze(self.initial)
         failed: list[tuple[Any, str]] = []
         unknown: list[tuple[Any, str]] = []
-        passed = states = checked_ops = 0
+        passed = states = checked_ops = ok_checked = 0
         groups = split_by_key(ops)
         for group in groups:
             kept = [op for op in group.ops if _kept(op)]
@@ -70,6 +72,7 @@ class Linearizable:
             if time.monotonic() > deadline:
                 unknown.append((group.key, "time budget exhausted before this key"))
                 continue
+            ok_checked += sum(op.ok for op in kept)
             res = search([_reg_op(op) for op in kept], initial, self.max_states, deadline)
             states += res.states
             if res.outcome is Outcome.LINEARIZABLE:
@@ -97,6 +100,7 @@ class Linearizable:
                 score,
                 f"{len(failed)} of {len(groups)} keys not linearizable; {failed[0][1]}",
                 metrics,
+                judged=ok_checked,
             )
         if unknown:
             metrics["unknown_keys"] = _keys(unknown)
@@ -108,6 +112,7 @@ class Linearizable:
                 f"budget ({unknown[0][1]}; keys {_keys(unknown)}); raise max_states or "
                 "time_budget_s, or shorten the history",
                 metrics,
+                judged=ok_checked,
             )
         return CheckResult(
             self.name,
@@ -115,6 +120,7 @@ class Linearizable:
             1.0,
             f"all {len(groups)} keys linearizable ({checked_ops} operations, {states} states)",
             metrics,
+            judged=ok_checked,
         )
 
 

@@ -50,7 +50,8 @@ class LostWrites:
 
     Verdict: fail if any write is lost; unknown if some acknowledged write is unjudged
     (a server that errors on final reads of keys it dropped cannot pass by silence) or
-    no write was acknowledged. Score: the fraction of acknowledged writes shown to survive.
+    no write was acknowledged. Score: the fraction of acknowledged writes shown to survive;
+    ``judged``: the acknowledged writes with a final read after them.
     """
 
     settle_s: float = 0.0
@@ -72,6 +73,7 @@ class LostWrites:
                 0.0,
                 "no write was acknowledged, so no write can be shown lost or kept",
                 metrics,
+                judged=0,
             )
         start, problem = final_phase_start(history, self.settle_s)
         metrics["final_phase_start"] = start
@@ -82,6 +84,7 @@ class LostWrites:
                 0.0,
                 f"{problem}, so there is no final read phase to judge writes by",
                 metrics,
+                judged=0,
             )
         lost: list[tuple[Operation, list[Operation]]] = []
         unjudged: list[Operation] = []
@@ -96,6 +99,7 @@ class LostWrites:
             lost.extend(k_lost)
             unjudged.extend(k_unjudged)
         acked = len(acked_all)
+        judged = acked - len(unjudged)
         metrics["final_reads"] = final_reads
         metrics["lost"] = len(lost)
         metrics["unjudged"] = len(unjudged)
@@ -115,6 +119,7 @@ class LostWrites:
                 score,
                 f"{len(lost)} of {acked} acknowledged writes lost: {shown}{more}",
                 metrics,
+                judged=judged,
             )
         if unjudged:
             keys = sorted({repr(w.key) for w in unjudged})
@@ -126,6 +131,7 @@ class LostWrites:
                 f"{len(unjudged)} of {acked} acknowledged writes have no ok final read after "
                 f"them (keys {shown_keys}); the final read phase must read every written key",
                 metrics,
+                judged=judged,
             )
         return CheckResult(
             self.name,
@@ -133,6 +139,7 @@ class LostWrites:
             1.0,
             f"all {acked} acknowledged writes survived ({final_reads} final reads)",
             metrics,
+            judged=judged,
         )
 
 

@@ -34,7 +34,7 @@ class StaleReads:
       ``v`` had been overwritten, entirely in real time, before the read began.
 
     Verdict: fail on any such read; unknown if there are no ok reads.
-    Score: the fraction of ok reads that are none of these.
+    Score: the fraction of ok reads that are none of these; ``judged``: the ok reads.
     """
 
     name: str = "stale-reads"
@@ -50,6 +50,7 @@ class StaleReads:
                 0.0,
                 "the history has no ok reads; stale reads cannot be judged",
                 metrics,
+                judged=0,
             )
         bad: dict[str, list[str]] = {"stale": [], "phantom": [], "aborted": []}
         for group in split_by_key(ops):
@@ -66,6 +67,7 @@ class StaleReads:
                 1.0,
                 f"none of {len(reads)} ok reads was stale, phantom or aborted",
                 metrics,
+                judged=len(reads),
             )
         parts = [f"{len(v)} {k}" for k, v in bad.items() if v]
         examples = [m for v in bad.values() for m in v[:2]][:4]
@@ -76,6 +78,7 @@ class StaleReads:
             score,
             f"{', '.join(parts)} of {len(reads)} ok reads; e.g. {'; '.join(examples)}",
             metrics,
+            judged=len(reads),
         )
 
 

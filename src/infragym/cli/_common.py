@@ -15,6 +15,7 @@ from .._errors import ConfigError
 from ..checkers import Verdict
 from ..grading import GradeResult
 from ..report import VERDICT_STYLE
+from ..rubric import RewardResult
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,6 +58,27 @@ def new_out_dir(out: Path) -> Path:
     return out
 
 
+def reward_table(detail: RewardResult | None, title: str) -> Table:
+    """A rubric's breakdown: each criterion's verdict, score, weight and why."""
+    t = Table(title=title)
+    t.add_column("criterion")
+    t.add_column("verdict")
+    t.add_column("score", justify="right")
+    t.add_column("weight", justify="right")
+    t.add_column("explanation", overflow="fold")
+    for c in detail.breakdown if detail is not None else ():
+        style = VERDICT_STYLE.get(Verdict(c.verdict), "white")
+        gate = " (gate)" if c.gate else ""
+        t.add_row(
+            c.name + gate,
+            f"[{style}]{c.verdict}[/]",
+            f"{c.score:.3f}",
+            f"{c.weight:g}",
+            c.explanation,
+        )
+    return t
+
+
 def strict_json(value: object) -> object:
     """Non-finite floats as strings ("inf"), so strict JSON parsers accept the output."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -74,24 +96,7 @@ def print_result(result: GradeResult, label: str) -> None:
             f"[red]grading failed (platform error, no reward):[/] {result.error}", soft_wrap=True
         )
         return
-    t = Table(title=f"{result.task} — {label}, seed {result.seed}")
-    t.add_column("criterion")
-    t.add_column("verdict")
-    t.add_column("score", justify="right")
-    t.add_column("weight", justify="right")
-    t.add_column("explanation", overflow="fold")
-    if result.detail is not None:
-        for c in result.detail.breakdown:
-            style = VERDICT_STYLE.get(Verdict(c.verdict), "white")
-            gate = " (gate)" if c.gate else ""
-            t.add_row(
-                c.name + gate,
-                f"[{style}]{c.verdict}[/]",
-                f"{c.score:.3f}",
-                f"{c.weight:g}",
-                c.explanation,
-            )
-    console.print(t)
+    console.print(reward_table(result.detail, f"{result.task} — {label}, seed {result.seed}"))
     console.print(
         f"[bold]reward {result.reward:.3f}[/]   functional tests alone: "
         f"{result.functional:.3f}   grading took "

@@ -34,10 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"infragym {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("check", help="re-check a stored history offline")
+    c = sub.add_parser(
+        "check",
+        help="re-check a stored history offline",
+        description="Re-check a stored history. A history a task's grader recorded is "
+        "scored with that task's own checkers and rubric (the grade's reward), when the "
+        "task's grader provides recheck(); otherwise, or with --generic, with the generic "
+        "checkers (availability, latency, and for reads and writes the consistency checks).",
+    )
     c.add_argument("history", type=Path, help="a history JSONL file")
-    c.add_argument("--slo", type=float, default=0.99, help="availability SLO (default 0.99)")
-    c.add_argument("--p99", type=float, default=None, help="p99 latency target in seconds")
+    c.add_argument(
+        "--task",
+        default=None,
+        help="the task whose grader to re-check with (default: the history's meta.task)",
+    )
+    c.add_argument(
+        "--generic", action="store_true", help="the generic checkers, not the task's rubric"
+    )
+    c.add_argument(
+        "--slo", type=float, default=0.99, help="availability SLO of --generic (default 0.99)"
+    )
+    c.add_argument(
+        "--p99", type=float, default=None, help="p99 latency target of --generic, in seconds"
+    )
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(fn=cmd_check)
 

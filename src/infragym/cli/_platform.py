@@ -7,6 +7,7 @@ import json
 
 from rich.table import Table
 
+from .._errors import ConfigError
 from ..checkers import (
     Availability,
     Checker,
@@ -17,9 +18,10 @@ from ..checkers import (
     Verdict,
     check_all,
 )
+from ..grading import RecheckFn
 from ..history import History
 from ..report import verdict_table
-from ._common import console, runs_home, strict_json
+from ._common import console, reward_table, runs_home, strict_json
 
 
 def default_checkers(history: History, slo: float, p99: float | None) -> list[Checker]:
@@ -33,6 +35,16 @@ def default_checkers(history: History, slo: float, p99: float | None) -> list[Ch
 
 def cmd_check(args: argparse.Namespace) -> int:
     history = History.read_jsonl(args.history)
+    recheck = None
+    if not args.generic:
+        try:
+            recheck = _task_recheck(args.task or history.meta.get("task"))
+        except ConfigError:
+            if args.task:
+                raise
+            # the task that recorded it is not installed here: the generic checkers
+    if recheck is not None:
+        return _check_as_graded(args, history, *recheck)
     results = check_all(default_checkers(history, args.slo, args.p99), history)
     if args.json:
         out = {
@@ -50,6 +62,38 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print(f"{args.history}: {ops} operations, {len(history.faults)} fault events")
         console.print(verdict_table(results))
     return 1 if any(r.verdict is Verdict.FAIL for r in results.values()) else 0
+
+
+def _task_recheck(name: object) -> tuple[str, RecheckFn] | None:
+    """The named task's own re-check, if the task is known and its grader has one."""
+    if not isinstance(name, str) or not name:
+        return None
+    from ..grading import load_recheck
+    from ..tasks import find_task
+
+    fn = load_recheck(find_task(name))
+    return None if fn is None else (name, fn)
+
+
+def _check_as_graded(args: argparse.Namespace, history: History, task: str, fn: RecheckFn) -> int:
+    """Score the history with the task's checkers and rubric: the grade's own reward."""
+    reward = fn(history)
+    if args.json:
+        out = {"task": task, **reward.model_dump(mode="json")}
+        print(json.dumps(strict_json(out), indent=2, default=str, allow_nan=False))
+    else:
+        ops = len(history.operations())
+        console.print(
+            f"{args.history}: {ops} operations, {len(history.faults)} fault events, "
+            f"re-checked with the checkers and rubric of task {task}",
+            soft_wrap=True,
+        )
+        console.print(reward_table(reward, f"{task}: offline re-check"))
+        console.print(
+            f"[bold]reward {reward.reward:.3f}[/] (uncapped {reward.uncapped:.3f})"
+            + (f", capped by {reward.capped_by}" if reward.capped_by else "")
+        )
+    return 1 if any(c.verdict is Verdict.FAIL for c in reward.breakdown) else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ The parts a grader is built from beyond checkers and rubrics: :func:`deploy` sta
 agent's system by the task's contract on every host; :func:`run_tests` and
 :func:`functional_result` make the functional gate; :func:`not_run` reports the checks a
 failed gate skipped; :func:`read_capped` reads a service's answer without letting a huge
-one fill the grading process.
+one fill the grading process. :func:`load_recheck` gives a task's own offline re-check of a
+stored history (``infragym check`` uses it).
 """
 
 from ._bodies import read_capped
@@ -12,6 +13,7 @@ from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
 from ._pipeline import grade_workspace, load_grader
+from ._recheck import RecheckFn, load_recheck
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
 
 __all__ = [
@@ -21,10 +23,12 @@ __all__ = [
     "GradeContext",
     "GradeOutcome",
     "GradeResult",
+    "RecheckFn",
     "deploy",
     "functional_result",
     "grade_workspace",
     "load_grader",
+    "load_recheck",
     "not_run",
     "read_capped",
     "run_tests",

@@ -53,9 +53,11 @@ def functional_result(results: Mapping[str, str | None], problem: str | None = N
     """The ``functional`` check: the fraction of ``results`` that passed, PASS only when
     all did. ``problem`` (e.g. the system never came up) fails it with score 0."""
     if problem is not None:
-        return CheckResult("functional", Verdict.FAIL, 0.0, problem, {"passed": 0})
+        return CheckResult("functional", Verdict.FAIL, 0.0, problem, {"passed": 0}, judged=0)
     if not results:
-        return CheckResult("functional", Verdict.FAIL, 0.0, "no functional test ran", {"passed": 0})
+        return CheckResult(
+            "functional", Verdict.FAIL, 0.0, "no functional test ran", {"passed": 0}, judged=0
+        )
     passed = [n for n, err in results.items() if err is None]
     failed = {n: err for n, err in results.items() if err is not None}
     metrics: dict[str, Any] = {"tests": len(results), "passed": len(passed)}
@@ -68,12 +70,21 @@ def functional_result(results: Mapping[str, str | None], problem: str | None = N
             len(passed) / len(results),
             f"{len(failed)} of {len(results)} functional tests failed: {shown}",
             metrics,
+            judged=len(results),
         )
     return CheckResult(
-        "functional", Verdict.PASS, 1.0, f"all {len(results)} functional tests passed", metrics
+        "functional",
+        Verdict.PASS,
+        1.0,
+        f"all {len(results)} functional tests passed",
+        metrics,
+        judged=len(results),
     )
 
 
 def not_run(reason: str, names: Iterable[str]) -> dict[str, CheckResult]:
     """UNKNOWN results for checks that did not run, and why (never a made-up FAIL)."""
-    return {name: CheckResult(name, Verdict.UNKNOWN, 0.0, f"not run: {reason}") for name in names}
+    return {
+        name: CheckResult(name, Verdict.UNKNOWN, 0.0, f"not run: {reason}", judged=0)
+        for name in names
+    }

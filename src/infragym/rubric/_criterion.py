@@ -27,6 +27,12 @@ class Criterion:
     before weights, so a system that fails its functional contract earns nothing for
     robustness it cannot show. An ``unknown`` verdict scores ``unknown_score`` (default 0)
     and fails a gate: unknown is reported, not guessed, and never rewarded by default.
+
+    ``min_judged`` (default 1) guards against vacuous passes: a check that judged fewer
+    than that many things (its result's ``judged``: a linearizability check of a history
+    where nothing succeeded judged no operation) is not a pass; the criterion fails with
+    score 0 and says "vacuous". Set it higher when a verdict needs a sample to mean
+    anything. A result whose checker does not count (``judged`` is None) is taken as is.
     """
 
     name: str
@@ -37,6 +43,7 @@ class Criterion:
     unknown_score: float = 0.0
     score_fn: ScoreFn | None = None
     description: str = ""
+    min_judged: int = 1
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -49,6 +56,13 @@ class Criterion:
         for what, v in (("cap", self.cap), ("unknown_score", self.unknown_score)):
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"criterion {self.name!r} has {what}={v}; it must be in [0, 1]")
+        if isinstance(self.min_judged, bool) or not (
+            isinstance(self.min_judged, int) and self.min_judged >= 0
+        ):
+            raise ConfigError(
+                f"criterion {self.name!r} has min_judged={self.min_judged!r}; it must be an "
+                "integer >= 0 (0 accepts a check that judged nothing)"
+            )
 
     @property
     def check_name(self) -> str:

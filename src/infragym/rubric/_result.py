@@ -16,7 +16,8 @@ class CriterionScore(BaseModel):
 
     ``contribution`` is ``weight * score / total weight``: the contributions sum to
     ``RewardResult.uncapped``. ``cap_applied`` is the cap this criterion imposed as a
-    failed gate, or None.
+    failed gate, or None. ``judged`` is what the check judged (None: not counted) and
+    ``vacuous`` says it was fewer than the criterion's ``min_judged``, which fails it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
@@ -31,6 +32,8 @@ class CriterionScore(BaseModel):
     gate: bool
     cap_applied: float | None = None
     metrics: dict[str, MetricValue] = Field(default_factory=dict)
+    judged: int | None = None
+    vacuous: bool = False
 
 
 class RewardResult(BaseModel):
@@ -38,7 +41,9 @@ class RewardResult(BaseModel):
 
     ``uncapped`` is the weighted mean of criterion scores; ``reward`` is that, capped by
     the lowest cap of any failed gate; ``capped_by`` names that gate (None if no gate
-    lowered the reward). Non-finite metric values (an infinite latency) are written as the
+    lowered the reward). ``unknown`` names the criteria whose verdict is unknown and
+    ``vacuous`` those whose check judged too little to count (both empty in a result
+    written before they existed). Non-finite metric values (an infinite latency) are written as the
     JSON constants ``Infinity``/``NaN``, which Python's and pydantic's parsers accept.
     """
 
@@ -50,6 +55,8 @@ class RewardResult(BaseModel):
     capped_by: str | None = None
     gates_failed: list[str] = Field(default_factory=list)
     breakdown: list[CriterionScore]
+    unknown: list[str] = Field(default_factory=list)
+    vacuous: list[str] = Field(default_factory=list)
 
     def criterion(self, name: str) -> CriterionScore:
         """The breakdown entry of criterion ``name`` (KeyError if there is none)."""

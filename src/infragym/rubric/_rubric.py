@@ -16,7 +16,8 @@ from ._result import CriterionScore, RewardResult
 class Rubric:
     """An ordered set of criteria, validated when built so a bad rubric fails before a run.
 
-    ``score`` is pure: the same check results always give the same reward.
+    ``score`` is pure: the same check results always give the same reward. A check that
+    judged fewer than its criterion's ``min_judged`` fails it (see :class:`Criterion`).
     """
 
     criteria: tuple[Criterion, ...]
@@ -60,8 +61,18 @@ class Rubric:
         caps: list[tuple[float, str]] = []
         for c in self.criteria:
             result = results[c.check_name]
-            s = self._criterion_score(c, result)
-            failed_gate = c.gate and result.verdict is not Verdict.PASS
+            vacuous = result.judged is not None and result.judged < c.min_judged
+            verdict: Verdict
+            if vacuous:
+                verdict = Verdict.FAIL if result.verdict is Verdict.PASS else result.verdict
+                s = 0.0
+                explanation = (
+                    f"vacuous: judged {result.judged} < min {c.min_judged}; {result.explanation}"
+                )
+            else:
+                verdict, explanation = result.verdict, result.explanation
+                s = self._criterion_score(c, result)
+            failed_gate = c.gate and verdict is not Verdict.PASS
             if failed_gate:
                 caps.append((c.cap, c.name))
             rows.append(
@@ -71,11 +82,13 @@ class Rubric:
                     score=s,
                     weight=c.weight,
                     contribution=min(1.0, c.weight * s / total),
-                    verdict=result.verdict,
-                    explanation=result.explanation,
+                    verdict=verdict,
+                    explanation=explanation,
                     gate=c.gate,
                     cap_applied=c.cap if failed_gate else None,
                     metrics=dict(result.metrics),
+                    judged=result.judged,
+                    vacuous=vacuous,
                 )
             )
         uncapped = min(1.0, max(0.0, math.fsum(r.contribution for r in rows)))
@@ -91,6 +104,8 @@ class Rubric:
             capped_by=capped_by,
             gates_failed=[name for _, name in caps],
             breakdown=rows,
+            unknown=[r.name for r in rows if r.verdict is Verdict.UNKNOWN],
+            vacuous=[r.name for r in rows if r.vacuous],
         )
 
     @staticmethod

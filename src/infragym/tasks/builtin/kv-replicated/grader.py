@@ -9,11 +9,18 @@
    the robustness phase is skipped (a system that breaks its contract earns nothing).
 3. Robustness phase: open-loop reads and writes on a small hot keyspace, plus one write
    to each of a few cold keys before the first fault, while a seeded nemesis crashes,
-   pauses and partitions hosts one at a time: every run has two faults of each kind and
+   pauses and partitions hosts one at a time: every run has two faults of each kind,
    crashes two different hosts (so data must survive on disk, not only in a peer's
-   memory). After the final heal every node must listen again; then every key is read
-   on every node.
-4. Verdicts and rubric: see ``rubric``.
+   memory) and takes every host away at least once (so no host can be a single point of
+   failure on a lucky seed). After the final heal every node must listen again; then
+   every key is read on every node.
+4. Verdicts and rubric: see ``rubric``. ``recheck(history)`` gives the same reward from
+   a stored history offline (``infragym check``).
+
+The seed only chooses the fault schedule. Nothing the service receives depends on it:
+the functional tests' values carry a fresh random token and the workload is drawn from a
+fresh random seed, recorded in the history's meta (``workload_seed``) and in
+``workload.json``, so a service cannot recognise its run and learn a seed's schedule.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
@@ -47,7 +55,7 @@ from infragym.grading import (
     run_tests,
     wait_all_listening,
 )
-from infragym.history import OpType
+from infragym.history import History, OpType
 from infragym.nemesis import FaultSpec, Nemesis, Schedule, ScheduledFault
 from infragym.rubric import Criterion, RewardResult, Rubric
 from infragym.sandbox import Cluster, Host
@@ -86,6 +94,10 @@ SETTLE_S = 2.0
 
 AVAILABILITY_SLO = 0.99
 AVAILABILITY_FLOOR = 0.5
+SERVING_SLO = 0.9
+FAILOVER_FLOOR = 0.5
+NAIVE_CAP = 0.25
+CHECK_BUDGET_S = 20.0
 
 
 # -- rubric -----------------------------------------------------------------------------
@@ -105,9 +117,17 @@ def _availability_score(r: CheckResult) -> float:
 
 
 def rubric() -> Rubric:
-    """Gates first: the contract, then linearizability; then weighted properties.
+    """Gates first: the contract, serving at all, no single point of failure,
+    linearizability; then weighted properties.
 
     - functional (gate, cap 0): every functional test passes, or the reward is 0.
+    - serving (gate, cap 0): outside fault windows at least 90 % of requests are answered
+      ok; a service that passes the functional tests and then refuses everything has
+      shown nothing (its consistency checks would pass vacuously) and earns nothing.
+    - no-spof (gate, cap 0.25): in every fault window the hosts the fault left healthy
+      answer at least 50 % ok. Every host is taken away at least once per run, so a
+      service whose data or leadership lives on one host fails this whatever the seed:
+      it is not fault tolerant and earns at most what an inconsistent one does.
     - linearizable (gate, cap 0.25; weight 2): the task asks for linearizable reads and
       writes; a system that can return stale or lost data earns at most 0.25 however
       available it is (an inconsistent but available system is worth more than a broken
@@ -120,27 +140,80 @@ def rubric() -> Rubric:
       healthy (crashed and paused hosts and the partitioned-off minority are not judged),
       in the worst fault window or steady state; 0 at 50 %, full at 99 %. Operations not
       answered within 1 s count as unavailable.
+
+    Every check must have judged something (``min_judged``): linearizability and stale
+    reads need ok operations and reads, lost writes acknowledged writes with a final read.
     """
     return Rubric(
         [
             Criterion("functional", weight=0.0, gate=True, cap=0.0),
-            Criterion("linearizable", weight=2.0, gate=True, cap=0.25),
-            Criterion("lost-writes", weight=3.0, score_fn=_all_or_nothing),
-            Criterion("stale-reads", weight=1.0),
-            Criterion("availability", weight=4.0, score_fn=_availability_score),
+            Criterion("serving", weight=0.0, gate=True, cap=0.0, min_judged=50),
+            Criterion("no-spof", weight=0.0, gate=True, cap=NAIVE_CAP, min_judged=50),
+            Criterion("linearizable", weight=2.0, gate=True, cap=NAIVE_CAP, min_judged=50),
+            Criterion("lost-writes", weight=3.0, score_fn=_all_or_nothing, min_judged=COLD_KEYS),
+            Criterion("stale-reads", weight=1.0, min_judged=20),
+            Criterion("availability", weight=4.0, score_fn=_availability_score, min_judged=50),
         ]
     )
+
+
+def checkers(budget_s: float = CHECK_BUDGET_S) -> list[Checker]:
+    """The checks of the robustness phase, by the names :func:`rubric` reads."""
+    return [
+        Linearizable(time_budget_s=budget_s),
+        LostWrites(),
+        StaleReads(),
+        Availability(slo=AVAILABILITY_SLO, exclude_faulted=True),
+        Availability(slo=SERVING_SLO, scope="steady", name="serving"),
+        Availability(slo=FAILOVER_FLOOR, scope="faults", exclude_faulted=True, name="no-spof"),
+    ]
+
+
+def recheck(history: History, budget_s: float = CHECK_BUDGET_S) -> RewardResult:
+    """The reward of a stored history, offline: the same checks and rubric as :func:`grade`.
+
+    The functional tests' outcome is read from the history's ``meta["functional"]`` (the
+    grader records it there); a history without it is judged unknown on that gate.
+    """
+    return rubric().score(results_of(history, budget_s))
+
+
+def results_of(history: History, budget_s: float) -> dict[str, CheckResult]:
+    recorded = history.meta.get("functional")
+    if isinstance(recorded, dict) and isinstance(recorded.get("tests"), dict):
+        tests = {str(k): None if v is None else str(v) for k, v in recorded["tests"].items()}
+        problem = recorded.get("problem")
+        functional = functional_result(tests, None if problem is None else str(problem))
+    else:
+        functional = CheckResult(
+            "functional",
+            Verdict.UNKNOWN,
+            0.0,
+            "the history does not record the functional tests (meta['functional'])",
+            judged=0,
+        )
+    if functional.verdict is not Verdict.PASS:
+        return {
+            "functional": functional,
+            **not_run("the functional contract failed", ROBUSTNESS_CHECKS),
+        }
+    results = check_all(checkers(budget_s), history)
+    results["functional"] = functional
+    return results
 
 
 # -- fault schedule ---------------------------------------------------------------------
 
 
 def fault_schedule(seed: int, hosts: list[str]) -> Schedule:
-    """Two crashes (of different hosts), two pauses, two partitions, in a seeded order.
+    """Two crashes (of different hosts), two pauses, two partitions, in a seeded order,
+    and every host taken away (crashed, paused or cut off) at least once.
 
     Faults come one at a time with a quiet gap between, so every availability window
     measures one fault; each kind appears in every run so every seed measures the same
-    properties (and the reward's spread across seeds stays small).
+    properties (and the reward's spread across seeds stays small). Every host is a victim
+    in every run, so no seed spares the one host a single point of failure lives on.
+    A pure function of the seed and the host names.
     """
     rng = random.Random(f"kv-replicated/{seed}")
     kinds: list[str] = []
@@ -148,26 +221,70 @@ def fault_schedule(seed: int, hosts: list[str]) -> Schedule:
         round_ = ["crash", "pause", "partition"]
         rng.shuffle(round_)
         kinds += round_
-    crash_victims = rng.sample(hosts, 2)
+    topologies = [rng.choice(TOPOLOGIES) if k == "partition" else "" for k in kinds]
+    victims = _victims(rng, kinds, topologies, hosts)
     faults: list[ScheduledFault] = []
     t = FIRST_FAULT_S
     for i, kind in enumerate(kinds):
         duration = round(rng.uniform(*FAULT_S), 3)
-        if kind == "crash":
-            spec = FaultSpec("crash", (crash_victims.pop(0),))
-        elif kind == "pause":
-            spec = FaultSpec("pause", (rng.choice(hosts),))
+        if kind in ("crash", "pause"):
+            spec = FaultSpec(kind, (victims[i][0],))
+        elif topologies[i] == "isolate":
+            spec = FaultSpec("partition", (victims[i][0],), (("topology", "isolate"),))
         else:
-            topology = rng.choice(["isolate", "majority", "bridge"])
-            if topology == "isolate":
-                spec = FaultSpec("partition", (rng.choice(hosts),), (("topology", "isolate"),))
-            else:
-                order = list(hosts)
-                rng.shuffle(order)
-                spec = FaultSpec("partition", tuple(order), (("topology", topology),))
+            rest = [h for h in hosts if h not in victims[i]]
+            rng.shuffle(rest)
+            # majority: the first len//2 hosts are the minority, cut off from the rest
+            spec = FaultSpec("partition", (*victims[i], *rest), (("topology", topologies[i]),))
         faults.append(ScheduledFault(round(t, 3), duration, spec, f"{kind}-{i + 1}"))
         t += duration + rng.uniform(*GAP_S)
     return Schedule(tuple(faults), seed)
+
+
+TOPOLOGIES = ("isolate", "majority", "bridge")
+
+
+def taken_away(kind: str, topology: str, hosts: int) -> int:
+    """How many hosts one fault takes away by its victims (a bridge: none for certain)."""
+    if kind in ("crash", "pause") or topology == "isolate":
+        return 1
+    return hosts // 2 if topology == "majority" else 0
+
+
+def _victims(
+    rng: random.Random, kinds: list[str], topologies: list[str], hosts: list[str]
+) -> list[tuple[str, ...]]:
+    """Each fault's victims (a bridge's are only its order), covering every host.
+
+    Every host is first given one victim slot, the remaining slots are drawn at random,
+    and the two crashes never hit the same host.
+    """
+    sizes = [taken_away(k, t, len(hosts)) for k, t in zip(kinds, topologies, strict=True)]
+    if sum(sizes) < len(hosts):
+        for i, t in enumerate(topologies):
+            if t == "bridge" and sum(sizes) < len(hosts):
+                topologies[i] = "isolate"
+                sizes[i] = 1
+    if sum(sizes) < len(hosts):
+        raise ValueError(f"{len(kinds)} faults cannot take away each of {len(hosts)} hosts")
+    units = [i for i, n in enumerate(sizes) for _ in range(n)]
+    rng.shuffle(units)
+    picked: list[list[str]] = [[] for _ in kinds]
+    order = list(hosts)
+    rng.shuffle(order)
+    for slot, host in zip(units, order, strict=False):
+        picked[slot].append(host)
+    crashed = {h for i, k in enumerate(kinds) if k == "crash" for h in picked[i]}
+    for slot in units[len(order) :]:
+        taken = set(picked[slot]) | (crashed if kinds[slot] == "crash" else set())
+        host = rng.choice([h for h in hosts if h not in taken])
+        picked[slot].append(host)
+        if kinds[slot] == "crash":
+            crashed.add(host)
+    for i, t in enumerate(topologies):
+        if t == "bridge":
+            picked[i] = [rng.choice(hosts)]
+    return [tuple(p) for p in picked]
 
 
 # -- workload ---------------------------------------------------------------------------
@@ -402,7 +519,14 @@ def _with_tag(fn: TestFn, tag: str) -> Callable[[Probe], Awaitable[None]]:
     return lambda probe: fn(probe, tag)
 
 
-ROBUSTNESS_CHECKS = ("linearizable", "lost-writes", "stale-reads", "availability")
+ROBUSTNESS_CHECKS = (
+    "linearizable",
+    "lost-writes",
+    "stale-reads",
+    "availability",
+    "serving",
+    "no-spof",
+)
 
 
 # -- the grade --------------------------------------------------------------------------
@@ -422,18 +546,23 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
     problems, urls = list(deployed.problems), deployed.urls
     notes: list[str] = []
     tests: dict[str, str | None] = {}
+    problem = "; ".join(problems) if problems else None
     if problems:
         notes += problems
-        functional = functional_result({}, "; ".join(problems))
+        functional = functional_result({}, problem)
     else:
         ctx.progress("functional tests")
+        # a fresh token, never the seed: nothing the service receives may tell it the seed
+        tag = secrets.token_hex(4)
 
         async def functional_phase() -> dict[str, str | None]:
-            return await run_functional(urls, f"s{ctx.seed}")
+            return await run_functional(urls, tag)
 
         tests = await asyncio.to_thread(cluster.run_client, functional_phase)
         functional = functional_result(tests, None)
         notes += [f"functional test {n} failed: {e}" for n, e in tests.items() if e]
+    # recorded in the history too, so `infragym check` can re-score it (see recheck)
+    ctx.history.meta["functional"] = {"tests": tests, "problem": problem}
     (ctx.artifacts_dir / "functional.json").write_text(
         json.dumps({"score": functional.score, "tests": tests}, indent=2, ensure_ascii=False)
     )
@@ -464,8 +593,13 @@ async def robustness(
         )
     )
     targets = parse_targets(urls)
+    # the workload is drawn from fresh randomness, not the seed (which would let a service
+    # recognise its run); it is recorded so a history can be re-checked and replayed
+    workload_seed = secrets.randbits(63)
+    ctx.history.meta["workload_seed"] = workload_seed
+    (ctx.artifacts_dir / "workload.json").write_text(json.dumps({"seed": workload_seed}))
     hot = KVGenerator(
-        urls, seed=ctx.seed, mix=Mix(read=0.5, write=0.5), keys=HOT_KEYS, choice="random"
+        urls, seed=workload_seed, mix=Mix(read=0.5, write=0.5), keys=HOT_KEYS, choice="random"
     )
     cold = ColdWrites(targets, tuple(f"c{i}" for i in range(COLD_KEYS)))
     duration = schedule.end + TAIL_S
@@ -506,14 +640,8 @@ async def robustness(
         f"workload: {len(ops)} operations, " + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
     ctx.progress("checking the history")
-    budget = max(2.0, min(20.0, ctx.remaining() - 10.0))
-    checkers: list[Checker] = [
-        Linearizable(time_budget_s=budget),
-        LostWrites(),
-        StaleReads(),
-        Availability(slo=AVAILABILITY_SLO, exclude_faulted=True),
-    ]
-    return await asyncio.to_thread(check_all, checkers, ctx.history)
+    budget = max(2.0, min(CHECK_BUDGET_S, ctx.remaining() - 10.0))
+    return await asyncio.to_thread(check_all, checkers(budget), ctx.history)
 
 
 def finish(results: dict[str, CheckResult], functional: float, notes: list[str]) -> GradeOutcome:
