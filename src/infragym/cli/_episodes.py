@@ -16,12 +16,11 @@ from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, s
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Each seed is a full episode through the Env: sandbox, tool calls, submit, grading."""
-    import asyncio
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from ..agent import agent_from_spec
     from ..runner import EpisodeOutcome, Summary, rollout_many
+    from ..sandbox import run_interruptible
     from ..tasks import find_task
 
     task = find_task(args.task)
@@ -31,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
         try:
-            return asyncio.run(
+            return run_interruptible(
                 rollout_many(
                     args.task,
                     lambda: agent_from_spec(task, args.agent, args.base_url),

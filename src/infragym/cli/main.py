@@ -11,6 +11,7 @@ packages are imported inside the commands, so ``infragym --help`` stays fast.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -31,8 +32,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted; everything this run created was removed")
-        return 130
+        return _interrupted(130)
+    except SystemExit as exc:
+        # SIGTERM or SIGHUP: infragym's handler unwound the run (exit code 128 + signal)
+        if exc.code in _SIGNAL_CODES:
+            return _interrupted(int(exc.code))
+        raise
+
+
+_SIGNAL_CODES = {128 + signal.SIGTERM, 128 + signal.SIGHUP}
+
+
+def _interrupted(code: int) -> int:
+    err_console.print("interrupted; everything this run created was removed")
+    return code
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ from typing import Any, TypeVar
 from .._errors import ConfigError, ResourceError
 from ..grading import GradeResult, grade_workspace
 from ..grading._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH
-from ..sandbox import Cluster, walk_tree
-from ..sandbox._lifecycle import install_handlers
+from ..sandbox import Cluster, install_handlers, walk_tree
 from ..sandbox._workstation import Workstation
 from ..tasks import Task, find_task
 from ..tasks._registry import BUILTIN_DIR

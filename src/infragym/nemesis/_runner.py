@@ -174,7 +174,10 @@ class Nemesis:
         while not task.done():
             try:
                 await asyncio.wait([task])
-            except BaseException as exc:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
+                # an interruption: wait again, the heal goes on. Anything else (the
+                # coroutine being closed with no loop to run on, "no running event loop")
+                # would fail the same way on every try: it ends the wait
                 interrupt = interrupt or exc
         if task.cancelled():
             return asyncio.CancelledError(f"the heal of {fault.label} was cancelled"), interrupt
