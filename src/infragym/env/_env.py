@@ -310,6 +310,10 @@ async def _in_thread(fn: Callable[[], T]) -> T:
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
             await asyncio.wait([fut])
+        if fut.done() and not fut.cancelled():
+            # retrieved: what a signal's teardown makes fail is no news ("Future exception
+            # was never retrieved" with a traceback at exit)
+            fut.exception()
         raise
 
 
