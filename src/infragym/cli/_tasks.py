@@ -110,9 +110,8 @@ def _tier_table(report: TierReport) -> Table:
 
 
 def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
-    import asyncio
-
     from ..grading import GradeResult
+    from ..sandbox import run_interruptible
     from ..tasks import load_task
     from ..testing import validate_tiers
 
@@ -122,7 +121,7 @@ def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
         shown = "error" if r.reward is None else f"{r.reward:.3f}"
         err_console.print(f"  {tier} seed {seed}: {shown}", highlight=False)
 
-    report = asyncio.run(
+    report = run_interruptible(
         validate_tiers(
             task,
             args.seeds,

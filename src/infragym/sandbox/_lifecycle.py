@@ -16,9 +16,9 @@ under any other loop running in the main thread it raises between two callbacks.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
-import asyncio
 import os
 import signal
 import threading
