@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, strict_json
@@ -64,7 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             def done(o: EpisodeOutcome) -> None:
                 bar.advance(job)
-                what = f"reward {o.reward:.3f}" if o.reward is not None else f"error: {o.error}"
+                what = (
+                    f"reward {o.reward:.3f}"
+                    if o.reward is not None
+                    else f"error: {escape(o.error or '')}"
+                )
                 bar.console.print(f"seed {o.seed}: {what} ({o.wall_s:.0f} s)", soft_wrap=True)
 
             outcomes = run(done)
@@ -124,7 +129,7 @@ def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
             "-" if g is None or g.functional is None else f"{g.functional:.3f}",
             o.end_reason or "-",
             f"{o.wall_s:.0f}",
-            o.error or "",
+            escape(o.error or ""),  # an error quotes code: [x] is not markup
         )
     console.print(t)
     if s.mean is not None:
