@@ -78,7 +78,7 @@ def _grader_failure(exc: Exception, artifacts: Path) -> str:
     """The result's error for an exception out of the grader: what was raised, its last
     frames (innermost first) and the file in ``artifacts`` that keeps the full traceback."""
     what = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames: list[traceback.FrameSummary] = list(traceback.extract_tb(exc.__traceback__))
     # the grader's own frames: those below the pipeline's call (through asyncio.wait_for)
     ours = (__file__, asyncio.__file__.rsplit("/", 1)[0] + "/")
     outer = [
