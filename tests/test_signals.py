@@ -106,13 +106,13 @@ class Run:
             self._watch()
             time.sleep(0.05)
 
-    def signal(self, sig: signal.Signals, twice: bool) -> None:
-        """Once to the process; with ``twice`` also to its group, as `timeout` does, a
-        moment later (two at once would merge into one pending signal): the repeat lands
-        in the middle of the teardown the first one started."""
+    def signal(self, sig: signal.Signals, times: int) -> None:
+        """Once to the process, then ``times - 1`` more to its group (as `timeout` does, or
+        a user pressing Ctrl-C again), each a moment later (two at once would merge into
+        one pending signal): the repeats land in the teardown the first one started."""
         self._watch()
         os.kill(self.proc.pid, sig)
-        if twice:
+        for _ in range(times - 1):
             time.sleep(REPEAT_AFTER_S)
             with contextlib.suppress(ProcessLookupError):  # already gone
                 os.killpg(self.proc.pid, sig)
@@ -177,7 +177,7 @@ def slow_task(tmp_path: Path) -> Path:
 def test_sigterm_twice_while_the_sandbox_is_built(tmp_path: Path, slow_task: Path) -> None:
     run = Run(tmp_path, str(slow_task), "--agent", "reference:robust")
     run.wait_for("run record", lambda: bool(run.run_ids), limit=30)
-    run.signal(signal.SIGTERM, twice=True)
+    run.signal(signal.SIGTERM, times=2)
     run.assert_stopped_cleanly(signal.SIGTERM)
 
 
@@ -185,7 +185,7 @@ def test_sigterm_twice_while_the_sandbox_is_built(tmp_path: Path, slow_task: Pat
 def test_sigterm_twice_while_grading(tmp_path: Path, slow_task: Path) -> None:
     run = Run(tmp_path, str(slow_task), "--agent", "reference:robust")
     run.wait_for("grader", lambda: os.path.exists(run.mark + "-1"))
-    run.signal(signal.SIGTERM, twice=True)
+    run.signal(signal.SIGTERM, times=2)
     run.assert_stopped_cleanly(signal.SIGTERM)
 
 
@@ -213,28 +213,28 @@ def model_server() -> Iterator[str]:
 
 
 @pytest.mark.timeout(60)
-def test_sigint_while_the_agent_runs_a_command(tmp_path: Path, slow_task: Path,
-                                               model_server: str) -> None:
+def test_sigterm_twice_while_the_agent_runs_a_command(tmp_path: Path, slow_task: Path,
+                                                      model_server: str) -> None:
     url, marker = model_server.split("\n")
     run = Run(tmp_path, str(slow_task), "--agent", "openai:test-model", "--base-url", url,
               env={"OPENAI_API_KEY": "test-key"})
     run.wait_for("agent command", lambda: bool(_processes_with(marker)))
-    run.signal(signal.SIGINT, twice=False)
-    run.assert_stopped_cleanly(signal.SIGINT, agent_marker=marker)
+    run.signal(signal.SIGTERM, times=2)
+    run.assert_stopped_cleanly(signal.SIGTERM, agent_marker=marker)
 
 
 @pytest.mark.timeout(90)
-def test_sigint_twice_in_the_second_episode_of_a_multi_seed_run(tmp_path: Path,
-                                                                 slow_task: Path) -> None:
-    """Seed 1's grader is stopped by nothing: it would wait 60 s, so seed 1 is graded by a
-    quick grader and seed 2 is the one interrupted."""
+def test_ctrl_c_thrice_in_the_second_episode_of_a_multi_seed_run(tmp_path: Path,
+                                                                   slow_task: Path) -> None:
+    """An impatient user: Ctrl-C three times. Seed 1 is graded quickly, seed 2's grader is
+    the one interrupted."""
     grader = slow_task / "grader.py"
     grader.write_text(grader.read_text().replace(
         "await asyncio.sleep(60)", "await asyncio.sleep(60 if ctx.seed == 2 else 0)").replace(
         "raise AssertionError", "if ctx.seed == 2: raise AssertionError"))
     run = Run(tmp_path, str(slow_task), "--agent", "reference:robust", "--seeds", "1-2")
     run.wait_for("seed 2's grader", lambda: os.path.exists(run.mark + "-2"))
-    run.signal(signal.SIGINT, twice=True)
+    run.signal(signal.SIGINT, times=3)
     run.assert_stopped_cleanly(signal.SIGINT)
 
 
@@ -265,5 +265,5 @@ def test_sigterm_twice_in_kv_replicated_load_phase_with_a_fault_active(tmp_path:
 
     run.wait_for("the pause fault", a_host_frozen, limit=30)
     run.sleep(0.5)  # the load and the fault under way
-    run.signal(signal.SIGTERM, twice=True)
+    run.signal(signal.SIGTERM, times=2)
     run.assert_stopped_cleanly(signal.SIGTERM)
