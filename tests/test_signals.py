@@ -267,3 +267,55 @@ def test_sigterm_twice_in_kv_replicated_load_phase_with_a_fault_active(tmp_path:
     run.sleep(0.5)  # the load and the fault under way
     run.signal(signal.SIGTERM, times=2)
     run.assert_stopped_cleanly(signal.SIGTERM)
+
+
+# A coroutine its closed loop left pending is closed by the garbage collector, with no loop
+# to run on: the final heal must end, not retry its wait forever at full CPU.
+CLOSED_FINAL_HEAL = """
+import asyncio
+
+from infragym.history import Clock, History
+from infragym.nemesis import Fault, Nemesis
+from infragym.sandbox import Cluster
+
+
+class SlowHeal(Fault):
+    kind = "slow-heal"
+
+    def targets(self):
+        return ()
+
+    def apply(self, cluster):
+        return {}
+
+    def heal(self, cluster):
+        pass
+
+    async def heal_async(self, cluster):
+        await asyncio.sleep(3600)
+
+
+async def main(nemesis):
+    await nemesis.apply(SlowHeal())
+    await nemesis.final_heal()
+
+
+loop = asyncio.new_event_loop()
+coro = main(Nemesis(Cluster(1), History(), Clock(), check_capabilities=False))
+loop.create_task(coro)
+loop.run_until_complete(asyncio.sleep(0.2))  # the final heal now waits for the slow heal
+loop.close()
+coro.close()
+print("closed")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_final_heal_closed_without_its_loop_ends() -> None:
+    try:
+        r = subprocess.run([sys.executable, "-c", CLOSED_FINAL_HEAL], capture_output=True,
+                           text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("closing a final heal whose loop is gone spun for 20 s")
+    assert r.returncode == 0 and "closed" in r.stdout, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr

@@ -111,6 +111,7 @@ class Nemesis:
         return task
 
     async def _heal_once(self, fault: Fault) -> None:
+        me = asyncio.current_task()  # not in ``finally``: a closed coroutine has no loop
         try:
             applying = self._applying.get(fault.label)
             if applying is not None:
@@ -120,7 +121,7 @@ class Nemesis:
             self.errors.append(f"healing {fault.label}: {exc!r}")
             raise
         finally:
-            _forget(self._healing, fault.label, asyncio.current_task())
+            _forget(self._healing, fault.label, me)
         fault.applied = False
         if self.active.get(fault.label) is fault:
             del self.active[fault.label]
