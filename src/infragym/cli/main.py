@@ -1,7 +1,9 @@
 """The ``infragym`` command: list, show, validate, run, grade, check, demo, doctor, cleanup.
 
 The CLI only calls the public API. Every platform error is shown as one line saying what
-to do, with exit code 2; a failed check is exit code 1.
+to do, with exit code 2; a failed check is exit code 1. A signal stops a command after
+removing what it made: exit code 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP), with one
+line and no traceback; a second signal during that teardown is ignored.
 
 The commands live in private modules by what they serve: ``_tasks`` (list, show,
 validate, grade, play), ``_episodes`` (run, export), ``_platform`` (check, demo, doctor,
