@@ -2,10 +2,13 @@
 
 The CLI runs as a subprocess in its own process group; each test waits for a point of
 the episode (the sandbox being built, the agent's command running, the grader running,
-kv-replicated's load phase with a fault active), then sends the signal once, or twice
-at once as ``timeout`` does (to the process, then to its group). The run must exit within
-``EXIT_LIMIT_S`` with 143 (SIGTERM) or 130 (SIGINT), no traceback, and leave no
-namespace, link, cgroup, mount, run record or process behind.
+kv-replicated's load phase with a fault active), then sends the signal to the process
+and again, a moment later, to its group, as ``timeout`` does (Ctrl-C three times in one
+case). The run must exit within ``EXIT_LIMIT_S`` with 143 (SIGTERM) or 130 (SIGINT), no
+traceback, and leave no namespace, link, cgroup, mount, run record or process behind.
+The old code printed "RuntimeError: no running event loop" tracebacks here (the repeat
+raised into asyncio's teardown) and, with a fault active, could spin at full CPU in the
+final heal; the last test reproduces that spin directly.
 """
 
 from __future__ import annotations
