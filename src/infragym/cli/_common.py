@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._errors import ConfigError
@@ -93,7 +94,8 @@ def strict_json(value: object) -> object:
 def print_result(result: GradeResult, label: str) -> None:
     if result.error:
         err_console.print(
-            f"[red]grading failed (platform error, no reward):[/] {result.error}", soft_wrap=True
+            f"[red]grading failed (platform error, no reward):[/] {escape(result.error)}",
+            soft_wrap=True,
         )
         return
     console.print(reward_table(result.detail, f"{result.task} — {label}, seed {result.seed}"))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, strict_json
@@ -16,12 +17,11 @@ from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, s
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Each seed is a full episode through the Env: sandbox, tool calls, submit, grading."""
-    import asyncio
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from ..agent import agent_from_spec
     from ..runner import EpisodeOutcome, Summary, rollout_many
+    from ..sandbox import run_interruptible
     from ..tasks import find_task
 
     task = find_task(args.task)
@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
         try:
-            return asyncio.run(
+            return run_interruptible(
                 rollout_many(
                     args.task,
                     lambda: agent_from_spec(task, args.agent, args.base_url),
@@ -65,7 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             def done(o: EpisodeOutcome) -> None:
                 bar.advance(job)
-                what = f"reward {o.reward:.3f}" if o.reward is not None else f"error: {o.error}"
+                what = (
+                    f"reward {o.reward:.3f}"
+                    if o.reward is not None
+                    else f"error: {escape(o.error or '')}"
+                )
                 bar.console.print(f"seed {o.seed}: {what} ({o.wall_s:.0f} s)", soft_wrap=True)
 
             outcomes = run(done)
@@ -125,7 +129,7 @@ def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
             "-" if g is None or g.functional is None else f"{g.functional:.3f}",
             o.end_reason or "-",
             f"{o.wall_s:.0f}",
-            o.error or "",
+            escape(o.error or ""),  # an error quotes code: [x] is not markup
         )
     console.print(t)
     if s.mean is not None:

@@ -27,8 +27,7 @@ from typing import Any, TypeVar
 from .._errors import ConfigError, ResourceError
 from ..grading import GradeResult, grade_workspace
 from ..grading._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH
-from ..sandbox import Cluster, walk_tree
-from ..sandbox._lifecycle import install_handlers
+from ..sandbox import Cluster, install_handlers, walk_tree
 from ..sandbox._workstation import Workstation
 from ..tasks import Task, find_task, hidden_paths
 from ._tools import Outcome, Toolbox, tool_specs
@@ -314,6 +313,10 @@ async def _in_thread(fn: Callable[[], T]) -> T:
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
             await asyncio.wait([fut])
+        if fut.done() and not fut.cancelled():
+            # retrieved: what a signal's teardown makes fail is no news ("Future exception
+            # was never retrieved" with a traceback at exit)
+            fut.exception()
         raise
 
 

@@ -27,6 +27,8 @@ from ._result import GradeResult
 
 GradeFn = Callable[[GradeContext], Awaitable[GradeOutcome]]
 MAX_WORKSPACE_BYTES = 64 << 20
+TRACEBACK_FILE = "grader-traceback.txt"  # in the artifacts, when the grader raised
+LAST_FRAMES = 3  # of a grader's traceback, in the result's error
 MAX_WORKSPACE_DEPTH = 64
 
 
@@ -70,6 +72,33 @@ def copy_workspace(src: Path, dest: Path) -> None:
             f"{MAX_WORKSPACE_BYTES >> 20} MiB and {MAX_WORKSPACE_DEPTH} levels deep; "
             "remove build artefacts, data files, pipes and sockets before submitting"
         ) from None
+
+
+def _grader_failure(exc: Exception, artifacts: Path) -> str:
+    """The result's error for an exception out of the grader: what was raised, its last
+    frames (innermost first) and the file in ``artifacts`` that keeps the full traceback."""
+    what = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    frames: list[traceback.FrameSummary] = list(traceback.extract_tb(exc.__traceback__))
+    # the grader's own frames: those below the pipeline's call (through asyncio.wait_for)
+    ours = (__file__, asyncio.__file__.rsplit("/", 1)[0] + "/")
+    outer = [
+        i for i, f in enumerate(frames) if f.filename == ours[0] or f.filename.startswith(ours[1])
+    ]
+    if outer and outer[-1] + 1 < len(frames):
+        frames = frames[outer[-1] + 1 :]
+    frames = frames[-LAST_FRAMES:]
+    where = " <- ".join(
+        f"{Path(f.filename).name}:{f.lineno} in {f.name}"
+        + (f" `{f.line.strip()[:100]}`" if f.line else "")
+        for f in reversed(frames)
+    )
+    path = artifacts / TRACEBACK_FILE
+    try:
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+        kept = f"the full traceback is in {path}"
+    except OSError as err:
+        kept = f"the traceback could not be saved to {path}: {err}"
+    return f"the grader raised {what}" + (f" at {where}" if where else "") + f"; {kept}"
 
 
 async def grade_workspace(
@@ -124,7 +153,7 @@ async def grade_workspace(
                 "(a grader bug: graders must bound their own work)"
             )
         except Exception as exc:
-            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            error = _grader_failure(exc, artifacts)
         finally:
             timings["grade_s"] = time.monotonic() - t0
             try:

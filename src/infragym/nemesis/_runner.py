@@ -111,6 +111,7 @@ class Nemesis:
         return task
 
     async def _heal_once(self, fault: Fault) -> None:
+        me = asyncio.current_task()  # not in ``finally``: a closed coroutine has no loop
         try:
             applying = self._applying.get(fault.label)
             if applying is not None:
@@ -120,7 +121,7 @@ class Nemesis:
             self.errors.append(f"healing {fault.label}: {exc!r}")
             raise
         finally:
-            _forget(self._healing, fault.label, asyncio.current_task())
+            _forget(self._healing, fault.label, me)
         fault.applied = False
         if self.active.get(fault.label) is fault:
             del self.active[fault.label]
@@ -174,7 +175,10 @@ class Nemesis:
         while not task.done():
             try:
                 await asyncio.wait([task])
-            except BaseException as exc:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
+                # an interruption: wait again, the heal goes on. Anything else (the
+                # coroutine being closed with no loop to run on, "no running event loop")
+                # would fail the same way on every try: it ends the wait
                 interrupt = interrupt or exc
         if task.cancelled():
             return asyncio.CancelledError(f"the heal of {fault.label} was cancelled"), interrupt

@@ -7,6 +7,8 @@ from ._cgroup import Limits, cgroup_v1_available
 from ._cleanup import CleanupReport, cleanup
 from ._cluster import MAX_HOSTS, Cluster
 from ._host import HOST_PYTHON, Host, HostProcess, ServiceSpec
+from ._lifecycle import install_handlers
+from ._lifecycle import run as run_interruptible
 from ._tree import CopyReport, TreeError, copy_tree, remove_tree, walk_tree
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "cgroup_v1_available",
     "cleanup",
     "copy_tree",
+    "install_handlers",
     "remove_tree",
+    "run_interruptible",
     "walk_tree",
 ]
