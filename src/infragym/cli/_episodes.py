@@ -169,7 +169,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     t = Table()
     for col in ("seed", "status", "attempts", "reward", "end", "seconds", "error"):
         t.add_column(col, justify="left" if col in ("status", "error") else "right",
-                     overflow="fold")  # fmt: skip
+                     overflow="fold", no_wrap=col != "error")  # fmt: skip
     for e in episodes:
         t.add_row(
             str(e.seed),

@@ -131,8 +131,10 @@ async def rollout_many(
     base = Path(artifacts_dir) if artifacts_dir is not None else None
     store: RunStore | None = None
     kept: dict[int, EpisodeOutcome] = {}
+    spare: list[Agent] = []
     if base is not None:
-        store = RunStore.open(base, run_config(spec, agent_factory(), env_options), seeds)
+        spare.append(agent_factory())  # fresh, it plays the first episode that runs
+        store = RunStore.open(base, run_config(spec, spare[0], env_options), seeds)
         kept = {
             r.seed: EpisodeOutcome.from_record(r) for r in store.episodes() if r.status == "done"
         }
@@ -147,7 +149,7 @@ async def rollout_many(
             if store is not None:
                 shutil.rmtree(store.episode_dir(seed), ignore_errors=True)  # a dead attempt's
                 store.mark_running(seed)
-            agent = agent_factory()
+            agent = spare.pop() if spare else agent_factory()
             t0 = time.monotonic()
             opts = dict(env_options)
             if base is not None:
