@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import assert_no_leftovers, needs_root
@@ -18,8 +19,11 @@ from tinytask import tiny_task
 
 from infragym import ConfigError, rollout_many
 from infragym.agent import noop_agent
-from infragym.runner import TRAJECTORIES_FILE, EpisodeRecord, read_run, read_trajectories
+from infragym.runner import TRAJECTORIES_FILE, read_trajectories
 from infragym.sandbox import cleanup
+
+if TYPE_CHECKING:
+    from infragym.runner import EpisodeRecord
 
 pytestmark = needs_root
 
@@ -64,6 +68,8 @@ def jsonl_seeds(run_dir: Path) -> list[int]:
 
 def test_a_killed_run_resumes_with_every_episode_once_and_the_same_rewards(
         tmp_path: Path) -> None:
+    from infragym.runner import read_run
+
     task = str(tiny_task(tmp_path, dev_hosts=0, grader=GRADER))
     seeds = [1, 2, 3, 4, 5, 6]
     out = tmp_path / "run"
@@ -145,7 +151,7 @@ def test_another_configuration_in_the_same_directory_is_refused_and_nothing_chan
     assert "resume it with the same task, agent, seeds and options" in r.stderr
     with pytest.raises(ConfigError, match=r"seeds: \[1, 2\] there, \[1, 2, 3\] here"):
         asyncio.run(rollout_many(task, noop_agent, [1, 2, 3], 1, artifacts_dir=out))
-    with pytest.raises(ConfigError, match="env_options: .*there.*here"):
+    with pytest.raises(ConfigError, match=r"env_options: .*there.*here"):
         asyncio.run(rollout_many(task, noop_agent, [1, 2], 1, artifacts_dir=out, max_steps=3))
     assert runs_json(out) == state
     assert (out / TRAJECTORIES_FILE).read_bytes() == lines
