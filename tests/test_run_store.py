@@ -29,8 +29,9 @@ pytestmark = needs_root
 
 INFRAGYM = [sys.executable, "-m", "infragym.cli.main"]
 
-# a reward that depends on the seed (so "the same rewards" means something), a grading
-# slow enough that a run can be killed in the middle of one, and a platform failure on seed 13
+# a reward that depends on the seed (so "the same rewards" means something), a grading of
+# seeds 1-6 slow enough that a run can be killed in the middle of one, and a platform
+# failure on seed 13
 GRADER = """
 import asyncio
 from infragym.checkers import CheckResult, Verdict
@@ -41,7 +42,8 @@ from infragym.rubric import Criterion, Rubric
 async def grade(ctx):
     if ctx.seed == 13:
         raise RuntimeError("grader bug on seed 13")
-    await asyncio.sleep(1.0)
+    if ctx.seed <= 6:
+        await asyncio.sleep(1.0)
     p = ctx.workspace / "answer.txt"
     ok = p.exists() and p.read_text().strip() == "42"
     score = (ctx.seed % 4 + 1) / 4 if ok else 0.0
@@ -53,6 +55,13 @@ async def grade(ctx):
 def infragym(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*INFRAGYM, *args], capture_output=True, text=True, timeout=timeout,
                           check=False, env={**os.environ, "COLUMNS": "200"})
+
+
+def state_of(run_dir: Path) -> tuple[dict[str, object], list[dict[str, object]]]:
+    from infragym.runner import read_run
+
+    with read_run(run_dir) as store:
+        return store.config(), [e.summary() for e in store.episodes()]
 
 
 def runs_json(run_dir: Path) -> dict[str, object]:
@@ -139,28 +148,29 @@ def test_another_configuration_in_the_same_directory_is_refused_and_nothing_chan
         tmp_path: Path) -> None:
     task = str(tiny_task(tmp_path, dev_hosts=0, grader=GRADER))
     out = tmp_path / "run"
-    r = infragym("run", task, "--agent", "noop", "--seeds", "1,2", "--out", str(out))
+    r = infragym("run", task, "--agent", "noop", "--seeds", "21,22", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    state = runs_json(out)
+    state = state_of(out)
     lines = (out / TRAJECTORIES_FILE).read_bytes()
     files = sorted(p.name for p in out.iterdir())
 
-    r = infragym("run", task, "--agent", "reference:robust", "--seeds", "1,2", "--out", str(out))
+    r = infragym("run", task, "--agent", "reference:robust", "--seeds", "21,22",
+                 "--out", str(out))
     assert r.returncode == 2
     assert 'agent: "noop" there, "reference:robust" here' in r.stderr, r.stderr
     assert "resume it with the same task, agent, seeds and options" in r.stderr
-    with pytest.raises(ConfigError, match=r"seeds: \[1, 2\] there, \[1, 2, 3\] here"):
-        asyncio.run(rollout_many(task, noop_agent, [1, 2, 3], 1, artifacts_dir=out))
+    with pytest.raises(ConfigError, match=r"seeds: \[21, 22\] there, \[21, 22, 23\] here"):
+        asyncio.run(rollout_many(task, noop_agent, [21, 22, 23], 1, artifacts_dir=out))
     with pytest.raises(ConfigError, match=r"env_options: .*there.*here"):
-        asyncio.run(rollout_many(task, noop_agent, [1, 2], 1, artifacts_dir=out, max_steps=3))
-    assert runs_json(out) == state
+        asyncio.run(rollout_many(task, noop_agent, [21, 22], 1, artifacts_dir=out, max_steps=3))
+    assert state_of(out) == state
     assert (out / TRAJECTORIES_FILE).read_bytes() == lines
     assert sorted(p.name for p in out.iterdir() if "run.sqlite-" not in p.name) == [
         f for f in files if "run.sqlite-" not in f]
 
     # the same configuration resumes: nothing left to run, nothing recorded twice
-    outs = asyncio.run(rollout_many(task, noop_agent, [2, 1], 2, artifacts_dir=out))
-    assert [(o.seed, o.kept, o.reward) for o in outs] == [(2, True, 0.0), (1, True, 0.0)]
+    outs = asyncio.run(rollout_many(task, noop_agent, [22, 21], 2, artifacts_dir=out))
+    assert [(o.seed, o.kept, o.reward) for o in outs] == [(22, True, 0.0), (21, True, 0.0)]
     assert (out / TRAJECTORIES_FILE).read_bytes() == lines
 
     stray = tmp_path / "not-a-run"  # a non-empty directory that is no run: refused as ever
@@ -198,8 +208,8 @@ def test_runs_lists_a_runs_state_and_a_platform_failure_is_retried_on_resume(
     r = infragym("run", task, "--agent", "reference:robust", "--seeds", "12,13",
                  "--out", str(out))
     assert r.returncode == 2
-    eps = runs_json(out)["episodes"]
-    assert [(e["seed"], e["status"], e["attempts"]) for e in eps] == [  # type: ignore[attr-defined]
+    eps = state_of(out)[1]
+    assert [(e["seed"], e["status"], e["attempts"]) for e in eps] == [
         (12, "done", 1), (13, "platform-failed", 2)]
     assert jsonl_seeds(out) == [12, 13]
 
