@@ -213,8 +213,12 @@ async def rollout_many(
                 on_done(out)
             return out
 
+    tasks = [asyncio.ensure_future(one(s)) for s in seeds]
     try:
-        return list(await asyncio.gather(*(one(s) for s in seeds)))
+        return list(await asyncio.gather(*tasks))
     finally:
-        if store is not None:
+        if store is not None:  # no episode may still write when the store closes
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             store.close()
