@@ -71,10 +71,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             def done(o: EpisodeOutcome) -> None:
                 bar.advance(job)
                 what = f"reward {o.reward:.3f}" if o.reward is not None else f"error: {o.error}"
-                when = "kept from the interrupted run" if o.kept else f"{o.wall_s:.0f} s"
-                bar.console.print(f"seed {o.seed}: {what} ({when})", soft_wrap=True)
+                bar.console.print(f"seed {o.seed}: {what} ({o.wall_s:.0f} s)", soft_wrap=True)
 
-            outcomes = run(done)
+            def done_or_kept(o: EpisodeOutcome) -> None:
+                if not o.kept:
+                    return done(o)
+                bar.advance(job)  # finished by the killed run: done, so it has a reward
+                bar.console.print(f"seed {o.seed}: reward {o.reward:.3f} (kept from the "
+                                  "interrupted run)", soft_wrap=True)  # fmt: skip
+
+            outcomes = run(done_or_kept)
     if args.json:
         print(json.dumps(run_json(task.name, args.agent, out, outcomes), indent=2, allow_nan=False))
     else:
