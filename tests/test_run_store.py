@@ -215,3 +215,21 @@ def test_runs_lists_a_runs_state_and_a_platform_failure_is_retried_on_resume(
 
     r = infragym("runs", str(tmp_path))
     assert r.returncode == 2 and "holds no run store" in r.stderr
+
+
+def test_a_crash_between_commit_and_line_neither_loses_nor_duplicates_an_episode(
+        tmp_path: Path) -> None:
+    """The run died after committing seed 32 but before its whole line was written: the
+    resume writes trajectories.jsonl anew from the store, each finished episode once."""
+    task = str(tiny_task(tmp_path, dev_hosts=0, grader=GRADER))
+    out = tmp_path / "run"
+    first = asyncio.run(rollout_many(task, noop_agent, [31, 32], 1, artifacts_dir=out))
+    path = out / TRAJECTORIES_FILE
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    path.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # torn last line
+    again = asyncio.run(rollout_many(task, noop_agent, [31, 32], 1, artifacts_dir=out))
+    assert all(o.kept for o in again)
+    assert path.read_text().splitlines() == lines  # each once, as first written
+    assert [o.trajectory.id for o in again if o.trajectory] == [
+        o.trajectory.id for o in first if o.trajectory]
