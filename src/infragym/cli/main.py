@@ -1,4 +1,5 @@
-"""The ``infragym`` command: list, show, validate, run, grade, check, demo, doctor, cleanup.
+"""The ``infragym`` command: list, show, validate, run, runs, grade, check, demo, doctor,
+cleanup.
 
 The CLI only calls the public API. Every platform error is shown as one line saying what
 to do, with exit code 2; a failed check is exit code 1. A signal stops a command after
@@ -6,7 +7,7 @@ removing what it made: exit code 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP), wi
 line and no traceback; a second signal during that teardown is ignored.
 
 The commands live in private modules by what they serve: ``_tasks`` (list, show,
-validate, grade), ``_play`` (play), ``_episodes`` (run, export), ``_platform`` (check,
+validate, grade), ``_play`` (play), ``_episodes`` (run, runs, export), ``_platform`` (check,
 demo, doctor, cleanup), with the parser in ``_parser`` and what they share in ``_common``. Heavy
 packages are imported inside the commands, so ``infragym --help`` stays fast.
 """

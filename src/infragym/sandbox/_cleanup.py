@@ -91,15 +91,19 @@ def _candidate_runs() -> set[str]:
     return {i for i in ids if _state.valid_run_id(i)}
 
 
-def cleanup(everything: bool = False) -> CleanupReport:
-    """Remove the leftovers of dead runs (of all runs if ``everything``)."""
+def cleanup(everything: bool = False, *, owner_pid: int | None = None) -> CleanupReport:
+    """Remove the leftovers of dead runs (of all runs if ``everything``). With
+    ``owner_pid``, only those of the runs that process owned (by their records), e.g. of
+    one killed run, leaving everyone else's alone."""
     report = CleanupReport()
-    for path in _stray_files():
+    for path in _stray_files() if owner_pid is None else []:
         if _owner_dead_long_enough(path):
             path.unlink(missing_ok=True)
             report.directories.append(str(path))
     for run_id in sorted(_candidate_runs()):
         rec = _state.RunRecord.load(run_id)
+        if owner_pid is not None and (rec is None or rec.owner_pid != owner_pid):
+            continue
         if rec is not None and rec.owner_alive() and not everything:
             report.skipped_live.append(run_id)
             continue
