@@ -3,22 +3,28 @@
 The parts a grader is built from beyond checkers and rubrics: :func:`deploy` starts the
 agent's system by the task's contract on every host; :func:`run_tests` and
 :func:`functional_result` make the functional gate; :func:`not_run` reports the checks a
-failed gate skipped.
+failed gate skipped. Every grading judges its own machine's health over its load window
+(:class:`Health`); an overloaded one withholds its reward (``GradeResult.overloaded``), and
+:func:`wait_for_calm` waits for a calmer machine before grading again.
 """
 
 from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
+from ._health import LIMITS, Health, HealthLimits, wait_for_calm
 from ._pipeline import grade_workspace, load_grader
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
+    "LIMITS",
     "Deployment",
     "ExpectationFailed",
     "GradeContext",
     "GradeOutcome",
     "GradeResult",
+    "Health",
+    "HealthLimits",
     "deploy",
     "functional_result",
     "grade_workspace",
@@ -26,5 +32,6 @@ __all__ = [
     "not_run",
     "run_tests",
     "wait_all_listening",
+    "wait_for_calm",
     "wait_listening",
 ]

@@ -2,7 +2,9 @@
 
 The grader runs under the task's budget. An :class:`~infragym.InfraGymError` raised by the
 platform (a cluster that cannot be built, say) or any exception from the grader is a
-platform failure: the result carries ``error`` and no reward, never a reward of 0.
+platform failure: the result carries ``error`` and no reward, never a reward of 0. So is a
+grading whose machine was overloaded during its load window (``_health``): its reward is
+withheld (kept as ``withheld_reward`` for diagnosis) and ``overloaded`` is set.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import cast
 from .._errors import ConfigError
 from ..tasks import Task
 from ._context import GradeContext, GradeOutcome
+from ._health import PsiSampler, judge
 from ._result import GradeResult
 
 GradeFn = Callable[[GradeContext], Awaitable[GradeOutcome]]
@@ -110,8 +113,10 @@ async def grade_workspace(
         ctx.history.meta.update({"task": task.name, "seed": seed})
         error: str | None = None
         outcome: GradeOutcome | None = None
+        psi = PsiSampler()
         try:
-            outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
+            async with psi:
+                outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
         except TimeoutError:
             error = (
                 f"the grader exceeded its budget of {task.spec.grading_budget_s:.0f} s "
@@ -127,6 +132,8 @@ async def grade_workspace(
                 error = error or f"cluster teardown failed: {exc}"
             timings["total_s"] = time.monotonic() - t0
     history_path = ctx.history.write_jsonl(artifacts / "history.jsonl")
+    health = judge(ctx.history, ctx.clock.t0, psi)
+    health_dict = health.to_dict() if health is not None else None
     timeline = [
         {
             "time": e.time,
@@ -147,6 +154,25 @@ async def grade_workspace(
             artifacts_dir=str(artifacts),
             timings=timings,
             error=error or "the grader returned nothing",
+            health=health_dict,
+        )
+    if health is not None and health.overloaded:
+        return GradeResult(
+            task=task.name,
+            seed=seed,
+            reward=None,
+            functional=outcome.functional,
+            breakdown={c.name: c.score for c in outcome.reward.breakdown},
+            detail=outcome.reward,
+            timeline=timeline,
+            history_path=str(history_path),
+            artifacts_dir=str(artifacts),
+            timings=timings,
+            notes=outcome.notes,
+            error=health.reason,
+            overloaded=True,
+            health=health_dict,
+            withheld_reward=outcome.reward.reward,
         )
     return GradeResult(
         task=task.name,
@@ -160,4 +186,5 @@ async def grade_workspace(
         artifacts_dir=str(artifacts),
         timings=timings,
         notes=outcome.notes,
+        health=health_dict,
     )
