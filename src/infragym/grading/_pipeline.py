@@ -114,6 +114,7 @@ async def grade_workspace(
         error: str | None = None
         outcome: GradeOutcome | None = None
         psi = PsiSampler()
+        run_start = time.monotonic()
         try:
             async with psi:
                 outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
@@ -125,6 +126,7 @@ async def grade_workspace(
         except Exception as exc:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         finally:
+            run = (run_start, time.monotonic())
             timings["grade_s"] = time.monotonic() - t0
             try:
                 await asyncio.to_thread(ctx.close)
@@ -132,7 +134,7 @@ async def grade_workspace(
                 error = error or f"cluster teardown failed: {exc}"
             timings["total_s"] = time.monotonic() - t0
     history_path = ctx.history.write_jsonl(artifacts / "history.jsonl")
-    health = judge(ctx.history, ctx.clock.t0, psi)
+    health = judge(ctx.history, ctx.clock.t0, psi, run=run)
     health_dict = health.to_dict() if health is not None else None
     timeline = [
         {

@@ -1,0 +1,117 @@
+"""Grading judges its own machine: an overloaded grade is a platform failure, never a score,
+and the check does not excuse a system under test that is merely slow.
+
+Both gradings are real: the robust kv-replicated reference while CPU hogs saturate the
+machine, and a correct but slow service (each answer 1.5 s late, the client gives up at
+1 s) on an otherwise calm machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import needs_root
+from tinytask import tiny_task
+
+from infragym.grading import grade_workspace
+from infragym.tasks import find_task, load_task
+
+HOGS = 12
+HOG_S = 120  # each hog ends itself after this long, whatever happens to the test
+HOG = f"import time\nend = time.monotonic() + {HOG_S}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@pytest.fixture
+def cpu_hogs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """HOGS busy processes (more than the machine has cores); each one is killed at the end."""
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(HOGS):
+            hogs.append(subprocess.Popen([sys.executable, "-c", HOG]))
+        yield hogs
+    finally:
+        for p in hogs:
+            p.kill()
+        for p in hogs:
+            p.wait()
+
+
+@needs_root
+def test_overloaded_grading_is_a_platform_failure_not_a_score(
+    tmp_path: Path, cpu_hogs: list[subprocess.Popen[bytes]]
+) -> None:
+    task = find_task("kv-replicated")
+    r = asyncio.run(grade_workspace(task, task.solution("robust"), 1, tmp_path / "art"))
+    assert all(p.poll() is None for p in cpu_hogs), "the hogs ended before the grading did"
+    assert r.reward is None, f"an overloaded grading returned a score: {r.reward} {r.health}"
+    assert r.overloaded, r.error
+    assert r.error is not None and r.error.startswith("grading overloaded:"), r.error
+    assert r.health is not None and r.health["overloaded"]
+    # the rubric's verdict is kept for diagnosis, never as the reward
+    assert r.withheld_reward is not None
+
+
+SLOW_SERVER = """
+import http.server, time
+
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(1.5)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_PUT = do_GET
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Slow).serve_forever()
+"""
+
+SLOW_GRADER = """
+import asyncio
+
+from infragym.checkers import Availability
+from infragym.grading import GradeOutcome, deploy
+from infragym.rubric import Criterion, Rubric
+from infragym.workload import KVGenerator, Mix, Runner, Stream
+
+
+async def grade(ctx):
+    cluster = ctx.cluster(1)
+    d = await deploy(cluster, ["/usr/bin/python3", "/srv/app/slow.py"], lambda h: {},
+                     port=8080, timeout=10)
+    assert not d.problems, d.problems
+    gen = KVGenerator(d.urls, seed=ctx.seed, mix=Mix(read=1.0), keys=4)
+
+    async def load():
+        async with Runner(ctx.history, ctx.clock) as runner:
+            await runner.run(Stream(gen, rate=20.0, duration=3.0, timeout=1.0))
+
+    await asyncio.to_thread(cluster.run_client, load)
+    result = Availability(slo=0.99).check(ctx.history)
+    reward = Rubric([Criterion("availability")]).score({"availability": result})
+    return GradeOutcome(reward, reward.reward)
+"""
+
+
+@needs_root
+def test_a_slow_system_is_not_excused_as_an_overloaded_machine(tmp_path: Path) -> None:
+    load = os.getloadavg()[0]
+    d = tiny_task(tmp_path, name="slow", grader=SLOW_GRADER)
+    (d / "solutions" / "robust" / "slow.py").write_text(SLOW_SERVER)
+    task = load_task(d)
+    r = asyncio.run(grade_workspace(task, task.solution("robust"), 1, tmp_path / "art"))
+    assert r.error is None, f"{r.error} (load average before: {load:.1f})"
+    assert not r.overloaded
+    assert r.reward is not None and r.reward < 0.5, r
+    # the health check judged the load window, and found the client on time
+    assert r.health is not None and r.health["ops"] >= 50, r.health
+    assert r.health["late_fraction"] < 0.1, r.health
