@@ -115,3 +115,51 @@ def test_a_slow_system_is_not_excused_as_an_overloaded_machine(tmp_path: Path) -
     # the health check judged the load window, and found the client on time
     assert r.health is not None and r.health["ops"] >= 50, r.health
     assert r.health["late_fraction"] < 0.1, r.health
+
+
+# reads the workspace and takes 6 s: long enough to be judged by its CPU stall alone
+WAITING_GRADER = """
+import asyncio
+
+from infragym.checkers import CheckResult, Verdict
+from infragym.grading import GradeOutcome
+from infragym.rubric import Criterion, Rubric
+
+
+async def grade(ctx):
+    await asyncio.sleep(6)
+    res = CheckResult("answer", Verdict.PASS, 1.0, "answer")
+    return GradeOutcome(Rubric([Criterion("answer")]).score({"answer": res}), 1.0)
+"""
+
+
+@needs_root
+def test_the_env_grades_again_then_fails_the_episode_when_still_overloaded(
+    tmp_path: Path, cpu_hogs: list[subprocess.Popen[bytes]]
+) -> None:
+    import infragym
+    from infragym.env import EpisodeError, ToolCall
+
+    d = tiny_task(tmp_path, name="waits", dev_hosts=0, grader=WAITING_GRADER)
+    progress: list[str] = []
+
+    async def episode() -> None:
+        async with infragym.make(
+            str(d),
+            artifacts_dir=tmp_path / "a",
+            grade_retries=1,
+            grade_retry_wait_s=0,
+            progress=progress.append,
+        ) as env:
+            await env.reset(seed=3)
+            await env.step(ToolCall("submit"))
+
+    with pytest.raises(EpisodeError, match="grading overloaded") as info:
+        asyncio.run(episode())
+    assert "graded 2 times" in str(info.value)
+    grade = info.value.grade
+    assert grade is not None and grade.overloaded and grade.reward is None
+    assert grade.withheld_reward == 1.0
+    assert any("waiting for a calmer machine" in m for m in progress), progress
+    (ep,) = (tmp_path / "a").iterdir()
+    assert {p.name for p in ep.iterdir()} >= {"grading", "grading-retry1"}
