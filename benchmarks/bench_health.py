@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 from infragym.grading import GradeResult, grade_workspace
-from infragym.grading._health import PsiSampler
+from infragym.grading._health import Monitor
 from infragym.tasks import find_task
 
 
 async def idle_baseline(seconds: float = 10.0) -> float | None:
-    async with PsiSampler() as psi:
+    async with Monitor() as psi:
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
     return psi.stall(t0, time.monotonic())
@@ -76,7 +76,8 @@ def main() -> None:
                     f"maxlag={h.get('start_lag_max_s', float('nan')) * 1000:.0f}ms "
                     f"stall={'-' if stall is None else f'{stall:.0%}'} "
                     f"peak={h.get('cpu_stall_peak') or 0:.0%} "
-                    f"faultlag={h.get('fault_lag_max_s') or 0:.2f}s ops={h.get('ops')}"
+                    f"faultlag={h.get('fault_lag_max_s') or 0:.2f}s "
+                    f"poollag={h.get('pool_lag_max_s') or 0:.2f}s ops={h.get('ops')}"
                     + (f" error={r.error[:80]}" if r.error and not r.overloaded else "")
                 )
             lates = [x for x, _ in rows]

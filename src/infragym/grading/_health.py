@@ -59,7 +59,8 @@ class HealthLimits:
     late_s: float = 0.1
     max_late_fraction: float = 0.10
     max_cpu_stall: float = 0.90
-    max_fault_lag_s: float = 0.5
+    max_fault_lag_s: float = 1.0
+    max_pool_lag_s: float = 1.0
     min_ops: int = 20
     min_run_s: float = 5.0
 
@@ -86,11 +87,16 @@ class Health:
     cpu_stall: float | None
     cpu_stall_peak: float | None
     fault_lag_max_s: float | None
+    pool_lag_max_s: float | None
     overloaded: bool
     reason: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _noop() -> None:
+    pass
 
 
 def read_psi_total(path: Path = PSI_CPU) -> int | None:
@@ -123,39 +129,60 @@ def read_psi_avg10(path: Path = PSI_CPU) -> float | None:
     return None
 
 
-class PsiSampler:
-    """Samples the CPU stall counter in the background: ``async with PsiSampler() as s``.
+class Monitor:
+    """Samples the machine in the background while grading: ``async with Monitor() as m``.
 
-    The samples are (monotonic time, total stall µs); :meth:`stall` gives the stall share
-    between two monotonic times from the samples that enclose them.
+    ``samples`` are (monotonic time, total CPU stall µs); :meth:`stall` gives the stall
+    share between two monotonic times. ``pool_lags`` are (monotonic time, seconds) a no-op
+    waited for a thread of the event loop's default executor: graders run their load and
+    their faults there, and a pool exhausted by other gradings starts them late (measured:
+    8 gradings at once in one process wait up to 20 s for a thread).
     """
 
     def __init__(self, interval: float = 0.25, path: Path = PSI_CPU) -> None:
         self.interval = interval
         self.path = path
         self.samples: list[tuple[float, int]] = []
-        self._task: asyncio.Task[None] | None = None
+        self.pool_lags: list[tuple[float, float]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     def sample(self) -> None:
         total = read_psi_total(self.path)
         if total is not None:
             self.samples.append((time.monotonic(), total))
 
-    async def _loop(self) -> None:
+    async def _psi_loop(self) -> None:
         while True:
             self.sample()
             await asyncio.sleep(self.interval)
 
-    async def __aenter__(self) -> PsiSampler:
-        self._task = asyncio.create_task(self._loop())
+    async def _pool_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = time.monotonic()
+            await loop.run_in_executor(None, _noop)
+            self.pool_lags.append((t0, time.monotonic() - t0))
+            await asyncio.sleep(self.interval)
+
+    async def __aenter__(self) -> Monitor:
+        self._tasks = [
+            asyncio.create_task(self._psi_loop()),
+            asyncio.create_task(self._pool_loop()),
+        ]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         self.sample()
+
+    def pool_lag(self, start: float, end: float) -> float | None:
+        """The longest wait for an executor thread that overlapped ``[start, end]``."""
+        lags = [lag for t, lag in self.pool_lags if t <= end and t + lag >= start]
+        return max(lags) if lags else None
 
     def stall(self, start: float, end: float) -> float | None:
         """The share of ``[start, end]`` (monotonic) with some task waiting for a CPU."""
@@ -192,7 +219,7 @@ class PsiSampler:
 def judge(
     history: History,
     clock_t0: float,
-    psi: PsiSampler | None,
+    psi: Monitor | None,
     limits: HealthLimits = LIMITS,
     run: tuple[float, float] | None = None,
 ) -> Health | None:
@@ -205,9 +232,16 @@ def judge(
     lags = sorted(
         e.time - e.intended for e in history.ops if e.type == "invoke" and e.intended is not None
     )
+    scheduled = [
+        e.detail["scheduled"]
+        for e in history.faults
+        if isinstance(e.detail.get("scheduled"), int | float)
+    ]
     if lags:
-        start = min(e.intended for e in history.ops if e.intended is not None)
-        end = max(e.time for e in history.ops)
+        # the load window, widened to the nemesis's schedule: a load that starts late
+        # leaves faults on time but outside it
+        start = min([*(e.intended for e in history.ops if e.intended is not None), *scheduled])
+        end = max([*(e.time for e in history.ops), *(e.time for e in history.faults)])
     elif run is not None and run[1] - run[0] >= limits.min_run_s:
         # no load (a grader without a workload, or a functional gate that failed, perhaps
         # because the machine was too busy for the services to start): the whole run
@@ -224,6 +258,7 @@ def judge(
         if isinstance(e.detail.get("scheduled"), int | float)
     ]
     fault_lag = max(fault_lags) if fault_lags else None
+    pool_lag = psi.pool_lag(clock_t0 + start, clock_t0 + end) if psi is not None else None
     reasons = []
     if len(lags) >= limits.min_ops and fraction > limits.max_late_fraction:
         reasons.append(
@@ -239,6 +274,11 @@ def judge(
             f"a fault was applied or healed {fault_lag:.1f} s behind its schedule "
             f"(limit {limits.max_fault_lag_s:g} s)"
         )
+    if pool_lag is not None and pool_lag > limits.max_pool_lag_s:
+        reasons.append(
+            f"work for the grader waited {pool_lag:.1f} s for a free thread "
+            f"(limit {limits.max_pool_lag_s:g} s; too many gradings at once in one process)"
+        )
     stall_text = "no PSI" if stall is None else f"CPU stall {stall:.0%}"
     return Health(
         window_s=end - start,
@@ -250,6 +290,7 @@ def judge(
         cpu_stall=stall,
         cpu_stall_peak=peak,
         fault_lag_max_s=fault_lag,
+        pool_lag_max_s=pool_lag,
         overloaded=bool(reasons),
         reason=(
             f"grading overloaded: {'; '.join(reasons)} (measured: {fraction:.0%} late, "

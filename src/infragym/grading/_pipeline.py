@@ -24,7 +24,7 @@ from typing import cast
 from .._errors import ConfigError
 from ..tasks import Task
 from ._context import GradeContext, GradeOutcome
-from ._health import PsiSampler, judge
+from ._health import Monitor, judge
 from ._result import GradeResult
 
 GradeFn = Callable[[GradeContext], Awaitable[GradeOutcome]]
@@ -113,7 +113,7 @@ async def grade_workspace(
         ctx.history.meta.update({"task": task.name, "seed": seed})
         error: str | None = None
         outcome: GradeOutcome | None = None
-        psi = PsiSampler()
+        psi = Monitor()
         run_start = time.monotonic()
         try:
             async with psi:
