@@ -67,9 +67,11 @@ class HealthLimits:
 
 # Measured on the 2-core development machine, shared with other work (idle CPU stall 5-39%),
 # robust kv-replicated gradings at once in one process (benchmarks/bench_health.py):
-#   1 at once: late 0%, CPU stall 14-38%, fault lag <= 0.05 s, reward 1.00
-#   4 at once: late <= 0.4%, CPU stall 53-68%, fault lag <= 0.09 s, rewards >= 0.998
-#   8 at once: late 0-4%, CPU stall 66-98%, fault lag up to 21 s, rewards 0.60 on 5-7 of 8
+#   1 at once: late 0%, CPU stall 14-38%, fault lag <= 0.05 s, pool lag 0.01 s, reward 1.00
+#   4 at once: late <= 0.6%, CPU stall 53-71%, fault lag <= 0.37 s, pool lag <= 0.29 s,
+#              rewards >= 0.988
+#   8 at once: late 0-4.5%, CPU stall 47-98%, fault lag up to 21 s, pool lag up to 20.8 s,
+#              rewards 0.60 on 5-7 of 8 (every 0.60 beyond a limit, mostly fault/pool lag)
 #   8 at once, 32 pool threads: late 42-64%, CPU stall 99-100%, rewards 0.78-0.99
 LIMITS = HealthLimits()
 
@@ -219,24 +221,26 @@ class Monitor:
 def judge(
     history: History,
     clock_t0: float,
-    psi: Monitor | None,
+    monitor: Monitor | None,
     limits: HealthLimits = LIMITS,
     run: tuple[float, float] | None = None,
 ) -> Health | None:
     """The health of the load window in ``history``.
 
-    ``clock_t0`` is the monotonic time of the history's clock zero (``Clock.t0``). Without
+    ``clock_t0`` is the monotonic time of the history's clock zero (``Clock.t0``);
+    ``monitor`` sampled the machine meanwhile (None: late starts and fault lag only). Without
     operations, the CPU stall over ``run`` (the grader's monotonic start and end) is
     judged if it lasted at least ``min_run_s``; otherwise there is nothing to judge (None).
     """
     lags = sorted(
         e.time - e.intended for e in history.ops if e.type == "invoke" and e.intended is not None
     )
-    scheduled = [
-        e.detail["scheduled"]
+    timed = [
+        (e.detail["scheduled"], e.time)
         for e in history.faults
         if isinstance(e.detail.get("scheduled"), int | float)
     ]
+    scheduled = [at for at, _ in timed]
     if lags:
         # the load window, widened to the nemesis's schedule: a load that starts late
         # leaves faults on time but outside it
@@ -250,15 +254,10 @@ def judge(
         return None
     late = sum(1 for lag in lags if lag > limits.late_s)
     fraction = late / len(lags) if lags else 0.0
-    stall = psi.stall(clock_t0 + start, clock_t0 + end) if psi is not None else None
-    peak = psi.peak(clock_t0 + start, clock_t0 + end) if psi is not None else None
-    fault_lags = [
-        e.time - e.detail["scheduled"]
-        for e in history.faults
-        if isinstance(e.detail.get("scheduled"), int | float)
-    ]
-    fault_lag = max(fault_lags) if fault_lags else None
-    pool_lag = psi.pool_lag(clock_t0 + start, clock_t0 + end) if psi is not None else None
+    stall = monitor.stall(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    peak = monitor.peak(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    fault_lag = max((done - at for at, done in timed), default=None)
+    pool_lag = monitor.pool_lag(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     reasons = []
     if len(lags) >= limits.min_ops and fraction > limits.max_late_fraction:
         reasons.append(
@@ -279,7 +278,14 @@ def judge(
             f"work for the grader waited {pool_lag:.1f} s for a free thread "
             f"(limit {limits.max_pool_lag_s:g} s; too many gradings at once in one process)"
         )
-    stall_text = "no PSI" if stall is None else f"CPU stall {stall:.0%}"
+    measured = ", ".join(
+        [
+            f"{fraction:.0%} of {len(lags)} operations late",
+            "no PSI" if stall is None else f"CPU stall {stall:.0%}",
+            *([] if fault_lag is None else [f"fault lag {fault_lag:.2f} s"]),
+            *([] if pool_lag is None else [f"thread wait {pool_lag:.2f} s"]),
+        ]
+    )
     return Health(
         window_s=end - start,
         ops=len(lags),
@@ -293,8 +299,8 @@ def judge(
         pool_lag_max_s=pool_lag,
         overloaded=bool(reasons),
         reason=(
-            f"grading overloaded: {'; '.join(reasons)} (measured: {fraction:.0%} late, "
-            f"{stall_text}); the grading machine was too busy for the measurements to be "
+            f"grading overloaded: {'; '.join(reasons)} (all measured: "
+            f"{measured}); the grading machine was too busy for the measurements to be "
             "trusted, so the grade is withheld: grade again on a calmer machine or run "
             "fewer gradings at once"
         )

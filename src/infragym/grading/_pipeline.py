@@ -113,10 +113,10 @@ async def grade_workspace(
         ctx.history.meta.update({"task": task.name, "seed": seed})
         error: str | None = None
         outcome: GradeOutcome | None = None
-        psi = Monitor()
+        monitor = Monitor()
         run_start = time.monotonic()
         try:
-            async with psi:
+            async with monitor:
                 outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
         except TimeoutError:
             error = (
@@ -134,7 +134,7 @@ async def grade_workspace(
                 error = error or f"cluster teardown failed: {exc}"
             timings["total_s"] = time.monotonic() - t0
     history_path = ctx.history.write_jsonl(artifacts / "history.jsonl")
-    health = judge(ctx.history, ctx.clock.t0, psi, run=run)
+    health = judge(ctx.history, ctx.clock.t0, monitor, run=run)
     health_dict = health.to_dict() if health is not None else None
     timeline = [
         {
