@@ -155,7 +155,9 @@ async def grade_workspace(
             history_path=str(history_path),
             artifacts_dir=str(artifacts),
             timings=timings,
-            error=error or "the grader returned nothing",
+            error=(error or "the grader returned nothing")
+            + (f" ({health.reason})" if health is not None and health.overloaded else ""),
+            overloaded=health is not None and health.overloaded,
             health=health_dict,
         )
     if health is not None and health.overloaded:
@@ -163,7 +165,6 @@ async def grade_workspace(
             task=task.name,
             seed=seed,
             reward=None,
-            functional=outcome.functional,
             breakdown={c.name: c.score for c in outcome.reward.breakdown},
             detail=outcome.reward,
             timeline=timeline,

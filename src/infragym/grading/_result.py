@@ -22,7 +22,8 @@ class GradeResult(BaseModel):
     ``health`` is what the harness measured about its own machine during the load window
     (late starts, CPU stall; see ``grading._health``). ``overloaded`` grades are platform
     failures too (``error`` says why): the reward the rubric gave is kept in
-    ``withheld_reward`` for diagnosis and must not be used as a score.
+    ``withheld_reward`` (and its breakdown in ``breakdown``) for diagnosis and must not be
+    used as a score. A grader failure on an overloaded machine is ``overloaded`` as well.
     """
 
     schema_version: int = GRADE_SCHEMA_VERSION
