@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +21,23 @@ from conftest import needs_root
 from tinytask import tiny_task
 
 from infragym.grading import grade_workspace
+from infragym.grading._health import read_psi_total
 from infragym.tasks import find_task, load_task
 
-HOGS = 12
+HOGS = 16
 HOG_S = 120  # each hog ends itself after this long, whatever happens to the test
 HOG = f"import time\nend = time.monotonic() + {HOG_S}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def saturated(within: float) -> None:
+    """Wait until some task waits for a CPU nearly all the time (the hogs are all busy)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        t0, v0 = time.monotonic(), read_psi_total()
+        time.sleep(0.5)
+        t1, v1 = time.monotonic(), read_psi_total()
+        if v0 is None or v1 is None or (v1 - v0) / 1e6 / (t1 - t0) >= 0.98:
+            return
 
 
 @pytest.fixture
@@ -34,6 +47,7 @@ def cpu_hogs() -> Iterator[list[subprocess.Popen[bytes]]]:
     try:
         for _ in range(HOGS):
             hogs.append(subprocess.Popen([sys.executable, "-c", HOG]))
+        saturated(within=15.0)
         yield hogs
     finally:
         for p in hogs:
