@@ -21,6 +21,7 @@ from conftest import needs_root
 from tinytask import tiny_task
 
 from infragym.grading import grade_workspace
+from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
 from infragym.tasks import find_task, load_task
 
 HOGS = 16
@@ -185,3 +186,35 @@ def test_the_env_grades_again_then_fails_the_episode_when_still_overloaded(
     assert any("waiting for a calmer machine" in m for m in progress), progress
     (ep,) = (tmp_path / "a").iterdir()
     assert {p.name for p in ep.iterdir()} >= {"grading", "grading-retry1"}
+
+
+def _history(late_every: int, fault_lag: float) -> History:
+    """100 operations 10 ms apart, every ``late_every``-th started 0.3 s late, and one
+    crash applied ``fault_lag`` seconds after its schedule."""
+    h = History()
+    for i in range(100):
+        at = i * 0.01
+        start = at + (0.3 if late_every and i % late_every == 0 else 0.001)
+        h.append(OpEvent(OpType.INVOKE, i, "read", start, "k", None, at, "n1"))
+        h.append(OpEvent(OpType.OK, i, "read", start + 0.005, "k", None, None, "n1"))
+    h.record_fault(
+        FaultEvent(
+            0.2 + fault_lag, "crash", FaultAction.APPLY, "crash-1", ("n1",), {"scheduled": 0.2}
+        )
+    )
+    return h
+
+
+def test_the_verdict_names_what_was_late() -> None:
+    from infragym.grading._health import judge
+
+    calm = judge(_history(0, 0.05), 0.0, None)
+    assert calm is not None and not calm.overloaded and calm.reason is None
+    assert calm.ops == 100 and calm.late == 0
+    late = judge(_history(5, 0.05), 0.0, None)  # 20 % late
+    assert late is not None and late.overloaded and late.reason is not None
+    assert "20% of operations started over 100 ms late" in late.reason
+    behind = judge(_history(0, 3.0), 0.0, None)
+    assert behind is not None and behind.overloaded and behind.reason is not None
+    assert "3.0 s behind its schedule" in behind.reason
+    assert judge(History(), 0.0, None) is None  # nothing to judge
