@@ -2,7 +2,9 @@
 
 The grader runs under the task's budget. An :class:`~infragym.InfraGymError` raised by the
 platform (a cluster that cannot be built, say) or any exception from the grader is a
-platform failure: the result carries ``error`` and no reward, never a reward of 0.
+platform failure: the result carries ``error`` and no reward, never a reward of 0. So is a
+grading whose machine was overloaded during its load window (``_health``): its reward is
+withheld (kept as ``withheld_reward`` for diagnosis) and ``overloaded`` is set.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .._errors import ConfigError
 from ..sandbox import TreeError, copy_tree
 from ..tasks import Task
 from ._context import GradeContext, GradeOutcome
+from ._health import Monitor, judge
 from ._result import GradeResult
 
 GradeFn = Callable[[GradeContext], Awaitable[GradeOutcome]]
@@ -145,8 +148,11 @@ async def grade_workspace(
         ctx.history.meta.update({"task": task.name, "seed": seed})
         error: str | None = None
         outcome: GradeOutcome | None = None
+        monitor = Monitor()
+        run_start = time.monotonic()
         try:
-            outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
+            async with monitor:
+                outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
         except TimeoutError:
             error = (
                 f"the grader exceeded its budget of {task.spec.grading_budget_s:.0f} s "
@@ -155,6 +161,7 @@ async def grade_workspace(
         except Exception as exc:
             error = _grader_failure(exc, artifacts)
         finally:
+            run = (run_start, time.monotonic())
             timings["grade_s"] = time.monotonic() - t0
             try:
                 await asyncio.to_thread(ctx.close)
@@ -162,6 +169,8 @@ async def grade_workspace(
                 error = error or f"cluster teardown failed: {exc}"
             timings["total_s"] = time.monotonic() - t0
     history_path = ctx.history.write_jsonl(artifacts / "history.jsonl")
+    health = judge(ctx.history, ctx.clock.t0, monitor, run=run)
+    health_dict = health.to_dict() if health is not None else None
     timeline = [
         {
             "time": e.time,
@@ -181,7 +190,27 @@ async def grade_workspace(
             history_path=str(history_path),
             artifacts_dir=str(artifacts),
             timings=timings,
-            error=error or "the grader returned nothing",
+            error=(error or "the grader returned nothing")
+            + (f" ({health.reason})" if health is not None and health.overloaded else ""),
+            overloaded=health is not None and health.overloaded,
+            health=health_dict,
+        )
+    if health is not None and health.overloaded:
+        return GradeResult(
+            task=task.name,
+            seed=seed,
+            reward=None,
+            breakdown={c.name: c.score for c in outcome.reward.breakdown},
+            detail=outcome.reward,
+            timeline=timeline,
+            history_path=str(history_path),
+            artifacts_dir=str(artifacts),
+            timings=timings,
+            notes=outcome.notes,
+            error=health.reason,
+            overloaded=True,
+            health=health_dict,
+            withheld_reward=outcome.reward.reward,
         )
     return GradeResult(
         task=task.name,
@@ -195,4 +224,5 @@ async def grade_workspace(
         artifacts_dir=str(artifacts),
         timings=timings,
         notes=outcome.notes,
+        health=health_dict,
     )

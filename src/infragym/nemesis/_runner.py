@@ -46,6 +46,9 @@ class Nemesis:
         self.errors: list[str] = []
         self._healing: dict[str, asyncio.Task[None]] = {}
         self._applying: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        # when run()'s schedule meant each (label, action) to happen: recorded with the
+        # event as detail["scheduled"], so grading can tell a nemesis that fell behind
+        self._scheduled: dict[tuple[str, FaultAction], float] = {}
 
     async def __aenter__(self) -> Nemesis:
         return self
@@ -56,6 +59,9 @@ class Nemesis:
         await self.final_heal()
 
     def _record(self, fault: Fault, action: FaultAction, detail: dict[str, Any]) -> None:
+        scheduled = self._scheduled.pop((fault.label, action), None)
+        if scheduled is not None:
+            detail = {**detail, "scheduled": scheduled}
         self.history.record_fault(
             FaultEvent(self.clock.now(), fault.kind, action, fault.label, fault.targets(), detail)
         )
@@ -160,6 +166,8 @@ class Nemesis:
             delay = t0 + at - self.clock.now()
             if delay > 0:
                 await asyncio.sleep(delay)
+            action = FaultAction.APPLY if phase == 1 else FaultAction.HEAL
+            self._scheduled[(f.label, action)] = t0 + at
             if phase == 1:
                 await self.apply(f)
             else:
