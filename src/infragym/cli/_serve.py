@@ -38,8 +38,7 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--session-timeout",
         type=float,
         default=300.0,
-        help="seconds without a message after which a session and its episode end "
-        "(default 300)",
+        help="seconds without a message after which a session and its episode end (default 300)",
     )
     sv.set_defaults(fn=cmd_serve)
 

@@ -42,7 +42,7 @@ def create_app(
     if max_sessions < 1:
         raise ConfigError(f"max_sessions must be at least 1, not {max_sessions}")
     if not session_timeout > 0:
-        raise ConfigError(f"session_timeout must be a positive number of seconds: {session_timeout}")
+        raise ConfigError(f"session_timeout must be positive seconds, not {session_timeout}")
     episodes = Episodes({t.name: t for t in tasks}, max_sessions, options or EnvOptions())
     app = create_fastapi_app(
         functools.partial(InfraGymEnvironment, episodes),

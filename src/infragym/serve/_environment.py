@@ -161,8 +161,9 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
     ) -> InfraGymObservation:
         env = self._env
         if env is None:
-            raise ConfigError("no episode is running: send reset first (a finished episode "
-                              "needs a new reset)")
+            raise ConfigError(
+                "no episode is running: send reset first (a finished episode needs a new reset)"
+            )
         self._state.step_count += 1
         call = ToolCall(action.name, action.arguments, action.id)
         try:
