@@ -17,7 +17,7 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve tasks over OpenEnv (WebSocket /ws) for trainers elsewhere",
         description="An OpenEnv-compatible server: one episode per WebSocket session at /ws "
         "(reset with task, seed and options; step with one tool call; state; close), and "
-        "/health, /schema, /metadata. Needs `pip install 'infragym[openenv]'`.",
+        "/health, /schema, /metadata. Needs the openenv extra of infragym.",
     )
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -48,7 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ..serve import serve
     except ModuleNotFoundError as exc:
         raise ConfigError(
-            f"infragym serve needs the openenv package ({exc}): pip install 'infragym[openenv]'"
+            f"infragym serve needs the openenv package ({exc}): install infragym's openenv "
+            "extra, or pip install 'openenv>=0.10,<0.11'"
         ) from None
     if not args.session_timeout > 0:
         raise ConfigError(f"--session-timeout must be positive, not {args.session_timeout}")

@@ -14,18 +14,16 @@ This layer sits beside the runner, above env: nothing below imports it.
 """
 
 from ._app import Guard, create_app, serve
-from ._environment import REMOTE_OPTIONS, CapacityError, InfraGymEnvironment, PlatformFailure
+from ._environment import REMOTE_OPTIONS, InfraGymEnvironment
 from ._models import InfraGymObservation, InfraGymResetObservation, InfraGymState, ToolCallAction
 
 __all__ = [
     "REMOTE_OPTIONS",
-    "CapacityError",
     "Guard",
     "InfraGymEnvironment",
     "InfraGymObservation",
     "InfraGymResetObservation",
     "InfraGymState",
-    "PlatformFailure",
     "ToolCallAction",
     "create_app",
     "serve",

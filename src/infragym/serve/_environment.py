@@ -14,7 +14,7 @@ from openenv.core.env_server import Environment
 from openenv.core.env_server.types import EnvironmentMetadata
 
 from .. import __version__
-from .._errors import ConfigError, InfraGymError
+from .._errors import ConfigError, ResourceError
 from ..env import Env, EnvOptions, EpisodeError, StepResult, ToolCall
 from ..tasks import Task
 from ._models import InfraGymObservation, InfraGymResetObservation, InfraGymState, ToolCallAction
@@ -31,14 +31,6 @@ REMOTE_OPTIONS = (
     "workspace_bytes",
     "scratch_bytes",
 )
-
-
-class CapacityError(InfraGymError):
-    """The server already runs as many episodes as ``--max-sessions`` allows."""
-
-
-class PlatformFailure(InfraGymError):
-    """An :class:`EpisodeError` on the server: the episode is over and has no reward."""
 
 
 class Episodes:
@@ -59,7 +51,7 @@ class Episodes:
 
     def claim(self, env: Env) -> None:
         if len(self.live) >= self.limit:
-            raise CapacityError(
+            raise ResourceError(
                 f"the server is at capacity: {len(self.live)} episode(s) run and "
                 f"--max-sessions is {self.limit}; retry when one ends"
             )
@@ -170,7 +162,8 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
             result = await env.step(call)
         except EpisodeError as exc:
             await self._end_episode()
-            raise PlatformFailure(f"EpisodeError: {exc}") from exc
+            # OpenEnv sends str(exc) as the error message: say what kind of failure it is
+            raise EpisodeError(f"EpisodeError: {exc}", exc.grade) from exc
         except BaseException:
             await self._end_episode()
             raise
