@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -173,7 +174,9 @@ def test_a_platform_failure_is_an_error_message_not_a_reward_of_0(tmp_path: Path
 
 
 def test_sigterm_ends_every_session_and_removes_every_episode(tmp_path: Path) -> None:
-    tiny_task(tmp_path, grader=WORKSPACE_GRADER)
+    """One session waits for its client, the other is in the middle of a long command:
+    SIGTERM ends both, removes both episodes and the server exits."""
+    tiny_task(tmp_path, grader=WORKSPACE_GRADER, command_timeout=120)
     with server(tmp_path, str(tmp_path / "tiny"), max_sessions=2) as (proc, url):
         a, b = client(url), client(url)
         try:
@@ -183,9 +186,22 @@ def test_sigterm_ends_every_session_and_removes_every_episode(tmp_path: Path) ->
             b.reset(seed=2)
             runs = runs_of(proc.pid)
             assert len(runs) == 4, runs
+            busy: list[BaseException | object] = []
+
+            def long_step() -> None:
+                try:
+                    busy.append(b.step({"name": "bash", "arguments": {"command": "sleep 100"}}))
+                except BaseException as exc:
+                    busy.append(exc)
+
+            t = threading.Thread(target=long_step)
+            t.start()
+            time.sleep(1)
             os.kill(proc.pid, signal.SIGTERM)
-            rc = proc.wait(60)
+            rc = proc.wait(60)  # a running step gets a few seconds, then is cancelled
             assert rc in (0, -signal.SIGTERM), rc
+            t.join(60)
+            assert busy and isinstance(busy[0], Exception), busy  # no observation, no reward
             for run_id in runs:
                 assert_no_leftovers(run_id)
         finally:
