@@ -201,7 +201,10 @@ def test_sigterm_ends_every_session_and_removes_every_episode(tmp_path: Path) ->
             rc = proc.wait(60)  # a running step gets a few seconds, then is cancelled
             assert rc in (0, -signal.SIGTERM), rc
             t.join(60)
-            assert busy and isinstance(busy[0], Exception), busy  # no observation, no reward
+            # no observation and no reward: the error message, or a closed connection
+            # when the shutdown closed the socket before the message went out
+            assert busy and isinstance(busy[0], Exception), busy
+            assert "EpisodeError" in str(busy[0]) or not isinstance(busy[0], RuntimeError)
             for run_id in runs:
                 assert_no_leftovers(run_id)
         finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -152,6 +153,14 @@ def serve(
     app = create_app(
         tasks, max_sessions=max_sessions, session_timeout=session_timeout, options=options
     )
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # end the episodes first: a step running a long command ends at once (its
+            # client is told the episode ended), rather than at the grace period's end
+            await app.episodes.close_all()
+            await super().shutdown(sockets)
+
     config: Any = uvicorn.Config(
         app,
         host=host,
@@ -160,4 +169,4 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=GRACE_S,
     )
-    uvicorn.Server(config).run()
+    Server(config).run()

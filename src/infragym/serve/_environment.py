@@ -42,6 +42,7 @@ class Episodes:
         self.limit = limit
         self.options = options
         self.live: set[Env] = set()
+        self.ending: set[Env] = set()
         self._pending: set[asyncio.Task[None]] = set()
 
     def later(self, task: asyncio.Task[None]) -> None:
@@ -58,10 +59,16 @@ class Episodes:
         self.live.add(env)
 
     async def end(self, env: Env) -> None:
+        self.ending.add(env)
         try:
             await env.close()
         finally:
             self.live.discard(env)
+            self.ending.discard(env)
+
+    def ended(self, env: Env) -> bool:
+        """Whether ``env``'s episode was ended (or is being ended) by the server."""
+        return env not in self.live or env in self.ending
 
     async def close_all(self) -> None:
         if self._pending:
@@ -167,6 +174,12 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
         except BaseException:
             await self._end_episode()
             raise
+        if self._episodes.ended(env):  # the server shut down under the step
+            await self._end_episode()
+            raise EpisodeError(
+                "EpisodeError: the server is shutting down; the episode is over and has no "
+                "reward"
+            )
         self._state.elapsed_s = time.monotonic() - self._started
         done = result.terminated or result.truncated
         if done:
