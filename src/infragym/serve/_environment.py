@@ -177,8 +177,7 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
         if self._episodes.ended(env):  # the server shut down under the step
             await self._end_episode()
             raise EpisodeError(
-                "EpisodeError: the server is shutting down; the episode is over and has no "
-                "reward"
+                "EpisodeError: the server is shutting down; the episode is over and has no reward"
             )
         self._state.elapsed_s = time.monotonic() - self._started
         done = result.terminated or result.truncated
