@@ -134,7 +134,7 @@ def test_openenv_client_plays_kv_replicated_for_the_same_reward_as_the_local_env
 def test_vanished_idle_and_surplus_clients_leave_nothing(tmp_path: Path) -> None:
     """A client that drops its socket mid-episode and one that stops sending both lose
     their episode, which is removed; a connection beyond --max-sessions gets a capacity
-    error; the freed slot serves a new episode."""
+    error; of three clients racing for the freed slot one plays, with its Env options."""
     tiny_task(tmp_path, grader=WORKSPACE_GRADER)
     with server(tmp_path, str(tmp_path / "tiny"), max_sessions=1, timeout=3) as (proc, url):
         # 1. a client that vanishes: its socket closes without a close message
@@ -154,13 +154,41 @@ def test_vanished_idle_and_surplus_clients_leave_nothing(tmp_path: Path) -> None
             runs = runs_of(proc.pid)
             assert runs
             wait_gone(proc.pid, runs, within=30)
-        # 3. the slot is free again and an episode plays to its reward
-        with client(url) as env2:
+        # 3. three clients at once for the one free slot: one plays, two are refused
+        clients = [client(url) for _ in range(3)]
+        outcomes: list[Any] = []
+
+        def attempt(c: Any) -> None:
+            try:
+                c.connect()
+                c.reset(seed=3, options={"max_steps": 5})
+                outcomes.append(c)
+            except RuntimeError as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=attempt, args=(c,)) for c in clients]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            winners = [o for o in outcomes if not isinstance(o, Exception)]
+            assert len(outcomes) == 3 and len(winners) == 1, outcomes
+            refused = [str(o) for o in outcomes if isinstance(o, Exception)]
+            assert all("CAPACITY_REACHED" in m and "1/1" in m for m in refused), refused
+            env2 = winners[0]
+            assert env2.state()["max_steps"] == 5  # the client's Env option
+            with pytest.raises(RuntimeError, match="artifacts_dir cannot be set by a client"):
+                env2.reset(seed=3, options={"artifacts_dir": "/etc"})
             env2.reset(seed=3)
             env2.step({"name": "write_file", "arguments": {"path": "answer.txt", "content": "42"}})
             r = env2.step({"name": "submit", "arguments": {}})
-            assert r.done and r.reward == 1.0
+            assert r.done and r.reward == 1.0 and r.metadata["grade"]["breakdown"] == {
+                "answer": 1.0}
             assert runs_of(proc.pid) == []
+        finally:
+            for c in clients:
+                c.close()
 
 
 def test_a_platform_failure_is_an_error_message_not_a_reward_of_0(tmp_path: Path) -> None:
