@@ -77,6 +77,9 @@ class Guard:
             await _refuse(kind, path, send)
             return
         if kind == "websocket":
+            if b"session_id" in scope.get("query_string", b""):  # attaching: MCP sessions only
+                await _refuse(kind, path + "?session_id", send)
+                return
             await self._websocket(scope, receive, send)
             return
         await self.app(scope, receive, send)
