@@ -43,6 +43,8 @@ class Episodes:
         self.options = options
         self.live: set[Env] = set()
         self.ending: set[Env] = set()
+        self.resetting: set[Env] = set()  # being built: closing them now would race the build
+        self.closing = False
         self._pending: set[asyncio.Task[None]] = set()
 
     def later(self, task: asyncio.Task[None]) -> None:
@@ -51,6 +53,8 @@ class Episodes:
         task.add_done_callback(self._pending.discard)
 
     def claim(self, env: Env) -> None:
+        if self.closing:
+            raise ResourceError("the server is shutting down: no new episode starts")
         if len(self.live) >= self.limit:
             raise ResourceError(
                 f"the server is at capacity: {len(self.live)} episode(s) run and "
@@ -71,6 +75,9 @@ class Episodes:
         return env not in self.live or env in self.ending
 
     async def close_all(self) -> None:
+        self.closing = True
+        while self.resetting:  # a reset takes seconds; then its episode is ended here
+            await asyncio.sleep(0.1)
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         for env in list(self.live):
@@ -125,11 +132,17 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
         env = Env(self._task(task), self._options(options))
         self._episodes.claim(env)
         self._env = env
+        self._episodes.resetting.add(env)
         try:
             obs = await env.reset(seed=seed)
         except BaseException:
             await self._end_episode()
             raise
+        finally:
+            self._episodes.resetting.discard(env)
+        if self._episodes.closing:
+            await self._end_episode()
+            raise ResourceError("the server is shutting down: the episode was removed")
         self._started = time.monotonic()
         self._state = InfraGymState(
             episode_id=episode_id or str(uuid.uuid4()),
