@@ -19,7 +19,12 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(reset with task, seed and options; step with one tool call; state; close), and "
         "/health, /schema, /metadata. Needs the openenv extra of infragym.",
     )
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); the server has no authentication: "
+        "listen only where every client is trusted",
+    )
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     sv.add_argument(
         "--max-sessions",

@@ -20,7 +20,7 @@ from ..tasks import Task
 from ._environment import Episodes, InfraGymEnvironment
 from ._models import InfraGymObservation, InfraGymResetObservation, InfraGymState, ToolCallAction
 
-GRACE_S = 5  # at SIGTERM, how long a running step may finish before it is cancelled
+GRACE_S = 5  # at SIGTERM, after the episodes ended, how long handlers get before cancelling
 REFUSED = ("/mcp", "/reset", "/step", "/state")  # per-call routes: sessions cannot be bounded
 
 
