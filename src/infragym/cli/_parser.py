@@ -10,6 +10,7 @@ from ._common import RUNS_HELP
 from ._episodes import RUN_JSON_HELP, cmd_export, cmd_run, cmd_runs
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
 from ._seeds import parse_seed, parse_seeds
+from ._serve import add_serve
 from ._tasks import cmd_grade, cmd_list, cmd_play, cmd_show, cmd_validate
 
 SEED_HELP = "the seed: a whole number >= 0 (default 1); it fixes the faults and every random choice"
@@ -222,4 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gr.add_argument("--json", action="store_true")
     gr.set_defaults(fn=cmd_grade)
+
+    add_serve(sub)
     return p
