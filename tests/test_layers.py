@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "gym": 6,
     "runner": 7,
     "testing": 7,
+    "serve": 7,
     "integrations": 7,
     "demo": 8,
     "cli": 9,
