@@ -182,6 +182,10 @@ LEAKER = textwrap.dedent("""
     live.hosts[0].spawn("sleeper", ["sleep", "300"])
     bad = Cluster(2).start()
     bad.hosts[0].spawn("sleeper", ["sleep", "300"])
+    for _ in range(500):  # until it runs in its view (monitor, init, sleep)
+        if len(bad.hosts[0].pids()) >= 3:
+            break
+        time.sleep(0.01)
     # its teardown fails halfway: processes, cgroups, network and mounts all stay
     saved = _cluster._remove_host_processes, _cluster.remove_run_tree
     _cluster._remove_host_processes = _cluster.remove_run_tree = broken

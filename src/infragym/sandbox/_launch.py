@@ -7,13 +7,15 @@ the privilege drop. So:
 
 - bubblewrap reads its options from a memory file (``--args FD``), not its argv;
 - it runs ``--as-pid-1``: no reaper of its own; setpriv drops privileges and executes a
-  minimal init (Debian's python, ``/usr/bin/python3 -IS /dev/fd/N``), whose script
-  arrives in another memory file and holds the command. Nothing else exists in the new
+  minimal init, ``/bin/sh /run/init``: a two-line script bubblewrap copies into the
+  view's ``/run`` (``--file``) that runs the command through ``env`` (never a shell
+  builtin of the same name) and exits with its status. Nothing else exists in the new
   PID namespace before that exec, so no sandboxed process ever sees the setpriv stage;
-- the init closes the script's descriptor, starts the command as its child (same
-  process group and session, so group signals and a terminal's job control reach it as
-  before), reaps every orphan, and exits with the command's status (128 + N if a signal
-  N ended it), which ends the namespace as bubblewrap's reaper did.
+- the shell runs the command as its child in the foreground (same process group and
+  session, so group signals and a terminal's job control reach it as before), reaps
+  every orphan while it waits, and exits with the command's status (128 + N if a signal
+  N ended it), which ends the namespace as bubblewrap's reaper did. As pid 1 it ignores
+  every signal sent to it from inside; it costs a millisecond and a megabyte.
 
 Files the platform puts in a view (``/etc/hosts``) are copied in from a memory file too
 (``--ro-bind-data``), so ``mountinfo`` names no path of the machine for them.
@@ -23,39 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ._seccomp import seccomp_fd
 
-__all__ = ["INIT_PYTHON", "Launch", "data_fd"]
+__all__ = ["INIT", "Launch", "data_fd", "init_script"]
 
-INIT_PYTHON = "/usr/bin/python3"
+INIT_SHELL = "/bin/sh"
+INIT = "/run/init"  # where the script lies in the view (a tmpfs /run must be mounted)
 
-# kept free of anything that names the platform: it is what pid 1 runs
-_INIT = """\
-import os, signal, sys
-argv = {argv!r}
-os.close(int(sys.argv[0].rsplit("/", 1)[1]))
-signal.signal(signal.SIGINT, signal.SIG_DFL)
-child = os.fork()
-if child == 0:
-    for s in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(s, signal.SIG_DFL)
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as e:
-        os.write(2, (argv[0] + ": " + (e.strerror or str(e)) + "\\n").encode(errors="replace"))
-        os._exit(127 if e.errno == 2 else 126)
-while True:
-    try:
-        pid, status = os.waitpid(-1, 0)
-    except ChildProcessError:
-        os._exit(1)
-    if pid == child:
-        code = os.waitstatus_to_exitcode(status)
-        os._exit(code if code >= 0 else 128 - code)
-"""
+
+def init_script(argv: Sequence[str]) -> bytes:
+    """The init's script: ``argv`` in the foreground, then exit with its status. Not the
+    last command, so the shell forks for it rather than replacing itself."""
+    words = " ".join(shlex.quote(a) for a in argv)
+    return f"/usr/bin/env -- {words}\nexit $?\n".encode(errors="surrogateescape")
 
 
 def data_fd(name: str, data: bytes) -> int:
@@ -98,18 +84,21 @@ class Launch:
             for content, dest in data:
                 opened.append(data_fd("data", content))
                 opts += ["--perms", "0444", "--ro-bind-data", str(opened[-1]), dest]
-            opened.append(data_fd("args", b"".join(a.encode() + b"\0" for a in opts)))
-            args_fd = opened[-1]
-            opened.append(data_fd("init", _INIT.format(argv=list(argv)).encode()))
-            init = f"/dev/fd/{opened[-1]}"
+            opened.append(data_fd("init", init_script(argv)))
+            opts += ["--perms", "0444", "--file", str(opened[-1]), INIT]
+            opened.append(data_fd("args", b"".join(_arg(a) + b"\0" for a in opts)))
         except BaseException:
             for fd in opened:
                 os.close(fd)
             raise
-        full = [bwrap, "--args", str(args_fd), "--", *privdrop, INIT_PYTHON, "-IS", init]
+        full = [bwrap, "--args", str(opened[-1]), "--", *privdrop, INIT_SHELL, INIT]
         return cls(full, tuple(opened), opened)
 
     def close(self) -> None:
         while self._open:
             with contextlib.suppress(OSError):
                 os.close(self._open.pop())
+
+
+def _arg(a: str) -> bytes:
+    return a.encode(errors="surrogateescape")
