@@ -173,7 +173,7 @@ def test_cleanup_leaves_live_runs_alone() -> None:
 LEAKER = textwrap.dedent("""
     import sys, time
     from infragym import ResourceError
-    from infragym.sandbox import Cluster, _cluster
+    from infragym.sandbox import Cluster, _cluster, _workstation
 
     def broken(*args: object) -> None:
         raise OSError("injected failure")
@@ -193,9 +193,17 @@ LEAKER = textwrap.dedent("""
     try:
         bad.close()
     except ResourceError as exc:
-        print(live.run_id, bad.run_id, flush=True)
         print(exc, file=sys.stderr)
     _cluster._remove_host_processes, _cluster.remove_run_tree = saved
+    # a workstation whose mounts cannot be removed
+    ws = _workstation.Workstation().start()
+    saved_umount, _workstation.umount = _workstation.umount, broken
+    try:
+        ws.close()
+    except ResourceError as exc:
+        print(exc, file=sys.stderr)
+    _workstation.umount = saved_umount
+    print(live.run_id, bad.run_id, ws.run_id, flush=True)
     time.sleep(120)
 """)
 
@@ -206,16 +214,19 @@ def test_cleanup_reclaims_a_failed_teardown_while_its_owner_lives() -> None:
     p = subprocess.Popen([sys.executable, "-c", LEAKER], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout is not None
-        live, bad = p.stdout.readline().split()
+        live, bad, ws = p.stdout.readline().split()
         left = leftovers(bad)
         assert left["netns"] and left["links"] and left["cgroups"] and left["mounts"], left
         assert left["record"], left
+        assert leftovers(ws)["mounts"] and leftovers(ws)["record"], leftovers(ws)
         report = cleanup(owner_pid=p.pid)  # that process's runs only: others' stay
         assert p.poll() is None, "the owner must still be running"
         assert bad in report.runs and bad in report.leaked_by_live, report
+        assert ws in report.runs and ws in report.leaked_by_live, report
         assert report.processes >= 1, report  # its sleeper and what runs it
         assert live in report.skipped_live and live not in report.runs, report
         assert_no_leftovers(bad)
+        assert_no_leftovers(ws)
         still = leftovers(live)
         assert still["netns"] and still["links"] and still["cgroups"] and still["mounts"]
         assert still["record"], still
