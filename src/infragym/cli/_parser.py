@@ -65,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=cmd_doctor)
 
-    cl = sub.add_parser("cleanup", help="remove what killed runs left behind")
+    cl = sub.add_parser(
+        "cleanup",
+        help="remove what killed runs, and failed teardowns of running processes, left behind",
+    )
     cl.add_argument(
-        "--all", action="store_true", help="also remove runs whose owner is still alive"
+        "--all", action="store_true", help="also remove runs a live process is still using"
     )
     cl.add_argument("--json", action="store_true")
     cl.set_defaults(fn=cmd_cleanup)

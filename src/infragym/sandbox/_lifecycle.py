@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 from .._errors import ResourceError
+from ._state import RunRecord
 from ._sys import require_root, require_tools
 
 
@@ -166,10 +167,13 @@ class Lifecycle(ABC):
     """The start and close that clusters and workstations share. ``start`` claims a run
     id recorded on disk before anything is made, then builds, and tears down whatever was
     made if building fails; ``close`` tears down once, whoever calls it and whenever. Both
-    hold SIGINT, SIGTERM and SIGHUP back while they change what exists."""
+    hold SIGINT, SIGTERM and SIGHUP back while they change what exists. A teardown that
+    raises marks the run record leaked: ``infragym cleanup`` then reclaims what is left
+    even while this process lives on."""
 
     KIND: ClassVar[str]  # what the resource is called in messages
     run_id: str
+    _record: RunRecord | None
     _started: bool
     _closed: bool
     _lock: threading.Lock
@@ -211,6 +215,11 @@ class Lifecycle(ABC):
                 return
             try:
                 self._teardown()
+            except BaseException:
+                if self._record is not None:
+                    with contextlib.suppress(Exception):
+                        self._record.mark_leaked()
+                raise
             finally:
                 self._closed = True
                 untrack(self)
