@@ -105,6 +105,14 @@ def test_a_task_with_missing_packages_fails_at_once_as_a_platform_error(tmp_path
     assert r.returncode == 2, r.stdout + r.stderr
     assert cmd in " ".join(r.stderr.split()), r.stderr
     assert "reward" not in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "infragym.cli.main", "run", str(task.path), "--agent", "noop",
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=60, check=False, env=_env(),
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert cmd in " ".join(r.stderr.split()), r.stderr
+    assert "episode" not in r.stdout + r.stderr  # nothing started
 
 
 def _env(*front: Path) -> dict[str, str]:

@@ -76,6 +76,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"per command; grading budget {s.grading_budget_s:.0f} s; reference tiers: "
         f"{', '.join(task.solutions())}"
     )
+    if s.apt:
+        console.print(
+            f"requires (apt): {', '.join(s.apt)}: {readiness(task.missing_packages())}",
+            highlight=False,
+        )
     console.print(Markdown(task.instructions))
     return 0
 
