@@ -5,7 +5,8 @@
 #   ./setup.sh test     # set up, then run the whole test suite
 #   ./setup.sh          # set up only
 #
-# Idempotent: apt packages are installed only when missing, the virtualenv (.venv) is
+# Idempotent: apt packages (the platform's, and those the built-in tasks declare in their
+# task.toml's [requires] apt) are installed only when missing, the virtualenv (.venv) is
 # created once and refreshed only when pyproject.toml changes.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,15 +20,45 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing apt packages: ${missing[*]}"
+# Install Debian packages with nothing started by their own service scripts: a
+# policy-rc.d that exits 101 (Debian's "action forbidden") for the length of the install,
+# then any process the install started from one of the packages' files is stopped.
+apt_install() {
+    local policy=/usr/sbin/policy-rc.d saved="" before pid exe files
+    if [ -e "$policy" ]; then saved="$(mktemp)"; cp -p "$policy" "$saved"; fi
+    # shellcheck disable=SC2064
+    trap "if [ -n '$saved' ]; then mv -f '$saved' '$policy'; else rm -f '$policy'; fi" EXIT
+    printf '#!/bin/sh\n# infragym setup.sh: start no service during the install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    before=" $(cd /proc && echo [0-9]*) "
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi
+    trap - EXIT
+    # a daemon started anyway (by a maintainer script that ignores policy-rc.d)
+    files="$(dpkg -L "$@" 2>/dev/null | sort -u)"
+    for pid in $(cd /proc && echo [0-9]*); do
+        case "$before" in *" $pid "*) continue ;; esac
+        exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || continue
+        if grep -qxF -- "$exe" <<<"$files"; then
+            log "stopping $exe (pid $pid), started by the install"
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+missing_of() {  # the packages among "$@" that dpkg does not list as installed
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+    done
+}
+
+mapfile -t missing < <(missing_of "${APT_PACKAGES[@]}")
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing apt packages: ${missing[*]}"
+    apt_install "${missing[@]}"
 fi
 
 # the newest python3 >= 3.11 on PATH (a pyenv one if present, else Debian's)
@@ -39,6 +70,26 @@ for cand in python3.13 python3.12 python3.11 python3; do
     fi
 done
 [ -n "$PY" ] || { echo "no Python >= 3.11 with venv found" >&2; exit 1; }
+
+# the Debian packages the built-in tasks' hosts need ([requires] apt in each task.toml),
+# and for the tests also those of the task folders under tests/tasks/
+TASK_DIRS=(src/infragym/tasks/builtin)
+[ "${1:-}" != test ] || TASK_DIRS+=(tests/tasks)
+mapfile -t TASK_PACKAGES < <("$PY" - "${TASK_DIRS[@]}" <<'PYEOF'
+import pathlib, sys, tomllib
+seen = {}
+for toml in sorted(p for d in sys.argv[1:] for p in pathlib.Path(d).glob("*/task.toml")):
+    apt = tomllib.loads(toml.read_text(encoding="utf-8")).get("requires", {}).get("apt", [])
+    seen.update(dict.fromkeys(apt))
+if seen:
+    print("\n".join(seen))
+PYEOF
+)
+mapfile -t missing < <(missing_of "${TASK_PACKAGES[@]}")
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing the built-in tasks' packages: ${missing[*]}"
+    apt_install "${missing[@]}"
+fi
 
 STAMP=.venv/.infragym-installed
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$PY" -c 'import sys; print(sys.version)' | head -1)"

@@ -424,3 +424,69 @@ def test_scope_faults_with_exclude_faulted_finds_a_single_point_of_failure() -> 
 def test_bad_scope_is_rejected() -> None:
     with pytest.raises(ConfigError, match="scope"):
         Availability(scope="sometimes")  # type: ignore[arg-type]
+
+
+# -- failover time: from the fault's start to the first second at the SLO -----------------
+
+
+def _outage(b: HistoryBuilder, label: str, start: float, end: float, down_s: float) -> None:
+    """A fault window in which every request fails for ``down_s`` s, then all succeed
+    (10 requests a second, so the resolution is 0.1 s)."""
+    b.fault(label, start, end, fault="crash", targets=("n1",))
+    if down_s > 0:
+        requests(b, start, start + down_s, 10, outcome="fail")
+    requests(b, start + down_s, end, 10)
+
+
+def test_failover_time_per_window() -> None:
+    b = HistoryBuilder()
+    requests(b, 0.0, 2.0, 10)
+    _outage(b, "crash-n1", 2.0, 6.0, 0.0)  # recovers at once
+    requests(b, 6.0, 8.0, 10)
+    _outage(b, "pause-n1", 8.0, 12.0, 2.3)  # recovers 2.3 s into the fault
+    requests(b, 12.0, 14.0, 10)
+    _outage(b, "isolate-n1", 14.0, 18.0, 4.0)  # down for the whole fault
+    requests(b, 18.0, 20.0, 10)
+    res = Availability().check(b.build())
+    m = res.metrics
+    assert m["window.crash-n1.failover_s"] == pytest.approx(0.0, abs=1e-9)
+    assert m["window.pause-n1.failover_s"] == pytest.approx(2.3, abs=0.05)
+    assert m["window.isolate-n1.failover_s"] is None
+    assert "window.steady.failover_s" not in m
+    assert m["failover_max_s"] == pytest.approx(2.3, abs=0.05)
+    assert m["windows_not_recovered"] == 1
+    assert "crash-n1 0.00 s" in res.explanation
+    assert "pause-n1 2.30 s" in res.explanation
+    assert "isolate-n1 never recovered within its 4.00 s window" in res.explanation
+
+
+def test_failover_needs_a_whole_second_at_the_slo_before_the_heal() -> None:
+    """A recovery half a second before the heal is not a recovery (the heal would pass
+    for one); a flapping service recovers only once a whole second meets the SLO."""
+    b = HistoryBuilder()
+    _outage(b, "late", 0.0, 4.0, 3.5)
+    b.fault("flap", 10.0, 14.0, fault="pause", targets=("n2",))
+    for i in range(40):  # alternately 0.5 s down and 0.5 s up, then up from 12.0
+        t = 10.0 + i * 0.1
+        up = t >= 12.0 or int((t - 10.0) * 2 + 1e-9) % 2 == 1
+        b.op("request", None, None, t=t, done=t + 0.005, outcome="ok" if up else "fail",
+             intended=t)  # fmt: skip
+    requests(b, 14.0, 15.0, 10)
+    m = Availability().check(b.build()).metrics
+    assert m["window.late.failover_s"] is None
+    assert m["window.flap.failover_s"] == pytest.approx(1.5, abs=0.05)  # up from 11.5 on
+
+
+def test_failover_of_a_short_window_and_of_an_empty_one() -> None:
+    b = HistoryBuilder()
+    _outage(b, "short-ok", 0.0, 0.5, 0.0)
+    _outage(b, "short-down", 1.0, 1.5, 0.5)
+    b.fault("empty", 3.0, 4.0)
+    requests(b, 5.0, 6.0, 10)
+    res = Availability(min_ops=1).check(b.build())
+    m = res.metrics
+    assert m["window.short-ok.failover_s"] == pytest.approx(0.0)
+    assert m["window.short-down.failover_s"] is None
+    assert m["window.empty.failover_s"] is None
+    assert m["windows_not_recovered"] == 1  # the empty window is unknown, not unrecovered
+    assert "empty unknown (no operations)" in res.explanation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import socket
@@ -28,6 +29,7 @@ from infragym.nemesis import (
     Pause,
     Schedule,
     ScheduledFault,
+    sweep_schedule,
 )
 from infragym.sandbox import HOST_PYTHON, Cluster
 
@@ -520,6 +522,31 @@ def test_a_zero_length_fault_is_applied_then_healed(cluster3: Cluster) -> None:
         ("instant", FaultAction.HEAL),
     ]
     assert _http_get(n1, n2.address, 2.0)
+
+
+def test_the_nemesis_plays_a_whole_sweep_one_fault_at_a_time(cluster3: Cluster) -> None:
+    for h in cluster3.hosts:
+        start_http(h)
+    history, clock = History(), Clock()
+    sweep = sweep_schedule(cluster3.names, fault_s=0.3, gap_s=0.1, start=0.0)
+
+    async def scenario() -> None:
+        async with Nemesis(cluster3, history, clock) as nem:
+            await nem.run(sweep)
+            assert nem.active == {}
+
+    asyncio.run(scenario())
+    windows = history.fault_windows()
+    assert [(w.fault, w.label) for w in windows] == [
+        (k, f"{name}-{h}")
+        for k, name in (("crash", "crash"), ("pause", "pause"), ("partition", "isolate"))
+        for h in cluster3.names
+    ]
+    for a, b in itertools.pairwise(windows):
+        assert a.end <= b.start  # one fault at a time
+    n1 = cluster3.hosts[0]
+    for h in cluster3.hosts:  # every host healed and serving again (a crash restarts it)
+        assert _http_get(n1, h.address, 5.0), f"{h.name} does not answer after the sweep"
 
 
 class _Marker(Partition):

@@ -15,6 +15,7 @@ from infragym import CapabilityError, ConfigError, ResourceError
 from infragym.history import Clock, FaultAction, History
 from infragym.nemesis import (
     FAULT_KINDS,
+    SWEEP_KINDS,
     Bandwidth,
     ClockSkew,
     Crash,
@@ -31,6 +32,8 @@ from infragym.nemesis import (
     build_fault,
     random_schedule,
     require_supported,
+    sweep_length,
+    sweep_schedule,
 )
 from infragym.nemesis import _runner as nemesis_runner
 from infragym.nemesis._schedule import MAX_FAULTS, MIN_FAULT_S
@@ -420,3 +423,47 @@ def test_run_goes_on_after_a_failed_heal_and_the_final_heal_retries_it(
         ("a", FaultAction.APPLY), ("b", FaultAction.APPLY),
         ("b", FaultAction.HEAL), ("a", FaultAction.HEAL),
     ]
+
+
+# -- the fault sweep: every host failed by every kind in turn -----------------------------
+
+
+def test_sweep_gives_every_host_every_kind_one_at_a_time() -> None:
+    hosts = ["n1", "n2", "n3"]
+    s = sweep_schedule(hosts, fault_s=3.0, gap_s=2.0, start=1.0)
+    assert s == sweep_schedule(hosts, fault_s=3.0, gap_s=2.0, start=1.0)  # deterministic
+    got = [(f.spec.kind, f.spec.targets) for f in s.faults]
+    assert got == [(k, (h,)) for k in SWEEP_KINDS for h in hosts]
+    assert [f.label for f in s.faults[:4]] == ["crash-n1", "crash-n2", "crash-n3", "pause-n1"]
+    assert [f.label for f in s.faults[-3:]] == ["isolate-n1", "isolate-n2", "isolate-n3"]
+    assert all(dict(f.spec.params) == {"topology": "isolate"} for f in s.faults[-3:])
+    assert s.faults[0].at == 1.0
+    assert all(f.duration == 3.0 for f in s.faults)
+    for a, b in zip(s.faults, s.faults[1:], strict=False):
+        assert b.at - (a.at + a.duration) == pytest.approx(2.0)  # no overlap, the quiet gap
+    assert s.end == pytest.approx(sweep_length(3, 3, 3.0, 2.0, 1.0))
+    assert s.end == pytest.approx(1.0 + 9 * 3.0 + 8 * 2.0)
+    for f in s.faults:  # every fault is one the nemesis can build on this cluster
+        build_fault(f.spec, f.label, hosts)
+
+
+def test_sweep_kinds_and_bounds() -> None:
+    s = sweep_schedule(["a", "b"], kinds=["pause", "clock-skew"], fault_s=1.0, gap_s=0.0)
+    assert [f.label for f in s.faults] == ["pause-a", "pause-b", "clock-skew-a", "clock-skew-b"]
+    assert [f.at for f in s.faults] == [2.0, 3.0, 4.0, 5.0]
+    assert len(sweep_schedule(["solo"], kinds=["crash", "pause"]).faults) == 2
+    bad: list[dict[str, Any]] = [
+        {"hosts": []},
+        {"hosts": ["a", "a"]},
+        {"hosts": ["a", "b"], "kinds": ["crash", "crash"]},
+        {"hosts": ["a", "b"], "kinds": ["meteor"]},
+        {"hosts": ["solo"]},  # isolating needs a second host
+        {"hosts": ["a", "b"], "fault_s": 0.0},
+        {"hosts": ["a", "b"], "gap_s": -1.0},
+        {"hosts": ["a", "b"], "start": float("nan")},
+        {"hosts": ["a", "b"], "fault_s": "long"},
+        {"hosts": [f"h{i}" for i in range(MAX_FAULTS)], "kinds": ["crash", "pause"]},
+    ]
+    for kw in bad:
+        with pytest.raises(ConfigError):
+            sweep_schedule(**kw)

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 from .._errors import ConfigError
 from ..history import FaultAction, FaultEvent, FaultWindow, History, Operation
 from ._base import CheckResult, Metric, Verdict
+from ._failover import FAILOVER_SPAN_S, failover_time
 
 STEADY = "steady"
 Scope = Literal["all", "steady", "faults"]
@@ -33,6 +34,8 @@ class _Window:
     total: int
     ok: int
     excluded: int = 0
+    failover: float | None = None
+    length: float = math.inf
 
     @property
     def availability(self) -> float:
@@ -71,6 +74,15 @@ class Availability:
     service refusing everything cannot pass vacuously) or ``faults`` (only the fault
     windows, e.g. a low floor on the healthy hosts that a single point of failure misses).
     A scope with no window at all is unknown.
+
+    Failover time, for the single-point-of-failure question (a fault sweep): each fault
+    window reports ``window.<label>.failover_s``, the seconds from the fault's start to the
+    first second inside the window in which the operations it judges met its SLO (see
+    :mod:`._failover`; resolution: the load's spacing), or None when the service never
+    recovered within the window (or the window had no operations); ``failover_max_s`` is
+    the largest figure and ``windows_not_recovered`` counts the windows with operations
+    but no recovery. The explanation gives each window's figure. They are measurements:
+    they do not change the verdict or the score.
 
     Score: the worst judged window's availability divided by its SLO (capped at 1). The
     worst window, not the mean, because averaging lets a long healthy steady state hide a
@@ -138,6 +150,7 @@ class Availability:
                 else frozenset()
             )
             total = ok = excluded = 0
+            judged: list[tuple[float, bool]] = []
             for i, op in enumerate(ops):
                 if w.contains(op.intended):
                     in_fault[i] = True
@@ -146,10 +159,13 @@ class Availability:
                         continue
                     total += 1
                     ok += op.ok
+                    judged.append((op.intended, op.ok))
             n = seen.get(w.label, 0) + 1
             seen[w.label] = n
             label = w.label if n == 1 else f"{w.label}#{n}"
-            out.append(_Window(label, fault_slo, total, ok, excluded))
+            failover = failover_time(w.start, w.end, judged, fault_slo)
+            length = w.end - w.start
+            out.append(_Window(label, fault_slo, total, ok, excluded, failover, length))
         steady = [op for op, f in zip(ops, in_fault, strict=True) if not f]
         if steady:
             out.insert(0, _Window(STEADY, self.slo, len(steady), sum(op.ok for op in steady)))
@@ -172,7 +188,17 @@ class Availability:
             metrics[p + "availability"] = None if w.total == 0 else w.availability
             if self.exclude_faulted and w.label != STEADY:
                 metrics[p + "excluded"] = w.excluded
+            if w.label != STEADY:
+                metrics[p + "failover_s"] = w.failover
             (judged if w.total >= self.min_ops else small).append(w)
+        faults = [w for w in windows if w.label != STEADY]
+        recovered = [w.failover for w in faults if w.failover is not None]
+        if faults:
+            metrics["failover_max_s"] = max(recovered) if recovered else None
+            metrics["windows_not_recovered"] = sum(
+                w.failover is None and w.total > 0 for w in faults
+            )
+        note = _failover_note(faults)
         below = [w for w in judged if w.availability < w.slo]
         n = sum(w.total for w in judged)
         metrics["windows_judged"] = len(judged)
@@ -194,7 +220,7 @@ class Availability:
                 self.name,
                 Verdict.FAIL,
                 score,
-                f"availability below SLO in {detail}",
+                f"availability below SLO in {detail}{note}",
                 metrics,
                 judged=n,
             )
@@ -205,7 +231,7 @@ class Availability:
                 Verdict.UNKNOWN,
                 score,
                 f"too few operations to judge window(s) {names}; need at least "
-                f"{self.min_ops} each (run the workload longer or at a higher rate)",
+                f"{self.min_ops} each (run the workload longer or at a higher rate){note}",
                 metrics,
                 judged=n,
             )
@@ -214,10 +240,26 @@ class Availability:
             self.name,
             Verdict.PASS,
             score,
-            f"every window met its SLO: {summary}",
+            f"every window met its SLO: {summary}{note}",
             metrics,
             judged=n,
         )
+
+
+def _failover_note(faults: list[_Window]) -> str:
+    """The explanation's failover part: every fault window's figure, or why it has none."""
+    if not faults:
+        return ""
+    parts = []
+    for w in faults:
+        if w.failover is not None:
+            parts.append(f"{w.label} {w.failover:.2f} s")
+        elif w.total == 0:
+            parts.append(f"{w.label} unknown (no operations)")
+        else:
+            parts.append(f"{w.label} never recovered within its {w.length:.2f} s window")
+    head = f"failover (fault start to the first {FAILOVER_SPAN_S:g} s at the SLO)"
+    return f"; {head}: {', '.join(parts)}"
 
 
 def faulted_hosts(kind: str, targets: Iterable[str], detail: Mapping[str, Any]) -> frozenset[str]:

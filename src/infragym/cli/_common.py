@@ -107,3 +107,10 @@ def print_result(result: GradeResult, label: str) -> None:
         f"{result.functional:.3f}   grading took "
         f"{result.timings.get('total_s', 0):.1f} s   artifacts: {result.artifacts_dir}"
     )
+
+
+def readiness(missing: tuple[str, ...]) -> str:
+    """A task's readiness cell: ready, or the Debian packages it still needs."""
+    if not missing:
+        return "[green]ready[/]"
+    return f"[red]not ready[/]: apt-get install {escape(' '.join(missing))}"

@@ -25,6 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..tasks import find_task
 
     task = find_task(args.task)
+    task.require_ready()  # missing packages: the install command, before anything starts
     agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
     out = (

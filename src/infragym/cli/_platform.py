@@ -21,7 +21,7 @@ from ..checkers import (
 from ..grading import RecheckFn
 from ..history import History
 from ..report import verdict_table
-from ._common import console, reward_table, runs_home, strict_json
+from ._common import console, readiness, reward_table, runs_home, strict_json
 
 
 def default_checkers(history: History, slo: float, p99: float | None) -> list[Checker]:
@@ -98,9 +98,11 @@ def _check_as_graded(args: argparse.Namespace, history: History, task: str, fn: 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ..nemesis import fault_support, probe
+    from ..tasks import list_tasks
 
     caps = probe()
     support = fault_support()
+    missing = {t.name: t.missing_packages() for t in list_tasks()}
     if args.json:
         print(
             json.dumps(
@@ -111,6 +113,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                     "faults": {
                         k: {"supported": c.supported, "reason": c.reason}
                         for k, c in support.items()
+                    },
+                    "tasks": {
+                        name: {"ready": not m, "missing": list(m)} for name, m in missing.items()
                     },
                 },
                 indent=2,
@@ -131,7 +136,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for k, c in support.items():
             f.add_row(k, "[green]supported[/]" if c.supported else "[red]unsupported[/]", c.reason)
         console.print(f)
-    return 0 if all(c.supported for c in support.values()) else 1
+        tt = Table(title="tasks (their Debian packages)")
+        tt.add_column("task")
+        tt.add_column("", overflow="fold")
+        for name, m in missing.items():
+            tt.add_row(name, readiness(m))
+        console.print(tt)
+    ok = all(c.supported for c in support.values()) and not any(missing.values())
+    return 0 if ok else 1
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:

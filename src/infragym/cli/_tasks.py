@@ -10,7 +10,15 @@ from rich.table import Table
 
 from .._errors import ConfigError
 from ..testing import TierReport
-from ._common import console, err_console, fresh_dir, print_result, runs_home, strict_json
+from ._common import (
+    console,
+    err_console,
+    fresh_dir,
+    print_result,
+    readiness,
+    runs_home,
+    strict_json,
+)
 from ._play import cmd_play as cmd_play  # noqa: PLC0414 (_parser imports it from here)
 
 
@@ -18,6 +26,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ..tasks import list_tasks
 
     tasks = list_tasks()
+    missing = {t.name: t.missing_packages() for t in tasks}
     if args.json:
         print(
             json.dumps(
@@ -27,6 +36,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "summary": t.spec.summary,
                         "tags": list(t.spec.tags),
                         "hosts": t.spec.topology.hosts,
+                        "requires": {"apt": list(t.spec.apt)},
+                        "ready": not missing[t.name],
+                        "missing": list(missing[t.name]),
                     }
                     for t in tasks
                 ],
@@ -35,11 +47,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
         return 0
     t = Table(title="tasks")
-    for col in ("name", "hosts", "tags", "summary"):
+    for col in ("name", "hosts", "ready", "tags", "summary"):
         t.add_column(col, overflow="fold")
     for task in tasks:
         t.add_row(
-            task.name, str(task.spec.topology.hosts), ", ".join(task.spec.tags), task.spec.summary
+            task.name,
+            str(task.spec.topology.hosts),
+            readiness(missing[task.name]),
+            ", ".join(task.spec.tags),
+            task.spec.summary,
         )
     console.print(t)
     return 0
@@ -60,6 +76,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"per command; grading budget {s.grading_budget_s:.0f} s; reference tiers: "
         f"{', '.join(task.solutions())}"
     )
+    if s.apt:
+        console.print(
+            f"requires (apt): {', '.join(s.apt)}: {readiness(task.missing_packages())}",
+            highlight=False,
+        )
     console.print(Markdown(task.instructions))
     return 0
 
@@ -148,6 +169,7 @@ def _grade_and_print(
     from ..tasks import find_task
 
     task = find_task(task_name)
+    task.require_ready()
     artifacts = out or fresh_dir(runs_home() / task.name, f"{label}-seed{seed}")
     if as_json:
         result = run_interruptible(grade_workspace(task, workspace, seed, artifacts))

@@ -106,6 +106,7 @@ class Env:
             seed = secrets.randbelow(2**31)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"seed must be a whole number >= 0, not {seed!r}")
+        self.task.require_ready()  # missing packages: a platform error, before any sandbox
         await self.close()
         install_handlers()  # from this thread: the sandbox is built in a worker
         ep = _Episode(seed, self._episode_dir(seed))

@@ -13,9 +13,11 @@ from ._network_faults import Bandwidth, PacketLoss, Partition
 from ._process_faults import Crash, Pause
 from ._runner import Nemesis
 from ._schedule import FAULT_KINDS, Schedule, ScheduledFault, build_fault, random_schedule
+from ._sweep import SWEEP_KINDS, sweep_length, sweep_schedule
 
 __all__ = [
     "FAULT_KINDS",
+    "SWEEP_KINDS",
     "Bandwidth",
     "Capability",
     "ClockSkew",
@@ -35,4 +37,6 @@ __all__ = [
     "probe",
     "random_schedule",
     "require_supported",
+    "sweep_length",
+    "sweep_schedule",
 ]

@@ -127,6 +127,7 @@ async def rollout_many(
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be a whole number >= 1, not {max_concurrency!r}")
     spec = find_task(task)  # fail fast on an unknown task, before any episode starts
+    spec.require_ready()  # and on one whose Debian packages are missing
     gate = asyncio.Semaphore(max_concurrency)
     base = Path(artifacts_dir) if artifacts_dir is not None else None
     store: RunStore | None = None

@@ -3,7 +3,8 @@
 ::
 
     tasks/<name>/
-      task.toml          name, summary, tags, topology, limits, grading budget, contract
+      task.toml          name, summary, tags, topology, limits, grading budget, contract,
+                         requires (the Debian packages the hosts need)
       instructions.md    everything the agent is told, including the deployment contract
       workspace/         starter files copied into the agent's workspace
       grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``;
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
+from ._packages import missing_packages, parse_requires, require_packages
 from ._validation import STARTER, Validation, parse_validation
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
@@ -56,6 +58,8 @@ class TaskSpec:
     grading_budget_s: float = 300.0
     validation: Validation = field(default_factory=Validation)
     contract_env: Mapping[str, str] = field(default_factory=dict)
+    apt: tuple[str, ...] = ()
+    """``[requires] apt``: the Debian packages the task's hosts need installed."""
 
     def host_env(self, node_id: str, hosts: Mapping[str, str]) -> dict[str, str]:
         """The ``[contract.env]`` of one host of a cluster (``hosts``: name to address):
@@ -95,6 +99,14 @@ class Task:
     @property
     def grader_path(self) -> Path:
         return self.path / "grader.py"
+
+    def missing_packages(self) -> tuple[str, ...]:
+        """The packages of ``[requires] apt`` not installed on this machine (empty: ready)."""
+        return missing_packages(self.spec.apt)
+
+    def require_ready(self) -> None:
+        """A CapabilityError giving the install command if any required package is missing."""
+        require_packages(self.name, self.spec.apt)
 
     def solutions(self) -> dict[str, Path]:
         d = self.path / "solutions"
@@ -142,7 +154,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         problems.append(f"{path}: not valid TOML ({exc})")
         return None
     known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "contract"}
-    known.add("validation")
+    known |= {"validation", "requires"}
     for k in sorted(set(raw) - known):
         problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
@@ -189,6 +201,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
     validation = parse_validation(raw.get("validation"), problems)
     contract = _contract_env(raw.get("contract", {}), problems)
+    apt = parse_requires(raw.get("requires"), problems)
     return TaskSpec(
         name,
         summary.strip(),
@@ -199,6 +212,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         budget,
         validation,
         contract,
+        apt,
     )
 
 

@@ -129,6 +129,7 @@ async def validate_tiers(
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+    task.require_ready()  # missing packages would grade every tier 0: a platform error
     spec = task.spec.validation
     seeds = tuple(spec.seeds if seeds is None else seeds)
     names = tier_names(task, tiers)
