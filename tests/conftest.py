@@ -76,3 +76,12 @@ def pytest_exception_interact(node: pytest.Item, call: pytest.CallInfo[None],
     if exc is not None and isinstance(exc.value, SystemExit) and exc.value.code in _STOP_CODES:
         pytest.exit(f"stopped by signal {int(exc.value.code) - 128}",
                     returncode=int(exc.value.code))
+
+
+@pytest.fixture
+def no_runs_left() -> Iterator[None]:
+    """After the test, this process holds no run record: every episode, workstation and
+    cluster it started was removed (use with ``pytest.mark.usefixtures``)."""
+    yield
+    left = [r.run_id for r in _state.all_records() if r.owner_pid == os.getpid()]
+    assert not left, {r: leftovers(r) for r in left}

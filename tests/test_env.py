@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, assert_no_leftovers, leftovers, needs_root
-from episodes import bash, run_ids, runs_of_this_process
+from episodes import bash, run_ids
 from tinytask import tiny_task
 
 import infragym
@@ -39,12 +39,8 @@ from infragym.env._tools import tool_specs, validate_arguments
 from infragym.sandbox import cleanup
 from infragym.tasks import Limits as TaskLimits
 
+pytestmark = pytest.mark.usefixtures("no_runs_left")
 
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    yield
-    left = runs_of_this_process()
-    assert not left, {r: leftovers(r) for r in left}
 
 
 @pytest.fixture
@@ -474,20 +470,25 @@ def _child(task: Path, body: str) -> subprocess.Popen[str]:
         env = infragym.make({str(task)!r}, artifacts_dir={str(task.parent / "art")!r})
     """) + textwrap.dedent(body)
     return subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", code.replace("SLEEPTAG", SLEEPTAG)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
+# the sleeps of this test process, told apart from any other run's on the machine by a tag
+SLEEPTAG = f"{os.getpid() % 1000:03d}7"
 LONG_STEP = """
     async def main():
         await env.reset(seed=1)
         cluster = env.dev_cluster
         print(env.workstation.run_id, cluster.run_id if cluster else "", flush=True)
         if cluster:
-            await env.step(ToolCall("host_bash", {"host": "n1", "command": "sleep 301.7",
+            await env.step(ToolCall("host_bash", {"host": "n1", "command": "sleep 301.SLEEPTAG",
                                                   "background": True}))
         print("running", flush=True)
-        await env.step(ToolCall("bash", {"command": "sleep 302.3"}))
+        await env.step(ToolCall("bash", {"command": "sleep 302.SLEEPTAG"}))
     asyncio.run(main())
 """
 
@@ -531,7 +532,7 @@ def test_what_a_sigkill_leaves_is_swept_by_cleanup(tmp_path: Path, dev_hosts: in
     assert not [
         pid
         for pid in os.listdir("/proc")
-        if pid.isdigit() and _cmdline(pid) in ("sleep 301.7", "sleep 302.3")
+        if pid.isdigit() and _cmdline(pid) in (f"sleep 301.{SLEEPTAG}", f"sleep 302.{SLEEPTAG}")
     ]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import gymnasium
 import pytest
-from conftest import assert_no_leftovers, leftovers, needs_root
+from conftest import assert_no_leftovers, needs_root
 from gymnasium.spaces import Text
 from gymnasium.utils.env_checker import check_env
 from tinytask import WORKSPACE_GRADER, tiny_task
@@ -29,8 +28,9 @@ from infragym.agent import reference_agent
 from infragym.env import EpisodeError, ToolCall
 from infragym.gym import CHARSET, InfraGymEnv, env_id, make, parse_action
 from infragym.gym._spaces import fit, to_charset
-from infragym.sandbox import _state
 from infragym.tasks import find_task
+
+pytestmark = pytest.mark.usefixtures("no_runs_left")
 
 
 def act(name: str, **arguments: Any) -> str:
@@ -42,12 +42,6 @@ def run_ids(env: InfraGymEnv) -> list[str]:
     ids = [e.workstation.run_id] if e.workstation else []
     return ids + ([e.dev_cluster.run_id] if e.dev_cluster else [])
 
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    yield
-    left = [r.run_id for r in _state.all_records() if r.owner_pid == os.getpid()]
-    assert not left, {r: leftovers(r) for r in left}
 
 
 @pytest.fixture

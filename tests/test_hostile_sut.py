@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import assert_no_leftovers, leftovers, needs_root
-from episodes import bash, run_ids, runs_of_this_process
+from conftest import assert_no_leftovers, needs_root
+from episodes import bash, run_ids
 from tinytask import STARTING_GRADER, tiny_task
 
 from infragym.env import SyncEnv, ToolCall, make
@@ -26,17 +26,11 @@ from infragym.grading._pipeline import copy_workspace
 from infragym.sandbox import HOST_PYTHON, Cluster, Limits
 from infragym.sandbox._sys import MAX_INODES
 
-pytestmark = needs_root
+pytestmark = [needs_root, pytest.mark.usefixtures("no_runs_left")]
 
 DEPTH = 1200  # past Python's recursion limit
 DEEP_TREE = f"python3 -c \"import os; [(os.mkdir('d'), os.chdir('d')) for _ in range({DEPTH})]\""
 
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    yield
-    left = runs_of_this_process()
-    assert not left, {r: leftovers(r) for r in left}
 
 
 @contextlib.contextmanager

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import assert_no_leftovers, leftovers, needs_root, start_http
-from episodes import bash, run_ids, runs_of_this_process
+from conftest import assert_no_leftovers, needs_root, start_http
+from episodes import bash, run_ids
 from tinytask import DEPLOYED_GRADER, tiny_task
 
 from infragym.env import SyncEnv, ToolCall, make
@@ -28,14 +28,8 @@ from infragym.sandbox import Cluster, Limits, _state
 from infragym.sandbox._workstation import Workstation
 from infragym.tasks import find_task, load_task
 
-pytestmark = needs_root
+pytestmark = [needs_root, pytest.mark.usefixtures("no_runs_left")]
 
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    yield
-    left = runs_of_this_process()
-    assert not left, {r: leftovers(r) for r in left}
 
 
 @pytest.fixture
