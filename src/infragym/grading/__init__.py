@@ -6,31 +6,52 @@ agent's system by the task's contract on every host; :func:`run_tests` and
 failed gate skipped; :func:`read_capped` reads a service's answer without letting a huge
 one fill the grading process. :func:`load_recheck` gives a task's own offline re-check of a
 stored history (``infragym check`` uses it).
+
+A service task's grader is mostly data: a :class:`ServiceGrader` (in the manner of a Jepsen
+test map) holds the deployment :class:`Contract`, the :class:`Functional` tests run with an
+:class:`HttpProbe`, the workload, the checkers, the rubric and the :class:`Phases`, and
+runs the skeleton they share (deploy, functional gate, load under a fault schedule such as
+:func:`infragym.nemesis.balanced_schedule`, heal, final reads, checks, :func:`finish`);
+:func:`recheck` scores a stored history the same way offline.
 """
 
 from ._bodies import read_capped
 from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
+from ._finish import finish, functional_of, recheck, record_functional
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
 from ._pipeline import grade_workspace, load_grader
+from ._probe import HttpProbe, ProbeTest
 from ._recheck import RecheckFn, load_recheck
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
+from ._service import Contract, Functional, Phases, ServiceGrader, env_from_spec
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
+    "Contract",
     "Deployment",
     "ExpectationFailed",
+    "Functional",
     "GradeContext",
     "GradeOutcome",
     "GradeResult",
+    "HttpProbe",
+    "Phases",
+    "ProbeTest",
     "RecheckFn",
+    "ServiceGrader",
     "deploy",
+    "env_from_spec",
+    "finish",
+    "functional_of",
     "functional_result",
     "grade_workspace",
     "load_grader",
     "load_recheck",
     "not_run",
     "read_capped",
+    "recheck",
+    "record_functional",
     "run_tests",
     "wait_all_listening",
     "wait_listening",
