@@ -52,6 +52,23 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; th
     echo "$WANT" > "$STAMP"
 fi
 
+# `infragym serve` needs openenv, whose mcp pin conflicts with verifiers' (the dev extra):
+# its tests run in a second virtualenv holding infragym[openenv] and no verifiers
+OE_STAMP=.venv-openenv/.infragym-installed
+openenv_venv() {
+    if [ ! -x .venv-openenv/bin/python ] || [ "$(cat "$OE_STAMP" 2>/dev/null)" != "$WANT" ]; then
+        log "creating the virtualenv .venv-openenv (infragym[openenv], for the serve tests)"
+        rm -rf .venv-openenv
+        "$PY" -m venv .venv-openenv
+        .venv-openenv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+        .venv-openenv/bin/python -m pip install -q -e '.[openenv]' 'pytest>=8' 'pytest-timeout>=2.2' \
+            2>&1 | grep -v "is ignored" || true
+        .venv-openenv/bin/python -c 'import openenv, infragym.serve' ||
+            { echo "installing infragym[openenv] failed" >&2; exit 1; }
+        echo "$WANT" > "$OE_STAMP"
+    fi
+}
+
 case "${1:-}" in
     demo)
         shift
@@ -61,9 +78,16 @@ case "${1:-}" in
         shift
         log "sweeping leftovers of earlier killed runs"
         .venv/bin/infragym cleanup >/dev/null || true
+        serve_too=0
+        if [ $# -eq 0 ]; then openenv_venv; serve_too=1; fi
         set +e
         .venv/bin/python -m pytest -q -p no:randomly "$@"
         rc=$?
+        if [ "$rc" -eq 0 ] && [ "$serve_too" -eq 1 ]; then
+            log "the serve tests, with openenv (.venv-openenv)"
+            .venv-openenv/bin/python -m pytest -q -p no:randomly tests/test_serve.py
+            rc=$?
+        fi
         set -e
         if [ "$rc" -eq 5 ]; then
             echo "pytest collected no tests: that is a failure here" >&2

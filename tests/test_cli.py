@@ -288,7 +288,8 @@ def test_run_json_has_one_shape_and_a_second_run_into_the_same_out_is_refused(
 ) -> None:
     """One seed or many, `run --json` prints {"episodes": [...], "summary": ...}; without
     --out the run goes to $XDG_DATA_HOME/infragym/runs, not ./runs; the same --out twice
-    is refused before anything runs (it appended duplicate episodes)."""
+    resumes the run there (nothing left to run: nothing appended), and a non-empty --out
+    that holds no run is refused before anything runs."""
     from tinytask import WORKSPACE_GRADER, tiny_task
 
     task = str(tiny_task(tmp_path, dev_hosts=0, grader=WORKSPACE_GRADER))
@@ -306,6 +307,12 @@ def test_run_json_has_one_shape_and_a_second_run_into_the_same_out_is_refused(
     assert out.name.startswith("noop-") and (out / "trajectories.jsonl").is_file()
     assert list(cwd.iterdir()) == []  # nothing written where the command ran
 
+    r = subprocess.run([*INFRAGYM, "run", task, "--agent", "noop", "--out", str(out)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "seed 1: reward 0.000 (kept from the interrupted run)" in r.stdout
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 1
+    (out / "run.sqlite").unlink()  # no longer a run: a directory of someone's files
     r = subprocess.run([*INFRAGYM, "run", task, "--agent", "noop", "--out", str(out)],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2

@@ -170,6 +170,75 @@ def test_cleanup_leaves_live_runs_alone() -> None:
         assert leftovers(c.run_id)["netns"]
 
 
+LEAKER = textwrap.dedent("""
+    import sys, time
+    from infragym import ResourceError
+    from infragym.sandbox import Cluster, _cluster, _workstation
+
+    def broken(*args: object) -> None:
+        raise OSError("injected failure")
+
+    live = Cluster(1).start()
+    live.hosts[0].spawn("sleeper", ["sleep", "300"])
+    bad = Cluster(2).start()
+    bad.hosts[0].spawn("sleeper", ["sleep", "300"])
+    for _ in range(500):  # until it runs in its view (monitor, init, sleep)
+        if len(bad.hosts[0].pids()) >= 3:
+            break
+        time.sleep(0.01)
+    # its teardown fails halfway: processes, cgroups, network and mounts all stay
+    saved = _cluster._remove_host_processes, _cluster.remove_run_tree
+    _cluster._remove_host_processes = _cluster.remove_run_tree = broken
+    bad._remove_network = bad._remove_mounts = broken
+    try:
+        bad.close()
+    except ResourceError as exc:
+        print(exc, file=sys.stderr)
+    _cluster._remove_host_processes, _cluster.remove_run_tree = saved
+    # a workstation whose mounts cannot be removed
+    ws = _workstation.Workstation().start()
+    saved_umount, _workstation.umount = _workstation.umount, broken
+    try:
+        ws.close()
+    except ResourceError as exc:
+        print(exc, file=sys.stderr)
+    _workstation.umount = saved_umount
+    print(live.run_id, bad.run_id, ws.run_id, flush=True)
+    time.sleep(120)
+""")
+
+
+def test_cleanup_reclaims_a_failed_teardown_while_its_owner_lives() -> None:
+    """A long-lived process (a trainer) whose episode's teardown failed: cleanup removes
+    that run's leftovers now, and leaves the process's live cluster alone."""
+    p = subprocess.Popen([sys.executable, "-c", LEAKER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        live, bad, ws = p.stdout.readline().split()
+        left = leftovers(bad)
+        assert left["netns"] and left["links"] and left["cgroups"] and left["mounts"], left
+        assert left["record"], left
+        assert leftovers(ws)["mounts"] and leftovers(ws)["record"], leftovers(ws)
+        report = cleanup(owner_pid=p.pid)  # that process's runs only: others' stay
+        assert p.poll() is None, "the owner must still be running"
+        assert bad in report.runs and bad in report.leaked_by_live, report
+        assert ws in report.runs and ws in report.leaked_by_live, report
+        assert report.processes >= 1, report  # its sleeper and what runs it
+        assert live in report.skipped_live and live not in report.runs, report
+        assert_no_leftovers(bad)
+        assert_no_leftovers(ws)
+        still = leftovers(live)
+        assert still["netns"] and still["links"] and still["cgroups"] and still["mounts"]
+        assert still["record"], still
+        assert "left by a failed teardown" in report.summary()
+    finally:
+        p.send_signal(signal.SIGTERM)  # the owner tears its live cluster down as it ends
+        p.wait(timeout=30)
+        if p.stdout is not None:
+            p.stdout.close()
+    assert_no_leftovers(live)
+
+
 @pytest.mark.parametrize("hosts", [0, 17, ["a", "a"], ["1bad"], ["UPPER"], [], "n1"])
 def test_invalid_topology_is_a_config_error(hosts: object) -> None:
     with pytest.raises(ConfigError):

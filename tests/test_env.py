@@ -390,7 +390,7 @@ def test_a_platform_failure_in_a_step_ends_the_episode_with_an_error(
 ) -> None:
     ws = episode.env.workstation
     assert ws is not None
-    monkeypatch.setattr(ws, "_prefix", ["/nonexistent/bwrap"])
+    monkeypatch.setattr(ws, "_bwrap", "/nonexistent/bwrap")
     with pytest.raises(EpisodeError, match="platform failed while running bash"):
         episode.step(bash("true"))
     assert episode.env.workstation is None and ws.closed

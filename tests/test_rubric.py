@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pydantic
 import pytest
+from histories import HistoryBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_checkers_support import HistoryBuilder
 
 import infragym.rubric as rubric_pkg
 from infragym import ConfigError

@@ -71,7 +71,8 @@ def test_scripted_episodes_are_recorded_and_exported_exactly(tmp_path: Path) -> 
     assert trajs[3].reward is None and "grader bug" in (trajs[3].error or "")
     assert Trajectory.model_validate_json(t1.model_dump_json()) == t1
     assert [o.trajectory.seed for o in outs if o.trajectory] == [1, 2, 3]
-    with pytest.raises(ConfigError, match=f"{run_dir} already holds the trajectories.jsonl"):
+    with pytest.raises(ConfigError, match=rf"{run_dir} holds a run of another configuration "
+                       r"\(seeds: \[1, 2, 3\] there, \[4\] here\)"):
         asyncio.run(rollout_many(str(task), scripted, [4], 1, artifacts_dir=run_dir))
     assert len((run_dir / TRAJECTORIES_FILE).read_text().splitlines()) == 3  # not appended
 

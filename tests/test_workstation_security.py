@@ -276,14 +276,16 @@ def test_host_processes_are_out_of_sight_and_reach(env: SyncEnv) -> None:
         out = sh(
             env,
             f"kill -0 {victim.pid} 2>&1; kill -9 {victim.pid} 2>&1; kill -9 1 2>&1; "
-            f"ps -eo args | grep -c 3600.25; cat /proc/{victim.pid}/cmdline 2>&1",
+            f"ps -eo args | grep -c 3600.25; cat /proc/{victim.pid}/cmdline 2>&1; "
+            "kill -0 1 && echo init-lives",
         )
         time.sleep(0.2)
         assert victim.poll() is None, "the agent killed a process of the machine"
     finally:
         victim.kill()
         victim.wait()
-    assert "No such process" in out and "Operation not permitted" in out, out
+    # pid 1 (the sandbox's init, the agent's own user) ignores what the agent sends it
+    assert "No such process" in out and "init-lives" in out, out
     assert "3600.25" not in out.replace("grep -c 3600.25", ""), out
 
 
@@ -467,3 +469,32 @@ def test_no_user_namespace_can_be_made_and_threads_and_forks_still_work(env: Syn
     assert "io_uring -1 Function not implemented" in out, out
     assert "thread ok" in out and "fork ok 7" in out, out
     assert "rc=1" in out, out
+
+
+def test_pid_1_and_the_mount_table_show_nothing_of_the_platform(env: SyncEnv) -> None:
+    """What a sandboxed process reads of its pid 1 (command line, environment,
+    descriptors) and of its mounts names no path of the machine, no run id and no
+    platform tool: not in the agent's bash tool, not in a process on a dev host."""
+    probe = (
+        "echo CMDLINE; tr '\\0' ' ' </proc/1/cmdline; echo; echo ENVIRON; "
+        "tr '\\0' '\\n' </proc/1/environ | grep -v '^INFRAGYM_'; echo FDS; "
+        "for f in /proc/1/fd/*; do [ ${f##*/} -gt 2 ] && readlink $f; done; "
+        "echo MOUNTS; cat /proc/self/mountinfo"
+    )
+    outs = {
+        "bash": sh(env, probe),
+        "host_bash": env.step(ToolCall("host_bash", {"host": "n1", "command": probe}))
+        .observation.content,
+    }
+    ids = run_ids(env)
+    assert len(ids) == 2, ids
+    banned = [*ids, "/work/", str(_state.DATA_ROOT), str(_state.STATE_DIR), "infragym",
+              "bwrap", "setpriv", "--seccomp", "--bind", "/var/lib", "memfd"]  # fmt: skip
+    for tool, out in outs.items():
+        assert "CMDLINE" in out and "MOUNTS" in out and "/etc/hosts" in out, (tool, out)
+        assert "[exit code 0]" in out, (tool, out)
+        seen = [b for b in banned if b.lower() in out.lower()]
+        assert not seen, f"{tool} sees {seen} in:\n{out}"
+        # beyond stdio, pid 1 holds only its own script open: nothing of the launch
+        fds = out.split("FDS\n", 1)[1].split("MOUNTS", 1)[0].split()
+        assert set(fds) <= {"/run/init"}, (tool, out)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .._errors import ConfigError
@@ -46,9 +47,12 @@ def fresh_dir(parent: Path, stem: str) -> Path:
     raise ConfigError(f"no free directory name {base}-N under {parent}")
 
 
-def new_out_dir(out: Path) -> Path:
+def new_out_dir(out: Path, *, resumable: bool = False) -> Path:
     """``out`` if it is absent or an empty directory; a run there would otherwise mix its
-    episodes with those of an earlier run."""
+    episodes with those of an earlier run. With ``resumable``, also a directory holding a
+    run store (the runner resumes the run there, or refuses another configuration)."""
+    if resumable and (out / "run.sqlite").is_file():  # runner.RUN_STORE_FILE (kept light)
+        return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is not a directory" if not out.is_dir() else "is not empty (an earlier run?)"
         raise ConfigError(
@@ -93,7 +97,8 @@ def strict_json(value: object) -> object:
 def print_result(result: GradeResult, label: str) -> None:
     if result.error:
         err_console.print(
-            f"[red]grading failed (platform error, no reward):[/] {result.error}", soft_wrap=True
+            f"[red]grading failed (platform error, no reward):[/] {escape(result.error)}",
+            soft_wrap=True,
         )
         return
     console.print(reward_table(result.detail, f"{result.task} — {label}, seed {result.seed}"))

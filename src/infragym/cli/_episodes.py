@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, strict_json
@@ -16,22 +17,25 @@ from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, s
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Each seed is a full episode through the Env: sandbox, tool calls, submit, grading."""
-    import asyncio
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from ..agent import agent_from_spec
     from ..runner import EpisodeOutcome, Summary, rollout_many
+    from ..sandbox import run_interruptible
     from ..tasks import find_task
 
     task = find_task(args.task)
     agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
-    out = new_out_dir(args.out) if args.out else fresh_dir(runs_home() / task.name, label)
+    out = (
+        new_out_dir(args.out, resumable=True)
+        if args.out
+        else fresh_dir(runs_home() / task.name, label)
+    )
 
     def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
         try:
-            return asyncio.run(
+            return run_interruptible(
                 rollout_many(
                     args.task,
                     lambda: agent_from_spec(task, args.agent, args.base_url),
@@ -65,10 +69,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             def done(o: EpisodeOutcome) -> None:
                 bar.advance(job)
-                what = f"reward {o.reward:.3f}" if o.reward is not None else f"error: {o.error}"
+                what = (
+                    f"reward {o.reward:.3f}"
+                    if o.reward is not None
+                    else f"error: {escape(o.error or '')}"
+                )
                 bar.console.print(f"seed {o.seed}: {what} ({o.wall_s:.0f} s)", soft_wrap=True)
 
-            outcomes = run(done)
+            def done_or_kept(o: EpisodeOutcome) -> None:
+                if not o.kept:
+                    return done(o)
+                bar.advance(job)  # finished by the killed run: done, so it has a reward
+                bar.console.print(f"seed {o.seed}: reward {o.reward:.3f} (kept from the "
+                                  "interrupted run)", soft_wrap=True)  # fmt: skip
+
+            outcomes = run(done_or_kept)
     if args.json:
         print(json.dumps(run_json(task.name, args.agent, out, outcomes), indent=2, allow_nan=False))
     else:
@@ -125,7 +140,7 @@ def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
             "-" if g is None or g.functional is None else f"{g.functional:.3f}",
             o.end_reason or "-",
             f"{o.wall_s:.0f}",
-            o.error or "",
+            escape(o.error or ""),  # an error quotes code: [x] is not markup
         )
     console.print(t)
     if s.mean is not None:
@@ -135,6 +150,47 @@ def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
         )
     else:
         console.print(f"[red]{s.errors} episode(s), all failed on platform errors[/]")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """A run directory's state: its configuration, episodes per status, each episode."""
+    from ..runner import STATUSES, read_run
+
+    with read_run(args.run_dir) as store:
+        config, counts, episodes = store.config(), store.counts(), store.episodes()
+    if args.json:
+        doc = {
+            "run_dir": str(args.run_dir),
+            "config": config,
+            "counts": counts,
+            "episodes": [e.summary() for e in episodes],
+        }
+        print(json.dumps(strict_json(doc), indent=2, allow_nan=False))
+        return 0
+    console.print(f"run {args.run_dir}", soft_wrap=True, highlight=False, markup=False)
+    for key in ("task", "task_path", "agent", "model", "platform_version"):
+        console.print(f"  {key}: {config.get(key)}", soft_wrap=True, highlight=False, markup=False)
+    seeds = config.get("seeds", [])
+    console.print(f"  seeds: {len(seeds)}", highlight=False)
+    console.print(
+        "  " + ", ".join(f"{counts[s]} {s}" for s in STATUSES), highlight=False, markup=False
+    )
+    t = Table()
+    for col in ("seed", "status", "attempts", "reward", "end", "seconds", "error"):
+        t.add_column(col, justify="left" if col in ("status", "error") else "right",
+                     overflow="fold", no_wrap=col != "error")  # fmt: skip
+    for e in episodes:
+        t.add_row(
+            str(e.seed),
+            e.status,
+            str(e.attempts),
+            "-" if e.reward is None else f"{e.reward:.3f}",
+            e.end_reason or "-",
+            "-" if e.wall_s is None else f"{e.wall_s:.0f}",
+            escape(e.error or ""),
+        )
+    console.print(t)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

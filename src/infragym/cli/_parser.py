@@ -7,9 +7,10 @@ from pathlib import Path
 
 from .. import __version__
 from ._common import RUNS_HELP
-from ._episodes import RUN_JSON_HELP, cmd_export, cmd_run
+from ._episodes import RUN_JSON_HELP, cmd_export, cmd_run, cmd_runs
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
 from ._seeds import parse_seed, parse_seeds
+from ._serve import add_serve
 from ._tasks import cmd_grade, cmd_list, cmd_play, cmd_show, cmd_validate
 
 SEED_HELP = "the seed: a whole number >= 0 (default 1); it fixes the faults and every random choice"
@@ -64,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=cmd_doctor)
 
-    cl = sub.add_parser("cleanup", help="remove what killed runs left behind")
+    cl = sub.add_parser(
+        "cleanup",
+        help="remove what killed runs, and failed teardowns of running processes, left behind",
+    )
     cl.add_argument(
-        "--all", action="store_true", help="also remove runs whose owner is still alive"
+        "--all", action="store_true", help="also remove runs a live process is still using"
     )
     cl.add_argument("--json", action="store_true")
     cl.set_defaults(fn=cmd_cleanup)
@@ -161,11 +165,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="a new or empty directory for the episodes' artifacts and trajectories.jsonl "
+        help="a new or empty directory for the run: its store (run.sqlite), the episodes' "
+        "artifacts and trajectories.jsonl; a directory holding a run of the same task, "
+        "agent, seeds and options resumes it (finished episodes kept, interrupted and "
+        "platform-failed ones rerun), one of another run is refused "
         f"(default: a fresh TASK/AGENT-TIME directory under {RUNS_HELP})",
     )
     rn.add_argument("--json", action="store_true", help=RUN_JSON_HELP)
     rn.set_defaults(fn=cmd_run)
+
+    rs = sub.add_parser("runs", help="a run directory's state: configuration and episodes")
+    rs.add_argument("run_dir", type=Path, help="a directory given to `run --out`")
+    rs.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object: {"run_dir", "config", "counts" (per status), "episodes": '
+        "[{seed, status, attempts, reward, functional, breakdown, end_reason, error, "
+        "started_at, finished_at, wall_s, artifacts_dir}]}",
+    )
+    rs.set_defaults(fn=cmd_runs)
 
     ex = sub.add_parser("export", help="episodes of a run directory, for a trainer")
     ex.add_argument("run_dir", type=Path, help="a directory given to `run --out`")
@@ -208,4 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gr.add_argument("--json", action="store_true")
     gr.set_defaults(fn=cmd_grade)
+
+    add_serve(sub)
     return p

@@ -109,9 +109,8 @@ def _tier_table(report: TierReport) -> Table:
 
 
 def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
-    import asyncio
-
     from ..grading import GradeResult
+    from ..sandbox import run_interruptible
     from ..tasks import load_task
     from ..testing import validate_tiers
 
@@ -121,7 +120,7 @@ def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
         shown = "error" if r.reward is None else f"{r.reward:.3f}"
         err_console.print(f"  {tier} seed {seed}: {shown}", highlight=False)
 
-    report = asyncio.run(
+    report = run_interruptible(
         validate_tiers(
             task,
             args.seeds,
@@ -144,18 +143,17 @@ def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
 def _grade_and_print(
     task_name: str, workspace: Path, seed: int, out: Path | None, as_json: bool, label: str
 ) -> int:
-    import asyncio
-
     from ..grading import grade_workspace
+    from ..sandbox import run_interruptible
     from ..tasks import find_task
 
     task = find_task(task_name)
     artifacts = out or fresh_dir(runs_home() / task.name, f"{label}-seed{seed}")
     if as_json:
-        result = asyncio.run(grade_workspace(task, workspace, seed, artifacts))
+        result = run_interruptible(grade_workspace(task, workspace, seed, artifacts))
     else:
         with console.status(f"grading {task.name} ({label}, seed {seed})...") as status:
-            result = asyncio.run(
+            result = run_interruptible(
                 grade_workspace(
                     task,
                     workspace,

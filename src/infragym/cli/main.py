@@ -1,16 +1,20 @@
-"""The ``infragym`` command: list, show, validate, run, grade, check, demo, doctor, cleanup.
+"""The ``infragym`` command: list, show, validate, run, runs, grade, check, demo, doctor,
+cleanup.
 
 The CLI only calls the public API. Every platform error is shown as one line saying what
-to do, with exit code 2; a failed check is exit code 1.
+to do, with exit code 2; a failed check is exit code 1. A signal stops a command after
+removing what it made: exit code 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP), with one
+line and no traceback; a second signal during that teardown is ignored.
 
 The commands live in private modules by what they serve: ``_tasks`` (list, show,
-validate, grade), ``_play`` (play), ``_episodes`` (run, export), ``_platform`` (check,
+validate, grade), ``_play`` (play), ``_episodes`` (run, runs, export), ``_platform`` (check,
 demo, doctor, cleanup), with the parser in ``_parser`` and what they share in ``_common``. Heavy
 packages are imported inside the commands, so ``infragym --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -31,8 +35,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted; everything this run created was removed")
-        return 130
+        return _interrupted(130)
+    except SystemExit as exc:
+        # SIGTERM or SIGHUP: infragym's handler unwound the run (exit code 128 + signal)
+        if exc.code in _SIGNAL_CODES:
+            return _interrupted(int(exc.code))
+        raise
+
+
+_SIGNAL_CODES = {128 + signal.SIGTERM, 128 + signal.SIGHUP}
+
+
+def _interrupted(code: int) -> int:
+    err_console.print("interrupted; everything this run created was removed")
+    return code
 
 
 if __name__ == "__main__":

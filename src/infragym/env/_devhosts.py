@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .._errors import ProcessError
-from ..sandbox import Host
-from ..sandbox._agent_sandbox import ExecResult
+from ..sandbox import ExecResult, Host
 from ._output import render_cut
 
 __all__ = ["APP", "host_command", "host_start", "read_capture"]

@@ -25,11 +25,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .._errors import ConfigError, ResourceError
-from ..grading import GradeResult, grade_workspace
-from ..grading._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH
-from ..sandbox import Cluster, walk_tree
-from ..sandbox._lifecycle import install_handlers
-from ..sandbox._workstation import Workstation
+from ..grading import (
+    MAX_WORKSPACE_BYTES,
+    MAX_WORKSPACE_DEPTH,
+    GradeResult,
+    grade_workspace,
+    wait_for_calm,
+)
+from ..sandbox import Cluster, Workstation, install_handlers, walk_tree
 from ..tasks import Task, find_task, hidden_paths
 from ._tools import Outcome, Toolbox, tool_specs
 from ._types import (
@@ -262,9 +265,25 @@ class Env:
             # the agent's doing (e.g. sparse files), not the platform's: it scores 0
             return _undeployable(self.task.name, ep, size)
         progress = self.options.progress or (lambda msg: None)
-        return await grade_workspace(
-            self.task, ws.workspace, ep.seed, ep.dir / "grading", progress=progress
-        )
+        # an overloaded machine's grade is withheld (its measurements cannot be trusted):
+        # grade again on a calmer machine, a bounded number of times
+        retries = self.options.grade_retries
+        for attempt in range(retries + 1):
+            where = ep.dir / ("grading" if attempt == 0 else f"grading-retry{attempt}")
+            grade = await grade_workspace(
+                self.task, ws.workspace, ep.seed, where, progress=progress
+            )
+            if not grade.overloaded or attempt == retries:
+                break
+            progress(f"{grade.error}; waiting for a calmer machine to grade again")
+            await wait_for_calm(self.options.grade_retry_wait_s)
+        if grade.overloaded and retries:
+            grade = grade.model_copy(
+                update={
+                    "error": f"{grade.error} (graded {retries + 1} times, overloaded each time)"
+                }
+            )
+        return grade
 
     async def close(self) -> None:
         """End the running episode, ungraded, and remove everything it made."""
@@ -314,6 +333,10 @@ async def _in_thread(fn: Callable[[], T]) -> T:
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
             await asyncio.wait([fut])
+        if fut.done() and not fut.cancelled():
+            # retrieved: what a signal's teardown makes fail is no news ("Future exception
+            # was never retrieved" with a traceback at exit)
+            fut.exception()
         raise
 
 

@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..sandbox import Cluster
-from ..sandbox._agent_sandbox import WORKSPACE, AgentSandbox, ExecResult
+from ..sandbox import WORKSPACE, AgentSandbox, Cluster, ExecResult
 from ..tasks import Limits as TaskLimits
 from ._devhosts import host_command, host_start
 from ._output import render_cut, render_prefix, safe_text

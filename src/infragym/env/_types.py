@@ -17,8 +17,8 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 from .._errors import ConfigError, InfraGymError
 from ..grading import GradeResult
+from ..sandbox import WORKSTATION_LIMITS as DEFAULT_LIMITS
 from ..sandbox import Limits
-from ..sandbox._workstation import DEFAULT_LIMITS
 from ..tasks import Limits as TaskLimits
 
 EndReason = Literal["submit", "max_steps", "wall_time"]
@@ -165,7 +165,10 @@ class EnvOptions:
     ``sandbox_limits`` bound the workstation (pids, memory, CPU cores); ``workspace_bytes``
     is the size of the workspace (at most what grading accepts, so a workspace can always
     be graded); ``artifacts_dir`` is where each episode's grading artifacts go (default: a
-    private directory under the system's temporary directory).
+    private directory under the system's temporary directory). A grading taken while the
+    machine was overloaded (its measurements cannot be trusted) is taken again, up to
+    ``grade_retries`` more times, each after waiting up to ``grade_retry_wait_s`` seconds
+    for a calmer machine; then the episode fails with no reward.
     """
 
     max_output_bytes: int = 16384
@@ -180,6 +183,8 @@ class EnvOptions:
     scratch_bytes: int = 256 << 20
     artifacts_dir: str | Path | None = None
     progress: Callable[[str], None] | None = None  # told what grading is doing
+    grade_retries: int = 2
+    grade_retry_wait_s: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("max_output_bytes", "max_read_bytes", "max_write_bytes"):
@@ -197,6 +202,16 @@ class EnvOptions:
                 not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0
             ):
                 raise ConfigError(f"{name} must be a positive number of seconds, not {v!r}")
+        if (
+            not isinstance(self.grade_retries, int) or isinstance(self.grade_retries, bool)
+            or self.grade_retries < 0
+        ):  # fmt: skip
+            raise ConfigError(
+                f"grade_retries must be a whole number >= 0, not {self.grade_retries!r}"
+            )
+        v = self.grade_retry_wait_s
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+            raise ConfigError(f"grade_retry_wait_s must be a number of seconds >= 0, not {v!r}")
         if not isinstance(self.sandbox_limits, Limits):
             raise ConfigError(f"sandbox_limits must be a Limits, not {self.sandbox_limits!r}")
         if self.dev_host_limits is not None and not isinstance(self.dev_host_limits, Limits):

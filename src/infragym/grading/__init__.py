@@ -6,6 +6,9 @@ agent's system by the task's contract on every host; :func:`run_tests` and
 failed gate skipped; :func:`read_capped` reads a service's answer without letting a huge
 one fill the grading process. :func:`load_recheck` gives a task's own offline re-check of a
 stored history (``infragym check`` uses it).
+Every grading judges its own machine's health over its load window (:class:`Health`); an
+overloaded one withholds its reward (``GradeResult.overloaded``), and :func:`wait_for_calm`
+waits for a calmer machine before grading again.
 
 A service task's grader is mostly data: a :class:`ServiceGrader` (in the manner of a Jepsen
 test map) holds the deployment :class:`Contract`, the :class:`Functional` tests run with an
@@ -20,7 +23,8 @@ from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
 from ._finish import finish, functional_of, recheck, record_functional
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
-from ._pipeline import grade_workspace, load_grader
+from ._health import LIMITS, Health, HealthLimits, wait_for_calm
+from ._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH, grade_workspace, load_grader
 from ._probe import HttpProbe, ProbeTest
 from ._recheck import RecheckFn, load_recheck
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
@@ -28,6 +32,9 @@ from ._service import Contract, Functional, Phases, ServiceGrader, env_from_spec
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
+    "LIMITS",
+    "MAX_WORKSPACE_BYTES",
+    "MAX_WORKSPACE_DEPTH",
     "Contract",
     "Deployment",
     "ExpectationFailed",
@@ -35,6 +42,8 @@ __all__ = [
     "GradeContext",
     "GradeOutcome",
     "GradeResult",
+    "Health",
+    "HealthLimits",
     "HttpProbe",
     "Phases",
     "ProbeTest",
@@ -54,5 +63,6 @@ __all__ = [
     "record_functional",
     "run_tests",
     "wait_all_listening",
+    "wait_for_calm",
     "wait_listening",
 ]

@@ -2,7 +2,9 @@
 
 The grader runs under the task's budget. An :class:`~infragym.InfraGymError` raised by the
 platform (a cluster that cannot be built, say) or any exception from the grader is a
-platform failure: the result carries ``error`` and no reward, never a reward of 0.
+platform failure: the result carries ``error`` and no reward, never a reward of 0. So is a
+grading whose machine was overloaded during its load window (``_health``): its reward is
+withheld (kept as ``withheld_reward`` for diagnosis) and ``overloaded`` is set.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from .._errors import ConfigError
 from ..sandbox import TreeError, copy_tree
 from ..tasks import Task
 from ._context import GradeContext, GradeOutcome
+from ._health import Monitor, judge
 from ._result import GradeResult
 
 GradeFn = Callable[[GradeContext], Awaitable[GradeOutcome]]
 MAX_WORKSPACE_BYTES = 64 << 20
+TRACEBACK_FILE = "grader-traceback.txt"  # in the artifacts, when the grader raised
+LAST_FRAMES = 3  # of a grader's traceback, in the result's error
 MAX_WORKSPACE_DEPTH = 64
 
 
@@ -70,6 +75,33 @@ def copy_workspace(src: Path, dest: Path) -> None:
             f"{MAX_WORKSPACE_BYTES >> 20} MiB and {MAX_WORKSPACE_DEPTH} levels deep; "
             "remove build artefacts, data files, pipes and sockets before submitting"
         ) from None
+
+
+def _grader_failure(exc: Exception, artifacts: Path) -> str:
+    """The result's error for an exception out of the grader: what was raised, its last
+    frames (innermost first) and the file in ``artifacts`` that keeps the full traceback."""
+    what = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    frames: list[traceback.FrameSummary] = list(traceback.extract_tb(exc.__traceback__))
+    # the grader's own frames: those below the pipeline's call (through asyncio.wait_for)
+    ours = (__file__, asyncio.__file__.rsplit("/", 1)[0] + "/")
+    outer = [
+        i for i, f in enumerate(frames) if f.filename == ours[0] or f.filename.startswith(ours[1])
+    ]
+    if outer and outer[-1] + 1 < len(frames):
+        frames = frames[outer[-1] + 1 :]
+    frames = frames[-LAST_FRAMES:]
+    where = " <- ".join(
+        f"{Path(f.filename).name}:{f.lineno} in {f.name}"
+        + (f" `{f.line.strip()[:100]}`" if f.line else "")
+        for f in reversed(frames)
+    )
+    path = artifacts / TRACEBACK_FILE
+    try:
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+        kept = f"the full traceback is in {path}"
+    except OSError as err:
+        kept = f"the traceback could not be saved to {path}: {err}"
+    return f"the grader raised {what}" + (f" at {where}" if where else "") + f"; {kept}"
 
 
 async def grade_workspace(
@@ -116,16 +148,20 @@ async def grade_workspace(
         ctx.history.meta.update({"task": task.name, "seed": seed})
         error: str | None = None
         outcome: GradeOutcome | None = None
+        monitor = Monitor()
+        run_start = time.monotonic()
         try:
-            outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
+            async with monitor:
+                outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
         except TimeoutError:
             error = (
                 f"the grader exceeded its budget of {task.spec.grading_budget_s:.0f} s "
                 "(a grader bug: graders must bound their own work)"
             )
         except Exception as exc:
-            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            error = _grader_failure(exc, artifacts)
         finally:
+            run = (run_start, time.monotonic())
             timings["grade_s"] = time.monotonic() - t0
             try:
                 await asyncio.to_thread(ctx.close)
@@ -133,6 +169,8 @@ async def grade_workspace(
                 error = error or f"cluster teardown failed: {exc}"
             timings["total_s"] = time.monotonic() - t0
     history_path = ctx.history.write_jsonl(artifacts / "history.jsonl")
+    health = judge(ctx.history, ctx.clock.t0, monitor, run=run)
+    health_dict = health.to_dict() if health is not None else None
     timeline = [
         {
             "time": e.time,
@@ -152,7 +190,27 @@ async def grade_workspace(
             history_path=str(history_path),
             artifacts_dir=str(artifacts),
             timings=timings,
-            error=error or "the grader returned nothing",
+            error=(error or "the grader returned nothing")
+            + (f" ({health.reason})" if health is not None and health.overloaded else ""),
+            overloaded=health is not None and health.overloaded,
+            health=health_dict,
+        )
+    if health is not None and health.overloaded:
+        return GradeResult(
+            task=task.name,
+            seed=seed,
+            reward=None,
+            breakdown={c.name: c.score for c in outcome.reward.breakdown},
+            detail=outcome.reward,
+            timeline=timeline,
+            history_path=str(history_path),
+            artifacts_dir=str(artifacts),
+            timings=timings,
+            notes=outcome.notes,
+            error=health.reason,
+            overloaded=True,
+            health=health_dict,
+            withheld_reward=outcome.reward.reward,
         )
     return GradeResult(
         task=task.name,
@@ -166,4 +224,5 @@ async def grade_workspace(
         artifacts_dir=str(artifacts),
         timings=timings,
         notes=outcome.notes,
+        health=health_dict,
     )

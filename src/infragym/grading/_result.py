@@ -18,6 +18,12 @@ class GradeResult(BaseModel):
     host that cannot be built, a grader bug) gives no reward, never a reward of 0.
     ``functional`` is the score the functional tests alone would give (what an agent's
     visible tests measure), beside the fault-tolerance ``reward``.
+
+    ``health`` is what the harness measured about its own machine during the load window
+    (late starts, CPU stall; see ``grading._health``). ``overloaded`` grades are platform
+    failures too (``error`` says why): the reward the rubric gave is kept in
+    ``withheld_reward`` (and its breakdown in ``breakdown``) for diagnosis and must not be
+    used as a score. A grader failure on an overloaded machine is ``overloaded`` as well.
     """
 
     schema_version: int = GRADE_SCHEMA_VERSION
@@ -33,3 +39,6 @@ class GradeResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
+    overloaded: bool = False
+    health: dict[str, Any] | None = None
+    withheld_reward: float | None = None

@@ -46,6 +46,9 @@ class Nemesis:
         self.errors: list[str] = []
         self._healing: dict[str, asyncio.Task[None]] = {}
         self._applying: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        # when run()'s schedule meant each (label, action) to happen: recorded with the
+        # event as detail["scheduled"], so grading can tell a nemesis that fell behind
+        self._scheduled: dict[tuple[str, FaultAction], float] = {}
 
     async def __aenter__(self) -> Nemesis:
         return self
@@ -56,6 +59,9 @@ class Nemesis:
         await self.final_heal()
 
     def _record(self, fault: Fault, action: FaultAction, detail: dict[str, Any]) -> None:
+        scheduled = self._scheduled.pop((fault.label, action), None)
+        if scheduled is not None:
+            detail = {**detail, "scheduled": scheduled}
         self.history.record_fault(
             FaultEvent(self.clock.now(), fault.kind, action, fault.label, fault.targets(), detail)
         )
@@ -111,6 +117,7 @@ class Nemesis:
         return task
 
     async def _heal_once(self, fault: Fault) -> None:
+        me = asyncio.current_task()  # not in ``finally``: a closed coroutine has no loop
         try:
             applying = self._applying.get(fault.label)
             if applying is not None:
@@ -120,7 +127,7 @@ class Nemesis:
             self.errors.append(f"healing {fault.label}: {exc!r}")
             raise
         finally:
-            _forget(self._healing, fault.label, asyncio.current_task())
+            _forget(self._healing, fault.label, me)
         fault.applied = False
         if self.active.get(fault.label) is fault:
             del self.active[fault.label]
@@ -159,6 +166,8 @@ class Nemesis:
             delay = t0 + at - self.clock.now()
             if delay > 0:
                 await asyncio.sleep(delay)
+            action = FaultAction.APPLY if phase == 1 else FaultAction.HEAL
+            self._scheduled[(f.label, action)] = t0 + at
             if phase == 1:
                 await self.apply(f)
             else:
@@ -174,7 +183,10 @@ class Nemesis:
         while not task.done():
             try:
                 await asyncio.wait([task])
-            except BaseException as exc:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
+                # an interruption: wait again, the heal goes on. Anything else (the
+                # coroutine being closed with no loop to run on, "no running event loop")
+                # would fail the same way on every try: it ends the wait
                 interrupt = interrupt or exc
         if task.cancelled():
             return asyncio.CancelledError(f"the heal of {fault.label} was cancelled"), interrupt

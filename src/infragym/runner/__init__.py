@@ -1,7 +1,8 @@
 """Running many episodes: concurrency on one machine, results and their summary."""
 
 from ._hf import export_hf_dataset, hf_features
-from ._rollout import EpisodeOutcome, Summary, rollout_many
+from ._rollout import EpisodeOutcome, Summary, rollout_many, run_config
+from ._store import RUN_STORE_FILE, STATUSES, EpisodeRecord, RunStore, read_run
 from ._trajectory import (
     TRAJECTORIES_FILE,
     TRAJECTORY_SCHEMA_VERSION,
@@ -12,15 +13,21 @@ from ._trajectory import (
 )
 
 __all__ = [
+    "RUN_STORE_FILE",
+    "STATUSES",
     "TRAJECTORIES_FILE",
     "TRAJECTORY_SCHEMA_VERSION",
     "EpisodeOutcome",
+    "EpisodeRecord",
+    "RunStore",
     "Summary",
     "Trajectory",
     "build_trajectory",
     "export_hf_dataset",
     "export_openai_jsonl",
     "hf_features",
+    "read_run",
     "read_trajectories",
     "rollout_many",
+    "run_config",
 ]

@@ -3,12 +3,16 @@
 Each episode gets its own Env (its own dev cluster, workstation and grading cluster, each
 with its own run id and subnet), so episodes never see each other; a semaphore bounds how
 many run at once. A platform failure in one episode is recorded for that seed (no reward)
-and the others carry on.
+and the others carry on. With an artifacts directory, the run lives in its store
+(``_store``): a run of the same configuration in the same directory resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -16,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from .._errors import ConfigError, InfraGymError
 from ..agent import Agent
-from ..env import ResetObservation, StepResult, make
+from ..env import EnvOptions, ResetObservation, StepResult, make
 from ..grading import GradeResult
-from ..tasks import find_task
+from ..tasks import Task, find_task
+from ._store import EpisodeRecord, RunStore
 from ._trajectory import TRAJECTORIES_FILE, Trajectory, build_trajectory
 
 
@@ -37,6 +43,39 @@ class EpisodeOutcome:
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     trajectory: Trajectory | None = None
+    kept: bool = False  # finished by an earlier process of this run, not rerun
+
+    @classmethod
+    def from_record(cls, r: EpisodeRecord) -> EpisodeOutcome:
+        """A finished episode of the store, as the run that finished it returned it."""
+        return cls(
+            r.seed,
+            r.reward,
+            GradeResult.model_validate_json(r.grade) if r.grade else None,
+            r.end_reason,
+            r.wall_s or 0.0,
+            r.agent,
+            error=r.error,
+            info=r.info,
+            trajectory=Trajectory.model_validate_json(r.trajectory) if r.trajectory else None,
+            kept=True,
+        )
+
+
+def run_config(task: Task, agent: Agent, env_options: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs the same run (the seeds are added by the store): a run directory
+    resumes only a run of an equal configuration."""
+    opts = dataclasses.asdict(EnvOptions.from_kwargs(**env_options))
+    for k in ("artifacts_dir", "progress"):  # where and how it reports, not what it runs
+        opts.pop(k, None)
+    return {
+        "task": task.name,
+        "task_path": str(task.path.resolve()),
+        "agent": agent.name,
+        "model": getattr(agent, "model", None),
+        "env_options": json.loads(json.dumps(opts, sort_keys=True, default=str)),
+        "platform_version": __version__,
+    }
 
 
 @dataclass(frozen=True)
@@ -73,8 +112,12 @@ async def rollout_many(
     """Run one episode per seed, at most ``max_concurrency`` at a time; results in seed order.
 
     ``agent_factory`` makes a fresh agent per episode (agents keep per-episode state).
-    ``artifacts_dir`` holds one run: one that already has a trajectories file is refused.
-    ``on_done`` is called as each episode ends; ``on_progress(seed, message)`` relays what
+    ``artifacts_dir`` holds one run and its store (``run.sqlite``): a directory holding a
+    run of the same configuration (task, agent, model, seeds, env options, platform
+    version) resumes it (finished episodes kept, interrupted and platform-failed ones rerun
+    from scratch), one of another configuration is refused, as is one holding a
+    trajectories file without a store. ``on_done`` is called as each episode ends (and
+    at once for each kept one, ``kept`` set); ``on_progress(seed, message)`` relays what
     grading is doing.
     """
     if not seeds:
@@ -83,19 +126,30 @@ async def rollout_many(
         raise ConfigError("seeds must be distinct: the same seed twice is the same episode")
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be a whole number >= 1, not {max_concurrency!r}")
-    find_task(task)  # fail fast on an unknown task, before any episode starts
+    spec = find_task(task)  # fail fast on an unknown task, before any episode starts
     gate = asyncio.Semaphore(max_concurrency)
     base = Path(artifacts_dir) if artifacts_dir is not None else None
-    if base is not None and (base / TRAJECTORIES_FILE).exists():
-        raise ConfigError(
-            f"{base} already holds the {TRAJECTORIES_FILE} of an earlier run: this run's "
-            "episodes would be added to it (seeds twice, mixed agents); give another "
-            f"artifacts directory or delete {base}"
-        )
+    store: RunStore | None = None
+    kept: dict[int, EpisodeOutcome] = {}
+    spare: list[Agent] = []
+    if base is not None:
+        spare.append(agent_factory())  # fresh, it plays the first episode that runs
+        store = RunStore.open(base, run_config(spec, spare[0], env_options), seeds)
+        kept = {
+            r.seed: EpisodeOutcome.from_record(r) for r in store.episodes() if r.status == "done"
+        }
+        for o in kept.values():
+            if on_done is not None:
+                on_done(o)
 
     async def one(seed: int) -> EpisodeOutcome:
+        if seed in kept:
+            return kept[seed]
         async with gate:
-            agent = agent_factory()
+            if store is not None:
+                shutil.rmtree(store.episode_dir(seed), ignore_errors=True)  # a dead attempt's
+                store.mark_running(seed)
+            agent = spare.pop() if spare else agent_factory()
             t0 = time.monotonic()
             opts = dict(env_options)
             if base is not None:
@@ -137,12 +191,34 @@ async def rollout_many(
                 out.wall_s,
                 out.error if out.grade is None else None,
             )
-            if base is not None:
-                base.mkdir(parents=True, exist_ok=True)
+            if store is not None and base is not None:
+                line = out.trajectory.model_dump_json()
+                store.finish(
+                    seed,
+                    reward=out.reward,
+                    functional=out.grade.functional if out.grade else None,
+                    breakdown=out.grade.breakdown if out.grade else {},
+                    end_reason=out.end_reason,
+                    error=out.error,
+                    wall_s=out.wall_s,
+                    info=out.info,
+                    grade=out.grade.model_dump_json() if out.grade else None,
+                    trajectory=line,
+                )
+                # only a committed row's line: a crash before this write loses nothing (a
+                # resume rewrites the file from the store), one after it duplicates nothing
                 with (base / TRAJECTORIES_FILE).open("a", encoding="utf-8") as fh:
-                    fh.write(out.trajectory.model_dump_json() + "\n")
+                    fh.write(line + "\n")
             if on_done is not None:
                 on_done(out)
             return out
 
-    return list(await asyncio.gather(*(one(s) for s in seeds)))
+    tasks = [asyncio.ensure_future(one(s)) for s in seeds]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        if store is not None:  # no episode may still write when the store closes
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            store.close()

@@ -1,8 +1,10 @@
 """Sweep what killed runs left behind: processes, cgroups, mounts, namespaces, links.
 
-A run whose owner process is still alive is left alone unless ``everything`` is set.
-Orphans with no run record (the owner died before writing it, or the record was lost)
-are recognised by the run id in their names and removed too.
+A run whose owner process is still alive is left alone unless ``everything`` is set, or
+unless its record says the owner is done with it (``leaked``: its teardown failed), so a
+long training process does not keep what a failed teardown left until it exits. Orphans
+with no run record (the owner died before writing it, or the record was lost) are
+recognised by the run id in their names and removed too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class CleanupReport:
     links: list[str] = field(default_factory=list)
     directories: list[str] = field(default_factory=list)
     skipped_live: list[str] = field(default_factory=list)
+    leaked_by_live: list[str] = field(default_factory=list)  # of runs: owner alive, done
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -49,6 +52,11 @@ class CleanupReport:
                 f"{self.cgroups} cgroup(s), {len(self.mounts)} mount(s), "
                 f"{len(self.namespaces)} namespace(s), {len(self.links)} link(s), "
                 f"{len(self.directories)} directory tree(s)"
+            )
+        if self.leaked_by_live:
+            text += (
+                f" ({len(self.leaked_by_live)} of them left by a failed teardown in a "
+                "process that still runs)"
             )
         if self.skipped_live:
             text += f"; left {len(self.skipped_live)} live run(s) alone"
@@ -91,18 +99,25 @@ def _candidate_runs() -> set[str]:
     return {i for i in ids if _state.valid_run_id(i)}
 
 
-def cleanup(everything: bool = False) -> CleanupReport:
-    """Remove the leftovers of dead runs (of all runs if ``everything``)."""
+def cleanup(everything: bool = False, *, owner_pid: int | None = None) -> CleanupReport:
+    """Remove the leftovers of dead runs and of runs whose teardown failed, even in a
+    process that still runs (of all runs if ``everything``). With
+    ``owner_pid``, only those of the runs that process owned (by their records), e.g. of
+    one killed run, leaving everyone else's alone."""
     report = CleanupReport()
-    for path in _stray_files():
+    for path in _stray_files() if owner_pid is None else []:
         if _owner_dead_long_enough(path):
             path.unlink(missing_ok=True)
             report.directories.append(str(path))
     for run_id in sorted(_candidate_runs()):
         rec = _state.RunRecord.load(run_id)
-        if rec is not None and rec.owner_alive() and not everything:
+        if owner_pid is not None and (rec is None or rec.owner_pid != owner_pid):
+            continue
+        if rec is not None and rec.in_use() and not everything:
             report.skipped_live.append(run_id)
             continue
+        if rec is not None and rec.state == _state.LEAKED and rec.owner_alive():
+            report.leaked_by_live.append(run_id)
         _sweep_run(run_id, report)
         report.runs.append(run_id)
         if rec is not None:

@@ -196,6 +196,7 @@ class Cluster(Lifecycle):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
+                process_group=0,  # out of reach of signals sent to our process group
             )
             assert p.stdin is not None
             p.stdin.write(script)

@@ -1,8 +1,9 @@
 """One host of a cluster: a network namespace, a mount view, a cgroup and its processes.
 
 A process on a host is started by forking, joining the host's cgroups and network
-namespace in the child before exec, then exec'ing bubblewrap and setpriv. What runs on a
-host is untrusted (in grading it is the agent's system), so it gets:
+namespace in the child before exec, then exec'ing bubblewrap, setpriv and a minimal init
+(see :mod:`._launch`: nothing on the host shows the platform's command lines or paths).
+What runs on a host is untrusted (in grading it is the agent's system), so it gets:
 
 - its own PID, UTS and IPC namespaces (it sees only its own processes, has the host's
   hostname);
@@ -16,7 +17,8 @@ host is untrusted (in grading it is the agent's system), so it gets:
   works because each host namespace sets ``ip_unprivileged_port_start`` to 0.
 
 ``HostProcess.pid`` is bwrap's monitor process; the command runs under it in the PID
-namespace, in the same process group, and every process of the host is in its cgroup.
+namespace (as the init's child), in the same process group, and every process of the host
+is in its cgroup.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from pathlib import Path
 
 from .._errors import CapabilityError, ConfigError, ProcessError
 from ._cgroup import HostCgroup
+from ._launch import Launch
 from ._netns import enter_netns, socket_in_netns
-from ._seccomp import seccomp_fd
 from ._sys import can_connect
 from ._tree import remove_tree
 from ._view import system_view
@@ -51,7 +53,7 @@ HOST_UID = 65534  # nobody
 HOST_GID = 65534  # nogroup
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 FAKETIME_FILE = "faketime.rc"
-FAKETIME_VIEW_PATH = "/run/infragym-faketime.rc"
+FAKETIME_VIEW_PATH = "/run/faketime.rc"
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ class Host:
         self.logs_dir = root / "logs"
         self.etc_dir = root / "etc"
         self.tmp_dir = root / "tmp"
-        self.platform_dir = root / ".infragym"  # platform files, outside the host's view
+        self.platform_dir = root / ".platform"  # platform files, outside the host's view
         self.app_dir: Path | None = None  # deployed read-only at /srv/app
         self.hidden: tuple[Path, ...] = ()  # emptied in the view even under /usr or /etc
         self.faketime = False
@@ -210,10 +212,9 @@ class Host:
 
     # -- processes -----------------------------------------------------------------------
 
-    def _argv(self, spec: ServiceSpec) -> list[str]:
+    def _launch(self, spec: ServiceSpec) -> Launch:
         r = self.root
-        argv = [
-            self._bwrap,
+        options = [
             *system_view(self.hidden),
             "--dev", "/dev",
             "--perms", "1777", "--tmpfs", "/dev/shm",
@@ -224,27 +225,29 @@ class Host:
             "--bind", str(r / "logs"), f"{VIEW_ROOT}/logs",
             "--bind", str(r / "etc"), f"{VIEW_ROOT}/etc",
             "--bind", str(r / "tmp"), "/tmp",
-            "--ro-bind", str(self.platform_dir / "hosts"), "/etc/hosts",
             "--unshare-pid", "--unshare-uts", "--unshare-ipc",
             "--hostname", self.name,
         ]  # fmt: skip
         if self.app_dir is not None:
-            argv += ["--ro-bind", str(self.app_dir), f"{VIEW_ROOT}/app"]
+            options += ["--ro-bind", str(self.app_dir), f"{VIEW_ROOT}/app"]
         if self.faketime:
-            argv += ["--ro-bind", str(self.platform_dir / FAKETIME_FILE), FAKETIME_VIEW_PATH]
+            # a bind, not a copy: ClockSkew rewrites the file in place (mountinfo shows
+            # it as /.platform/faketime.rc of the host's scratch disk)
+            options += ["--ro-bind", str(self.platform_dir / FAKETIME_FILE), FAKETIME_VIEW_PATH]
         if spec.cwd is not None:
-            argv += ["--chdir", spec.cwd]
-        argv += [
-            "--", self._setpriv,
+            options += ["--chdir", spec.cwd]
+        privdrop = [
+            self._setpriv,
             "--reuid", str(HOST_UID), "--regid", str(HOST_GID), "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
             "--",
         ]  # fmt: skip
+        argv: list[str] = []
         if self.faketime:
-            # preload libfaketime into the service only (not bwrap or setpriv, which run
-            # as root); it re-reads the offset file (cached 1 s), so ClockSkew moves the
-            # clock of running processes. Debian's build needs monotonic faked too, or
-            # sleep fails with EINVAL; shared memory off: each process reads the file.
+            # preload libfaketime into the service only (not bwrap, setpriv or the init);
+            # it re-reads the offset file (cached 1 s), so ClockSkew moves the clock of
+            # running processes. Debian's build needs monotonic faked too, or sleep
+            # fails with EINVAL; shared memory off: each process reads the file.
             argv += [
                 "/usr/bin/env",
                 f"LD_PRELOAD={FAKETIME_LIB}",
@@ -253,7 +256,10 @@ class Host:
                 "FAKETIME_DONT_FAKE_MONOTONIC=0",
                 "FAKETIME_DISABLE_SHM=1",
             ]
-        return [*argv, *spec.argv]
+        hosts = (self.platform_dir / "hosts").read_bytes()
+        return Launch.prepare(
+            self._bwrap, options, privdrop, [*argv, *spec.argv], [(hosts, "/etc/hosts")]
+        )
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:
         env = {
@@ -298,11 +304,10 @@ class Host:
     ) -> subprocess.Popen[bytes]:
         if not spec.argv:
             raise ConfigError(f"process {spec.name!r} on host {self.name}: argv is empty")
-        fd = seccomp_fd()
-        bwrap, *rest = self._argv(spec)
+        launch = self._launch(spec)
         try:
             return subprocess.Popen(
-                [bwrap, "--seccomp", str(fd), *rest],
+                launch.argv,
                 env=self._env(spec),
                 stdin=stdin,
                 stdout=stdout,
@@ -310,14 +315,14 @@ class Host:
                 start_new_session=True,
                 preexec_fn=self._preexec,
                 close_fds=True,
-                pass_fds=(fd,),
+                pass_fds=launch.fds,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ProcessError(
                 f"cannot start {spec.name!r} ({' '.join(spec.argv)}) on host {self.name}: {exc}"
             ) from exc
         finally:
-            os.close(fd)
+            launch.close()
 
     def spawn(
         self,

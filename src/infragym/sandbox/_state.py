@@ -3,6 +3,12 @@
 Every kernel object a run makes carries its run id in its name, and the run records itself
 in ``STATE_DIR/<run id>.json`` with the owner's pid and start time. ``infragym cleanup``
 uses these to find what a killed run left behind, and leaves live runs alone.
+
+A record also says whether its resource is still in use. An owner whose teardown failed
+(a step raised) marks the record ``leaked``: the resource is finished, what is left of it
+is garbage, and ``infragym cleanup`` reclaims it even while the owner (a long training
+process) lives on. A live record carries no state key, so readers that predate it still
+read it (and take a leaked one for an orphan, which they sweep as well).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ NETNS_PREFIX = "ig-"
 LINK_PREFIX = "ig"
 NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 SUBNET_PREFIX = 24
+LIVE = "live"  # in use by its owner: never touched while the owner lives
+LEAKED = "leaked"  # its owner's teardown failed: reclaimable whoever still runs
 
 
 def new_run_id() -> str:
@@ -70,25 +78,44 @@ class RunRecord:
     owner_start: int | None
     subnet: str | None
     hosts: list[str] = field(default_factory=list)
+    state: str = LIVE
 
     @property
     def path(self) -> Path:
         return STATE_DIR / f"{self.run_id}.json"
 
+    def _json(self) -> str:
+        data = asdict(self)
+        if self.state == LIVE:
+            del data["state"]
+        return json.dumps(data)
+
     def save(self) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        tmp.write_text(self._json())
         tmp.replace(self.path)
 
     def claim(self) -> bool:
         """Create the record only if no run holds this id (atomically); False on a clash."""
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        return _create_exclusive(self.path, json.dumps(asdict(self)))
+        return _create_exclusive(self.path, self._json())
+
+    def mark_leaked(self) -> None:
+        """Say that the owner is done with this run but could not remove all of it (the
+        record stays for ``infragym cleanup``). Nothing if the record is gone already."""
+        self.state = LEAKED
+        if self.path.exists():
+            self.save()
 
     def owner_alive(self) -> bool:
         start = pid_start_time(self.owner_pid)
         return start is not None and start == self.owner_start
+
+    def in_use(self) -> bool:
+        """Whether a live owner may still be using what this run made: cleanup must not
+        touch it. A leaked run is finished even though its owner lives."""
+        return self.state != LEAKED and self.owner_alive()
 
     @classmethod
     def load(cls, run_id: str) -> RunRecord | None:

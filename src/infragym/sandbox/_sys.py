@@ -122,10 +122,20 @@ def mounts_under(prefix: str) -> list[str]:
 def run(
     argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run a system tool; on failure raise ResourceError with its stderr."""
+    """Run a system tool; on failure raise ResourceError with its stderr.
+
+    The tool runs in a process group of its own: a signal sent to ours (Ctrl-C at a
+    terminal, ``timeout``, a batch scheduler) must not kill the ``ip`` that a teardown runs.
+    """
     try:
         proc = subprocess.run(
-            list(argv), input=input, capture_output=True, text=True, timeout=timeout, check=False
+            list(argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            process_group=0,
         )
     except FileNotFoundError:
         raise CapabilityError(f"{argv[0]} is not installed; run ./setup.sh") from None

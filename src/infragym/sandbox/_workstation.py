@@ -7,8 +7,9 @@ the env can tear a workstation down from anywhere while operations stay simple.
 Each command is a fresh process tree, launched the way host processes are: forked, joined to
 the workstation's cgroups (pids, memory, cpu, freezer) and network namespace before exec, then
 bubblewrap and ``setpriv`` to ``nobody`` with no capabilities and ``no_new_privs``, in its own
-PID namespace. When the command's main process exits, or is killed on timeout, the kernel
-kills everything it started: nothing the agent runs outlives its command.
+PID namespace under a minimal init that shows nothing of the platform (:mod:`._launch`).
+When the command's main process exits, or is killed on timeout, the kernel kills everything
+it started: nothing the agent runs outlives its command.
 
 The view is a whitelist (:mod:`._view`, shared with the dev hosts), not the machine's ``/``
 read-only as hosts get: the machine's repositories, home directories and virtualenvs are
@@ -47,10 +48,10 @@ from . import _state
 from ._agent_sandbox import WORKSPACE, AgentSandbox, ExecResult, OutputCapture, feed, kill_tree
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import HOST_GID, HOST_PATH, HOST_UID
+from ._launch import Launch
 from ._lifecycle import Lifecycle
 from ._netns import enter_netns, netns_path, run_in_netns
 from ._pty import PtyProcess, make_controlling_terminal, open_pty
-from ._seccomp import seccomp_fd
 from ._sys import ip_batch, mount_tmpfs, mounts_under, umount
 from ._tree import remove_tree
 from ._view import system_view
@@ -108,7 +109,10 @@ class Workstation(Lifecycle, AgentSandbox):
         self._closed = False
         self._lock = threading.Lock()
         self._inflight = 0
-        self._prefix: list[str] = []
+        self._bwrap = ""
+        self._options: list[str] = []
+        self._privdrop: list[str] = []
+        self._hosts_text = b""
         self._procs_files: list[str] = []
 
     def _set_run_id(self, run_id: str) -> None:
@@ -116,7 +120,6 @@ class Workstation(Lifecycle, AgentSandbox):
         self.root = _state.DATA_ROOT / run_id
         self.workspace = self.root / "workspace"
         self.tmp = self.root / "tmp"
-        self.hosts_file = self.root / "hosts"
         self.cgroup = HostCgroup(f"{PARENT}/{run_id}/{NAME}")
         self.netns = self._given_netns or _state.netns_name(run_id, NAME)
 
@@ -142,10 +145,10 @@ class Workstation(Lifecycle, AgentSandbox):
         ):
             d.mkdir()
             mount_tmpfs(d, size, mode=mode, uid=uid, gid=HOST_GID if uid else 0)
-        self.hosts_file.write_text(
+        # copied into each sandbox (--ro-bind-data): mountinfo names no path of the run
+        self._hosts_text = (
             "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in self.hosts.items())
-        )
-        self.hosts_file.chmod(0o644)
+        ).encode()
         if self.starter is not None:
             _copy_owned(self.starter, self.workspace)
         if self._own_netns:
@@ -153,7 +156,8 @@ class Workstation(Lifecycle, AgentSandbox):
             run_in_netns(self.netns, _configure_own_netns)
         elif not os.path.exists(netns_path(self.netns)):
             raise ResourceError(f"network namespace {self.netns!r} does not exist")
-        self._prefix = self._argv_prefix(bwrap, setpriv)
+        self._bwrap = bwrap
+        self._options, self._privdrop = self._launch_parts(setpriv)
         self._procs_files = self.cgroup.procs_files()
 
     def _teardown(self) -> None:
@@ -211,15 +215,10 @@ class Workstation(Lifecycle, AgentSandbox):
         if not argv or any("\0" in a for a in argv):
             raise ConfigError("argv must be non-empty and contain no NUL characters")
         t0 = time.monotonic()
-        fd = seccomp_fd()
-        bwrap, *rest = self._prefix
+        launch = self._launch(argv)
         try:
             proc = await asyncio.create_subprocess_exec(
-                bwrap,
-                "--seccomp",
-                str(fd),
-                *rest,
-                *argv,
+                *launch.argv,
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -227,14 +226,14 @@ class Workstation(Lifecycle, AgentSandbox):
                 start_new_session=True,
                 preexec_fn=self._preexec,
                 close_fds=True,
-                pass_fds=(fd,),
+                pass_fds=launch.fds,
             )
         except (OSError, ValueError) as exc:
             raise ResourceError(
                 f"cannot start a command in workstation {self.run_id}: {exc}"
             ) from exc
         finally:
-            os.close(fd)
+            launch.close()
         self._inflight += 1
         cap = OutputCapture(max_output)
         feeder = asyncio.ensure_future(feed(proc, input)) if input is not None else None
@@ -281,12 +280,15 @@ class Workstation(Lifecycle, AgentSandbox):
             self._preexec()
             make_controlling_terminal()
 
-        fd = seccomp_fd()
-        master, child = open_pty()
-        bwrap, *rest = self._prefix
+        launch = self._launch(argv)
+        try:
+            master, child = open_pty()
+        except BaseException:
+            launch.close()
+            raise
         try:
             proc = subprocess.Popen(
-                [bwrap, "--seccomp", str(fd), *rest, *argv],
+                launch.argv,
                 stdin=child,
                 stdout=child,
                 stderr=child,
@@ -294,7 +296,7 @@ class Workstation(Lifecycle, AgentSandbox):
                 start_new_session=True,
                 preexec_fn=preexec,
                 close_fds=True,
-                pass_fds=(fd,),
+                pass_fds=launch.fds,
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(master)
@@ -302,7 +304,7 @@ class Workstation(Lifecycle, AgentSandbox):
                 f"cannot start a terminal in workstation {self.run_id}: {exc}"
             ) from exc
         finally:
-            os.close(fd)
+            launch.close()
             os.close(child)
         self._inflight += 1
 
@@ -313,9 +315,13 @@ class Workstation(Lifecycle, AgentSandbox):
 
     # -- processes -----------------------------------------------------------------------
 
-    def _argv_prefix(self, bwrap: str, setpriv: str) -> list[str]:
-        return [
-            bwrap,
+    def _launch(self, argv: Sequence[str]) -> Launch:
+        return Launch.prepare(
+            self._bwrap, self._options, self._privdrop, argv, [(self._hosts_text, "/etc/hosts")]
+        )
+
+    def _launch_parts(self, setpriv: str) -> tuple[list[str], list[str]]:
+        options = [
             *system_view(self.hidden),
             "--dev", "/dev",
             "--perms", "1777", "--tmpfs", "/dev/shm",
@@ -323,15 +329,17 @@ class Workstation(Lifecycle, AgentSandbox):
             "--tmpfs", "/run",
             "--bind", str(self.workspace), WORKSPACE,
             "--bind", str(self.tmp), "/tmp",
-            "--ro-bind", str(self.hosts_file), "/etc/hosts",
             "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try",
             "--hostname", HOSTNAME,
             "--chdir", WORKSPACE,
-            "--", setpriv,
+        ]  # fmt: skip
+        privdrop = [
+            setpriv,
             "--reuid", str(HOST_UID), "--regid", str(HOST_GID), "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
             "--",
         ]  # fmt: skip
+        return options, privdrop
 
     def _env(self) -> dict[str, str]:
         env = {

@@ -1,0 +1,323 @@
+"""Is the grading machine healthy enough for its measurements to be believed?
+
+A grade measures a system with real load on the same machine that runs it. When that
+machine is overloaded (too many gradings at once, other work) the harness itself falls
+behind: operations start late against the open-loop schedule (the lateness is charged to
+the server, since latency runs from the intended start) and the services starve for CPU.
+A correct system then scores as unavailable and nothing says so.
+
+So every grading judges its own health over its load window (first intended start to the
+last completion in the history):
+
+- **late starts**: the fraction of operations whose invoke was recorded more than
+  ``late_s`` after its intended start (read from the history, which holds both times);
+- **CPU stall**: the share of the window in which some runnable task waited for a CPU,
+  from the kernel's pressure stall information (``/proc/pressure/cpu``, "some" total).
+  Where PSI is missing, the other two measures decide;
+- **fault lag**: how far behind its schedule the nemesis applied or healed a fault (each
+  fault event records when it was scheduled): a nemesis that falls behind squeezes the
+  fault windows the availability is judged in (measured: 8 gradings at once in one
+  process queue their faults behind each other's load threads for up to 21 s, and a
+  correct system scores 0.60).
+
+Beyond any threshold the grade is withheld: a platform failure with the reason, never a
+score. The thresholds come from measurements on a 2-core machine (see :data:`LIMITS`).
+The system under test cannot earn an excuse by being slow: a server that answers late
+leaves the client's starts on time, the CPU idle and the nemesis on schedule. (A system
+that burns the machine's CPU can; that is why the environment retries a bounded number
+of times and then fails the episode instead of retrying for ever.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..history import History
+
+PSI_CPU = Path("/proc/pressure/cpu")
+
+
+@dataclass(frozen=True)
+class HealthLimits:
+    """Beyond these the grading machine is overloaded.
+
+    ``late_s``: an operation starting later than this after its intended time is late
+    (a tenth of the usual 1 s operation timeout). ``max_late_fraction``: the share of late
+    operations tolerated. ``max_cpu_stall``: the share of the window with some task
+    waiting for a CPU. ``max_fault_lag_s``: how much later than its schedule a fault may
+    be applied or healed (a fault that starts late or ends early moves the fault windows
+    the availability is judged in). ``min_ops``: below this many operations late starts
+    are not judged. ``min_run_s``: a grading without operations is judged by its CPU stall
+    alone, if it lasted at least this long.
+    """
+
+    late_s: float = 0.1
+    max_late_fraction: float = 0.10
+    max_cpu_stall: float = 0.90
+    max_fault_lag_s: float = 1.0
+    max_pool_lag_s: float = 1.0
+    min_ops: int = 20
+    min_run_s: float = 5.0
+
+
+# Measured on the 2-core development machine, shared with other work (idle CPU stall 5-39%),
+# robust kv-replicated gradings at once in one process (benchmarks/bench_health.py):
+#   1 at once: late 0%, CPU stall 14-38%, fault lag <= 0.05 s, pool lag 0.01 s, reward 1.00
+#   4 at once: late <= 0.6%, CPU stall 53-71%, fault lag <= 0.37 s, pool lag <= 0.29 s,
+#              rewards >= 0.988
+#   8 at once: late 0-4.5%, CPU stall 47-98%, fault lag up to 21 s, pool lag up to 20.8 s,
+#              rewards 0.60 on 5-7 of 8 (every 0.60 beyond a limit, mostly fault/pool lag)
+#   8 at once, 32 pool threads: late 42-64%, CPU stall 99-100%, rewards 0.78-0.99
+LIMITS = HealthLimits()
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the harness measured about itself over one grading's load window."""
+
+    window_s: float
+    ops: int
+    late: int
+    late_fraction: float
+    start_lag_p99_s: float
+    start_lag_max_s: float
+    cpu_stall: float | None
+    cpu_stall_peak: float | None
+    fault_lag_max_s: float | None
+    pool_lag_max_s: float | None
+    overloaded: bool
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _noop() -> None:
+    pass
+
+
+def read_psi_total(path: Path = PSI_CPU) -> int | None:
+    """Microseconds some task has waited for a CPU since boot (None without PSI)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for field in line.split()[1:]:
+                name, _, value = field.partition("=")
+                if name == "total":
+                    return int(value)
+    return None
+
+
+def read_psi_avg10(path: Path = PSI_CPU) -> float | None:
+    """The "some" CPU pressure over the last 10 s, as a fraction (None without PSI)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for field in line.split()[1:]:
+                name, _, value = field.partition("=")
+                if name == "avg10":
+                    return float(value) / 100.0
+    return None
+
+
+class Monitor:
+    """Samples the machine in the background while grading: ``async with Monitor() as m``.
+
+    ``samples`` are (monotonic time, total CPU stall µs); :meth:`stall` gives the stall
+    share between two monotonic times. ``pool_lags`` are (monotonic time, seconds) a no-op
+    waited for a thread of the event loop's default executor: graders run their load and
+    their faults there, and a pool exhausted by other gradings starts them late (measured:
+    8 gradings at once in one process wait up to 20 s for a thread).
+    """
+
+    def __init__(self, interval: float = 0.25, path: Path = PSI_CPU) -> None:
+        self.interval = interval
+        self.path = path
+        self.samples: list[tuple[float, int]] = []
+        self.pool_lags: list[tuple[float, float]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def sample(self) -> None:
+        total = read_psi_total(self.path)
+        if total is not None:
+            self.samples.append((time.monotonic(), total))
+
+    async def _psi_loop(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.interval)
+
+    async def _pool_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = time.monotonic()
+            await loop.run_in_executor(None, _noop)
+            self.pool_lags.append((t0, time.monotonic() - t0))
+            await asyncio.sleep(self.interval)
+
+    async def __aenter__(self) -> Monitor:
+        self._tasks = [
+            asyncio.create_task(self._psi_loop()),
+            asyncio.create_task(self._pool_loop()),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.sample()
+
+    def pool_lag(self, start: float, end: float) -> float | None:
+        """The longest wait for an executor thread that overlapped ``[start, end]``."""
+        lags = [lag for t, lag in self.pool_lags if t <= end and t + lag >= start]
+        return max(lags) if lags else None
+
+    def stall(self, start: float, end: float) -> float | None:
+        """The share of ``[start, end]`` (monotonic) with some task waiting for a CPU."""
+        before = [s for s in self.samples if s[0] <= start]
+        after = [s for s in self.samples if s[0] >= end]
+        if not before or not after:
+            inside = [s for s in self.samples if start <= s[0] <= end]
+            if len(inside) < 2:
+                return None
+            before, after = inside[:1], inside[-1:]
+        (t0, v0), (t1, v1) = before[-1], after[0]
+        if t1 <= t0:
+            return None
+        return min(1.0, max(0.0, (v1 - v0) / 1e6 / (t1 - t0)))
+
+    def peak(self, start: float, end: float, span: float = 2.0) -> float | None:
+        """The highest stall share over any stretch of about ``span`` seconds inside
+        ``[start, end]``: a short starvation can wreck one fault window's availability
+        while the whole window's average stays moderate."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        best: float | None = None
+        j = 0
+        for i in range(len(inside)):
+            while j < len(inside) and inside[j][0] - inside[i][0] < span:
+                j += 1
+            if j == len(inside):
+                break
+            (t0, v0), (t1, v1) = inside[i], inside[j]
+            share = min(1.0, max(0.0, (v1 - v0) / 1e6 / (t1 - t0)))
+            best = share if best is None else max(best, share)
+        return best
+
+
+def judge(
+    history: History,
+    clock_t0: float,
+    monitor: Monitor | None,
+    limits: HealthLimits = LIMITS,
+    run: tuple[float, float] | None = None,
+) -> Health | None:
+    """The health of the load window in ``history``.
+
+    ``clock_t0`` is the monotonic time of the history's clock zero (``Clock.t0``);
+    ``monitor`` sampled the machine meanwhile (None: late starts and fault lag only). Without
+    operations, the CPU stall over ``run`` (the grader's monotonic start and end) is
+    judged if it lasted at least ``min_run_s``; otherwise there is nothing to judge (None).
+    """
+    lags = sorted(
+        e.time - e.intended for e in history.ops if e.type == "invoke" and e.intended is not None
+    )
+    timed = [
+        (e.detail["scheduled"], e.time)
+        for e in history.faults
+        if isinstance(e.detail.get("scheduled"), int | float)
+    ]
+    scheduled = [at for at, _ in timed]
+    if lags:
+        # the load window, widened to the nemesis's schedule: a load that starts late
+        # leaves faults on time but outside it
+        start = min([*(e.intended for e in history.ops if e.intended is not None), *scheduled])
+        end = max([*(e.time for e in history.ops), *(e.time for e in history.faults)])
+    elif run is not None and run[1] - run[0] >= limits.min_run_s:
+        # no load (a grader without a workload, or a functional gate that failed, perhaps
+        # because the machine was too busy for the services to start): the whole run
+        start, end = run[0] - clock_t0, run[1] - clock_t0
+    else:
+        return None
+    late = sum(1 for lag in lags if lag > limits.late_s)
+    fraction = late / len(lags) if lags else 0.0
+    stall = monitor.stall(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    peak = monitor.peak(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    fault_lag = max((done - at for at, done in timed), default=None)
+    pool_lag = monitor.pool_lag(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    reasons = []
+    if len(lags) >= limits.min_ops and fraction > limits.max_late_fraction:
+        reasons.append(
+            f"{fraction:.0%} of operations started over {limits.late_s * 1000:.0f} ms late "
+            f"(limit {limits.max_late_fraction:.0%})"
+        )
+    if stall is not None and stall > limits.max_cpu_stall:
+        reasons.append(
+            f"CPU stall {stall:.0%} of the load window (limit {limits.max_cpu_stall:.0%})"
+        )
+    if fault_lag is not None and fault_lag > limits.max_fault_lag_s:
+        reasons.append(
+            f"a fault was applied or healed {fault_lag:.1f} s behind its schedule "
+            f"(limit {limits.max_fault_lag_s:g} s)"
+        )
+    if pool_lag is not None and pool_lag > limits.max_pool_lag_s:
+        reasons.append(
+            f"work for the grader waited {pool_lag:.1f} s for a free thread "
+            f"(limit {limits.max_pool_lag_s:g} s; too many gradings at once in one process)"
+        )
+    measured = ", ".join(
+        [
+            f"{fraction:.0%} of {len(lags)} operations late",
+            "no PSI" if stall is None else f"CPU stall {stall:.0%}",
+            *([] if fault_lag is None else [f"fault lag {fault_lag:.2f} s"]),
+            *([] if pool_lag is None else [f"thread wait {pool_lag:.2f} s"]),
+        ]
+    )
+    return Health(
+        window_s=end - start,
+        ops=len(lags),
+        late=late,
+        late_fraction=fraction,
+        start_lag_p99_s=lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else 0.0,
+        start_lag_max_s=lags[-1] if lags else 0.0,
+        cpu_stall=stall,
+        cpu_stall_peak=peak,
+        fault_lag_max_s=fault_lag,
+        pool_lag_max_s=pool_lag,
+        overloaded=bool(reasons),
+        reason=(
+            f"grading overloaded: {'; '.join(reasons)} (all measured: "
+            f"{measured}); the grading machine was too busy for the measurements to be "
+            "trusted, so the grade is withheld: grade again on a calmer machine or run "
+            "fewer gradings at once"
+        )
+        if reasons
+        else None,
+    )
+
+
+async def wait_for_calm(
+    max_wait_s: float = 60.0, limits: HealthLimits = LIMITS, poll_s: float = 1.0
+) -> float:
+    """Wait until CPU pressure (10 s average) is below half the stall limit, at most
+    ``max_wait_s`` seconds (the whole time without PSI); returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait_s:
+        await asyncio.sleep(poll_s)
+        avg = read_psi_avg10()
+        if avg is not None and avg < limits.max_cpu_stall / 2:
+            break
+    return time.monotonic() - t0

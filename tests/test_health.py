@@ -1,0 +1,220 @@
+"""Grading judges its own machine: an overloaded grade is a platform failure, never a score,
+and the check does not excuse a system under test that is merely slow.
+
+Both gradings are real: the robust kv-replicated reference while CPU hogs saturate the
+machine, and a correct but slow service (each answer 1.5 s late, the client gives up at
+1 s) on an otherwise calm machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import needs_root
+from tinytask import tiny_task
+
+from infragym.grading import grade_workspace
+from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
+from infragym.tasks import find_task, load_task
+
+HOGS = 16
+HOG_S = 120  # each hog ends itself after this long, whatever happens to the test
+HOG = f"import time\nend = time.monotonic() + {HOG_S}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def read_psi_total() -> int | None:
+    """Microseconds some task waited for a CPU since boot (None without PSI)."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(some.rpartition("total=")[2])
+
+
+def saturated(within: float) -> None:
+    """Wait until some task waits for a CPU nearly all the time (the hogs are all busy)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        t0, v0 = time.monotonic(), read_psi_total()
+        time.sleep(0.5)
+        t1, v1 = time.monotonic(), read_psi_total()
+        if v0 is None or v1 is None or (v1 - v0) / 1e6 / (t1 - t0) >= 0.98:
+            return
+
+
+@pytest.fixture
+def cpu_hogs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """HOGS busy processes (more than the machine has cores); each one is killed at the end."""
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(HOGS):
+            hogs.append(subprocess.Popen([sys.executable, "-c", HOG]))
+        saturated(within=15.0)
+        yield hogs
+    finally:
+        for p in hogs:
+            p.kill()
+        for p in hogs:
+            p.wait()
+
+
+@needs_root
+def test_overloaded_grading_is_a_platform_failure_not_a_score(
+    tmp_path: Path, cpu_hogs: list[subprocess.Popen[bytes]]
+) -> None:
+    task = find_task("kv-replicated")
+    r = asyncio.run(grade_workspace(task, task.solution("robust"), 1, tmp_path / "art"))
+    assert all(p.poll() is None for p in cpu_hogs), "the hogs ended before the grading did"
+    assert r.reward is None, f"an overloaded grading returned a score: {r.reward}"
+    assert r.overloaded, r.error
+    assert r.error is not None and r.error.startswith("grading overloaded:"), r.error
+    assert r.health is not None and r.health["overloaded"]
+    # the rubric's verdict is kept for diagnosis, never as the reward
+    assert r.withheld_reward is not None
+
+
+SLOW_SERVER = """
+import http.server, time
+
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(1.5)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_PUT = do_GET
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Slow).serve_forever()
+"""
+
+SLOW_GRADER = """
+import asyncio
+
+from infragym.checkers import Availability
+from infragym.grading import GradeOutcome, deploy
+from infragym.rubric import Criterion, Rubric
+from infragym.workload import KVGenerator, Mix, Runner, Stream
+
+
+async def grade(ctx):
+    cluster = ctx.cluster(1)
+    d = await deploy(cluster, ["/usr/bin/python3", "/srv/app/slow.py"], lambda h: {},
+                     port=8080, timeout=10)
+    assert not d.problems, d.problems
+    gen = KVGenerator(d.urls, seed=ctx.seed, mix=Mix(read=1.0), keys=4)
+
+    async def load():
+        async with Runner(ctx.history, ctx.clock) as runner:
+            await runner.run(Stream(gen, rate=20.0, duration=3.0, timeout=1.0))
+
+    await asyncio.to_thread(cluster.run_client, load)
+    result = Availability(slo=0.99).check(ctx.history)
+    reward = Rubric([Criterion("availability")]).score({"availability": result})
+    return GradeOutcome(reward, reward.reward)
+"""
+
+
+@needs_root
+def test_a_slow_system_is_not_excused_as_an_overloaded_machine(tmp_path: Path) -> None:
+    load = os.getloadavg()[0]
+    d = tiny_task(tmp_path, name="slow", grader=SLOW_GRADER)
+    (d / "solutions" / "robust" / "slow.py").write_text(SLOW_SERVER)
+    task = load_task(d)
+    r = asyncio.run(grade_workspace(task, task.solution("robust"), 1, tmp_path / "art"))
+    assert r.error is None, f"{r.error} (load average before: {load:.1f})"
+    assert not r.overloaded
+    assert r.reward is not None and r.reward < 0.5, r
+    # the health check judged the load window, and found the client on time
+    assert r.health is not None and r.health["ops"] >= 50, r.health
+    assert r.health["late_fraction"] < 0.1, r.health
+
+
+# reads the workspace and takes 6 s: long enough to be judged by its CPU stall alone
+WAITING_GRADER = """
+import asyncio
+
+from infragym.checkers import CheckResult, Verdict
+from infragym.grading import GradeOutcome
+from infragym.rubric import Criterion, Rubric
+
+
+async def grade(ctx):
+    await asyncio.sleep(6)
+    res = CheckResult("answer", Verdict.PASS, 1.0, "answer")
+    return GradeOutcome(Rubric([Criterion("answer")]).score({"answer": res}), 1.0)
+"""
+
+
+@needs_root
+def test_the_env_grades_again_then_fails_the_episode_when_still_overloaded(
+    tmp_path: Path, cpu_hogs: list[subprocess.Popen[bytes]]
+) -> None:
+    import infragym
+    from infragym.env import EpisodeError, ToolCall
+
+    d = tiny_task(tmp_path, name="waits", dev_hosts=0, grader=WAITING_GRADER)
+    progress: list[str] = []
+
+    async def episode() -> None:
+        async with infragym.make(
+            str(d),
+            artifacts_dir=tmp_path / "a",
+            grade_retries=1,
+            grade_retry_wait_s=0,
+            progress=progress.append,
+        ) as env:
+            await env.reset(seed=3)
+            await env.step(ToolCall("submit"))
+
+    with pytest.raises(EpisodeError, match="grading overloaded") as info:
+        asyncio.run(episode())
+    assert "graded 2 times" in str(info.value)
+    grade = info.value.grade
+    assert grade is not None and grade.overloaded and grade.reward is None
+    assert grade.withheld_reward == 1.0
+    assert any("waiting for a calmer machine" in m for m in progress), progress
+    (ep,) = (tmp_path / "a").iterdir()
+    assert {p.name for p in ep.iterdir()} >= {"grading", "grading-retry1"}
+
+
+def _history(late_every: int, fault_lag: float) -> History:
+    """100 operations 10 ms apart, every ``late_every``-th started 0.3 s late, and one
+    crash applied ``fault_lag`` seconds after its schedule."""
+    h = History()
+    for i in range(100):
+        at = i * 0.01
+        start = at + (0.3 if late_every and i % late_every == 0 else 0.001)
+        h.append(OpEvent(OpType.INVOKE, i, "read", start, "k", None, at, "n1"))
+        h.append(OpEvent(OpType.OK, i, "read", start + 0.005, "k", None, None, "n1"))
+    h.record_fault(
+        FaultEvent(
+            0.2 + fault_lag, "crash", FaultAction.APPLY, "crash-1", ("n1",), {"scheduled": 0.2}
+        )
+    )
+    return h
+
+
+def test_the_verdict_names_what_was_late() -> None:
+    from infragym.grading._health import judge
+
+    calm = judge(_history(0, 0.05), 0.0, None)
+    assert calm is not None and not calm.overloaded and calm.reason is None
+    assert calm.ops == 100 and calm.late == 0
+    late = judge(_history(5, 0.05), 0.0, None)  # 20 % late
+    assert late is not None and late.overloaded and late.reason is not None
+    assert "20% of operations started over 100 ms late" in late.reason
+    behind = judge(_history(0, 3.0), 0.0, None)
+    assert behind is not None and behind.overloaded and behind.reason is not None
+    assert "3.0 s behind its schedule" in behind.reason
+    assert judge(History(), 0.0, None) is None  # nothing to judge
