@@ -9,37 +9,58 @@ stored history (``infragym check`` uses it).
 Every grading judges its own machine's health over its load window (:class:`Health`); an
 overloaded one withholds its reward (``GradeResult.overloaded``), and :func:`wait_for_calm`
 waits for a calmer machine before grading again.
+
+A service task's grader is mostly data: a :class:`ServiceGrader` (in the manner of a Jepsen
+test map) holds the deployment :class:`Contract`, the :class:`Functional` tests run with an
+:class:`HttpProbe`, the workload, the checkers, the rubric and the :class:`Phases`, and
+runs the skeleton they share (deploy, functional gate, load under a fault schedule such as
+:func:`infragym.nemesis.balanced_schedule`, heal, final reads, checks, :func:`finish`);
+:func:`recheck` scores a stored history the same way offline.
 """
 
 from ._bodies import read_capped
 from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
+from ._finish import finish, functional_of, recheck, record_functional
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
 from ._health import LIMITS, Health, HealthLimits, wait_for_calm
 from ._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH, grade_workspace, load_grader
+from ._probe import HttpProbe, ProbeTest
 from ._recheck import RecheckFn, load_recheck
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
+from ._service import Contract, Functional, Phases, ServiceGrader, env_from_spec
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
     "LIMITS",
     "MAX_WORKSPACE_BYTES",
     "MAX_WORKSPACE_DEPTH",
+    "Contract",
     "Deployment",
     "ExpectationFailed",
+    "Functional",
     "GradeContext",
     "GradeOutcome",
     "GradeResult",
     "Health",
     "HealthLimits",
+    "HttpProbe",
+    "Phases",
+    "ProbeTest",
     "RecheckFn",
+    "ServiceGrader",
     "deploy",
+    "env_from_spec",
+    "finish",
+    "functional_of",
     "functional_result",
     "grade_workspace",
     "load_grader",
     "load_recheck",
     "not_run",
     "read_capped",
+    "recheck",
+    "record_functional",
     "run_tests",
     "wait_all_listening",
     "wait_for_calm",

@@ -4,6 +4,7 @@ A fault is a package in the Jepsen sense: the fault itself (``apply`` / ``heal``
 schedule that says when, and a final heal that always runs.
 """
 
+from ._balanced import balanced_schedule, taken_away
 from ._clock_skew import ClockSkew
 from ._disk_full import DiskFull
 from ._doctor import Capability, fault_support, probe, require_supported
@@ -32,6 +33,7 @@ __all__ = [
     "Pause",
     "Schedule",
     "ScheduledFault",
+    "balanced_schedule",
     "build_fault",
     "fault_support",
     "probe",
@@ -39,4 +41,5 @@ __all__ = [
     "require_supported",
     "sweep_length",
     "sweep_schedule",
+    "taken_away",
 ]

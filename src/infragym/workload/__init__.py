@@ -23,7 +23,14 @@ Minimal use::
 """
 
 from ._clients import KVClient, RequestClient
-from ._generators import FinalReads, KVGenerator, Mix, RequestGenerator, keys_written
+from ._generators import (
+    FinalReads,
+    KVGenerator,
+    Mix,
+    RequestGenerator,
+    WriteOnce,
+    keys_written,
+)
 from ._outcome import MAX_BODY_BYTES, OVERLOADED, BodyTooLarge, status_outcome
 from ._runner import Runner, RunSummary, final_read_stream, run_workload
 from ._spec import Client, Generator, HttpCall, Op, Result, Stream, Target, parse_targets
@@ -48,6 +55,7 @@ __all__ = [
     "Runner",
     "Stream",
     "Target",
+    "WriteOnce",
     "final_read_stream",
     "keys_written",
     "parse_targets",

@@ -211,6 +211,32 @@ class FinalReads:
         return KVClient()
 
 
+@dataclass(frozen=True)
+class WriteOnce:
+    """One write to each of ``keys``, round-robin over the targets (value ``name:i``).
+
+    Keys rewritten every second hide a replica that forgot its data in a crash; a key
+    written once, before any fault, and read only by the final reads survives only if the
+    system kept it through every fault of the run.
+    """
+
+    targets: tuple[Target, ...]
+    keys: tuple[str, ...]
+    name: str = "once"
+
+    def __init__(self, targets: TargetsLike, keys: Iterable[str], name: str = "once") -> None:
+        object.__setattr__(self, "targets", _targets(targets))
+        object.__setattr__(self, "keys", tuple(keys))
+        object.__setattr__(self, "name", name)
+
+    def ops(self) -> Iterator[Op]:
+        for i, key in enumerate(self.keys):
+            yield Op("write", self.targets[i % len(self.targets)], key, f"{self.name}:{i}")
+
+    def default_client(self) -> Client:
+        return KVClient()
+
+
 def keys_written(history: History) -> list[str]:
     """Every key some write or cas was invoked on, sorted (whatever its outcome)."""
     return sorted(
