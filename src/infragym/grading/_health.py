@@ -180,8 +180,12 @@ class Monitor:
         if total is not None:
             self.samples.append((now, total))
         if self.usage is not None:
+            try:
+                usage = self.usage()
+            except Exception:  # a cluster torn down meanwhile: the next sample counts it
+                return
             # a host removed since the last sample keeps what it had used by then
-            for name, used in self.usage().items():
+            for name, used in usage.items():
                 self._seen[name] = max(used, self._seen.get(name, 0.0))
             self.cpu.append((now, sum(self._seen.values())))
 
