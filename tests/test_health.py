@@ -290,3 +290,23 @@ def test_concurrent_gradings_in_one_process_do_not_starve_each_others_threads(
     # with too few threads, each waits behind the others' 4 s loads
     assert max(waits) < 2.0, f"a grading waited {max(waits):.1f} s for a thread: {waits}"
     assert all(r.error is None and r.reward == 1.0 for r in results), results
+
+
+def test_pressure_the_graded_hosts_made_themselves_is_no_excuse() -> None:
+    from infragym.grading._health import Monitor, judge
+
+    cores = os.cpu_count() or 1
+    verdicts = {}
+    for hosts_cpu_s in (0.1 * cores, 5.0 * cores):  # over the 10 s window
+        m = Monitor()
+        m.samples = [(0.0, 0), (10.0, int(9.9e6))]  # some task waited 99% of the time
+        m.cpu = [(0.0, 0.0), (10.0, hosts_cpu_s)]
+        verdicts[hosts_cpu_s] = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0))
+    elsewhere, itself = verdicts.values()
+    # the pressure came from elsewhere: withheld
+    assert elsewhere is not None and elsewhere.overloaded and elsewhere.reason is not None
+    assert "CPU stall 99%" in elsewhere.reason
+    # the graded hosts used half the machine: the grade stands, and the note says why
+    assert itself is not None and not itself.overloaded and itself.reason is None
+    assert itself.sut_cores == pytest.approx(0.5 * cores)
+    assert itself.note is not None and "the system under test used" in itself.note
