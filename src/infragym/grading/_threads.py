@@ -29,8 +29,10 @@ _sized: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.Weak
 
 def ensure_threads(loop: asyncio.AbstractEventLoop, threads: int) -> int:
     """Give ``loop`` a default executor of at least ``threads`` threads (at least doubling
-    one this module set before); returns its size."""
-    size = _sized.get(loop, 0)
+    the one it has); returns its size."""
+    # a default executor the caller set (asyncio keeps it unexposed) is kept if big enough
+    current = getattr(loop, "_default_executor", None)
+    size = max(_sized.get(loop, 0), getattr(current, "_max_workers", 0) if current else 0)
     if size < threads:
         size = max(threads, 2 * size)
         loop.set_default_executor(
