@@ -81,6 +81,9 @@ class HealthLimits:
 #   8 at once: late 0-4.5%, CPU stall 47-98%, fault lag up to 21 s, pool lag up to 20.8 s,
 #              rewards 0.60 on 5-7 of 8 (every 0.60 beyond a limit, mostly fault/pool lag)
 #   8 at once, 32 pool threads: late 42-64%, CPU stall 99-100%, rewards 0.78-0.99
+#   8 at once, threads sized per grading (_threads; idle stall 83% before): late 0.6-2.5%,
+#              CPU stall 93-94%, fault lag <= 0.38 s, pool lag <= 0.16 s, withheld rewards
+#              0.995-1.0 on 7 of 8 (one 0.25), all 8 withheld by the CPU stall
 # and the CPU the graded hosts themselves used over the window (sut_share, 0.25 = half a
 # core on 2 cores):
 #   robust, calm: 0.14-0.16 cores; robust beside 16 external busy loops: 0.16 cores
