@@ -107,6 +107,22 @@ def test_pids_limit_contains_fork_bomb() -> None:
         h.kill_all()
 
 
+def test_a_hosts_cpu_use_is_counted_and_its_account_removed_with_it() -> None:
+    burn = "import time\nwhile time.process_time() < 0.5:\n    pass\n"
+    with Cluster(2) as c:
+        before = c.cpu_usage_s()
+        r = c["n1"].run([HOST_PYTHON, "-c", burn], timeout=30)
+        assert r.returncode == 0, r.stderr
+        after = c.cpu_usage_s()
+        account = c["n1"].cgroup.dirs["cpuacct"]
+        assert account.is_dir()
+    # the half second the exited process burnt is still counted, and only on its host
+    assert after["n1"] - before["n1"] >= 0.45, (before, after)
+    assert after["n2"] - before["n2"] < 0.25, (before, after)
+    assert not account.exists()
+    assert c.cpu_usage_s() == {}
+
+
 def test_no_leftovers_after_exception() -> None:
     run_id = None
     with pytest.raises(RuntimeError, match="boom"), Cluster(3) as c:

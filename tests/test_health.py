@@ -1,15 +1,16 @@
 """Grading judges its own machine: an overloaded grade is a platform failure, never a score,
 and the check does not excuse a system under test that is merely slow.
 
-Both gradings are real: the robust kv-replicated reference while CPU hogs saturate the
-machine, and a correct but slow service (each answer 1.5 s late, the client gives up at
-1 s) on an otherwise calm machine.
+The gradings are real: the robust kv-replicated reference while CPU hogs saturate the
+machine, a correct but slow service (each answer 1.5 s late, the client gives up at 1 s) on
+an otherwise calm machine, and a kv-replicated system whose hosts burn the CPU themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import pytest
 from conftest import needs_root
 from tinytask import tiny_task
 
-from infragym.grading import grade_workspace
+from infragym.grading import GradeResult, grade_workspace
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
 from infragym.tasks import find_task, load_task
 
@@ -78,6 +79,32 @@ def test_overloaded_grading_is_a_platform_failure_not_a_score(
     assert r.health is not None and r.health["overloaded"]
     # the rubric's verdict is kept for diagnosis, never as the reward
     assert r.withheld_reward is not None
+
+
+# busy loops on the host itself (each ends after HOG_S), then the naive server
+BURNING_START = f"""#!/bin/sh
+for i in 1 2 3; do
+    /usr/bin/python3 -c 'import time
+end = time.monotonic() + {HOG_S}
+while time.monotonic() < end:
+    pass' &
+done
+exec /usr/bin/python3 /srv/app/server.py
+"""
+
+
+@needs_root
+def test_a_system_that_burns_the_cpu_itself_is_scored_not_excused(tmp_path: Path) -> None:
+    task = find_task("kv-replicated")
+    ws = tmp_path / "ws"
+    shutil.copytree(task.solution("naive"), ws)
+    (ws / "start.sh").write_text(BURNING_START)
+    r = asyncio.run(grade_workspace(task, ws, 1, tmp_path / "art"))
+    # the machine was saturated, by the graded hosts: a score, never "no reward"
+    assert r.error is None and not r.overloaded, r.error
+    assert r.reward is not None, r
+    assert r.health is not None and r.health["sut_cores"] >= 0.5, r.health
+    assert any("the system under test used" in n for n in r.notes), r.notes
 
 
 SLOW_SERVER = """
@@ -218,3 +245,68 @@ def test_the_verdict_names_what_was_late() -> None:
     assert behind is not None and behind.overloaded and behind.reason is not None
     assert "3.0 s behind its schedule" in behind.reason
     assert judge(History(), 0.0, None) is None  # nothing to judge
+
+
+# holds a thread of the default executor for 4 s, as a grader's load does, and meanwhile
+# times a short call through the same executor, as its nemesis applies a fault
+HOLDING_GRADER = """
+import asyncio
+import time
+
+from infragym.checkers import CheckResult, Verdict
+from infragym.grading import GradeOutcome
+from infragym.rubric import Criterion, Rubric
+
+
+async def grade(ctx):
+    load = asyncio.ensure_future(asyncio.to_thread(time.sleep, 4))
+    await asyncio.sleep(1)
+    t0 = time.monotonic()
+    await asyncio.to_thread(time.sleep, 0)
+    waited = time.monotonic() - t0
+    await load
+    res = CheckResult("answer", Verdict.PASS, 1.0, "answer")
+    return GradeOutcome(Rubric([Criterion("answer")]).score({"answer": res}), 1.0, [str(waited)])
+"""
+
+
+def test_concurrent_gradings_in_one_process_do_not_starve_each_others_threads(
+    tmp_path: Path,
+) -> None:
+    # more gradings than Python's default executor has threads (min(32, cpus + 4))
+    n = min(32, (os.cpu_count() or 1) + 4) + 2
+    task = load_task(tiny_task(tmp_path, name="holds", dev_hosts=0, grader=HOLDING_GRADER))
+
+    async def all_at_once() -> list[GradeResult]:
+        return await asyncio.gather(
+            *(
+                grade_workspace(task, task.solution("robust"), seed, tmp_path / f"a{seed}")
+                for seed in range(n)
+            )
+        )
+
+    results = asyncio.run(all_at_once())
+    waits = [float(r.notes[0]) for r in results]
+    # with too few threads, each waits behind the others' 4 s loads
+    assert max(waits) < 2.0, f"a grading waited {max(waits):.1f} s for a thread: {waits}"
+    assert all(r.error is None and r.reward == 1.0 for r in results), results
+
+
+def test_pressure_the_graded_hosts_made_themselves_is_no_excuse() -> None:
+    from infragym.grading._health import Monitor, judge
+
+    cores = os.cpu_count() or 1
+    verdicts = {}
+    for hosts_cpu_s in (0.1 * cores, 5.0 * cores):  # over the 10 s window
+        m = Monitor()
+        m.samples = [(0.0, 0), (10.0, int(9.9e6))]  # some task waited 99% of the time
+        m.cpu = [(0.0, 0.0), (10.0, hosts_cpu_s)]
+        verdicts[hosts_cpu_s] = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0))
+    elsewhere, itself = verdicts.values()
+    # the pressure came from elsewhere: withheld
+    assert elsewhere is not None and elsewhere.overloaded and elsewhere.reason is not None
+    assert "CPU stall 99%" in elsewhere.reason
+    # the graded hosts used half the machine: the grade stands, and the note says why
+    assert itself is not None and not itself.overloaded and itself.reason is None
+    assert itself.sut_cores == pytest.approx(0.5 * cores)
+    assert itself.note is not None and "the system under test used" in itself.note

@@ -61,6 +61,15 @@ class GradeContext:
         c.start()
         return c
 
+    def cpu_usage_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each host of the clusters this grading made (the
+        system under test), by ``run id/host``; removed hosts are left out."""
+        usage: dict[str, float] = {}
+        for c in list(self._clusters):
+            for name, s in c.cpu_usage_s().items():
+                usage[f"{c.run_id}/{name}"] = s
+        return usage
+
     def remaining(self) -> float:
         """Seconds left of the grading budget."""
         return self.budget_s - (time.monotonic() - self._t0)

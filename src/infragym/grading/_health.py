@@ -23,16 +23,21 @@ last completion in the history):
 Beyond any threshold the grade is withheld: a platform failure with the reason, never a
 score. The thresholds come from measurements on a 2-core machine (see :data:`LIMITS`).
 The system under test cannot earn an excuse by being slow: a server that answers late
-leaves the client's starts on time, the CPU idle and the nemesis on schedule. (A system
-that burns the machine's CPU can; that is why the environment retries a bounded number
-of times and then fails the episode instead of retrying for ever.)
+leaves the client's starts on time, the CPU idle and the nemesis on schedule. Nor by
+burning the machine's CPU (busy loops started on every host, say): each host is in a
+cpuacct cgroup, the monitor samples the CPU the graded cluster's hosts used, and when they
+used at least ``sut_share`` of the machine's cores on average over the load window, the
+system under test explains the pressure: the grade stands, scored as measured, with a note
+that says how many cores it used. Only pressure from elsewhere withholds a grade.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +58,9 @@ class HealthLimits:
     be applied or healed (a fault that starts late or ends early moves the fault windows
     the availability is judged in). ``min_ops``: below this many operations late starts
     are not judged. ``min_run_s``: a grading without operations is judged by its CPU stall
-    alone, if it lasted at least this long.
+    alone, if it lasted at least this long. ``sut_share``: when the graded hosts themselves
+    used at least this share of the machine's cores on average over the window, the system
+    under test explains the pressure and the grade stands.
     """
 
     late_s: float = 0.1
@@ -63,6 +70,7 @@ class HealthLimits:
     max_pool_lag_s: float = 1.0
     min_ops: int = 20
     min_run_s: float = 5.0
+    sut_share: float = 0.25
 
 
 # Measured on the 2-core development machine, shared with other work (idle CPU stall 5-39%),
@@ -73,6 +81,14 @@ class HealthLimits:
 #   8 at once: late 0-4.5%, CPU stall 47-98%, fault lag up to 21 s, pool lag up to 20.8 s,
 #              rewards 0.60 on 5-7 of 8 (every 0.60 beyond a limit, mostly fault/pool lag)
 #   8 at once, 32 pool threads: late 42-64%, CPU stall 99-100%, rewards 0.78-0.99
+#   8 at once, threads sized per grading (_threads; idle stall 83% before): late 0.6-2.5%,
+#              CPU stall 93-94%, fault lag <= 0.38 s, pool lag <= 0.16 s, withheld rewards
+#              0.995-1.0 on 7 of 8 (one 0.25), all 8 withheld by the CPU stall
+# and the CPU the graded hosts themselves used over the window (sut_share, 0.25 = half a
+# core on 2 cores):
+#   robust, calm: 0.14-0.16 cores; robust beside 16 external busy loops: 0.16 cores
+#   (withheld: CPU stall 98%); the naive server with 3 busy loops on each host: 1.18 cores
+#   (CPU stall 94-99%, none late: the grade stands, 0.25)
 LIMITS = HealthLimits()
 
 
@@ -90,8 +106,10 @@ class Health:
     cpu_stall_peak: float | None
     fault_lag_max_s: float | None
     pool_lag_max_s: float | None
+    sut_cores: float | None
     overloaded: bool
     reason: str | None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,20 +156,41 @@ class Monitor:
     share between two monotonic times. ``pool_lags`` are (monotonic time, seconds) a no-op
     waited for a thread of the event loop's default executor: graders run their load and
     their faults there, and a pool exhausted by other gradings starts them late (measured:
-    8 gradings at once in one process wait up to 20 s for a thread).
+    8 gradings at once in one process wait up to 20 s for a thread). ``usage`` (if given)
+    returns the CPU seconds each graded host has used so far, by a name per host (a
+    grading's :meth:`GradeContext.cpu_usage_s`); ``cpu`` are (monotonic time, CPU seconds
+    all of them used), so :meth:`sut_cores` gives the cores they used between two times.
     """
 
-    def __init__(self, interval: float = 0.25, path: Path = PSI_CPU) -> None:
+    def __init__(
+        self,
+        interval: float = 0.25,
+        path: Path = PSI_CPU,
+        usage: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
         self.interval = interval
         self.path = path
+        self.usage = usage
         self.samples: list[tuple[float, int]] = []
+        self.cpu: list[tuple[float, float]] = []
         self.pool_lags: list[tuple[float, float]] = []
+        self._seen: dict[str, float] = {}  # the last CPU seconds read for each host
         self._tasks: list[asyncio.Task[None]] = []
 
     def sample(self) -> None:
         total = read_psi_total(self.path)
+        now = time.monotonic()
         if total is not None:
-            self.samples.append((time.monotonic(), total))
+            self.samples.append((now, total))
+        if self.usage is not None:
+            try:
+                usage = self.usage()
+            except Exception:  # a cluster torn down meanwhile: the next sample counts it
+                return
+            # a host removed since the last sample keeps what it had used by then
+            for name, used in usage.items():
+                self._seen[name] = max(used, self._seen.get(name, 0.0))
+            self.cpu.append((now, sum(self._seen.values())))
 
     async def _psi_loop(self) -> None:
         while True:
@@ -188,17 +227,14 @@ class Monitor:
 
     def stall(self, start: float, end: float) -> float | None:
         """The share of ``[start, end]`` (monotonic) with some task waiting for a CPU."""
-        before = [s for s in self.samples if s[0] <= start]
-        after = [s for s in self.samples if s[0] >= end]
-        if not before or not after:
-            inside = [s for s in self.samples if start <= s[0] <= end]
-            if len(inside) < 2:
-                return None
-            before, after = inside[:1], inside[-1:]
-        (t0, v0), (t1, v1) = before[-1], after[0]
-        if t1 <= t0:
-            return None
-        return min(1.0, max(0.0, (v1 - v0) / 1e6 / (t1 - t0)))
+        rate = _rate(self.samples, start, end)
+        return None if rate is None else min(1.0, max(0.0, rate / 1e6))
+
+    def sut_cores(self, start: float, end: float) -> float | None:
+        """The cores the graded hosts used on average over ``[start, end]`` (monotonic);
+        None without ``usage``."""
+        rate = _rate(self.cpu, start, end)
+        return None if rate is None else max(0.0, rate)
 
     def peak(self, start: float, end: float, span: float = 2.0) -> float | None:
         """The highest stall share over any stretch of about ``span`` seconds inside
@@ -216,6 +252,25 @@ class Monitor:
             share = min(1.0, max(0.0, (v1 - v0) / 1e6 / (t1 - t0)))
             best = share if best is None else max(best, share)
         return best
+
+
+def _rate(
+    samples: list[tuple[float, float]] | list[tuple[float, int]], start: float, end: float
+) -> float | None:
+    """How fast a cumulative sampled value grew per second over ``[start, end]``: from the
+    last sample at or before ``start`` to the first at or after ``end`` (the first and last
+    inside the window if the samples do not reach that far)."""
+    before = [x for x in samples if x[0] <= start]
+    after = [x for x in samples if x[0] >= end]
+    if not before or not after:
+        inside = [x for x in samples if start <= x[0] <= end]
+        if len(inside) < 2:
+            return None
+        before, after = inside[:1], inside[-1:]
+    (t0, v0), (t1, v1) = before[-1], after[0]
+    if t1 <= t0:
+        return None
+    return (v1 - v0) / (t1 - t0)
 
 
 def judge(
@@ -278,14 +333,26 @@ def judge(
             f"work for the grader waited {pool_lag:.1f} s for a free thread "
             f"(limit {limits.max_pool_lag_s:g} s; too many gradings at once in one process)"
         )
+    sut = monitor.sut_cores(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     measured = ", ".join(
         [
             f"{fraction:.0%} of {len(lags)} operations late",
             "no PSI" if stall is None else f"CPU stall {stall:.0%}",
             *([] if fault_lag is None else [f"fault lag {fault_lag:.2f} s"]),
             *([] if pool_lag is None else [f"thread wait {pool_lag:.2f} s"]),
+            *([] if sut is None else [f"the graded hosts used {sut:.2f} cores"]),
         ]
     )
+    cores = os.cpu_count() or 1
+    note = None
+    if reasons and sut is not None and sut >= limits.sut_share * cores:
+        # the system under test burnt the CPU itself: its own doing, never an excuse
+        note = (
+            f"the system under test used {sut:.1f} of the machine's {cores} cores on average "
+            f"over the load window (at least {limits.sut_share:.0%} of them), which explains "
+            f"the pressure ({'; '.join(reasons)}): the grade stands as measured"
+        )
+        reasons = []
     return Health(
         window_s=end - start,
         ops=len(lags),
@@ -297,6 +364,7 @@ def judge(
         cpu_stall_peak=peak,
         fault_lag_max_s=fault_lag,
         pool_lag_max_s=pool_lag,
+        sut_cores=sut,
         overloaded=bool(reasons),
         reason=(
             f"grading overloaded: {'; '.join(reasons)} (all measured: "
@@ -306,6 +374,7 @@ def judge(
         )
         if reasons
         else None,
+        note=note,
     )
 
 

@@ -4,7 +4,8 @@ The grader runs under the task's budget. An :class:`~infragym.InfraGymError` rai
 platform (a cluster that cannot be built, say) or any exception from the grader is a
 platform failure: the result carries ``error`` and no reward, never a reward of 0. So is a
 grading whose machine was overloaded during its load window (``_health``): its reward is
-withheld (kept as ``withheld_reward`` for diagnosis) and ``overloaded`` is set.
+withheld (kept as ``withheld_reward`` for diagnosis) and ``overloaded`` is set, unless the
+graded system's own hosts burnt the CPU: then the grade stands, with a note saying so.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..tasks import Task
 from ._context import GradeContext, GradeOutcome
 from ._health import Monitor, judge
 from ._result import GradeResult
+from ._threads import grading_threads
 
 GradeFn = Callable[[GradeContext], Awaitable[GradeOutcome]]
 MAX_WORKSPACE_BYTES = 64 << 20
@@ -148,11 +150,14 @@ async def grade_workspace(
         ctx.history.meta.update({"task": task.name, "seed": seed})
         error: str | None = None
         outcome: GradeOutcome | None = None
-        monitor = Monitor()
+        monitor = Monitor(usage=ctx.cpu_usage_s)
         run_start = time.monotonic()
         try:
-            async with monitor:
-                outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
+            with grading_threads():
+                async with monitor:
+                    outcome = await asyncio.wait_for(
+                        grader(ctx), timeout=task.spec.grading_budget_s
+                    )
         except TimeoutError:
             error = (
                 f"the grader exceeded its budget of {task.spec.grading_budget_s:.0f} s "
@@ -223,6 +228,6 @@ async def grade_workspace(
         history_path=str(history_path),
         artifacts_dir=str(artifacts),
         timings=timings,
-        notes=outcome.notes,
+        notes=[*outcome.notes, *([health.note] if health is not None and health.note else [])],
         health=health_dict,
     )

@@ -1,8 +1,10 @@
-"""Per-host control groups (cgroup v1: pids, memory, cpu, freezer).
+"""Per-host control groups (cgroup v1: pids, memory, cpu, cpuacct, freezer).
 
 A host's cgroup is how the sandbox finds *every* process of that host, including ones that
 double-forked away from their parent: crash kills the cgroup, pause freezes it, cleanup
-empties and removes it.
+empties and removes it. cpuacct counts the CPU time the host's processes used (the
+grading's health check tells a system under test that burns the machine from an
+overloaded machine by it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from .._errors import CapabilityError, ConfigError, ResourceError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CONTROLLERS = ("pids", "memory", "cpu", "freezer")
+CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer")
 PARENT = "infragym"
 TCP_LIMIT_FILE = "memory.kmem.tcp.limit_in_bytes"
 
@@ -27,14 +29,16 @@ def cgroup_v1_available() -> tuple[bool, str]:
     if missing:
         return False, (
             f"cgroup v1 controllers not mounted: {', '.join(missing)} "
-            f"(infragym needs pids, memory, cpu and freezer under {CGROUP_ROOT})"
+            f"(infragym needs pids, memory, cpu, cpuacct and freezer under {CGROUP_ROOT})"
         )
     if not (CGROUP_ROOT / "memory" / TCP_LIMIT_FILE).exists():
         return False, (
             f"{CGROUP_ROOT / 'memory' / TCP_LIMIT_FILE} is missing: infragym charges each "
             "host's TCP buffers to its cgroup (a kernel with CONFIG_MEMCG_KMEM is needed)"
         )
-    return True, "cgroup v1 pids, memory (with TCP accounting), cpu and freezer are mounted"
+    return True, (
+        "cgroup v1 pids, memory (with TCP accounting), cpu, cpuacct and freezer are mounted"
+    )
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,14 @@ class HostCgroup:
         except FileNotFoundError:
             return []
         return [int(x) for x in text.split()]
+
+    def cpu_usage_s(self) -> float | None:
+        """CPU seconds every process of the host has used since the host was made, those
+        that exited included (None once the cgroup is gone)."""
+        try:
+            return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
 
     def exists(self) -> bool:
         return any(d.exists() for d in self.dirs.values())

@@ -369,6 +369,13 @@ class Cluster(Lifecycle):
                 with contextlib.suppress(RuntimeError):  # that loop has just closed
                     loop.call_soon_threadsafe(task.cancel)
 
+    def cpu_usage_s(self) -> dict[str, float]:
+        """CPU seconds each host's processes have used so far (exited ones included), by
+        host name; hosts already removed are left out. The client namespace is not a host:
+        the load and the nemesis are not counted."""
+        usage = {h.name: h.cpu_usage_s() for h in self.hosts}
+        return {name: s for name, s in usage.items() if s is not None}
+
     # -- access --------------------------------------------------------------------------
 
     def host(self, name: str) -> Host:

@@ -405,6 +405,11 @@ class Host:
         """Every process of the host, found through its cgroup."""
         return self.cgroup.pids()
 
+    def cpu_usage_s(self) -> float | None:
+        """CPU seconds the host's processes have used so far, exited ones included (its
+        cgroup's cpuacct; None once the host is removed)."""
+        return self.cgroup.cpu_usage_s()
+
     def reap(self) -> None:
         with self._lock:
             for p in self.processes:

@@ -5,11 +5,11 @@ operations (``exec``, ``read_file``, ``write_file``), as inspect_ai splits its s
 the env can tear a workstation down from anywhere while operations stay simple.
 
 Each command is a fresh process tree, launched the way host processes are: forked, joined to
-the workstation's cgroups (pids, memory, cpu, freezer) and network namespace before exec, then
-bubblewrap and ``setpriv`` to ``nobody`` with no capabilities and ``no_new_privs``, in its own
-PID namespace under a minimal init that shows nothing of the platform (:mod:`._launch`).
-When the command's main process exits, or is killed on timeout, the kernel kills everything
-it started: nothing the agent runs outlives its command.
+the workstation's cgroups (pids, memory, cpu, cpuacct, freezer) and network namespace before
+exec, then bubblewrap and ``setpriv`` to ``nobody`` with no capabilities and
+``no_new_privs``, in its own PID namespace under a minimal init that shows nothing of the
+platform (:mod:`._launch`). When the command's main process exits, or is killed on timeout,
+the kernel kills everything it started: nothing the agent runs outlives its command.
 
 The view is a whitelist (:mod:`._view`, shared with the dev hosts), not the machine's ``/``
 read-only as hosts get: the machine's repositories, home directories and virtualenvs are
