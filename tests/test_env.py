@@ -503,8 +503,13 @@ def test_sigterm_and_sigint_mid_step_remove_everything(task_dir: Path, sig: int)
     time.sleep(0.3)
     assert all(leftovers(i)["netns"] or leftovers(i)["cgroups"] for i in ids)
     p.send_signal(sig)
-    p.communicate(timeout=30)
-    assert p.returncode != 0
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate(timeout=30)
+        pytest.fail(f"the child outlived signal {sig} by 30 s\n{out=}\n{err=}")
+    assert p.returncode != 0, f"the child exited 0 after signal {sig}\n{out=}\n{err=}"
     for run_id in ids:
         assert_no_leftovers(run_id)
 
