@@ -467,8 +467,13 @@ def test_host_bash_background_and_timeouts(episode: SyncEnv) -> None:
 
 
 def _child(task: Path, body: str) -> subprocess.Popen[str]:
+    # SIGINT as a program in a terminal's foreground gets it: pytest started with `&` by a
+    # shell without job control ignores SIGINT, its children inherit that, and Python and
+    # asyncio leave an ignored SIGINT ignored (the step then ran into its command timeout
+    # and the child exited 0)
     code = textwrap.dedent(f"""
         import asyncio, os, signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import infragym
         from infragym.env import ToolCall
         env = infragym.make({str(task)!r}, artifacts_dir={str(task.parent / "art")!r})
