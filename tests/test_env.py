@@ -463,8 +463,13 @@ def test_host_bash_background_and_timeouts(episode: SyncEnv) -> None:
 
 
 def _child(task: Path, body: str) -> subprocess.Popen[str]:
+    # SIGINT as a program in a terminal's foreground gets it: pytest started with `&` by a
+    # shell without job control ignores SIGINT, its children inherit that, and Python and
+    # asyncio leave an ignored SIGINT ignored (the step then ran into its command timeout
+    # and the child exited 0)
     code = textwrap.dedent(f"""
         import asyncio, os, signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import infragym
         from infragym.env import ToolCall
         env = infragym.make({str(task)!r}, artifacts_dir={str(task.parent / "art")!r})
@@ -504,8 +509,13 @@ def test_sigterm_and_sigint_mid_step_remove_everything(task_dir: Path, sig: int)
     time.sleep(0.3)
     assert all(leftovers(i)["netns"] or leftovers(i)["cgroups"] for i in ids)
     p.send_signal(sig)
-    p.communicate(timeout=30)
-    assert p.returncode != 0
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate(timeout=30)
+        pytest.fail(f"the child outlived signal {sig} by 30 s\n{out=}\n{err=}")
+    assert p.returncode != 0, f"the child exited 0 after signal {sig}\n{out=}\n{err=}"
     for run_id in ids:
         assert_no_leftovers(run_id)
 

@@ -85,3 +85,34 @@ def test_a_pty_shell_has_job_control_and_survives_commands_and_close_kills_it(
         read_until(p, b"back-5")
         assert p.poll() is None and len(ws.pids()) >= 2
     assert p.poll() is not None and ws.pids() == []  # close killed the shell and its job
+
+
+def test_a_command_cancelled_while_it_starts_is_killed_whole(ws: Workstation) -> None:
+    # Ctrl-C under asyncio.run cancels the step whatever it is at; here, the start: the
+    # monitor is forked but its pipes are not connected yet. asyncio alone would kill the
+    # monitor only and wait for the output to end, held open by the namespace's init
+    async def main() -> None:
+        t = asyncio.ensure_future(ws.exec(["sleep", "300"], timeout=600))
+        for _ in range(1000):  # the monitor is forked synchronously: see it, then
+            if ws.pids():  # connecting its pipes takes more turns of the loop
+                break
+            await asyncio.sleep(0)
+        for _ in range(200):  # no await: the start stays where it is meanwhile
+            if any(_cmdline(pid) == "sleep 300" for pid in ws.pids()):
+                break
+            time.sleep(0.05)
+        t.cancel()
+        done, _ = await asyncio.wait([t], timeout=20)
+        assert done, "a cancelled exec outlived its cancel by 20 s"
+        assert t.cancelled()
+        assert ws.pids() == []
+
+    asyncio.run(main())
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

@@ -216,8 +216,8 @@ class Workstation(Lifecycle, AgentSandbox):
             raise ConfigError("argv must be non-empty and contain no NUL characters")
         t0 = time.monotonic()
         launch = self._launch(argv)
-        try:
-            proc = await asyncio.create_subprocess_exec(
+        start = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 *launch.argv,
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -228,6 +228,18 @@ class Workstation(Lifecycle, AgentSandbox):
                 close_fds=True,
                 pass_fds=launch.fds,
             )
+        )
+        try:
+            try:
+                proc = await asyncio.shield(start)
+            except asyncio.CancelledError:
+                # asyncio's own undoing of a cancelled start kills the monitor alone and
+                # then waits for the command's output to end, which the namespace's init,
+                # left alive, holds open: a Ctrl-C would hang for as long as the command
+                # runs. Let the start finish and kill the whole tree instead.
+                with contextlib.suppress(Exception):
+                    await kill_tree(await start, None)
+                raise
         except (OSError, ValueError) as exc:
             raise ResourceError(
                 f"cannot start a command in workstation {self.run_id}: {exc}"
