@@ -134,7 +134,10 @@ def test_no_leftovers_after_exception() -> None:
 
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # take Ctrl-C as a foreground program does, even when the test runs in the background
+    # of a shell without job control (which starts it with SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from infragym.sandbox import Cluster
     c = Cluster(3).start()
     c.hosts[0].spawn("sleeper", ["sleep", "300"])
