@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,6 +44,7 @@ from infragym.workload import HttpCall, Op, Result, Stream, Target, parse_target
 TASK = load_task(Path(__file__).parent)
 HOSTS = TASK.spec.topology.hosts
 PORT = int(TASK.spec.contract_env["PORT"])
+START_CMD = ("/bin/sh", "/srv/app/start.sh")  # `infragym validate` checks every workspace has it
 INCR_RATE = 30.0
 READ_RATE = 20.0
 OP_TIMEOUT_S = 1.0
@@ -120,7 +122,14 @@ def workload(urls: Mapping[str, str], seed: int, duration: float) -> list[Stream
 
 
 def _counts(history: History) -> list[Operation]:
-    return [op for op in history.operations() if op.f in ("incr", "read")]
+    """The counter's operations, each with the value its answer carried as ``result``
+    (``History.operations`` keeps a completion's value only for reads)."""
+    answered = {e.id: e.value for e in history.ops if e.type is not OpType.INVOKE}
+    return [
+        dataclasses.replace(op, result=answered.get(op.id))
+        for op in history.operations()
+        if op.f in ("incr", "read")
+    ]
 
 
 @dataclass(frozen=True)
