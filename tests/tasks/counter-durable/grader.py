@@ -49,6 +49,7 @@ INCR_RATE = 30.0
 READ_RATE = 20.0
 OP_TIMEOUT_S = 1.0
 READS_ONLY_S = 1.0  # the increments stop this long before the reads: the final count
+LISTEN_S = 5.0  # a start command must listen within it (instructions.md)
 RECOVERY_S = 3.0  # each heal to the first answer, at most
 SERVING_SLO = 0.9
 NAIVE_CAP = 0.25
@@ -388,9 +389,7 @@ async def t_concurrent_incrs(p: HttpProbe) -> None:
 
 
 SERVICE = ServiceGrader(
-    contract=Contract(
-        ("/bin/sh", "/srv/app/start.sh"), PORT, env_from_spec(TASK.spec), name="counter"
-    ),
+    contract=Contract(START_CMD, PORT, env_from_spec(TASK.spec), name="counter", listen_s=LISTEN_S),
     functional=Functional(
         [
             ("starts-at-zero", t_starts_at_zero),
@@ -402,7 +401,7 @@ SERVICE = ServiceGrader(
     workload=workload,
     checkers=checkers,
     rubric=rubric(),
-    phases=Phases(tail_s=2.5, settle_s=0.5, check_budget_s=CHECK_BUDGET_S),
+    phases=Phases(tail_s=2.5, settle_s=0.5, listen_s=LISTEN_S, check_budget_s=CHECK_BUDGET_S),
 )
 
 
