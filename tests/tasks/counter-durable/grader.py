@@ -397,6 +397,7 @@ SERVICE = ServiceGrader(
             ("concurrent-incrs", t_concurrent_incrs),
         ],
         ready_path="/value",
+        ready_s=LISTEN_S,
     ),
     workload=workload,
     checkers=checkers,
