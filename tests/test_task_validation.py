@@ -131,3 +131,37 @@ def test_every_probe_materializes_a_deployable_workspace(tmp_path: Path) -> None
         assert f"BEHAVIOUR = {name!r}" in (ws / "probe.py").read_text()
     with pytest.raises(Exception, match="known: "):
         probe("nope")
+
+
+def test_a_grading_withheld_as_overloaded_is_graded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """validate_tiers retries what the machine was too busy to measure, as the Env does;
+    one still overloaded after the retries is an error in the report, never a reward."""
+    import asyncio
+
+    import infragym.testing._check_task as ct
+    from infragym.grading import GradeResult
+
+    real = ct.grade_workspace
+    calls: list[str] = []
+
+    async def busy_first(task, ws, seed, where, *a, **kw):  # type: ignore[no-untyped-def]
+        calls.append(Path(where).name)
+        if len(calls) == 1 or "starter" in str(where):
+            return GradeResult(task=task.name, seed=seed, reward=None, overloaded=True,
+                               error="grading overloaded: CPU stall 99%")
+        return await real(task, ws, seed, where, *a, **kw)
+
+    async def no_wait(max_wait_s: float = 0.0) -> float:
+        return 0.0
+
+    monkeypatch.setattr(ct, "grade_workspace", busy_first)
+    monkeypatch.setattr(ct, "wait_for_calm", no_wait)
+    task = load_task(banded_task(tmp_path))
+    report = asyncio.run(ct.validate_tiers(task, (1,), ["robust", "starter"], retries=1))
+    rows = {r.tier: r for r in report.rows}
+    assert rows["robust"].rewards == {1: 1.0}, calls
+    assert calls[:2] == ["robust-seed1", "robust-seed1-retry1"]
+    assert rows["starter"].rewards == {1: None} and "overloaded" in rows["starter"].errors[1]
+    assert calls.count("starter-seed1") + calls.count("starter-seed1-retry1") == 2

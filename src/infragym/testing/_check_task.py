@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ConfigError
-from ..grading import GradeResult, grade_workspace
+from ..grading import GradeResult, grade_workspace, wait_for_calm
 from ..probes import probe
 from ..tasks import STARTER, Band, Task, load_task, validate_task
 
@@ -120,12 +120,17 @@ async def validate_tiers(
     concurrency: int = 1,
     out_dir: str | Path | None = None,
     on_result: Callable[[str, int, GradeResult], None] | None = None,
+    retries: int = 2,
+    retry_wait_s: float = 60.0,
 ) -> TierReport:
     """Grade every tier on every seed (``concurrency`` at a time) against its band.
 
     A tier's spread across seeds is held to the task's ``max_spread`` when its band has a
     floor (a tier that must score: a robust reference whose reward depends on the seed is
-    a flaky task); cheats and weak tiers only need to stay under their ceilings.
+    a flaky task); cheats and weak tiers only need to stay under their ceilings. A grading
+    withheld as overloaded is graded again, up to ``retries`` times, once the machine is
+    calmer (at most ``retry_wait_s`` of waiting each time); still overloaded, it is a
+    platform error in the report, never a reward.
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
@@ -154,7 +159,17 @@ async def validate_tiers(
         async def one(tier: str, seed: int) -> None:
             ws = spaces[tier]
             async with sem:
-                r = await grade_workspace(task, ws, seed, root / f"{tier}-seed{seed}")
+                where = root / f"{tier}-seed{seed}"
+                r = await grade_workspace(task, ws, seed, where)
+                # a grading the machine was too busy to measure has no reward: grade it
+                # again on a calmer machine, as the Env does, a bounded number of times
+                for attempt in range(1, retries + 1):
+                    if not r.overloaded:
+                        break
+                    await wait_for_calm(retry_wait_s)
+                    r = await grade_workspace(
+                        task, ws, seed, where.with_name(f"{where.name}-retry{attempt}")
+                    )
             results[tier, seed] = r
             if on_result is not None:
                 on_result(tier, seed, r)
