@@ -159,10 +159,15 @@ def _spawn_child(tail: str) -> tuple[subprocess.Popen[str], str]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_no_leftovers_after_signal(sig: int) -> None:
     p, run_id = _spawn_child("time.sleep(60)")
-    assert leftovers(run_id)["netns"]
-    p.send_signal(sig)
-    p.wait(timeout=20)
-    p.stdout.close()  # type: ignore[union-attr]
+    try:
+        assert leftovers(run_id)["netns"]
+        p.send_signal(sig)
+        p.wait(timeout=20)
+    finally:
+        if p.poll() is None:  # it outlived the signal: end it (and fail) without leaking it
+            p.kill()
+            p.wait()
+        p.stdout.close()  # type: ignore[union-attr]
     assert_no_leftovers(run_id)
 
 
