@@ -10,6 +10,8 @@ gives an unknown verdict instead of ending the run.
 - :class:`LostWrites`: acknowledged register writes missing from the final reads.
 - :class:`StaleReads`: reads of overwritten, never-written or failed-write values.
 - :class:`Linearizable`: per-key WGL search over read / write / cas.
+- :class:`Recovery`: seconds from each heal to service again (the service as a whole,
+  e.g. one host that cannot be available while it is crashed, but must come back).
 """
 
 from ._availability import Availability, faulted_hosts
@@ -17,6 +19,7 @@ from ._base import Checker, CheckResult, Verdict, run_checker
 from ._latency import Latency
 from ._linearizable import Linearizable
 from ._lost_writes import LostWrites
+from ._recovery import Recovery
 from ._run import check_all
 from ._stale_reads import StaleReads
 
@@ -27,6 +30,7 @@ __all__ = [
     "Latency",
     "Linearizable",
     "LostWrites",
+    "Recovery",
     "StaleReads",
     "Verdict",
     "check_all",

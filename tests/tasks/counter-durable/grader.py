@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infragym.checkers import Availability, Checker, CheckResult, Verdict
+from infragym.checkers import Availability, Checker, CheckResult, Recovery, Verdict
 from infragym.grading import (
     Contract,
     ExpectationFailed,
@@ -248,59 +248,11 @@ def _running_max(values: Iterator[int]) -> Iterator[int]:
         yield m
 
 
-@dataclass(frozen=True)
-class Recovery:
-    """Seconds from each heal to the completion of the first ok operation meant to start
-    after it (``recovery.<label>_s``; None when none did before the next fault);
-    ``recovery_max_s`` the largest. Passes when every heal recovered within ``within_s``."""
-
-    within_s: float = RECOVERY_S
-    name: str = "recovery"
-
-    def check(self, history: History) -> CheckResult:
-        ops = [op for op in _counts(history) if op.ok]
-        windows = sorted(history.fault_windows(), key=lambda w: w.start)
-        metrics: dict[str, float | int | str | None] = {}
-        late = []
-        figures = []
-        for k, w in enumerate(windows):
-            until = windows[k + 1].start if k + 1 < len(windows) else math.inf
-            after = [op.complete for op in ops if w.end <= op.intended < until]
-            took = min(after) - w.end if after else None
-            metrics[f"recovery.{w.label}_s"] = took
-            figures.append(math.inf if took is None else took)
-            if took is None or took > self.within_s:
-                late.append(f"{w.label} " + ("never" if took is None else f"{took:.2f} s"))
-        if not windows:
-            return CheckResult(self.name, Verdict.UNKNOWN, 0.0, "no fault was healed", judged=0)
-        worst = max(figures)
-        metrics["recovery_max_s"] = worst if math.isfinite(worst) else None
-        shown = ", ".join(f"{w.label} {f:.2f} s" for w, f in zip(windows, figures, strict=True))
-        if late:
-            return CheckResult(
-                self.name,
-                Verdict.FAIL,
-                0.0,
-                f"not serving within {self.within_s:g} s of the heal: "
-                f"{', '.join(late)} (all: {shown})",
-                metrics,
-                judged=len(windows),
-            )
-        return CheckResult(
-            self.name,
-            Verdict.PASS,
-            1.0,
-            f"served again after every heal: {shown}",
-            metrics,
-            judged=len(windows),
-        )
-
-
 def checkers(budget_s: float = CHECK_BUDGET_S) -> list[Checker]:
     return [
         CounterCheck("durable", max_error=0.0),
         CounterCheck("keeps-count", max_error=0.5),
-        Recovery(),
+        Recovery(within_s=RECOVERY_S, ops=("incr", "read")),
         Availability(slo=SERVING_SLO, scope="steady", name="serving"),
     ]
 
