@@ -14,6 +14,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import needs_root
 
 from infragym.grading import grade_workspace
@@ -24,6 +25,7 @@ TASK = find_task("kv-replicated")
 HOSTILE = Path(__file__).parent / "hostile"
 SEED = 1
 ROBUST_SOLO = 1.0  # the robust reference's reward on seed 1 graded alone
+KEYS = {f"k{i}" for i in range(12)}  # the load's hot keys, whose reads hostile.py replaces
 
 
 def hostile_workspace(root: Path, mode: str) -> Path:
@@ -37,10 +39,13 @@ def hostile_workspace(root: Path, mode: str) -> Path:
 
 
 @needs_root
+@pytest.mark.parametrize("mode", ["invalid-utf8", "big"])
 def test_a_service_answering_garbage_does_not_change_its_neighbours_reward(
-    tmp_path: Path,
+    tmp_path: Path, mode: str
 ) -> None:
-    hostile = hostile_workspace(tmp_path, "invalid-utf8")
+    """``invalid-utf8``: 1 MiB of non-UTF-8 per read; ``big``: 4 MiB per read (refused
+    unread, so every such read fails)."""
+    hostile = hostile_workspace(tmp_path, mode)
 
     async def side_by_side():  # type: ignore[no-untyped-def]
         return await asyncio.gather(
@@ -55,6 +60,11 @@ def test_a_service_answering_garbage_does_not_change_its_neighbours_reward(
     assert bad.functional == 1.0 and bad.reward is not None and bad.reward < 0.5, bad.notes
     assert bad.history_path is not None
     history = History.read_jsonl(bad.history_path)
-    garbage = [op.result for op in history.operations() if op.f == "read" and op.ok]
-    assert garbage and all(is_digest(r) for r in garbage if r is not None and r[:1] == "<")
+    reads = [op for op in history.operations() if op.f == "read" and op.key in KEYS]
+    if mode == "invalid-utf8":
+        garbage = [op.result for op in reads if op.ok]
+        assert garbage and all(is_digest(r) for r in garbage if r is not None and r[:1] == "<")
+    else:
+        refused = [op for op in reads if not op.ok and "1 MiB" in (op.error or "")]
+        assert refused, "the 4 MiB answers were not refused as oversize"
     assert Path(bad.history_path).stat().st_size < 8 << 20

@@ -200,34 +200,24 @@ async def grade_workspace(
             overloaded=health is not None and health.overloaded,
             health=health_dict,
         )
-    if health is not None and health.overloaded:
-        return GradeResult(
-            task=task.name,
-            seed=seed,
-            reward=None,
-            breakdown={c.name: c.score for c in outcome.reward.breakdown},
-            detail=outcome.reward,
-            timeline=timeline,
-            history_path=str(history_path),
-            artifacts_dir=str(artifacts),
-            timings=timings,
-            notes=outcome.notes,
-            error=health.reason,
-            overloaded=True,
-            health=health_dict,
-            withheld_reward=outcome.reward.reward,
-        )
+    # an overloaded machine's measurements cannot be trusted: the reward is withheld (kept
+    # for diagnosis), and the grading is a platform failure to be graded again
+    withheld = health is not None and health.overloaded
+    note = [health.note] if health is not None and health.note and not withheld else []
     return GradeResult(
         task=task.name,
         seed=seed,
-        reward=outcome.reward.reward,
-        functional=outcome.functional,
+        reward=None if withheld else outcome.reward.reward,
+        functional=None if withheld else outcome.functional,
         breakdown={c.name: c.score for c in outcome.reward.breakdown},
         detail=outcome.reward,
         timeline=timeline,
         history_path=str(history_path),
         artifacts_dir=str(artifacts),
         timings=timings,
-        notes=[*outcome.notes, *([health.note] if health is not None and health.note else [])],
+        notes=[*outcome.notes, *note],
+        error=health.reason if withheld and health is not None else None,
+        overloaded=withheld,
         health=health_dict,
+        withheld_reward=outcome.reward.reward if withheld else None,
     )
