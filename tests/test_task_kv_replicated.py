@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import assert_no_leftovers, needs_root
+from histories import HistoryBuilder
 
 from infragym.checkers import CheckResult, Verdict, faulted_hosts
 from infragym.grading import GradeContext, GradeResult, grade_workspace
@@ -181,6 +182,30 @@ def test_the_rubric_gates_on_serving_and_on_a_single_point_of_failure() -> None:
     lin = CheckResult("linearizable", Verdict.PASS, 1.0, "all keys linearizable", judged=3)
     r = rubric.score(_all_pass(linearizable=lin))
     assert r.reward == pytest.approx(0.25) and r.vacuous == ["linearizable"]
+
+
+def _leader_crash(back_after: float | None) -> History:
+    """n1 crashed from 2 s to 4 s; the healthy n2 and n3 fail every request until
+    ``back_after`` seconds into the window (never, when None), then serve."""
+    b = HistoryBuilder()
+    b.fault("crash-1", 2.0, 4.0, fault="crash", targets=("n1",))
+    for i in range(120):  # 20 requests a second to each healthy host, 1 s to 4 s
+        t = 1.0 + i / 40
+        ok = t < 2.0 or (back_after is not None and t >= 2.0 + back_after)
+        node = ("n2", "n3")[i % 2]
+        b.op("read", "k", t=t, done=t + 0.01, outcome="ok" if ok else "fail", node=node)
+    return b.build()
+
+
+def test_a_correct_failover_is_no_single_point_of_failure_but_a_spof_is() -> None:
+    """A leader-based design that fails over 1.2 s into a 2 s window (40 % there) pays in
+    the availability weight; only a service that never serves while a host is away (a
+    single point of failure) is held at the naive level."""
+    g = grader_module()
+    (spof_check,) = [c for c in g.checkers() if c.name == "no-spof"]
+    assert spof_check.check(_leader_crash(1.2)).verdict is Verdict.PASS
+    never = spof_check.check(_leader_crash(None))
+    assert never.verdict is Verdict.FAIL, never.explanation
 
 
 def _taken_away(g: ModuleType, seed: int, hosts: list[str]) -> Counter[str]:

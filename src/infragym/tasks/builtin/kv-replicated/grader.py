@@ -43,7 +43,7 @@ COLD_KEYS = 12
 AVAILABILITY_SLO = 0.99
 AVAILABILITY_FLOOR = 0.5
 SERVING_SLO = 0.9
-FAILOVER_FLOOR = 0.5
+FAILOVER_FLOOR = 0.2  # a SPOF serves ~0 %; a ~1 s failover pays in availability, not the cap
 NAIVE_CAP = 0.25
 CHECK_BUDGET_S = 20.0
 
@@ -57,8 +57,8 @@ def rubric() -> Rubric:
     - serving (gate, cap 0): outside fault windows >= 90 % of requests are answered ok; a
       service that passes the tests and then refuses everything has shown nothing.
     - no-spof (gate, cap 0.25): in every fault window the hosts it left healthy answer
-      >= 50 % ok; every host is taken away once per run, so a service whose data or
-      leadership lives on one host fails this whatever the seed.
+      >= 20 % ok; every host is taken away once per run, so a service whose data or
+      leadership lives on one host (~0 % there) fails this whatever the seed.
     - linearizable (gate, cap 0.25; weight 2): stale or lost data earns at most 0.25.
     - lost-writes (weight 3, all or nothing): one lost write is not 99 % durable.
     - stale-reads (weight 1, fraction of clean reads).
