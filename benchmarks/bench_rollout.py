@@ -1,14 +1,17 @@
-"""Episodes per hour for training: one at a time, at concurrency C, and through verifiers.
+"""Episodes per hour for training: one at a time, at each concurrency asked, and through
+verifiers.
 
-    .venv/bin/python benchmarks/bench_rollout.py [--task kv-replicated] [--episodes 4]
-                                                 [--concurrency 4]
+    .venv/bin/python benchmarks/bench_rollout.py [--task kv-replicated] [--episodes 8]
+                                                 [--concurrency 1,4,8,16] [--verifiers]
 
 Every episode is the same work: the scripted test model (``ScriptedModelServer``) plays
-the task's robust reference over real HTTP, the episode is graded for real. Three ways,
-in one run: ``rollout_many`` one at a time (the floor), ``rollout_many`` at concurrency C,
-and verifiers rollouts (``infragym-verifiers``: its interception server in the model's
-path, its trace recording and scoring) at the same concurrency. Printed: wall time,
-episodes per hour, the speed-up over one at a time, and the rewards, which must agree.
+the task's robust reference over real HTTP, the episode is graded for real. In one run:
+``rollout_many`` one at a time (the floor), then at each concurrency, and (``--verifiers``)
+verifiers rollouts (``infragym-verifiers``: its interception server in the model's path,
+its trace recording and scoring) at the largest. Printed: wall time, episodes per hour, the
+speed-up over one at a time, the median and largest wait for room to grade (admission
+control), and the rewards, which must agree with one at a time within 0.05 (an
+overloaded grading is retried, and shown as ``err`` if it stayed overloaded).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +35,8 @@ KEY_VAR = "INFRAGYM_BENCH_MODEL_KEY"
 
 async def with_rollout_many(
     task: str, seeds: list[int], concurrency: int, art: Path
-) -> tuple[float, list[float | None]]:
+) -> tuple[float, list[float | None], list[float]]:
+    """Wall time, rewards in seed order and each grading's wait for room."""
     script = reference_script(find_task(task), "robust")
     async with ScriptedModelServer(then=by_turn(script)) as server:
 
@@ -40,7 +45,8 @@ async def with_rollout_many(
 
         t0 = time.monotonic()
         outs = await rollout_many(task, agent, seeds, concurrency, artifacts_dir=art)
-        return time.monotonic() - t0, [o.reward for o in outs]
+        waits = [o.grade.timings.get("admission_wait_s", 0.0) for o in outs if o.grade]
+        return time.monotonic() - t0, [o.reward for o in outs], waits
 
 
 async def with_verifiers(
@@ -67,40 +73,71 @@ async def with_verifiers(
     return wall, [e.traces[0].reward if e.ok else None for e in episodes]
 
 
-def row(label: str, wall: float, n: int, floor: float, rewards: list[float | None]) -> None:
+def row(
+    label: str,
+    wall: float,
+    n: int,
+    floor: float,
+    rewards: list[float | None],
+    waits: list[float] | None = None,
+) -> None:
     shown = " ".join("err" if r is None else f"{r:.2f}" for r in rewards)
-    print(f"{label:<30} {wall:>7.1f} {n * 3600 / wall:>8.0f} {floor / wall:>7.2f}x   {shown}")
+    wait = f"{statistics.median(waits):>6.1f} {max(waits):>6.1f}" if waits else f"{'-':>6} {'-':>6}"
+    print(
+        f"{label:<30} {wall:>7.1f} {n * 3600 / wall:>8.0f} {floor / wall:>7.2f}x {wait}   {shown}"
+    )
 
 
-async def main_async(task: str, episodes: int, concurrency: int) -> None:
+def agree(solo: list[float | None], other: list[float | None]) -> bool:
+    return all(
+        a is not None and b is not None and abs(a - b) <= 0.05
+        for a, b in zip(solo, other, strict=True)
+    )
+
+
+async def main_async(task: str, episodes: int, levels: list[int], verifiers: bool) -> None:
     seeds = list(range(1, episodes + 1))
     with tempfile.TemporaryDirectory(prefix="infragym-bench-") as tmp:
         art = Path(tmp)
         print(f"{episodes} episodes of {task}, scripted model playing the robust reference\n")
-        print(f"{'':<30} {'wall s':>7} {'ep/hour':>8} {'speed-up':>8}   rewards (seed order)")
-        floor, r1 = await with_rollout_many(task, seeds, 1, art / "seq")
-        row("rollout_many, one at a time", floor, episodes, floor, r1)
-        wall, rc = await with_rollout_many(task, seeds, concurrency, art / "conc")
-        row(f"rollout_many, concurrency {concurrency}", wall, episodes, floor, rc)
-        wall, rv = await with_verifiers(task, seeds, concurrency, art / "vf")
-        row(f"verifiers, concurrency {concurrency}", wall, episodes, floor, rv)
-        agree = all(
-            a is not None and b is not None and c is not None and max(a, b, c) - min(a, b, c)
-            <= 0.05 for a, b, c in zip(r1, rc, rv, strict=True)
+        print(
+            f"{'':<30} {'wall s':>7} {'ep/hour':>8} {'speed-up':>8} {'wait':>6} {'max':>6}"
+            "   rewards (seed order)"
         )
-        print(f"\nper-seed rewards agree within 0.05: {'yes' if agree else 'NO'}")
+        floor, r1, w1 = await with_rollout_many(task, seeds, 1, art / "c1")
+        row("rollout_many, one at a time", floor, episodes, floor, r1, w1)
+        verdicts = []
+        for c in (c for c in levels if c != 1):
+            wall, rc, wc = await with_rollout_many(task, seeds, c, art / f"c{c}")
+            row(f"rollout_many, concurrency {c}", wall, episodes, floor, rc, wc)
+            verdicts.append((f"concurrency {c}", agree(r1, rc)))
+        if verifiers:
+            top = max(levels)
+            wall, rv = await with_verifiers(task, seeds, top, art / "vf")
+            row(f"verifiers, concurrency {top}", wall, episodes, floor, rv)
+            verdicts.append((f"verifiers {top}", agree(r1, rv)))
+        print()
+        for what, ok in verdicts:
+            print(
+                f"per-seed rewards at {what} agree with one at a time within 0.05: "
+                f"{'yes' if ok else 'NO'}"
+            )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="kv-replicated")
-    ap.add_argument("--episodes", type=int, default=4)
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--episodes", type=int, default=8)
+    ap.add_argument(
+        "--concurrency", default="1,4,8,16", help="the concurrencies to measure, e.g. 1,4,8,16"
+    )
+    ap.add_argument("--verifiers", action="store_true", help="also through verifiers")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
-    asyncio.run(main_async(args.task, args.episodes, args.concurrency))
+    levels = sorted({int(c) for c in args.concurrency.split(",")})
+    asyncio.run(main_async(args.task, args.episodes, levels, args.verifiers))
     return 0
 
 

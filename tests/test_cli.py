@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,11 @@ from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
 INFRAGYM = [sys.executable, "-m", "infragym.cli.main"]
 
 
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*INFRAGYM, *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+                          check=False, env={**os.environ, **(env or {})})
 
 
 def _kv_history(lose_write: bool) -> History:
@@ -81,6 +84,16 @@ def test_doctor_lists_every_fault_with_a_reason() -> None:
         assert data["capabilities"]["no-userns"]["supported"] is True, data
     assert all(v["reason"] for v in data["faults"].values())
     assert r.returncode == (0 if all(v["supported"] for v in data["faults"].values()) else 1)
+
+
+def test_doctor_says_what_gradings_may_use_and_how_many_run_at_once() -> None:
+    r = run("doctor", "--json", env={"INFRAGYM_GRADING_CORES": "1.5"})
+    data = json.loads(r.stdout)
+    assert data["grading"]["cores"] == 1.5 and data["grading"]["source"] == "INFRAGYM_GRADING_CORES"
+    kv = data["tasks"]["kv-replicated"]
+    assert kv["grading_cores"] == 0.5 and kv["default_concurrency"] == 3
+    r = run("doctor", env={"INFRAGYM_GRADING_CORES": "lots"})
+    assert r.returncode == 2 and "INFRAGYM_GRADING_CORES='lots'" in r.stderr, r.stderr
 
 
 @needs_root

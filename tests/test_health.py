@@ -21,7 +21,7 @@ import pytest
 from conftest import needs_root
 from tinytask import tiny_task
 
-from infragym.grading import GradeResult, grade_workspace
+from infragym.grading import Admission, Capacity, GradeResult, grade_workspace
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
 from infragym.tasks import find_task, load_task
 
@@ -276,11 +276,15 @@ def test_concurrent_gradings_in_one_process_do_not_starve_each_others_threads(
     # more gradings than Python's default executor has threads (min(32, cpus + 4))
     n = min(32, (os.cpu_count() or 1) + 4) + 2
     task = load_task(tiny_task(tmp_path, name="holds", dev_hosts=0, grader=HOLDING_GRADER))
+    # all at once: admission control would otherwise run them a machine's worth at a time
+    room = Admission(tmp_path / "ledger", Capacity(float(n), "test"))
 
     async def all_at_once() -> list[GradeResult]:
         return await asyncio.gather(
             *(
-                grade_workspace(task, task.solution("robust"), seed, tmp_path / f"a{seed}")
+                grade_workspace(
+                    task, task.solution("robust"), seed, tmp_path / f"a{seed}", admission=room
+                )
                 for seed in range(n)
             )
         )

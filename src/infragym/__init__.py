@@ -36,10 +36,11 @@ async def rollout_many(
     task: str,
     agent_factory: "Callable[[], Agent]",
     seeds: "Sequence[int]",
-    max_concurrency: int = 4,
+    max_concurrency: int | None = None,
     **kwargs: typing.Any,
 ) -> "list[EpisodeOutcome]":
-    """One episode per seed, ``max_concurrency`` at a time: see :mod:`infragym.runner`."""
+    """One episode per seed, ``max_concurrency`` at a time (default: as many gradings as
+    fit the machine): see :mod:`infragym.runner`."""
     from .runner import rollout_many as _rollout_many
 
     return await _rollout_many(task, agent_factory, seeds, max_concurrency, **kwargs)

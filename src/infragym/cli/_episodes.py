@@ -20,6 +20,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from ..agent import agent_from_spec
+    from ..grading import default_concurrency
     from ..runner import EpisodeOutcome, Summary, rollout_many
     from ..sandbox import run_interruptible
     from ..tasks import find_task
@@ -34,6 +35,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         else fresh_dir(runs_home() / task.name, label)
     )
 
+    concurrency = args.concurrency or min(
+        len(args.seeds), default_concurrency(task.spec.grading_cores)
+    )
+
     def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
         try:
             return run_interruptible(
@@ -41,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     args.task,
                     lambda: agent_from_spec(task, args.agent, args.base_url),
                     args.seeds,
-                    args.concurrency,
+                    concurrency,
                     artifacts_dir=out,
                     on_done=on_done,
                 )
@@ -63,8 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             console=console,
         ) as bar:
             job = bar.add_task(
-                f"{task.name} {args.agent}, {len(args.seeds)} episode(s), "
-                f"{args.concurrency} at a time",
+                f"{task.name} {args.agent}, {len(args.seeds)} episode(s), {concurrency} at a time",
                 total=len(args.seeds),
             )
 

@@ -159,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         "whole numbers >= 0, each at most once, at most 10000 (default 1)",
     )
     rn.add_argument(
-        "--concurrency", type=positive_int, default=1, help="episodes at once (default 1)"
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        help="episodes at once (default: as many gradings as fit the machine, from the "
+        "task's [grading] cores; more may run, their gradings then wait for room)",
     )
     rn.add_argument(
         "--out",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from rich.table import Table
 
@@ -97,12 +98,21 @@ def _check_as_graded(args: argparse.Namespace, history: History, task: str, fn: 
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from ..grading import Admission, default_concurrency
     from ..nemesis import fault_support, probe
     from ..tasks import list_tasks
 
     caps = probe()
     support = fault_support()
-    missing = {t.name: t.missing_packages() for t in list_tasks()}
+    tasks = list_tasks()
+    missing = {t.name: t.missing_packages() for t in tasks}
+    admission = Admission()
+    try:
+        ledger: dict[str, Any] = admission.status()
+    except OSError as exc:  # e.g. not root: the state directory is not writable
+        ledger = {"running": [], "waiting": [], "error": f"cannot read the ledger: {exc}"}
+    room = admission.capacity
+    at_once = {t.name: default_concurrency(t.spec.grading_cores, room) for t in tasks}
     if args.json:
         print(
             json.dumps(
@@ -115,8 +125,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                         for k, c in support.items()
                     },
                     "tasks": {
-                        name: {"ready": not m, "missing": list(m)} for name, m in missing.items()
+                        t.name: {
+                            "ready": not missing[t.name],
+                            "missing": list(missing[t.name]),
+                            "grading_cores": t.spec.grading_cores,
+                            "default_concurrency": at_once[t.name],
+                        }
+                        for t in tasks
                     },
+                    "grading": {"cores": room.cores, "source": room.source, **ledger},
                 },
                 indent=2,
             )
@@ -136,12 +153,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for k, c in support.items():
             f.add_row(k, "[green]supported[/]" if c.supported else "[red]unsupported[/]", c.reason)
         console.print(f)
-        tt = Table(title="tasks (their Debian packages)")
+        tt = Table(title="tasks (their Debian packages; what one grading costs)")
         tt.add_column("task")
         tt.add_column("", overflow="fold")
-        for name, m in missing.items():
-            tt.add_row(name, readiness(m))
+        tt.add_column("grading")
+        for task in tasks:
+            tt.add_row(
+                task.name,
+                readiness(missing[task.name]),
+                f"{task.spec.grading_cores:g} cores: {at_once[task.name]} at once by default",
+            )
         console.print(tt)
+        console.print(
+            f"gradings may use {room.cores:g} cores ({room.source}; set "
+            f"INFRAGYM_GRADING_CORES to change it): {len(ledger['running'])} running, "
+            f"{len(ledger['waiting'])} waiting for room"
+        )
     ok = all(c.supported for c in support.values()) and not any(missing.values())
     return 0 if ok else 1
 

@@ -8,7 +8,10 @@ one fill the grading process. :func:`load_recheck` gives a task's own offline re
 stored history (``infragym check`` uses it).
 Every grading judges its own machine's health over its load window (:class:`Health`); an
 overloaded one withholds its reward (``GradeResult.overloaded``), and :func:`wait_for_calm`
-waits for a calmer machine before grading again.
+waits for a calmer machine before grading again. Before it builds anything a grading waits
+for room on the machine (:class:`Admission`: the task's declared cores within
+:func:`machine_cores`, first come first served, machine-wide), so more episodes at once
+than the machine can grade give correct rewards more slowly, not withheld ones faster.
 
 A service task's grader is mostly data: a :class:`ServiceGrader` (in the manner of a Jepsen
 test map) holds the deployment :class:`Contract`, the :class:`Functional` tests run with an
@@ -18,6 +21,7 @@ runs the skeleton they share (deploy, functional gate, load under a fault schedu
 :func:`recheck` scores a stored history the same way offline.
 """
 
+from ._admission import Admission, Capacity, default_concurrency, machine_cores
 from ._bodies import read_capped
 from ._context import GradeContext, GradeOutcome
 from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
@@ -35,6 +39,8 @@ __all__ = [
     "LIMITS",
     "MAX_WORKSPACE_BYTES",
     "MAX_WORKSPACE_DEPTH",
+    "Admission",
+    "Capacity",
     "Contract",
     "Deployment",
     "ExpectationFailed",
@@ -49,6 +55,7 @@ __all__ = [
     "ProbeTest",
     "RecheckFn",
     "ServiceGrader",
+    "default_concurrency",
     "deploy",
     "env_from_spec",
     "finish",
@@ -57,6 +64,7 @@ __all__ = [
     "grade_workspace",
     "load_grader",
     "load_recheck",
+    "machine_cores",
     "not_run",
     "read_capped",
     "recheck",

@@ -25,6 +25,7 @@ from typing import cast
 from .._errors import ConfigError
 from ..sandbox import TreeError, copy_tree
 from ..tasks import Task
+from ._admission import Admission
 from ._context import GradeContext, GradeOutcome
 from ._health import Monitor, judge
 from ._result import GradeResult
@@ -112,8 +113,14 @@ async def grade_workspace(
     seed: int,
     artifacts_dir: str | Path,
     progress: Callable[[str], None] = lambda msg: None,
+    admission: Admission | None = None,
 ) -> GradeResult:
-    """Grade ``workspace`` for ``task`` with ``seed``; artifacts go to ``artifacts_dir``."""
+    """Grade ``workspace`` for ``task`` with ``seed``; artifacts go to ``artifacts_dir``.
+
+    The grading waits for room on the machine (``admission``, by default the machine-wide
+    :class:`~infragym.grading.Admission`) before it builds anything, and holds the task's
+    declared cores until its cluster is gone; the wait is not charged to the grading's
+    budget and is recorded as ``timings["admission_wait_s"]``."""
     workspace = Path(workspace)
     artifacts = Path(artifacts_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -138,41 +145,58 @@ async def grade_workspace(
                 timings={"total_s": time.monotonic() - t0},
                 notes=[f"the workspace could not be deployed: {str(exc)[:500]}"],
             )
-        ctx = GradeContext(
-            task.name,
-            seed,
-            copy,
-            artifacts,
-            task.spec.grading_budget_s,
-            progress=progress,
-            task_dirs=(task.path,),
+        async with (admission or Admission()).slot(
+            task.spec.grading_cores, f"{task.name} seed {seed}", progress
+        ) as waited:
+            timings["admission_wait_s"] = waited
+            t0 = time.monotonic()
+            return await _grade_copy(task, grader, copy, seed, artifacts, progress, t0, timings)
+
+
+async def _grade_copy(
+    task: Task,
+    grader: GradeFn,
+    copy: Path,
+    seed: int,
+    artifacts: Path,
+    progress: Callable[[str], None],
+    t0: float,
+    timings: dict[str, float],
+) -> GradeResult:
+    """Run the grader on the deployable ``copy`` of the workspace, then judge its health."""
+    ctx = GradeContext(
+        task.name,
+        seed,
+        copy,
+        artifacts,
+        task.spec.grading_budget_s,
+        progress=progress,
+        task_dirs=(task.path,),
+    )
+    ctx.history.meta.update({"task": task.name, "seed": seed})
+    error: str | None = None
+    outcome: GradeOutcome | None = None
+    monitor = Monitor(usage=ctx.cpu_usage_s)
+    run_start = time.monotonic()
+    try:
+        with grading_threads():
+            async with monitor:
+                outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
+    except TimeoutError:
+        error = (
+            f"the grader exceeded its budget of {task.spec.grading_budget_s:.0f} s "
+            "(a grader bug: graders must bound their own work)"
         )
-        ctx.history.meta.update({"task": task.name, "seed": seed})
-        error: str | None = None
-        outcome: GradeOutcome | None = None
-        monitor = Monitor(usage=ctx.cpu_usage_s)
-        run_start = time.monotonic()
+    except Exception as exc:
+        error = _grader_failure(exc, artifacts)
+    finally:
+        run = (run_start, time.monotonic())
+        timings["grade_s"] = time.monotonic() - t0
         try:
-            with grading_threads():
-                async with monitor:
-                    outcome = await asyncio.wait_for(
-                        grader(ctx), timeout=task.spec.grading_budget_s
-                    )
-        except TimeoutError:
-            error = (
-                f"the grader exceeded its budget of {task.spec.grading_budget_s:.0f} s "
-                "(a grader bug: graders must bound their own work)"
-            )
+            await asyncio.to_thread(ctx.close)
         except Exception as exc:
-            error = _grader_failure(exc, artifacts)
-        finally:
-            run = (run_start, time.monotonic())
-            timings["grade_s"] = time.monotonic() - t0
-            try:
-                await asyncio.to_thread(ctx.close)
-            except Exception as exc:
-                error = error or f"cluster teardown failed: {exc}"
-            timings["total_s"] = time.monotonic() - t0
+            error = error or f"cluster teardown failed: {exc}"
+        timings["total_s"] = time.monotonic() - t0
     history_path = ctx.history.write_jsonl(artifacts / "history.jsonl")
     health = judge(ctx.history, ctx.clock.t0, monitor, run=run)
     health_dict = health.to_dict() if health is not None else None

@@ -24,7 +24,7 @@ from .. import __version__
 from .._errors import ConfigError, InfraGymError
 from ..agent import Agent
 from ..env import EnvOptions, ResetObservation, StepResult, make
-from ..grading import GradeResult
+from ..grading import GradeResult, default_concurrency
 from ..tasks import Task, find_task
 from ._store import EpisodeRecord, RunStore
 from ._trajectory import TRAJECTORIES_FILE, Trajectory, build_trajectory
@@ -102,7 +102,7 @@ async def rollout_many(
     task: str,
     agent_factory: Callable[[], Agent],
     seeds: Sequence[int],
-    max_concurrency: int = 4,
+    max_concurrency: int | None = None,
     *,
     artifacts_dir: str | Path | None = None,
     on_done: Callable[[EpisodeOutcome], None] | None = None,
@@ -110,6 +110,11 @@ async def rollout_many(
     **env_options: Any,
 ) -> list[EpisodeOutcome]:
     """Run one episode per seed, at most ``max_concurrency`` at a time; results in seed order.
+
+    ``max_concurrency`` defaults to as many gradings as fit the machine
+    (:func:`infragym.grading.default_concurrency` of the task's ``[grading] cores``). More
+    is allowed (agent phases overlap), but gradings beyond the machine's room wait for it
+    (:class:`infragym.grading.Admission`), so the rewards stay those of a calm machine.
 
     ``agent_factory`` makes a fresh agent per episode (agents keep per-episode state).
     ``artifacts_dir`` holds one run and its store (``run.sqlite``): a directory holding a
@@ -124,10 +129,12 @@ async def rollout_many(
         raise ConfigError("rollout_many needs at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ConfigError("seeds must be distinct: the same seed twice is the same episode")
-    if not isinstance(max_concurrency, int) or max_concurrency < 1:
-        raise ConfigError(f"max_concurrency must be a whole number >= 1, not {max_concurrency!r}")
     spec = find_task(task)  # fail fast on an unknown task, before any episode starts
     spec.require_ready()  # and on one whose Debian packages are missing
+    if max_concurrency is None:
+        max_concurrency = min(len(seeds), default_concurrency(spec.spec.grading_cores))
+    if not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ConfigError(f"max_concurrency must be a whole number >= 1, not {max_concurrency!r}")
     gate = asyncio.Semaphore(max_concurrency)
     base = Path(artifacts_dir) if artifacts_dir is not None else None
     store: RunStore | None = None

@@ -3,7 +3,8 @@
 ::
 
     tasks/<name>/
-      task.toml          name, summary, tags, topology, limits, grading budget, contract,
+      task.toml          name, summary, tags, topology, limits, grading budget and cost
+                         (cores one grading uses), contract,
                          requires (the Debian packages the hosts need)
       instructions.md    everything the agent is told, including the deployment contract
       workspace/         starter files copied into the agent's workspace
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import tomllib
@@ -31,6 +33,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 GRADE_MISSING = "grader.py must define `async def grade(ctx)`"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # what the platform fills in per host in [contract.env] values
+DEFAULT_GRADING_CORES = 0.5  # a grading with load and faults on a few hosts, measured
 CONTRACT_FIELDS = ("node_id", "address", "peers")
 
 
@@ -60,6 +63,8 @@ class TaskSpec:
     contract_env: Mapping[str, str] = field(default_factory=dict)
     apt: tuple[str, ...] = ()
     """``[requires] apt``: the Debian packages the task's hosts need installed."""
+    grading_cores: float = DEFAULT_GRADING_CORES
+    """``[grading] cores``: the CPU one grading uses, in cores (admission control)."""
 
     def host_env(self, node_id: str, hosts: Mapping[str, str]) -> dict[str, str]:
         """The ``[contract.env]`` of one host of a cluster (``hosts``: name to address):
@@ -137,7 +142,7 @@ def _num(
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
     ok = isinstance(v, kind) and not isinstance(v, bool)
-    if not ok or not isinstance(v, (int, float)) or v < minimum:
+    if not ok or not isinstance(v, (int, float)) or not math.isfinite(v) or v < minimum:
         problems.append(f"{where}.{key} must be a {kind.__name__} >= {minimum}, not {v!r}")
         return default
     return v
@@ -182,7 +187,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     for sect, table, keys in (
         ("topology", topo, {"hosts", "dev_hosts"}),
         ("limits", lim, {"max_steps", "agent_wall_s", "command_timeout_s"}),
-        ("grading", grading, {"budget_s"}),
+        ("grading", grading, {"budget_s", "cores"}),
     ):
         for k in sorted(set(table) - keys):
             problems.append(
@@ -199,6 +204,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         command_timeout_s=_num(lim, "command_timeout_s", float, 120.0, problems, "limits", 1),
     )
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
+    cores = _num(grading, "cores", float, DEFAULT_GRADING_CORES, problems, "grading", 0.01)
     validation = parse_validation(raw.get("validation"), problems)
     contract = _contract_env(raw.get("contract", {}), problems)
     apt = parse_requires(raw.get("requires"), problems)
@@ -213,6 +219,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         validation,
         contract,
         apt,
+        cores,
     )
 
 

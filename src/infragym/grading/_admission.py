@@ -1,0 +1,227 @@
+"""Admission control: gradings start only when the machine has room for them.
+
+A grading measures a live system with load on the machine that runs it. Too many at once
+and the harness falls behind (``_health`` then withholds their rewards): asking for 16
+episodes at once on 2 cores must give correct rewards more slowly, not withheld ones
+faster. So every grading takes a share of the machine before it builds its cluster and
+gives it back when its cluster is gone:
+
+- each task declares what one grading costs, in cores (``[grading] cores``, measured);
+- the machine offers :func:`machine_cores` (its CPUs, within its cgroup's quota, or
+  ``INFRAGYM_GRADING_CORES`` on a machine shared with other work);
+- a grading starts when the running ones plus itself fit in that and the machine's CPU
+  pressure (10 s average) is below ``hold_pressure``, or at once when no grading runs (one
+  grading always may: the health check judges what it measured);
+- waiting gradings start in the order they asked (first come, first served).
+
+The ledger is machine-wide, so separate processes (``infragym run``, ``infragym serve``
+sessions, Ray workers on one node, a trainer) share it: a JSON file under the platform's
+state directory, changed under an exclusive ``flock``. Each entry names its process by
+pid and start time; an entry whose process is gone (killed, crashed) is dropped by the
+next reader, so a dead run never holds the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigError
+from ..sandbox.lowlevel import STATE_DIR, pid_start_time
+from ._health import read_psi_avg10
+
+CORES_ENV = "INFRAGYM_GRADING_CORES"
+LEDGER = "admission.json"
+HOLD_PRESSURE = 0.75  # 10 s CPU pressure beyond which no further grading starts
+POLL_S = 0.25
+REPORT_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What gradings may use of this machine, in cores, and where that figure came from."""
+
+    cores: float
+    source: str
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """This process's cgroup v2 CPU quota in cores (the tightest along its path), if any."""
+    try:
+        rel = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1]
+    except (OSError, IndexError):
+        return None
+    best: float | None = None
+    d = root / rel.lstrip("/")
+    while True:
+        try:
+            quota, period = (d / "cpu.max").read_text().split()
+            if quota != "max":
+                cores = int(quota) / int(period)
+                best = cores if best is None else min(best, cores)
+        except (OSError, ValueError):
+            pass
+        if d == root or root not in d.parents:
+            return best
+        d = d.parent
+
+
+def machine_cores() -> Capacity:
+    """The cores gradings may use: ``INFRAGYM_GRADING_CORES`` if set, else this process's
+    CPUs (its affinity) within its cgroup's quota."""
+    raw = os.environ.get(CORES_ENV)
+    if raw is not None:
+        try:
+            cores = float(raw)
+        except ValueError:
+            cores = math.nan
+        if not math.isfinite(cores) or cores <= 0:
+            raise ConfigError(
+                f"{CORES_ENV}={raw!r}: give the cores gradings may use as a number > 0 "
+                "(e.g. 1.5), or unset it to use the machine's CPUs"
+            )
+        return Capacity(cores, CORES_ENV)
+    cpus = float(len(os.sched_getaffinity(0)))
+    quota = _cgroup_quota()
+    if quota is not None and quota < cpus:
+        return Capacity(quota, "the cgroup's CPU quota")
+    return Capacity(cpus, "the machine's CPUs")
+
+
+def default_concurrency(cost: float, capacity: Capacity | None = None) -> int:
+    """Episodes to run at once by default: as many gradings of ``cost`` cores as fit."""
+    cap = capacity or machine_cores()
+    return max(1, math.floor(cap.cores / cost + 1e-9))
+
+
+@dataclass
+class _Entry:
+    token: str
+    pid: int
+    start: int | None
+    cost: float
+    label: str
+    since: float
+
+    def alive(self) -> bool:
+        """Its process runs: same pid and start time, and not a zombie (a killed process
+        its parent has not reaped yet holds nothing)."""
+        if self.start is None or pid_start_time(self.pid) != self.start:
+            return False
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
+
+
+class Admission:
+    """The machine's ledger of running and waiting gradings (see the module's docstring).
+
+    ``directory`` holds the ledger (default: the platform's state directory); ``capacity``
+    defaults to :func:`machine_cores`; ``pressure`` reads the CPU pressure as a fraction
+    (None where the kernel has no PSI, and then only the cores decide).
+    """
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        capacity: Capacity | None = None,
+        *,
+        hold_pressure: float = HOLD_PRESSURE,
+        pressure: Callable[[], float | None] = read_psi_avg10,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.directory = directory if directory is not None else STATE_DIR / "admission"
+        self.capacity = capacity or machine_cores()
+        self.hold_pressure = hold_pressure
+        self.pressure = pressure
+        self.poll_s = poll_s
+
+    @contextlib.contextmanager
+    def _ledger(self) -> Iterator[dict[str, list[_Entry]]]:
+        """The ledger under an exclusive lock, live entries only; written back on exit."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "admission.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = self.directory / LEDGER
+            try:
+                raw: Any = json.loads(path.read_text())
+                state = {k: [_Entry(**e) for e in raw.get(k, [])] for k in ("running", "waiting")}
+            except (OSError, ValueError, TypeError, AttributeError):
+                state = {"running": [], "waiting": []}  # none yet, or unreadable: start over
+            for k in state:
+                state[k] = [e for e in state[k] if e.alive()]
+            yield state
+            tmp = path.with_name(f".{LEDGER}.{os.getpid()}")
+            tmp.write_text(json.dumps({k: [vars(e) for e in v] for k, v in state.items()}))
+            tmp.replace(path)
+
+    def _try(self, me: _Entry) -> tuple[bool, list[_Entry]]:
+        """Admit ``me`` if it is first in line and fits; else queue it (once)."""
+        with self._ledger() as state:
+            running, waiting = state["running"], state["waiting"]
+            if all(e.token != me.token for e in waiting):
+                waiting.append(me)
+            first = waiting[0].token == me.token
+            used = sum(e.cost for e in running)
+            fits = used + me.cost <= self.capacity.cores + 1e-9
+            calm = True
+            if running and fits:
+                p = self.pressure()
+                calm = p is None or p < self.hold_pressure
+            if first and (not running or (fits and calm)):
+                state["waiting"] = [e for e in waiting if e.token != me.token]
+                running.append(me)
+                return True, list(running)
+            return False, list(running)
+
+    def _drop(self, token: str) -> None:
+        with self._ledger() as state:
+            for k in state:
+                state[k] = [e for e in state[k] if e.token != token]
+
+    def status(self) -> dict[str, list[dict[str, Any]]]:
+        """The live ledger: running and waiting gradings (for ``infragym doctor``)."""
+        with self._ledger() as state:
+            return {k: [vars(e) for e in v] for k, v in state.items()}
+
+    @contextlib.asynccontextmanager
+    async def slot(
+        self, cost: float, label: str, progress: Callable[[str], None] = lambda m: None
+    ) -> AsyncIterator[float]:
+        """Hold ``cost`` cores of the machine while inside; yields the seconds waited."""
+        if not math.isfinite(cost) or cost <= 0:
+            raise ConfigError(f"a grading's cost must be a number of cores > 0, not {cost!r}")
+        pid = os.getpid()
+        me = _Entry(secrets.token_hex(8), pid, pid_start_time(pid), cost, label, time.time())
+        t0 = time.monotonic()
+        reported = -math.inf
+        try:
+            while True:
+                admitted, running = self._try(me)
+                if admitted:
+                    break
+                now = time.monotonic()
+                if now - reported >= REPORT_EVERY_S:
+                    reported = now
+                    used = sum(e.cost for e in running)
+                    progress(
+                        f"waiting for room to grade: {len(running)} grading(s) use "
+                        f"{used:g} of {self.capacity.cores:g} cores ({self.capacity.source}); "
+                        f"this one needs {cost:g}"
+                    )
+                await asyncio.sleep(self.poll_s)
+            yield time.monotonic() - t0
+        finally:
+            self._drop(me.token)

@@ -1,0 +1,221 @@
+"""Admission control: gradings start only when the machine has room, first come first
+served, and nothing a dead or cancelled grading left holds the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tinytask import WORKSPACE_GRADER, tiny_task
+
+from infragym import ConfigError
+from infragym.grading import (
+    Admission,
+    Capacity,
+    default_concurrency,
+    grade_workspace,
+    machine_cores,
+)
+from infragym.tasks import load_task
+from infragym.tasks._spec import parse_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """A test written as a coroutine, run in a fresh event loop."""
+
+    @functools.wraps(fn)
+    def test(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return test
+
+
+def ledger(tmp_path: Path, cores: float, pressure: list[float | None] | None = None) -> Admission:
+    box = pressure if pressure is not None else [None]
+    return Admission(tmp_path, Capacity(cores, "test"), pressure=lambda: box[0], poll_s=0.02)
+
+
+@run_async
+async def test_gradings_beyond_the_capacity_wait_and_start_in_the_order_they_asked(tmp_path):
+    adm = ledger(tmp_path, 1.0)
+    running: set[int] = set()
+    most = 0
+    starts: list[int] = []
+    release = {i: asyncio.Event() for i in range(4)}
+
+    async def grading(i: int) -> None:
+        nonlocal most
+        async with adm.slot(0.5, f"g{i}"):
+            starts.append(i)
+            running.add(i)
+            most = max(most, len(running))
+            await release[i].wait()
+            running.discard(i)
+
+    tasks = []
+    for i in range(4):
+        tasks.append(asyncio.create_task(grading(i)))
+        await asyncio.sleep(0.05)  # ask in order 0, 1, 2, 3
+    await asyncio.sleep(0.2)
+    assert starts == [0, 1], "two gradings of 0.5 cores fit in 1 core, the others wait"
+    waiting = [e["label"] for e in adm.status()["waiting"]]
+    assert waiting == ["g2", "g3"]
+    release[1].set()
+    await asyncio.sleep(0.2)
+    assert starts == [0, 1, 2], "the first in line takes the freed room, not the last"
+    for i in (0, 2, 3):
+        release[i].set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert starts == [0, 1, 2, 3] and most == 2
+    assert adm.status() == {"running": [], "waiting": []}
+
+
+@run_async
+async def test_a_grading_bigger_than_the_machine_runs_alone_rather_than_never(tmp_path):
+    adm = ledger(tmp_path, 1.0)
+    async with adm.slot(3.0, "big") as waited:
+        assert waited < 1.0
+        second = asyncio.create_task(_enter(adm, 0.5, "small"))
+        await asyncio.sleep(0.2)
+        assert not second.done(), "nothing else fits beside a grading that fills the machine"
+    await asyncio.wait_for(second, 5)
+
+
+async def _enter(adm: Admission, cost: float, label: str) -> float:
+    async with adm.slot(cost, label) as waited:
+        return waited
+
+
+@run_async
+async def test_cpu_pressure_holds_a_second_grading_back_but_never_the_first(tmp_path):
+    pressure: list[float | None] = [0.95]
+    adm = ledger(tmp_path, 4.0, pressure)
+    async with adm.slot(0.5, "first"):  # alone: starts whatever the pressure
+        second = asyncio.create_task(_enter(adm, 0.5, "second"))
+        await asyncio.sleep(0.2)
+        assert not second.done(), "room in cores, but the machine is near its health limit"
+        pressure[0] = 0.2
+        await asyncio.wait_for(second, 5)
+
+
+@run_async
+async def test_a_cancelled_waiter_leaves_the_line(tmp_path):
+    adm = ledger(tmp_path, 0.5)
+    async with adm.slot(0.5, "holder"):
+        stuck = asyncio.create_task(_enter(adm, 0.5, "cancelled"))
+        await asyncio.sleep(0.1)
+        later = asyncio.create_task(_enter(adm, 0.5, "later"))
+        await asyncio.sleep(0.1)
+        stuck.cancel()
+        await asyncio.sleep(0.1)
+        assert [e["label"] for e in adm.status()["waiting"]] == ["later"]
+    await asyncio.wait_for(later, 5)
+
+
+HOLDER = """
+import asyncio, sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+from infragym.grading import Admission, Capacity
+
+async def main():
+    adm = Admission(Path(sys.argv[1]), Capacity(1.0, "test"), pressure=lambda: None)
+    async with adm.slot(1.0, "killed"):
+        print("held", flush=True)
+        await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+@run_async
+async def test_a_killed_process_does_not_hold_the_machine(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        assert await asyncio.to_thread(child.stdout.readline) == b"held\n"
+        adm = ledger(tmp_path, 1.0)
+        mine = asyncio.create_task(_enter(adm, 0.5, "mine"))
+        await asyncio.sleep(0.3)
+        assert not mine.done(), "another process holds the whole machine"
+        assert [e["label"] for e in adm.status()["running"]] == ["killed"]
+        child.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(mine, 10)  # the dead holder's entry is dropped
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def test_machine_cores_reads_the_override_and_refuses_nonsense(monkeypatch):
+    monkeypatch.setenv("INFRAGYM_GRADING_CORES", "1.5")
+    assert machine_cores() == Capacity(1.5, "INFRAGYM_GRADING_CORES")
+    for bad in ("0", "-1", "two", "nan", "inf"):
+        monkeypatch.setenv("INFRAGYM_GRADING_CORES", bad)
+        with pytest.raises(ConfigError, match="INFRAGYM_GRADING_CORES"):
+            machine_cores()
+    monkeypatch.delenv("INFRAGYM_GRADING_CORES")
+    cap = machine_cores()
+    assert 0 < cap.cores <= len(os.sched_getaffinity(0))
+
+
+def test_default_concurrency_fits_the_declared_cost():
+    assert default_concurrency(0.5, Capacity(2.0, "test")) == 4
+    assert default_concurrency(0.6, Capacity(2.0, "test")) == 3
+    assert default_concurrency(3.0, Capacity(2.0, "test")) == 1
+
+
+def test_task_toml_declares_the_cost_of_a_grading(tmp_path):
+    d = tiny_task(tmp_path)
+    toml = d / "task.toml"
+    assert load_task(d).spec.grading_cores == 0.5  # the default
+    toml.write_text(toml.read_text().replace("budget_s = 60", "budget_s = 60\ncores = 1.25"))
+    assert load_task(d).spec.grading_cores == 1.25
+    for bad in ("0", "-1", '"x"', "nan"):
+        problems: list[str] = []
+        toml.write_text(
+            toml.read_text()
+            .replace("cores = 1.25", f"cores = {bad}")
+            .replace(f"cores = {bad}\ncores", "cores")
+        )
+        parse_spec(toml, problems)
+        assert any("grading.cores" in p for p in problems), (bad, problems)
+        toml.write_text(toml.read_text().replace(f"cores = {bad}", "cores = 1.25"))
+
+
+@run_async
+async def test_a_grading_waits_for_room_before_it_runs_and_says_so(tmp_path):
+    task = load_task(tiny_task(tmp_path / "t", grader=WORKSPACE_GRADER))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "answer.txt").write_text("42\n")
+    adm = ledger(tmp_path / "ledger", 0.5)
+    said: list[str] = []
+    async with adm.slot(0.5, "other"):
+        grading = asyncio.create_task(
+            grade_workspace(task, ws, 1, tmp_path / "a", progress=said.append, admission=adm)
+        )
+        await asyncio.sleep(0.3)
+        assert not grading.done(), "the machine is full: the grading must wait"
+    result = await asyncio.wait_for(grading, 30)
+    assert result.reward == 1.0
+    assert result.timings["admission_wait_s"] >= 0.3
+    assert any("waiting for room to grade" in m and "0.5 of 0.5 cores" in m for m in said)
