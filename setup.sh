@@ -132,7 +132,7 @@ case "${1:-}" in
         serve_too=0
         if [ $# -eq 0 ]; then openenv_venv; serve_too=1; fi
         set +e
-        .venv/bin/python -m pytest -q -p no:randomly "$@"
+        .venv/bin/python -m pytest -q -p no:randomly --durations=25 "$@"
         rc=$?
         if [ "$rc" -eq 0 ] && [ "$serve_too" -eq 1 ]; then
             log "the serve tests, with openenv (.venv-openenv)"
