@@ -1,5 +1,8 @@
-"""Every reference tier end to end through the public API: make -> reset -> tool calls ->
-submit -> grading, the same path a model's episode takes."""
+"""Reference agents end to end through the public API: make -> reset -> tool calls ->
+submit -> grading, the same path a model's episode takes. The naive tier (functional tests
+pass, the faults fail it) and the no-op agent; the robust tier's path through the Env is
+graded by the OpenAI agent's and the CLI's tests, and every tier's reward against its band
+by ``check_task`` (tests/test_builtin_tasks.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +19,7 @@ from infragym.tasks import find_task
 
 pytestmark = needs_root
 
-BOUNDS = {"reference:broken": (0.0, 0.05), "reference:naive": (0.0, 0.40),
-          "reference:robust": (0.85, 1.0), "noop": (0.0, 0.0)}
+BOUNDS = {"reference:naive": (0.0, 0.40), "noop": (0.0, 0.0)}
 
 
 @pytest.mark.parametrize("spec", list(BOUNDS))
@@ -31,7 +33,7 @@ def test_reference_tiers_through_the_env(spec: str, tmp_path: Path) -> None:
     assert grade.error is None, grade.error
     assert lo <= final.reward <= hi, (spec, final.reward, grade.breakdown)
     assert final.reward == grade.reward
-    if spec in ("reference:naive", "reference:robust"):
+    if spec == "reference:naive":
         assert grade.functional == 1.0  # visible tests cannot tell them apart
     if isinstance(agent, ScriptedAgent) and spec.startswith("reference"):
         writes = [r for r in agent.transcript[:-1]]
