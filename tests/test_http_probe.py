@@ -90,6 +90,28 @@ def test_a_correct_service_passes_every_expectation() -> None:
     assert run(check) == "passed"
 
 
+def test_any_api_is_checked_by_status_and_body() -> None:
+    async def check(p: HttpProbe) -> None:
+        await p.put("n1", "k", "hello world")
+        assert await p.expect_answer("n1", "k", equals=b"hello world") == b"hello world"
+        await p.expect_answer("n1", "k", 200, contains=b"world")
+        await p.expect_answer("n1", "missing", 404)
+        await p.expect_answer("n1", "k2", range(200, 300), method="PUT", body=b"x")
+
+    assert run(check) == "passed"
+    msg = run(lambda p: p.expect_answer("n1", "missing"))
+    assert msg == "GET /kv/missing on n1: HTTP 404 '', expected HTTP 200-299"
+    msg = run(lambda p: p.expect_answer("n2", "boom", 200, contains=b"ok"))
+    assert msg.startswith("GET /kv/boom on n2: HTTP 500 'internal error: x")
+    assert msg.endswith("expected HTTP 200 holding 'ok'"), msg
+
+    async def wrong_body(p: HttpProbe) -> None:
+        await p.put("n1", "k", "abc")
+        await p.expect_answer("n1", "k", equals=b"abd")
+
+    assert run(wrong_body) == "GET /kv/k on n1: HTTP 200 'abc', expected HTTP 200-299 'abd'"
+
+
 def test_a_wrong_value_and_a_wrong_status_say_what_came_back() -> None:
     async def wrong_value(p: HttpProbe) -> None:
         await p.put("n1", "k", "old")

@@ -87,8 +87,8 @@ def recheck(history):
 CONTRACT = '\n[contract.env]\nPORT = "8080"\nSUFFIX = ""\nNODE = "{node_id}"\n'
 
 
-def service_task(root: Path) -> Path:
-    d = tiny_task(root, name="tiny-service", dev_hosts=0, grader=GRADER)
+def service_task(root: Path, grader: str = GRADER) -> Path:
+    d = tiny_task(root, name="tiny-service", dev_hosts=0, grader=grader)
     with (d / "task.toml").open("a") as f:
         f.write(CONTRACT)
     for ws, start in (("robust", f"exec python3 -c '{SERVER}'"), ("broken", "echo no; exit 3")):
@@ -120,6 +120,8 @@ def test_the_skeleton_grades_a_service_and_rechecks_it_offline(tmp_path: Path) -
     assert history.meta["functional"] == {"tests": {"put-get": None}, "problem": None}
     check = load_recheck(load_task(d))
     assert check is not None and check(history).reward == r.reward
+    streams = [m["name"] for m in history.meta["workload"]]
+    assert "final-read" in streams, streams  # every written key read back after the heal
 
     broken = graded(d, "broken", tmp_path)
     assert broken.reward == 0.0 and broken.functional == 0.0, broken.notes
@@ -130,6 +132,17 @@ def test_the_skeleton_grades_a_service_and_rechecks_it_offline(tmp_path: Path) -
     assert not (Path(broken.artifacts_dir or "") / "schedule.json").exists(), "no fault phase"
     stored = History.read_jsonl(Path(broken.history_path or ""))
     assert check(stored).reward == 0.0
+
+
+@needs_root
+def test_a_service_without_state_to_read_back_skips_the_final_reads(tmp_path: Path) -> None:
+    grader = GRADER.replace("    phases=Phases(", "    final_reads=None,\n    phases=Phases(")
+    grader = grader.replace('Criterion("lost-writes", min_judged=1)', 'Criterion("lost-writes")')
+    r = graded(service_task(tmp_path, grader), "robust", tmp_path)
+    assert r.error is None and r.functional == 1.0, r.notes
+    history = History.read_jsonl(Path(r.history_path or ""))
+    streams = [m["name"] for m in history.meta["workload"]]
+    assert streams and "final-read" not in streams, streams
 
 
 RUBRIC = Rubric([gate("functional"), Criterion("durable")])

@@ -228,3 +228,18 @@ def test_kv_client_speaks_the_documented_api() -> None:
 )
 def test_status_table(status: int, outcome: str) -> None:
     assert status_outcome(status) == outcome
+
+
+def test_an_operation_keeps_what_its_completion_returned_whatever_its_kind() -> None:
+    """A counter's increment returns the new count, a request its status: the pairing keeps
+    it (a checker of such an API reads ``Operation.result``), not only a read's value."""
+    h = History()
+    h.append(OpEvent(OpType.INVOKE, 0, "incr", 0.0, "c", 1, 0.0, "n1"))
+    h.append(OpEvent(OpType.OK, 0, "incr", 0.1, "c", 7, None, "n1"))
+    h.append(OpEvent(OpType.INVOKE, 1, "request", 0.2, "/", None, 0.2, "n1"))
+    h.append(OpEvent(OpType.FAIL, 1, "request", 0.3, "/", 503, None, "n1"))
+    h.append(OpEvent(OpType.INVOKE, 2, "read", 0.4, "c", None, 0.4, "n1"))
+    incr, request, never = h.operations()
+    assert (incr.value, incr.result) == (1, 7)
+    assert (request.outcome, request.result) == (OpType.FAIL, 503)
+    assert never.outcome is OpType.INFO and never.result is None

@@ -32,7 +32,15 @@ from ._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH, grade_workspace
 from ._probe import HttpProbe, ProbeTest
 from ._recheck import RecheckFn, load_recheck
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
-from ._service import Contract, Functional, Phases, ServiceGrader, env_from_spec
+from ._service import (
+    Contract,
+    FinalReadsFn,
+    Functional,
+    Phases,
+    ServiceGrader,
+    env_from_spec,
+    kv_final_reads,
+)
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
@@ -44,6 +52,7 @@ __all__ = [
     "Contract",
     "Deployment",
     "ExpectationFailed",
+    "FinalReadsFn",
     "Functional",
     "GradeContext",
     "GradeOutcome",
@@ -62,6 +71,7 @@ __all__ = [
     "functional_of",
     "functional_result",
     "grade_workspace",
+    "kv_final_reads",
     "load_grader",
     "load_recheck",
     "machine_cores",

@@ -3,6 +3,9 @@ capped, and every failure an :class:`ExpectationFailed` whose message says which
 which node answered what, and what was expected::
 
     GET /kv/a on n2: still HTTP 404 '' 1 s after the write, expected HTTP 200 'x'
+
+``put``, ``expect`` and ``eventually`` read values the key-value way (a 404 is an absent
+value); :meth:`HttpProbe.expect_answer` checks any API's status and body.
 """
 
 from __future__ import annotations
@@ -97,6 +100,41 @@ class HttpProbe:
                 f"GET {self.prefix}{path} on {node}: {_show(status, body)}, expected {_want(value)}"
             )
 
+    async def expect_answer(
+        self,
+        node: str,
+        path: str,
+        status: int | range = range(200, 300),
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+        equals: bytes | None = None,
+        contains: bytes | None = None,
+    ) -> bytes:
+        """Any HTTP API, not only a key-value one: ``method`` on ``path`` of ``node`` (with
+        ``body``) answers ``status`` (a code, or a range: any 2xx by default) and a body
+        equal to ``equals`` or holding ``contains`` (when given); returns the body."""
+        got, answer = await self.request(method, node, path, body)
+        ok = got in status if isinstance(status, range) else got == status
+        if ok and equals is not None:
+            ok = answer == equals
+        if ok and contains is not None:
+            ok = contains in answer
+        if not ok:
+            want = (
+                f"HTTP {status.start}-{status.stop - 1}"
+                if isinstance(status, range)
+                else f"HTTP {status}"
+            )
+            if equals is not None:
+                want += f" {_clip(equals)!r}"
+            if contains is not None:
+                want += f" holding {_clip(contains)!r}"
+            raise ExpectationFailed(
+                f"{method} {self.prefix}{path} on {node}: {_show(got, answer)}, expected {want}"
+            )
+        return answer
+
     async def eventually(
         self, path: str, value: str | None, nodes: list[str] | None = None
     ) -> None:
@@ -150,6 +188,11 @@ def _matches(status: int, body: bytes, value: str | None) -> bool:
 def _show(status: int, body: bytes) -> str:
     text = body[:SHOWN].decode("utf-8", errors="replace")
     return f"HTTP {status} {text!r}" + ("..." if len(body) > SHOWN else "")
+
+
+def _clip(b: bytes) -> str:
+    text = b[:SHOWN].decode("utf-8", errors="replace")
+    return text + ("..." if len(b) > SHOWN else "")
 
 
 def _want(value: str | None) -> str:

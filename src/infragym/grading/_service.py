@@ -26,19 +26,35 @@ from ..nemesis import Nemesis, Schedule, ScheduledFault
 from ..rubric import RewardResult, Rubric
 from ..sandbox import Cluster, Host
 from ..tasks import TaskSpec
-from ..workload import Runner, Stream, final_read_stream, parse_targets
+from ..workload import Runner, Stream, Target, final_read_stream, parse_targets
 from ._context import GradeContext, GradeOutcome
 from ._deploy import deploy, wait_all_listening
 from ._finish import finish, gated_checks, recheck, record_functional
 from ._functional import not_run, run_tests
 from ._probe import HttpProbe, ProbeTest
 
-__all__ = ["Contract", "Functional", "Phases", "ServiceGrader", "env_from_spec"]
+__all__ = [
+    "Contract",
+    "FinalReadsFn",
+    "Functional",
+    "Phases",
+    "ServiceGrader",
+    "env_from_spec",
+    "kv_final_reads",
+]
 
 EnvFn = Callable[[Cluster, Host], Mapping[str, str]]
 FunctionalTest = tuple[str, ProbeTest]
 WorkloadFn = Callable[[Mapping[str, str], int, float], Sequence[Stream]]
 """``(urls by host, workload seed, seconds of load)`` to the streams of the load phase."""
+FinalReadsFn = Callable[[History, Sequence[Target], float], Stream | None]
+"""``(the history so far, the hosts as targets, each read's timeout)`` to the stream read
+after the final heal, or None for none."""
+
+
+def kv_final_reads(history: History, targets: Sequence[Target], timeout: float) -> Stream:
+    """Every key the history wrote, read on every host (key-value APIs)."""
+    return final_read_stream(history, targets, timeout=timeout)
 
 
 def env_from_spec(spec: TaskSpec) -> Callable[[Cluster, Host], dict[str, str]]:
@@ -101,7 +117,9 @@ class ServiceGrader:
     ``checkers(budget_s)`` gives the checks of the under-faults phase; ``rubric`` must
     have a ``functional`` gate, which a failed functional phase fails (the other checks
     are then reported as not run: a system that breaks its contract earns nothing for
-    robustness it cannot show).
+    robustness it cannot show). ``final_reads`` makes what is read after the final heal
+    (by default every written key on every host; None reads nothing, e.g. for a service
+    with no state to read back).
     """
 
     contract: Contract
@@ -110,6 +128,7 @@ class ServiceGrader:
     checkers: Callable[[float], Sequence[Checker]]
     rubric: Rubric
     phases: Phases = field(default_factory=Phases)
+    final_reads: FinalReadsFn | None = kv_final_reads
 
     async def grade(self, ctx: GradeContext, cluster: Cluster, schedule: Schedule) -> GradeOutcome:
         """Deploy on ``cluster``, test, load under ``schedule``, check and score."""
@@ -185,14 +204,19 @@ class ServiceGrader:
         down = await wait_all_listening(cluster, self.contract.port, p.listen_s)
         notes += [f"after the final heal: {d}" for d in down]
         await asyncio.sleep(p.settle_s)
-        targets = parse_targets(urls)
+        final = (
+            None
+            if self.final_reads is None
+            else self.final_reads(ctx.history, parse_targets(urls), p.final_read_s)
+        )
+        if final is not None:
 
-        async def final_reads() -> None:
-            async with Runner(ctx.history, ctx.clock) as runner:
-                await runner.run(final_read_stream(ctx.history, targets, timeout=p.final_read_s))
+            async def final_reads(stream: Stream = final) -> None:
+                async with Runner(ctx.history, ctx.clock) as runner:
+                    await runner.run(stream)
 
-        ctx.progress("final reads of every key on every node")
-        await asyncio.to_thread(cluster.run_client, final_reads)
+            ctx.progress("final reads")
+            await asyncio.to_thread(cluster.run_client, final_reads)
         ops = ctx.history.operations()
         counts = {t.value: sum(op.outcome is t for op in ops) for t in OpType}
         counts.pop(OpType.INVOKE.value)

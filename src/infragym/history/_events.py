@@ -74,7 +74,9 @@ class Operation:
 
     ``outcome`` is ``ok``, ``fail`` or ``info``; an operation never completed in the
     history (the run ended first) is ``info`` with ``complete = inf``. ``value`` is the
-    input (what was written) and ``result`` the output (what was read).
+    input (what was written) and ``result`` the output: the completion's value, whatever
+    the operation (what a read read, a counter's new value, a request's status code; a
+    key-value write's completion repeats what it wrote). A never-completed one has None.
     """
 
     id: int

@@ -254,7 +254,7 @@ def pair_operations(events: Iterable[OpEvent]) -> list[Operation]:
                 )
             )
             continue
-        result = comp.value if inv.f == "read" else None
+        result = comp.value  # what the completion says: a read's value, a request's status...
         out.append(
             Operation(
                 op_id,

@@ -31,7 +31,7 @@ from ._generators import (
     WriteOnce,
     keys_written,
 )
-from ._outcome import MAX_BODY_BYTES, OVERLOADED, BodyTooLarge, status_outcome
+from ._outcome import MAX_BODY_BYTES, OVERLOADED, BodyTooLarge, status_outcome, status_result
 from ._runner import Runner, RunSummary, final_read_stream, run_workload
 from ._spec import Client, Generator, HttpCall, Op, Result, Stream, Target, parse_targets
 from ._transport import read_body
@@ -62,4 +62,5 @@ __all__ = [
     "read_body",
     "run_workload",
     "status_outcome",
+    "status_result",
 ]

@@ -80,6 +80,8 @@ def status_outcome(status: int) -> OpType:
 
 
 def status_result(status: int, value: object = None) -> Result:
+    """A client's result for an HTTP status by the generic table: ``value`` is kept as the
+    completion's value; anything but ok carries the status as its error."""
     kind = status_outcome(status)
     return Result(kind, value, None if kind is OpType.OK else f"HTTP {status}")
 
