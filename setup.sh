@@ -135,8 +135,8 @@ case "${1:-}" in
         .venv/bin/python -m pytest -q -p no:randomly --durations=25 "$@"
         rc=$?
         if [ "$rc" -eq 0 ] && [ "$serve_too" -eq 1 ]; then
-            log "the serve tests, with openenv (.venv-openenv)"
-            .venv-openenv/bin/python -m pytest -q -p no:randomly tests/test_serve.py
+            log "the serve and remote tests, with openenv (.venv-openenv)"
+            .venv-openenv/bin/python -m pytest -q -p no:randomly tests/test_serve.py tests/test_remote.py
             rc=$?
         fi
         set -e

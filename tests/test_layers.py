@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "runner": 7,
     "testing": 7,
     "serve": 7,
+    "remote": 6,
     "integrations": 7,
     "demo": 8,
     "cli": 9,

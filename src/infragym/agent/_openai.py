@@ -42,8 +42,14 @@ SYSTEM_PROMPT = (
     "When your system is ready, call submit: it is then deployed and graded under faults."
 )
 # how servers say a request is longer than the model's context (vLLM, SGLang, OpenAI)
-CONTEXT_MARKERS = ("context length", "context_length", "context window", "too many tokens",
-                   "prompt is too long", "maximum context")
+CONTEXT_MARKERS = (
+    "context length",
+    "context_length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "maximum context",
+)
 NO_TOOL_REMINDER = (
     "Your reply called no tool. Work only through tool calls; call submit when you are done. "
     "({n} of {k} replies without a tool call in a row: at {k} the workspace is submitted as "

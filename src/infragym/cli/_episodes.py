@@ -21,12 +21,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from ..agent import agent_from_spec
     from ..grading import default_concurrency
-    from ..runner import EpisodeOutcome, Summary, rollout_many
+    from ..remote import servers_from
+    from ..runner import SERVE_SESSIONS, EpisodeOutcome, Summary, rollout_many
     from ..sandbox import run_interruptible
     from ..tasks import find_task
 
     task = find_task(args.task)
-    task.require_ready()  # missing packages: the install command, before anything starts
+    servers = servers_from(args.server) if args.server else []
+    if not servers:  # a remote server has the packages, not this machine
+        task.require_ready()  # missing packages: the install command, before anything starts
     agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
     out = (
@@ -36,19 +39,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     concurrency = args.concurrency or min(
-        len(args.seeds), default_concurrency(task.spec.grading_cores)
+        len(args.seeds),
+        SERVE_SESSIONS * len(servers) if servers else default_concurrency(task.spec.grading_cores),
     )
 
     def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
         try:
             return run_interruptible(
                 rollout_many(
-                    args.task,
+                    task.name if servers else args.task,
                     lambda: agent_from_spec(task, args.agent, args.base_url),
                     args.seeds,
                     concurrency,
                     artifacts_dir=out,
                     on_done=on_done,
+                    server=servers or None,
                 )
             )
         except BaseException:

@@ -159,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         "whole numbers >= 0, each at most once, at most 10000 (default 1)",
     )
     rn.add_argument(
+        "--server",
+        default=None,
+        metavar="URL[,URL...]",
+        help="play the episodes on remote `infragym serve` servers (e.g. "
+        "http://gpu-free-box:8000; several, comma-separated, share the episodes): the task "
+        "must be one they serve, the grading happens there",
+    )
+    rn.add_argument(
         "--concurrency",
         type=positive_int,
         default=None,

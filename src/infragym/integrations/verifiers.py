@@ -35,8 +35,7 @@ try:
     import verifiers.v1 as vf
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigError(
-        "the verifiers integration needs the verifiers package: "
-        "pip install 'infragym[verifiers]'"
+        "the verifiers integration needs the verifiers package: pip install 'infragym[verifiers]'"
     ) from exc
 
 from ..agent import SYSTEM_PROMPT, ModelError, OpenAIAgent
@@ -178,9 +177,14 @@ class InfraGymHarness(vf.Harness[InfraGymHarnessConfig]):
         system = "\n\n".join(p for p in (SYSTEM_PROMPT, data.system_prompt) if p)
         state = _state(trace)
         try:
-            agent = OpenAIAgent(model=ctx.model, base_url=endpoint, api_key=secret,
-                                context_chars=self.config.context_chars, system_prompt=system,
-                                close_on_model_error=False)
+            agent = OpenAIAgent(
+                model=ctx.model,
+                base_url=endpoint,
+                api_key=secret,
+                context_chars=self.config.context_chars,
+                system_prompt=system,
+                close_on_model_error=False,
+            )
             env = make(data.task, **options)
             try:
                 await env.reset(seed=data.seed)
@@ -197,8 +201,11 @@ class InfraGymHarness(vf.Harness[InfraGymHarnessConfig]):
         except InfraGymError as exc:
             raise vf.HarnessError(f"infragym {data.task} seed {data.seed}: {exc}") from exc
         grade = final.info.get("grade")
-        state.end_reason = (f"limit:{trace.stop_condition}" if trace.stop_condition
-                            else final.info.get("end_reason"))
+        state.end_reason = (
+            f"limit:{trace.stop_condition}"
+            if trace.stop_condition
+            else final.info.get("end_reason")
+        )
         state.steps = final.info.get("step", 0)
         if grade is None or grade.reward is None:
             why = grade.error if grade is not None else "the episode ended without a grade"
@@ -232,8 +239,9 @@ def make_env(
     :class:`InfraGymHarnessConfig` fields (``artifacts_dir``, ``context_chars``...)."""
     config = InfraGymEnvConfig(
         taskset=InfraGymTasksetConfig(tasks=list(tasks), seeds=list(seeds)),
-        agent=vf.AgentConfig(runtime=vf.SubprocessConfig(),
-                             harness=InfraGymHarnessConfig(**harness)),
+        agent=vf.AgentConfig(
+            runtime=vf.SubprocessConfig(), harness=InfraGymHarnessConfig(**harness)
+        ),
     )
     env = vf.load_environment(config)
     assert isinstance(env, InfraGymEnv)
@@ -260,6 +268,6 @@ async def run_group(
     )
     gate = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     async with env.serving():
-        return list(await asyncio.gather(
-            *(env.run_slot(slot, ctx, gate) for slot in env.slots(task, k))
-        ))
+        return list(
+            await asyncio.gather(*(env.run_slot(slot, ctx, gate) for slot in env.slots(task, k)))
+        )

@@ -1,7 +1,8 @@
-"""Running many episodes: concurrency on one machine, results and their summary."""
+"""Running many episodes: concurrency on one machine or on remote servers, results and
+their summary."""
 
 from ._hf import export_hf_dataset, hf_features
-from ._rollout import EpisodeOutcome, Summary, rollout_many, run_config
+from ._rollout import SERVE_SESSIONS, EpisodeOutcome, Summary, rollout_many, run_config
 from ._store import RUN_STORE_FILE, STATUSES, EpisodeRecord, RunStore, read_run
 from ._trajectory import (
     TRAJECTORIES_FILE,
@@ -14,6 +15,7 @@ from ._trajectory import (
 
 __all__ = [
     "RUN_STORE_FILE",
+    "SERVE_SESSIONS",
     "STATUSES",
     "TRAJECTORIES_FILE",
     "TRAJECTORY_SCHEMA_VERSION",

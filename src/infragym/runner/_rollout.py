@@ -23,11 +23,27 @@ from typing import Any
 from .. import __version__
 from .._errors import ConfigError, InfraGymError
 from ..agent import Agent
-from ..env import EnvOptions, ResetObservation, StepResult, make
+from ..env import Env, EnvOptions, ResetObservation, StepResult, make
 from ..grading import GradeResult, default_concurrency
+from ..remote import REMOTE_OPTIONS, RemoteEnv, servers_from
 from ..tasks import Task, find_task
 from ._store import EpisodeRecord, RunStore
 from ._trajectory import TRAJECTORIES_FILE, Trajectory, build_trajectory
+
+SERVE_SESSIONS = 4  # `infragym serve --max-sessions`'s default
+
+
+def remote_options(env_options: dict[str, Any]) -> dict[str, Any]:
+    """The Env options a remote episode sends its server: those a client may set (the
+    server keeps its own artifacts, sandbox limits and progress)."""
+    local = {"artifacts_dir", "progress"}
+    refused = sorted(set(env_options) - set(REMOTE_OPTIONS) - local)
+    if refused:
+        raise ConfigError(
+            f"option(s) {', '.join(refused)} cannot be set on a remote server; "
+            f"a client may set: {', '.join(REMOTE_OPTIONS)}"
+        )
+    return {k: v for k, v in env_options.items() if k in REMOTE_OPTIONS}
 
 
 @dataclass
@@ -62,15 +78,20 @@ class EpisodeOutcome:
         )
 
 
-def run_config(task: Task, agent: Agent, env_options: dict[str, Any]) -> dict[str, Any]:
+def run_config(
+    task: Task | str, agent: Agent, env_options: dict[str, Any], servers: Sequence[str] = ()
+) -> dict[str, Any]:
     """What makes two runs the same run (the seeds are added by the store): a run directory
-    resumes only a run of an equal configuration."""
+    resumes only a run of an equal configuration. A remote run's task is a name its
+    servers know, and which servers play it is part of the run."""
     opts = dataclasses.asdict(EnvOptions.from_kwargs(**env_options))
     for k in ("artifacts_dir", "progress"):  # where and how it reports, not what it runs
         opts.pop(k, None)
+    remote = {"servers": list(servers)} if servers else {}
     return {
-        "task": task.name,
-        "task_path": str(task.path.resolve()),
+        **remote,
+        "task": task if isinstance(task, str) else task.name,
+        "task_path": None if isinstance(task, str) else str(task.path.resolve()),
         "agent": agent.name,
         "model": getattr(agent, "model", None),
         "env_options": json.loads(json.dumps(opts, sort_keys=True, default=str)),
@@ -107,6 +128,7 @@ async def rollout_many(
     artifacts_dir: str | Path | None = None,
     on_done: Callable[[EpisodeOutcome], None] | None = None,
     on_progress: Callable[[int, str], None] | None = None,
+    server: str | Sequence[str] | None = None,
     **env_options: Any,
 ) -> list[EpisodeOutcome]:
     """Run one episode per seed, at most ``max_concurrency`` at a time; results in seed order.
@@ -124,14 +146,29 @@ async def rollout_many(
     trajectories file without a store. ``on_done`` is called as each episode ends (and
     at once for each kept one, ``kept`` set); ``on_progress(seed, message)`` relays what
     grading is doing.
+
+    ``server`` (a URL, a comma-separated list or a sequence of them) plays every episode
+    on remote ``infragym serve`` servers instead (:class:`infragym.remote.RemoteEnv`),
+    each on the server running the fewest of this run's episodes; a server at capacity is
+    retried. The Env options go to the server (only those a client may set); its grading
+    artifacts stay there, the grade comes back. ``max_concurrency`` then defaults to 4 per
+    server (``infragym serve``'s default ``--max-sessions``).
     """
     if not seeds:
         raise ConfigError("rollout_many needs at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ConfigError("seeds must be distinct: the same seed twice is the same episode")
-    spec = find_task(task)  # fail fast on an unknown task, before any episode starts
-    spec.require_ready()  # and on one whose Debian packages are missing
+    servers = servers_from(server) if server is not None else []
+    spec: Task | str = task
+    if servers:
+        if max_concurrency is None:
+            max_concurrency = min(len(seeds), SERVE_SESSIONS * len(servers))
+        remote_options(env_options)  # refuse what a server would refuse, before anything runs
+    else:
+        spec = find_task(task)  # fail fast on an unknown task, before any episode starts
+        spec.require_ready()  # and on one whose Debian packages are missing
     if max_concurrency is None:
+        assert isinstance(spec, Task)
         max_concurrency = min(len(seeds), default_concurrency(spec.spec.grading_cores))
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be a whole number >= 1, not {max_concurrency!r}")
@@ -142,13 +179,15 @@ async def rollout_many(
     spare: list[Agent] = []
     if base is not None:
         spare.append(agent_factory())  # fresh, it plays the first episode that runs
-        store = RunStore.open(base, run_config(spec, spare[0], env_options), seeds)
+        store = RunStore.open(base, run_config(spec, spare[0], env_options, servers), seeds)
         kept = {
             r.seed: EpisodeOutcome.from_record(r) for r in store.episodes() if r.status == "done"
         }
         for o in kept.values():
             if on_done is not None:
                 on_done(o)
+
+    busy = dict.fromkeys(servers, 0)  # this run's episodes on each server
 
     async def one(seed: int) -> EpisodeOutcome:
         if seed in kept:
@@ -166,13 +205,22 @@ async def rollout_many(
                 opts["progress"] = lambda msg, s=seed: on_progress(s, msg)
             obs: ResetObservation | None = None
             final: StepResult | None = None
-            env = make(task, **opts)
+            url = min(servers, key=lambda u: busy[u]) if servers else None
+            env: Env | RemoteEnv = (
+                make(task, **opts)
+                if url is None
+                else RemoteEnv(url, task, options=remote_options(env_options))
+            )
+            if url is not None:
+                busy[url] += 1
             try:
                 try:
                     obs = await env.reset(seed=seed)
-                    final = await agent.play(env)
+                    final = await agent.play(env)  # type: ignore[arg-type]
                 finally:
                     await env.close()
+                    if url is not None:
+                        busy[url] -= 1
             except InfraGymError as exc:
                 out = EpisodeOutcome(
                     seed, None, None, None, time.monotonic() - t0, agent.name, error=str(exc)
@@ -187,7 +235,7 @@ async def rollout_many(
                     time.monotonic() - t0,
                     agent.name,
                     error=grade.error,
-                    info={"steps": final.info.get("step")},
+                    info={"steps": final.info.get("step")} | ({"server": url} if url else {}),
                 )
             out.trajectory = build_trajectory(
                 task,

@@ -13,8 +13,9 @@ reward. Needs the ``openenv`` extra: ``pip install 'infragym[openenv]'``.
 This layer sits beside the runner, above env: nothing below imports it.
 """
 
+from ..remote import REMOTE_OPTIONS
 from ._app import Guard, create_app, serve
-from ._environment import REMOTE_OPTIONS, InfraGymEnvironment
+from ._environment import InfraGymEnvironment
 from ._models import InfraGymObservation, InfraGymResetObservation, InfraGymState, ToolCallAction
 
 __all__ = [

@@ -16,21 +16,9 @@ from openenv.core.env_server.types import EnvironmentMetadata
 from .. import __version__
 from .._errors import ConfigError, ResourceError
 from ..env import Env, EnvOptions, EpisodeError, StepResult, ToolCall
+from ..remote import REMOTE_OPTIONS
 from ..tasks import Task
 from ._models import InfraGymObservation, InfraGymResetObservation, InfraGymState, ToolCallAction
-
-# the Env options a remote client may set; the rest (artifacts_dir, sandbox limits, a
-# progress callback) belong to whoever runs the server
-REMOTE_OPTIONS = (
-    "max_output_bytes",
-    "max_read_bytes",
-    "max_write_bytes",
-    "max_steps",
-    "agent_wall_s",
-    "command_timeout_s",
-    "workspace_bytes",
-    "scratch_bytes",
-)
 
 
 class Episodes:
