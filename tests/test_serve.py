@@ -10,8 +10,12 @@ a grader that reads the workspace); only the headline test grades kv-replicated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -177,3 +181,53 @@ def test_sigterm_ends_every_session_and_removes_every_episode(tmp_path: Path) ->
         finally:
             a.close()
             b.close()
+
+
+def test_a_killed_server_leaves_nothing_cleanup_does_not_remove(tmp_path: Path) -> None:
+    """SIGKILL gives the server no chance to tidy: two sessions' episodes (workstations,
+    dev hosts, a command running in one) are left for `infragym cleanup`, which removes
+    every one of them, processes included."""
+    tiny_task(tmp_path, grader=WORKSPACE_GRADER, command_timeout=120)
+    with server(tmp_path, str(tmp_path / "tiny"), max_sessions=2) as (proc, url):
+        a, b = client(url), client(url)
+        try:
+            a.connect()
+            b.connect()
+            a.reset(seed=1)
+            b.reset(seed=2)
+            runs = runs_of(proc.pid)
+            assert len(runs) == 4, runs
+            ended: list[BaseException] = []
+
+            def long_step() -> None:
+                try:
+                    b.step({"name": "bash", "arguments": {"command": "sleep 300"}})
+                except BaseException as exc:  # the server died under it
+                    ended.append(exc)
+
+            t = threading.Thread(target=long_step, daemon=True)
+            t.start()
+            time.sleep(1)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            t.join(30)
+            assert ended, "the step cannot have succeeded: its server was killed"
+            assert set(runs) <= set(_state_run_ids()), "a killed server removed nothing"
+            r = subprocess.run(
+                [sys.executable, "-m", "infragym.cli.main", "cleanup", "--json"],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert r.returncode == 0, r.stderr
+            assert set(runs) <= set(json.loads(r.stdout)["runs"]), r.stdout
+            for run_id in runs:
+                assert_no_leftovers(run_id)
+        finally:
+            for c in (a, b):
+                with contextlib.suppress(Exception):
+                    c.close()
+
+
+def _state_run_ids() -> list[str]:
+    from infragym.sandbox import _state
+
+    return [r.run_id for r in _state.all_records()]
