@@ -83,7 +83,7 @@ def test_a_killed_run_resumes_with_every_episode_once_and_the_same_rewards(
     seeds = [1, 2, 3, 4, 5, 6]
     out = tmp_path / "run"
     cmd = [*INFRAGYM, "run", task, "--agent", "reference:robust", "--seeds", "1-6",
-           "--out", str(out)]
+           "--concurrency", "1", "--out", str(out)]
     log = (tmp_path / "killed.log").open("w")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
