@@ -34,6 +34,9 @@ def find_chromium() -> tuple[str | None, str]:
         return None, "chromium is not installed and cannot be (no root or no apt-get)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
+        subprocess.run(
+            ["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=600, check=False
+        )
         r = subprocess.run(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
             capture_output=True,
@@ -105,11 +108,12 @@ class DevTools:
     def events_of(self, method: str) -> list[dict[str, Any]]:
         return [e.get("params", {}) for e in self.events if e.get("method") == method]
 
-    async def wait_event(self, method: str, timeout: float = 60) -> dict[str, Any]:
+    async def wait_event(self, method: str, after: int = 0, timeout: float = 60) -> dict[str, Any]:
+        """The first ``method`` event past the first ``after`` of them."""
         async with asyncio.timeout(timeout):
-            while not self.events_of(method):
+            while len(self.events_of(method)) <= after:
                 await asyncio.sleep(0.05)
-        return self.events_of(method)[0]
+        return self.events_of(method)[after]
 
     async def evaluate(self, session: str, expression: str) -> Any:
         r = await self.send(
@@ -198,8 +202,9 @@ async def open_page(dt: DevTools, url: str, width: int = 1280, height: int = 900
         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
         session,
     )
+    loads = len(dt.events_of("Page.loadEventFired"))  # about:blank's may come late
     await dt.send("Page.navigate", {"url": url}, session)
-    await dt.wait_event("Page.loadEventFired")
+    await dt.wait_event("Page.loadEventFired", after=loads)
     return session
 
 

@@ -220,8 +220,11 @@ async def _look(chromium_path: str, report: Path, shots: Path) -> dict[str, obje
             rect = await dt.evaluate(
                 s,
                 f"""(() => {{ const c = {CHARTS_JS}[{i}];
-                c.scrollIntoView(); const r = c.getBoundingClientRect(); return {{
-                x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height}}; }})()""",
+                c.scrollIntoView(); const r = c.getBoundingClientRect();
+                const p = c.querySelector('.nsewdrag').getBoundingClientRect(); return {{
+                x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height,
+                plot: [p.left - r.left, p.top - r.top, p.right - r.left, p.bottom - r.top]}};
+                }})()""",
             )
             shot = await dt.send("Page.captureScreenshot", {"format": "png",
                                  "captureBeyondViewport": True, "clip": {"x": rect["x"],
@@ -229,7 +232,10 @@ async def _look(chromium_path: str, report: Path, shots: Path) -> dict[str, obje
                                  "scale": 1}}, s)  # fmt: skip
             data = base64.b64decode(shot["data"])
             (shots / f"chart{i + 1}.png").write_bytes(data)
-            pictures.append(png_pixels(data))
+            w, _, px = png_pixels(data)
+            x0, y0, x1, y1 = (round(v) for v in rect["plot"])  # the plot area: no legend
+            pictures.append((x1 - x0, y1 - y0, [px[y * w + x] for y in range(y0, y1)
+                                                for x in range(x0, x1)]))  # fmt: skip
         return {"events": dt.events, "svgs": svgs, "dom": dom, "pictures": pictures}
 
 
@@ -256,23 +262,24 @@ def test_the_report_renders_in_chromium_offline_without_errors(
     assert dom["bands"], "the timelines' fault bands are drawn"
     svgs: list[int] = seen["svgs"]  # type: ignore[assignment]
     assert len(svgs) >= 5 and all(n >= 2 for n in svgs), svgs  # plotly's layers per chart
-    # what was drawn: every chart a picture of many colours, the timelines' pause bands
-    # (#ff7f0e at 18 % over white) and the reward bars in the run colours
-    pause_band = (255, 232, 212)
-    for i, (w, h, px) in enumerate(seen["pictures"]):  # type: ignore[attr-defined]
-        assert w > 600 and h > 250, (i, w, h)
-        colours = set(px)
-        assert len(colours) > 40, f"chart {i + 1} looks blank: {len(colours)} colours"
-        dark = sum(1 for r, g, b in px if r + g + b < 600)
-        assert dark > 500, f"chart {i + 1} has almost nothing drawn ({dark} dark pixels)"
-    timelines = seen["pictures"][3:]  # type: ignore[index]
-    assert any(
-        any(abs(r - pause_band[0]) + abs(g - pause_band[1]) + abs(b - pause_band[2]) < 12
-            for r, g, b in px) for _, _, px in timelines
-    ), "no pause band in any timeline"  # fmt: skip
-    _, _, rewards_px = seen["pictures"][0]  # type: ignore[index]
-    bar = (132, 180, 214)  # the first run's bar: #1f77b4 at 55 % over white
-    assert any(abs(r - bar[0]) + abs(g - bar[1]) + abs(b - bar[2]) < 12 for r, g, b in rewards_px)
+    # what was drawn in each plot area: many colours, and the data in its colours:
+    # the rewards' bars (the first run's #1f77b4 at 55 % over white), the criteria's bars
+    # (#1f77b4), the paired differences (the second run's #2ca02c), the timelines'
+    # ok-fraction line (#1f77b4) and, in one at least, the pause band (#ff7f0e at 18 %)
+    pictures: list[tuple[int, int, list[tuple[int, int, int]]]] = seen["pictures"]  # type: ignore[assignment]
+    for i, (w, h, px) in enumerate(pictures):
+        assert w > 600 and h > 150, (i, w, h)
+        assert len(set(px)) > 40, f"chart {i + 1} looks blank: {len(set(px))} colours"
+    blue, faded_blue, green = (31, 119, 180), (132, 180, 214), (44, 160, 44)
+    expected = [faded_blue, blue, green] + [blue] * (len(pictures) - 3)
+    for i, ((_, _, px), colour) in enumerate(zip(pictures, expected, strict=True)):
+        assert drawn(px, colour) > 30, f"chart {i + 1}: no data drawn in {colour}"
+    assert any(drawn(px, (255, 232, 212)) > 200 for _, _, px in pictures[3:]), "no pause band"
+
+
+def drawn(pixels: list[tuple[int, int, int]], colour: tuple[int, int, int]) -> int:
+    """How many pixels are (about) ``colour``."""
+    return sum(1 for p in pixels if sum(abs(a - b) for a, b in zip(p, colour, strict=True)) < 12)
 
 
 def test_chromium_is_found_or_the_skip_says_why() -> None:
