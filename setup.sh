@@ -55,6 +55,9 @@ missing_of() {  # the packages among "$@" that dpkg does not list as installed
     done
 }
 
+# the tests open the HTML report in a real browser (headless, no network)
+[ "${1:-}" != test ] || APT_PACKAGES+=(chromium)
+
 mapfile -t missing < <(missing_of "${APT_PACKAGES[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing apt packages: ${missing[*]}"

@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "checkers": 2,
     "rubric": 3,
     "grading": 4,
-    "report": 4,
+    "report": 8,
     "env": 5,
     "agent": 6,
     "gym": 6,

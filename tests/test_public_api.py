@@ -10,7 +10,7 @@ import pytest
 PACKAGES = ["infragym", "infragym.history", "infragym.sandbox", "infragym.nemesis",
             "infragym.workload", "infragym.checkers", "infragym.rubric", "infragym.tasks",
             "infragym.grading", "infragym.env", "infragym.agent", "infragym.runner",
-            "infragym.testing", "infragym.gym"]
+            "infragym.testing", "infragym.gym", "infragym.report"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

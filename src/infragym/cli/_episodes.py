@@ -1,4 +1,5 @@
-"""Commands about episodes: run an agent on seeds and summarise them, export a run for a trainer."""
+"""Commands about episodes: run an agent on seeds and summarise them, show a run's state,
+report runs in HTML, export a run for a trainer."""
 
 from __future__ import annotations
 
@@ -200,6 +201,23 @@ def cmd_runs(args: argparse.Namespace) -> int:
             escape(e.error or ""),
         )
     console.print(t)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The HTML report of one or more run directories."""
+    from ..report import write_report
+
+    dest = write_report(
+        args.run_dirs, args.out, pass_threshold=args.pass_threshold, bucket_s=args.bucket_s
+    )
+    size = dest.stat().st_size / 1e6
+    console.print(
+        f"wrote {dest} ({size:.1f} MB, self-contained): open it in a browser",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import __version__
 from ._common import RUNS_HELP
-from ._episodes import RUN_JSON_HELP, cmd_export, cmd_run, cmd_runs
+from ._episodes import RUN_JSON_HELP, cmd_export, cmd_report, cmd_run, cmd_runs
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
 from ._seeds import parse_seed, parse_seeds
 from ._serve import add_serve
@@ -196,6 +196,43 @@ def build_parser() -> argparse.ArgumentParser:
         "started_at, finished_at, wall_s, artifacts_dir}]}",
     )
     rs.set_defaults(fn=cmd_runs)
+
+    rp = sub.add_parser(
+        "report",
+        help="one self-contained HTML report of runs, side by side",
+        description="Writes one HTML file that opens with no network (plotly.js inside): per "
+        "task, each run's mean reward with a 95 % bootstrap interval, its pass rate and its "
+        "mean score per criterion, and the paired per-seed differences between runs (each "
+        "minus the first run given of its task); per episode, its criteria, its fault "
+        "timeline (fault windows over availability and latency, from the grading's "
+        "history) and its transcript. Platform failures are shown as such, never as 0. "
+        "Needs plotly: pip install 'infragym[report]'.",
+    )
+    rp.add_argument(
+        "run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="directories given to `run --out`"
+    )
+    rp.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=Path("report.html"),
+        help="the HTML file to write (default ./report.html)",
+    )
+    rp.add_argument(
+        "--pass-threshold",
+        type=float,
+        default=None,
+        help="an episode passes when its reward is at least this (default: the lower bound "
+        "of the task's robust band in its task.toml, else 1.0)",
+    )
+    rp.add_argument(
+        "--bucket",
+        type=float,
+        default=0.5,
+        dest="bucket_s",
+        help="seconds per bucket of the fault timelines (default 0.5)",
+    )
+    rp.set_defaults(fn=cmd_report)
 
     ex = sub.add_parser("export", help="episodes of a run directory, for a trainer")
     ex.add_argument("run_dir", type=Path, help="a directory given to `run --out`")

@@ -1,4 +1,4 @@
-"""The ``infragym`` command: list, show, validate, run, runs, grade, check, demo, doctor,
+"""The ``infragym`` command: list, show, validate, run, runs, report, grade, check, demo, doctor,
 cleanup.
 
 The CLI only calls the public API. Every platform error is shown as one line saying what
@@ -7,7 +7,7 @@ removing what it made: exit code 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP), wi
 line and no traceback; a second signal during that teardown is ignored.
 
 The commands live in private modules by what they serve: ``_tasks`` (list, show,
-validate, grade), ``_play`` (play), ``_episodes`` (run, runs, export), ``_platform`` (check,
+validate, grade), ``_play`` (play), ``_episodes`` (run, runs, report, export), ``_platform`` (check,
 demo, doctor, cleanup), with the parser in ``_parser`` and what they share in ``_common``. Heavy
 packages are imported inside the commands, so ``infragym --help`` stays fast.
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
+
+from rich.markup import escape
 
 from .._errors import InfraGymError
 from ..report import verdict_table
@@ -32,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.fn(args)
         return rc
     except InfraGymError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # a message quotes paths and commands: pip install 'infragym[hf]' is not markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         return _interrupted(130)

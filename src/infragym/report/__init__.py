@@ -1,28 +1,37 @@
-"""Reports for people: tables of verdicts as the command line and the demo print them.
+"""Reports for people: tables of verdicts for the terminal, and the HTML report of runs.
 
-Below the command line and the demo, so both can print the same tables without the demo
-importing the command line.
+:func:`write_report` makes ``infragym report RUN_DIR [RUN_DIR ...]``: one self-contained
+HTML file (plotly.js inlined; it opens with no network) with, per task, each run's mean
+reward and its bootstrap interval, the pass rate, the mean score per criterion and the
+paired per-seed differences between runs; per episode, its fault timeline measured from
+the grading's history and its transcript. Everything an episode wrote is escaped, and the
+page's Content-Security-Policy runs only its own two scripts. The charts need plotly
+(``pip install 'infragym[report]'``); the tables do not.
+
+Above the runner (it reads run stores) and below the command line and the demo, which
+print the same verdict tables.
 """
 
-from __future__ import annotations
+from ._charts import bucket_history
+from ._runs import Episode, PassRule, Run, load_runs, pass_rule
+from ._stats import Interval, Paired, bootstrap_mean, paired_differences
+from ._tables import VERDICT_STYLE, verdict_table
+from ._write import REPORT_FILE, render_report, write_report
 
-from rich.table import Table
-
-from ..checkers import CheckResult, Verdict
-
-VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "red", Verdict.UNKNOWN: "yellow"}
-
-__all__ = ["VERDICT_STYLE", "verdict_table"]
-
-
-def verdict_table(results: dict[str, CheckResult], title: str = "checkers") -> Table:
-    """One row per checker: verdict (coloured), score and explanation."""
-    t = Table(title=title, show_lines=False)
-    t.add_column("checker")
-    t.add_column("verdict")
-    t.add_column("score", justify="right")
-    t.add_column("explanation", overflow="fold")
-    for name, r in results.items():
-        style = VERDICT_STYLE[r.verdict]
-        t.add_row(name, f"[{style}]{r.verdict.value}[/]", f"{r.score:.3f}", r.explanation)
-    return t
+__all__ = [
+    "REPORT_FILE",
+    "VERDICT_STYLE",
+    "Episode",
+    "Interval",
+    "Paired",
+    "PassRule",
+    "Run",
+    "bootstrap_mean",
+    "bucket_history",
+    "load_runs",
+    "paired_differences",
+    "pass_rule",
+    "render_report",
+    "verdict_table",
+    "write_report",
+]
