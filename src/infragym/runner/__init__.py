@@ -1,7 +1,10 @@
-"""Running many episodes: concurrency on one machine, results and their summary."""
+"""Running many episodes: concurrency on one machine or across a Ray cluster, results and
+their summary."""
 
+from ._episode import EpisodeOutcome
 from ._hf import export_hf_dataset, hf_features
-from ._rollout import EpisodeOutcome, Summary, rollout_many, run_config
+from ._ray import EPISODE_RESOURCE, episode_slots
+from ._rollout import Summary, rollout_many, run_config
 from ._store import RUN_STORE_FILE, STATUSES, EpisodeRecord, RunStore, read_run
 from ._trajectory import (
     TRAJECTORIES_FILE,
@@ -13,6 +16,7 @@ from ._trajectory import (
 )
 
 __all__ = [
+    "EPISODE_RESOURCE",
     "RUN_STORE_FILE",
     "STATUSES",
     "TRAJECTORIES_FILE",
@@ -23,6 +27,7 @@ __all__ = [
     "Summary",
     "Trajectory",
     "build_trajectory",
+    "episode_slots",
     "export_hf_dataset",
     "export_openai_jsonl",
     "hf_features",
