@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import assert_no_leftovers, needs_root
-from tinytask import tiny_task
+from tinytask import seeded_grader, tiny_task
 
 from infragym import ConfigError, rollout_many
 from infragym.agent import noop_agent
@@ -29,27 +29,8 @@ pytestmark = needs_root
 
 INFRAGYM = [sys.executable, "-m", "infragym.cli.main"]
 
-# a reward that depends on the seed (so "the same rewards" means something), a grading of
-# seeds 1-6 slow enough that a run can be killed in the middle of one, and a platform
-# failure on seed 13
-GRADER = """
-import asyncio
-from infragym.checkers import CheckResult, Verdict
-from infragym.grading import GradeOutcome
-from infragym.rubric import Criterion, Rubric
-
-
-async def grade(ctx):
-    if ctx.seed == 13:
-        raise RuntimeError("grader bug on seed 13")
-    if ctx.seed <= 6:
-        await asyncio.sleep(1.0)
-    p = ctx.workspace / "answer.txt"
-    ok = p.exists() and p.read_text().strip() == "42"
-    score = (ctx.seed % 4 + 1) / 4 if ok else 0.0
-    res = CheckResult("answer", Verdict.PASS if ok else Verdict.FAIL, score, "")
-    return GradeOutcome(Rubric([Criterion("answer")]).score({"answer": res}), score)
-"""
+# seeds 1-6 grade slowly enough to kill a run in the middle of one; seed 13 fails
+GRADER = seeded_grader(sleep_s=1.0, slow_until=6, fail=13)
 
 
 def infragym(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -82,6 +63,7 @@ def test_a_killed_run_resumes_with_every_episode_once_and_the_same_rewards(
     task = str(tiny_task(tmp_path, dev_hosts=0, grader=GRADER))
     seeds = [1, 2, 3, 4, 5, 6]
     out = tmp_path / "run"
+    # one at a time (the default runs as many as gradings fit): one episode is mid-run
     cmd = [*INFRAGYM, "run", task, "--agent", "reference:robust", "--seeds", "1-6",
            "--concurrency", "1", "--out", str(out)]
     log = (tmp_path / "killed.log").open("w")

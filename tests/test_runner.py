@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import needs_root
@@ -84,9 +85,12 @@ def test_a_platform_failure_is_recorded_for_its_seed_and_the_others_carry_on(
     ({"seeds": [1, 1]}, "distinct"),
     ({"seeds": [1], "max_concurrency": 0}, "max_concurrency"),
     ({"seeds": [1], "task": "no-such-task"}, "no task"),
+    ({"seeds": [1], "backend": "dask"}, "backend must be 'local' or 'ray'"),
+    ({"seeds": [1], "ray_address": "auto"}, "ray_address is for backend='ray'"),
+    ({"seeds": [1], "backend": "ray", "max_retries": -1}, "max_retries must be"),
 ])
 def test_bad_rollout_requests(kwargs: dict[str, object], match: str) -> None:
-    args: dict[str, object] = {"task": "kv-replicated", "max_concurrency": 2, **kwargs}
+    args: dict[str, Any] = {"task": "kv-replicated", "max_concurrency": 2, **kwargs}
     with pytest.raises(ConfigError, match=match):
-        asyncio.run(rollout_many(args["task"], noop_agent, args["seeds"],  # type: ignore[arg-type]
-                                 args["max_concurrency"]))  # type: ignore[arg-type]
+        asyncio.run(rollout_many(args.pop("task"), noop_agent, args.pop("seeds"),
+                                 args.pop("max_concurrency"), **args))

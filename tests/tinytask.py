@@ -68,6 +68,32 @@ async def grade(ctx):
     return GradeOutcome(Rubric([Criterion("answer")]).score({"answer": res}), float(ok))
 """
 
+# a reward that depends on the seed ((seed % 4 + 1) / 4 for the answer 42), so "the same
+# rewards" means something; seeds up to slow_until sleep sleep_s in their grading (to be
+# killed in the middle of one), and seed fail raises (a platform failure)
+_SEEDED_GRADER = """
+import asyncio
+from infragym.checkers import CheckResult, Verdict
+from infragym.grading import GradeOutcome
+from infragym.rubric import Criterion, Rubric
+
+
+async def grade(ctx):
+    if ctx.seed == {fail}:
+        raise RuntimeError("grader bug on seed {fail}")
+    if ctx.seed <= {slow_until}:
+        await asyncio.sleep({sleep_s})
+    p = ctx.workspace / "answer.txt"
+    ok = p.exists() and p.read_text().strip() == "42"
+    score = (ctx.seed % 4 + 1) / 4 if ok else 0.0
+    res = CheckResult("answer", Verdict.PASS if ok else Verdict.FAIL, score, "")
+    return GradeOutcome(Rubric([Criterion("answer")]).score({{"answer": res}}), score)
+"""
+
+
+def seeded_grader(*, sleep_s: float, slow_until: int, fail: int = -1) -> str:
+    return _SEEDED_GRADER.format(sleep_s=sleep_s, slow_until=slow_until, fail=fail)
+
 
 def tiny_task(
     root: Path,

@@ -1,5 +1,5 @@
 """Commands about episodes: run an agent on seeds and summarise them, show a run's state,
-report runs in HTML, export a run for a trainer."""
+report runs in HTML, export a run for a trainer, say what a Ray node offers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from .._errors import ConfigError
 from ._common import console, fresh_dir, new_out_dir, print_result, runs_home, strict_json
 
 
@@ -27,11 +28,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..sandbox import run_interruptible
     from ..tasks import find_task
 
-    task = find_task(args.task)
+    ray = args.backend == "ray"
+    if not ray and (args.address is not None or args.max_retries is not None):
+        raise ConfigError("--address and --max-retries are for --backend ray")
     servers = servers_from(args.server) if args.server else []
+    if servers and ray:
+        raise ConfigError("--server plays on remote servers: it takes no --backend ray")
+    task = find_task(args.task)
     if not servers:  # a remote server has the packages, not this machine
         task.require_ready()  # missing packages: the install command, before anything starts
-    agent_from_spec(task, args.agent, args.base_url)  # a bad spec fails before anything runs
+    agent, base_url = args.agent, args.base_url
+    agent_from_spec(task, agent, base_url)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
     out = (
         new_out_dir(args.out, resumable=True)
@@ -39,21 +46,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         else fresh_dir(runs_home() / task.name, label)
     )
 
-    concurrency = args.concurrency or min(
-        len(args.seeds),
-        SERVE_SESSIONS * len(servers) if servers else default_concurrency(task.spec.grading_cores),
+    concurrency = args.concurrency or (
+        None
+        if ray
+        else min(
+            len(args.seeds),
+            SERVE_SESSIONS * len(servers)
+            if servers
+            else default_concurrency(task.spec.grading_cores),
+        )
+    )
+    at_once = (
+        f"on Ray{f' at {args.address}' if args.address else ''}"
+        + (f", {concurrency} at a time" if concurrency else "")
+        if ray
+        else f"{concurrency} at a time"
     )
 
-    def run(on_done: Callable[[EpisodeOutcome], None] | None = None) -> list[EpisodeOutcome]:
+    def run(
+        on_done: Callable[[EpisodeOutcome], None] | None = None,
+        on_progress: Callable[[int, str], None] | None = None,
+    ) -> list[EpisodeOutcome]:
         try:
             return run_interruptible(
                 rollout_many(
                     task.name if servers else args.task,
-                    lambda: agent_from_spec(task, args.agent, args.base_url),
+                    # sent whole to each Ray node: it holds the task, spec and URL only
+                    lambda: agent_from_spec(task, agent, base_url),
                     args.seeds,
                     concurrency,
                     artifacts_dir=out,
                     on_done=on_done,
+                    on_progress=on_progress,
+                    backend=args.backend,
+                    ray_address=args.address,
+                    **({} if args.max_retries is None else {"max_retries": args.max_retries}),
                     server=servers or None,
                 )
             )
@@ -74,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             console=console,
         ) as bar:
             job = bar.add_task(
-                f"{task.name} {args.agent}, {len(args.seeds)} episode(s), {concurrency} at a time",
+                f"{task.name} {args.agent}, {len(args.seeds)} episode(s), {at_once}",
                 total=len(args.seeds),
             )
 
@@ -94,7 +121,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 bar.console.print(f"seed {o.seed}: reward {o.reward:.3f} (kept from the "
                                   "interrupted run)", soft_wrap=True)  # fmt: skip
 
-            outcomes = run(done_or_kept)
+            def lost(seed: int, message: str) -> None:
+                if "attempt lost" in message:  # Ray: a node or worker died under it
+                    bar.console.print(f"seed {seed}: {escape(message)}", soft_wrap=True)
+
+            outcomes = run(done_or_kept, lost if ray else None)
     if args.json:
         print(json.dumps(run_json(task.name, args.agent, out, outcomes), indent=2, allow_nan=False))
     else:
@@ -161,6 +192,14 @@ def _print_summary(task: str, agent: str, outcomes: list[Any], s: Any) -> None:
         )
     else:
         console.print(f"[red]{s.errors} episode(s), all failed on platform errors[/]")
+
+
+def cmd_node_resources(args: argparse.Namespace) -> int:
+    """The JSON ``ray start --resources`` takes, for a node that may host episodes."""
+    from ..runner import EPISODE_RESOURCE, episode_slots
+
+    print(json.dumps({EPISODE_RESOURCE: episode_slots(args.task)}))
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from .. import __version__
 from ._common import RUNS_HELP
-from ._episodes import RUN_JSON_HELP, cmd_export, cmd_report, cmd_run, cmd_runs
+from ._episodes import (
+    RUN_JSON_HELP,
+    cmd_export,
+    cmd_node_resources,
+    cmd_report,
+    cmd_run,
+    cmd_runs,
+)
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
 from ._seeds import parse_seed, parse_seeds
 from ._serve import add_serve
@@ -183,8 +190,45 @@ def build_parser() -> argparse.ArgumentParser:
         "platform-failed ones rerun), one of another run is refused "
         f"(default: a fresh TASK/AGENT-TIME directory under {RUNS_HELP})",
     )
+    rn.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: the episodes run in this process; ray: each is a Ray task on a node "
+        "of a Ray cluster that advertises the infragym_episode resource (pip install "
+        "'infragym[ray]')",
+    )
+    rn.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the cluster's address (HOST:PORT, or auto for the one "
+        "`ray start` made on this machine; default $RAY_ADDRESS, else a local cluster "
+        "started for the run)",
+    )
+    rn.add_argument(
+        "--max-retries",
+        type=int,
+        default=None,
+        help="with --backend ray: how often an episode lost with its node or worker is "
+        "tried again before it is recorded as a platform failure (default 2)",
+    )
     rn.add_argument("--json", action="store_true", help=RUN_JSON_HELP)
     rn.set_defaults(fn=cmd_run)
+
+    nr = sub.add_parser(
+        "node-resources",
+        help="the Ray resources this machine advertises to host episodes (for ray start)",
+        description="Print the JSON for `ray start --resources`: this machine's slots of "
+        "infragym_episode, as many episodes as gradings fit its cores. Start a node that "
+        "may host episodes with: ray start --address HEAD:6379 "
+        '--resources="$(infragym node-resources)"',
+    )
+    nr.add_argument(
+        "--task",
+        default=None,
+        help="size the slots for this task's gradings (default: the costliest known task's)",
+    )
+    nr.set_defaults(fn=cmd_node_resources)
 
     rs = sub.add_parser("runs", help="a run directory's state: configuration and episodes")
     rs.add_argument("run_dir", type=Path, help="a directory given to `run --out`")

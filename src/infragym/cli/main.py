@@ -1,5 +1,5 @@
-"""The ``infragym`` command: list, show, validate, run, runs, report, grade, check, demo, doctor,
-cleanup.
+"""The ``infragym`` command: list, show, validate, run, runs, report, node-resources, grade,
+check, demo, doctor, cleanup.
 
 The CLI only calls the public API. Every platform error is shown as one line saying what
 to do, with exit code 2; a failed check is exit code 1. A signal stops a command after
@@ -7,9 +7,10 @@ removing what it made: exit code 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP), wi
 line and no traceback; a second signal during that teardown is ignored.
 
 The commands live in private modules by what they serve: ``_tasks`` (list, show,
-validate, grade), ``_play`` (play), ``_episodes`` (run, runs, report, export), ``_platform`` (check,
-demo, doctor, cleanup), with the parser in ``_parser`` and what they share in ``_common``. Heavy
-packages are imported inside the commands, so ``infragym --help`` stays fast.
+validate, grade), ``_play`` (play), ``_episodes`` (run, runs, report, export,
+node-resources), ``_platform`` (check, demo, doctor, cleanup), with the parser in
+``_parser`` and what they share in ``_common``. Heavy packages are imported inside the
+commands, so ``infragym --help`` stays fast.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Running many episodes: concurrency on one machine or on remote servers, results and
-their summary."""
+"""Running many episodes: concurrency on one machine, across a Ray cluster or on remote
+``infragym serve`` servers; results and their summary."""
 
+from ._episode import SERVE_SESSIONS, EpisodeOutcome
 from ._hf import export_hf_dataset, hf_features
-from ._rollout import SERVE_SESSIONS, EpisodeOutcome, Summary, rollout_many, run_config
+from ._ray import EPISODE_RESOURCE, episode_slots
+from ._rollout import Summary, rollout_many, run_config
 from ._store import RUN_STORE_FILE, STATUSES, EpisodeRecord, RunStore, read_run
 from ._trajectory import (
     TRAJECTORIES_FILE,
@@ -14,6 +16,7 @@ from ._trajectory import (
 )
 
 __all__ = [
+    "EPISODE_RESOURCE",
     "RUN_STORE_FILE",
     "SERVE_SESSIONS",
     "STATUSES",
@@ -25,6 +28,7 @@ __all__ = [
     "Summary",
     "Trajectory",
     "build_trajectory",
+    "episode_slots",
     "export_hf_dataset",
     "export_openai_jsonl",
     "hf_features",

@@ -1,8 +1,8 @@
-"""Many episodes at once, on one machine.
+"""Many episodes at once, on one machine or on the nodes of a Ray cluster (``_ray``).
 
 Each episode gets its own Env (its own dev cluster, workstation and grading cluster, each
-with its own run id and subnet), so episodes never see each other; a semaphore bounds how
-many run at once. A platform failure in one episode is recorded for that seed (no reward)
+with its own run id and subnet), so episodes never see each other; locally a semaphore
+bounds how many run at once. A platform failure in one episode is recorded for that seed (no reward)
 and the others carry on. With an artifacts directory, the run lives in its store
 (``_store``): a run of the same configuration in the same directory resumes.
 """
@@ -14,68 +14,21 @@ import dataclasses
 import json
 import shutil
 import statistics
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._errors import ConfigError, InfraGymError
+from .._errors import ConfigError
 from ..agent import Agent
-from ..env import Env, EnvOptions, ResetObservation, StepResult, make
-from ..grading import GradeResult, default_concurrency
-from ..remote import REMOTE_OPTIONS, RemoteEnv, servers_from
+from ..env import EnvOptions
+from ..grading import default_concurrency
+from ..remote import servers_from
 from ..tasks import Task, find_task
-from ._store import EpisodeRecord, RunStore
-from ._trajectory import TRAJECTORIES_FILE, Trajectory, build_trajectory
-
-SERVE_SESSIONS = 4  # `infragym serve --max-sessions`'s default
-
-
-def remote_options(env_options: dict[str, Any]) -> dict[str, Any]:
-    """The Env options a remote episode sends its server: those a client may set (the
-    server keeps its own artifacts, sandbox limits and progress)."""
-    local = {"artifacts_dir", "progress"}
-    refused = sorted(set(env_options) - set(REMOTE_OPTIONS) - local)
-    if refused:
-        raise ConfigError(
-            f"option(s) {', '.join(refused)} cannot be set on a remote server; "
-            f"a client may set: {', '.join(REMOTE_OPTIONS)}"
-        )
-    return {k: v for k, v in env_options.items() if k in REMOTE_OPTIONS}
-
-
-@dataclass
-class EpisodeOutcome:
-    """One episode's result: ``reward`` is None exactly when ``error`` is set."""
-
-    seed: int
-    reward: float | None
-    grade: GradeResult | None
-    end_reason: str | None
-    wall_s: float
-    agent: str
-    error: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    trajectory: Trajectory | None = None
-    kept: bool = False  # finished by an earlier process of this run, not rerun
-
-    @classmethod
-    def from_record(cls, r: EpisodeRecord) -> EpisodeOutcome:
-        """A finished episode of the store, as the run that finished it returned it."""
-        return cls(
-            r.seed,
-            r.reward,
-            GradeResult.model_validate_json(r.grade) if r.grade else None,
-            r.end_reason,
-            r.wall_s or 0.0,
-            r.agent,
-            error=r.error,
-            info=r.info,
-            trajectory=Trajectory.model_validate_json(r.trajectory) if r.trajectory else None,
-            kept=True,
-        )
+from ._episode import SERVE_SESSIONS, EpisodeOutcome, play_episode, remote_options
+from ._store import RunStore
+from ._trajectory import TRAJECTORIES_FILE
 
 
 def run_config(
@@ -128,15 +81,27 @@ async def rollout_many(
     artifacts_dir: str | Path | None = None,
     on_done: Callable[[EpisodeOutcome], None] | None = None,
     on_progress: Callable[[int, str], None] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    max_retries: int = 2,
     server: str | Sequence[str] | None = None,
     **env_options: Any,
 ) -> list[EpisodeOutcome]:
     """Run one episode per seed, at most ``max_concurrency`` at a time; results in seed order.
 
-    ``max_concurrency`` defaults to as many gradings as fit the machine
-    (:func:`infragym.grading.default_concurrency` of the task's ``[grading] cores``). More
-    is allowed (agent phases overlap), but gradings beyond the machine's room wait for it
-    (:class:`infragym.grading.Admission`), so the rewards stay those of a calm machine.
+    ``backend="local"`` runs them in this process. ``max_concurrency`` then defaults to
+    as many gradings as fit the machine (:func:`infragym.grading.default_concurrency` of
+    the task's ``[grading] cores``). More is allowed (agent phases overlap), but gradings
+    beyond the machine's room wait for it (:class:`infragym.grading.Admission`), so the
+    rewards stay those of a calm machine.
+
+    ``backend="ray"`` runs each episode as a Ray task on a node of the cluster at
+    ``ray_address`` that advertises the ``infragym_episode`` resource (one slot per
+    episode; see :mod:`infragym.runner._ray`); without an address a local cluster is
+    started. ``max_concurrency`` there bounds the episodes in flight (default: the
+    cluster's slots decide). An episode whose node or worker dies is retried on another
+    node up to ``max_retries`` times, then recorded as a platform failure (no reward).
+    ``agent_factory`` must then be serializable (cloudpickle): it is called on the node.
 
     ``agent_factory`` makes a fresh agent per episode (agents keep per-episode state).
     ``artifacts_dir`` holds one run and its store (``run.sqlite``): a directory holding a
@@ -145,7 +110,7 @@ async def rollout_many(
     from scratch), one of another configuration is refused, as is one holding a
     trajectories file without a store. ``on_done`` is called as each episode ends (and
     at once for each kept one, ``kept`` set); ``on_progress(seed, message)`` relays what
-    grading is doing.
+    grading is doing (with Ray: where each episode starts and what became of a lost one).
 
     ``server`` (a URL, a comma-separated list or a sequence of them) plays every episode
     on remote ``infragym serve`` servers instead (:class:`infragym.remote.RemoteEnv`),
@@ -158,7 +123,15 @@ async def rollout_many(
         raise ConfigError("rollout_many needs at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ConfigError("seeds must be distinct: the same seed twice is the same episode")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend must be 'local' or 'ray', not {backend!r}")
+    if backend == "local" and ray_address is not None:
+        raise ConfigError("ray_address is for backend='ray'")
+    if not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
     servers = servers_from(server) if server is not None else []
+    if servers and backend != "local":
+        raise ConfigError("server= plays on remote servers: it takes no Ray backend")
     spec: Task | str = task
     if servers:
         if max_concurrency is None:
@@ -167,13 +140,19 @@ async def rollout_many(
     else:
         spec = find_task(task)  # fail fast on an unknown task, before any episode starts
         spec.require_ready()  # and on one whose Debian packages are missing
-    if max_concurrency is None:
+    factory_blob = b""
+    if backend == "ray":
+        from ._ray import pickle_factory
+
+        factory_blob = pickle_factory(agent_factory)  # one that cannot travel, before all
+    if max_concurrency is None and backend == "local":
         assert isinstance(spec, Task)
         max_concurrency = min(len(seeds), default_concurrency(spec.spec.grading_cores))
-    if not isinstance(max_concurrency, int) or max_concurrency < 1:
+    if max_concurrency is not None and (
+        not isinstance(max_concurrency, int) or max_concurrency < 1
+    ):
         raise ConfigError(f"max_concurrency must be a whole number >= 1, not {max_concurrency!r}")
-    gate = asyncio.Semaphore(max_concurrency)
-    base = Path(artifacts_dir) if artifacts_dir is not None else None
+    base = Path(artifacts_dir).resolve() if artifacts_dir is not None else None
     store: RunStore | None = None
     kept: dict[int, EpisodeOutcome] = {}
     spare: list[Agent] = []
@@ -187,94 +166,101 @@ async def rollout_many(
             if on_done is not None:
                 on_done(o)
 
+    def record(out: EpisodeOutcome) -> EpisodeOutcome:
+        """The finished episode into the store and trajectories.jsonl, then ``on_done``."""
+        if store is not None and base is not None and out.trajectory is not None:
+            line = out.trajectory.model_dump_json()
+            store.finish(
+                out.seed,
+                reward=out.reward,
+                functional=out.grade.functional if out.grade else None,
+                breakdown=out.grade.breakdown if out.grade else {},
+                end_reason=out.end_reason,
+                error=out.error,
+                wall_s=out.wall_s,
+                info=out.info,
+                grade=out.grade.model_dump_json() if out.grade else None,
+                trajectory=line,
+            )
+            # only a committed row's line: a crash before this write loses nothing (a
+            # resume rewrites the file from the store), one after it duplicates nothing
+            with (base / TRAJECTORIES_FILE).open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        if on_done is not None:
+            on_done(out)
+        return out
+
+    todo = [s for s in seeds if s not in kept]
+    try:
+        if backend == "ray":
+            from ._ray import RayRun
+
+            assert isinstance(spec, Task)
+            ray_run = RayRun(
+                task=str(spec.path.resolve()) if Path(task).is_dir() else task,
+                task_name=spec.name,
+                factory_blob=factory_blob,
+                agent_name=(spare[0] if spare else agent_factory()).name,
+                env_options=env_options,
+                base=base,
+                store=store,
+                record=record,
+                on_progress=on_progress,
+                max_in_flight=max_concurrency,
+                max_retries=max_retries,
+            )
+            done = await ray_run.run(todo, ray_address, slots_task=task)
+        else:
+            done = await _run_local(
+                task, agent_factory, todo, max_concurrency or 1, spare, env_options,
+                base, store, record, on_progress, servers,
+            )  # fmt: skip
+        return [kept[s] if s in kept else done[s] for s in seeds]
+    finally:
+        if store is not None:
+            store.close()
+
+
+async def _run_local(
+    task: str,
+    agent_factory: Callable[[], Agent],
+    seeds: Sequence[int],
+    max_concurrency: int,
+    spare: list[Agent],
+    env_options: dict[str, Any],
+    base: Path | None,
+    store: RunStore | None,
+    record: Callable[[EpisodeOutcome], EpisodeOutcome],
+    on_progress: Callable[[int, str], None] | None,
+    servers: Sequence[str] = (),
+) -> dict[int, EpisodeOutcome]:
+    gate = asyncio.Semaphore(max_concurrency)
     busy = dict.fromkeys(servers, 0)  # this run's episodes on each server
 
     async def one(seed: int) -> EpisodeOutcome:
-        if seed in kept:
-            return kept[seed]
         async with gate:
             if store is not None:
                 shutil.rmtree(store.episode_dir(seed), ignore_errors=True)  # a dead attempt's
                 store.mark_running(seed)
             agent = spare.pop() if spare else agent_factory()
-            t0 = time.monotonic()
             opts = dict(env_options)
             if base is not None:
                 opts["artifacts_dir"] = base / f"seed{seed}"
             if on_progress is not None:
                 opts["progress"] = lambda msg, s=seed: on_progress(s, msg)
-            obs: ResetObservation | None = None
-            final: StepResult | None = None
             url = min(servers, key=lambda u: busy[u]) if servers else None
-            env: Env | RemoteEnv = (
-                make(task, **opts)
-                if url is None
-                else RemoteEnv(url, task, options=remote_options(env_options))
-            )
             if url is not None:
                 busy[url] += 1
             try:
-                try:
-                    obs = await env.reset(seed=seed)
-                    final = await agent.play(env)  # type: ignore[arg-type]
-                finally:
-                    await env.close()
-                    if url is not None:
-                        busy[url] -= 1
-            except InfraGymError as exc:
-                out = EpisodeOutcome(
-                    seed, None, None, None, time.monotonic() - t0, agent.name, error=str(exc)
-                )
-            else:
-                grade: GradeResult = final.info["grade"]
-                out = EpisodeOutcome(
-                    seed,
-                    grade.reward,
-                    grade,
-                    final.info.get("end_reason"),
-                    time.monotonic() - t0,
-                    agent.name,
-                    error=grade.error,
-                    info={"steps": final.info.get("step")} | ({"server": url} if url else {}),
-                )
-            out.trajectory = build_trajectory(
-                task,
-                seed,
-                agent,
-                obs,
-                final,
-                out.grade,
-                out.wall_s,
-                out.error if out.grade is None else None,
-            )
-            if store is not None and base is not None:
-                line = out.trajectory.model_dump_json()
-                store.finish(
-                    seed,
-                    reward=out.reward,
-                    functional=out.grade.functional if out.grade else None,
-                    breakdown=out.grade.breakdown if out.grade else {},
-                    end_reason=out.end_reason,
-                    error=out.error,
-                    wall_s=out.wall_s,
-                    info=out.info,
-                    grade=out.grade.model_dump_json() if out.grade else None,
-                    trajectory=line,
-                )
-                # only a committed row's line: a crash before this write loses nothing (a
-                # resume rewrites the file from the store), one after it duplicates nothing
-                with (base / TRAJECTORIES_FILE).open("a", encoding="utf-8") as fh:
-                    fh.write(line + "\n")
-            if on_done is not None:
-                on_done(out)
-            return out
+                return record(await play_episode(task, agent, seed, opts, url))
+            finally:
+                if url is not None:
+                    busy[url] -= 1
 
     tasks = [asyncio.ensure_future(one(s)) for s in seeds]
     try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        if store is not None:  # no episode may still write when the store closes
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            store.close()
+        return dict(zip(seeds, await asyncio.gather(*tasks), strict=True))
+    finally:  # no episode may still write when the store closes
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

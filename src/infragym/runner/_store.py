@@ -3,7 +3,8 @@
 The store is what makes a run survive its process. A run directory holds one run: its
 configuration (task, agent, model, seeds, environment options, platform version) and, per
 seed, the episode's status, outcome, timings, trajectory and artefacts directory. Rows move
-``pending -> running -> done | platform-failed``; each move is one short transaction in
+``pending -> running -> done | platform-failed`` (and ``running -> pending`` when a Ray
+attempt is lost with its node, to be tried again); each move is one short transaction in
 WAL mode, so a process killed at any point leaves the store consistent.
 
 Opening a directory that holds a run of the same configuration resumes it:
@@ -312,6 +313,16 @@ class RunStore:
             if cur.rowcount != 1:
                 raise ConfigError(f"episode of seed {seed} is not pending in {self.path}")
 
+    def requeue(self, seed: int) -> None:
+        """A running attempt was lost (its worker or node died): back to ``pending``, to be
+        tried again; ``attempts`` keeps counting."""
+        with self._tx() as c:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute(
+                "UPDATE episodes SET status = 'pending' WHERE seed = ? AND status = 'running'",
+                (seed,),
+            )
+
     def finish(
         self,
         seed: int,
@@ -326,14 +337,16 @@ class RunStore:
         grade: str | None,
         trajectory: str,
     ) -> None:
-        """Record a finished episode: ``done`` with a reward, ``platform-failed`` without."""
+        """Record a finished episode: ``done`` with a reward, ``platform-failed`` without.
+        A row is finished once: a ``done`` or ``platform-failed`` one is left as it is (a
+        ``pending`` one is finished too: an episode given up on after a lost attempt)."""
         status = "platform-failed" if reward is None else "done"
         with self._tx() as c:
             c.execute("BEGIN IMMEDIATE")
             c.execute(
                 "UPDATE episodes SET status = ?, reward = ?, functional = ?, breakdown = ?, "
                 "end_reason = ?, error = ?, finished_at = ?, wall_s = ?, info = ?, grade = ?, "
-                "trajectory = ? WHERE seed = ? AND status = 'running'",
+                "trajectory = ? WHERE seed = ? AND status IN ('pending', 'running')",
                 (
                     status,
                     reward,

@@ -1,12 +1,21 @@
 """Tasks: folders with instructions, a starter workspace, a hidden grader and solutions."""
 
 from ._registry import BUILTIN_DIR, find_task, hidden_paths, list_tasks, task_dirs
-from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
+from ._spec import (
+    DEFAULT_GRADING_CORES,
+    Limits,
+    Task,
+    TaskSpec,
+    Topology,
+    load_task,
+    validate_layout,
+)
 from ._validate import validate_task
 from ._validation import STARTER, Band, Validation
 
 __all__ = [
     "BUILTIN_DIR",
+    "DEFAULT_GRADING_CORES",
     "STARTER",
     "Band",
     "Limits",
