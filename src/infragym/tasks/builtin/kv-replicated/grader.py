@@ -2,16 +2,19 @@
 ``/bin/sh /srv/app/start.sh`` on 3 fresh hosts by the task's [contract.env] (listening on
 8080 within 10 s, answering a read within 10 s more); the functional tests an agent can run
 on its dev hosts (any failure fails the gate); then open-loop reads and writes on hot keys
-and one write to each cold key under a balanced schedule (two crashes of different hosts,
-two pauses, two partitions, every host taken away once); heal, final reads of every key on
-every node, checkers and ``rubric``. ``recheck(history)`` gives the same reward offline.
-The seed only chooses the fault schedule; the tests' tag and the workload's seed are fresh
-randomness (recorded), so a service cannot recognise its run.
+and a write of a new key every 0.2 s, each key written once (so fault windows hold
+acknowledged writes no later write can hide), under a balanced schedule (two crashes of
+different hosts, two pauses, two partitions, every host taken away once); heal, final
+reads of every key on every node, checkers and ``rubric``. ``recheck(history)`` gives the
+same reward offline. The seed only chooses the fault schedule; the tests' tag and the
+workload's seed are fresh randomness (recorded), so a service cannot recognise its run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from infragym.checkers import Availability, Checker, Linearizable, LostWrites, StaleReads
@@ -39,7 +42,9 @@ START_CMD = ("/bin/sh", "/srv/app/start.sh")
 RATE = 60.0
 OP_TIMEOUT_S = 1.0
 HOT_KEYS = 12
-COLD_KEYS = 12
+COLD_EVERY_S = 0.2  # one write-once key this often, through the whole load
+MIN_COLD_ACKED = 12  # lost-writes judges at least this many acknowledged write-once keys
+BURST, BURST_RATE = 12, 40.0  # write-once keys in the 0.3 s around each fault's start
 AVAILABILITY_SLO = 0.99
 AVAILABILITY_FLOOR = 0.5
 SERVING_SLO = 0.9
@@ -60,7 +65,10 @@ def rubric() -> Rubric:
       >= 20 % ok; every host is taken away once per run, so a service whose data or
       leadership lives on one host (~0 % there) fails this whatever the seed.
     - linearizable (gate, cap 0.25; weight 2): stale or lost data earns at most 0.25.
-    - lost-writes (weight 3, all or nothing): one lost write is not 99 % durable.
+    - lost-writes (gate, cap 0.25; weight 3, all or nothing): one acknowledged write lost
+      is a broken promise, not 99 % durability. Write-once keys are written all through the
+      load, fault windows included, so a write acknowledged before a majority held it and
+      then lost cannot hide behind a later write of the same key.
     - stale-reads (weight 1, fraction of clean reads).
     - availability (weight 4): ok fraction of the operations sent to hosts the fault left
       healthy, in the worst window; 0 at 50 %, full at 99 % (over 1 s counts as down).
@@ -71,7 +79,14 @@ def rubric() -> Rubric:
             gate("serving", min_judged=50),
             gate("no-spof", cap=NAIVE_CAP, min_judged=50),
             Criterion("linearizable", weight=2.0, gate=True, cap=NAIVE_CAP, min_judged=50),
-            Criterion("lost-writes", weight=3.0, score_fn=all_or_nothing, min_judged=COLD_KEYS),
+            Criterion(
+                "lost-writes",
+                weight=3.0,
+                gate=True,
+                cap=NAIVE_CAP,
+                score_fn=all_or_nothing,
+                min_judged=MIN_COLD_ACKED,
+            ),
             Criterion("stale-reads", weight=1.0, min_judged=20),
             Criterion(
                 "availability",
@@ -167,14 +182,26 @@ FUNCTIONAL_TESTS: tuple[tuple[str, ProbeTest], ...] = (
 )
 
 
-def workload(urls: Mapping[str, str], seed: int, duration: float) -> list[Stream]:
-    """Reads and writes on the hot keys for the whole run; one write to each cold key."""
+def workload(
+    urls: Mapping[str, str], seed: int, duration: float, schedule: Schedule | None = None
+) -> list[Stream]:
+    """Reads and writes on the hot keys for the whole run; a write of a new key every
+    ``COLD_EVERY_S`` through the whole run too, round-robin over the hosts, each key once;
+    and a burst of new keys in the 0.3 s around each fault's start, when a write
+    acknowledged before a majority holds it is lost with the host that acknowledged it."""
+    targets = parse_targets(urls)
     hot = KVGenerator(urls, seed=seed, mix=Mix(read=0.5, write=0.5), keys=HOT_KEYS, choice="random")
-    cold = WriteOnce(parse_targets(urls), [f"c{i}" for i in range(COLD_KEYS)], name="cold")
-    return [
+    count = int(duration / COLD_EVERY_S) + 1
+    cold = WriteOnce(targets, [f"c{i}" for i in range(count)], name="cold")
+    streams = [
         Stream(hot, rate=RATE, duration=duration, timeout=OP_TIMEOUT_S),
-        Stream(cold, rate=10.0, max_ops=COLD_KEYS, timeout=OP_TIMEOUT_S),
+        Stream(cold, rate=1 / COLD_EVERY_S, max_ops=count, timeout=OP_TIMEOUT_S),
     ]
+    for j, f in enumerate(schedule.faults if schedule else ()):
+        burst = WriteOnce(targets, [f"f{j}c{i}" for i in range(BURST)], name=f"cold-f{j}")
+        start = max(0.0, f.at - (BURST - 2) / BURST_RATE)
+        streams.append(Stream(burst, BURST_RATE, max_ops=BURST, start=start, timeout=OP_TIMEOUT_S))
+    return streams
 
 
 SERVICE = ServiceGrader(
@@ -191,7 +218,8 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
     ctx.progress(f"building a {HOSTS}-host cluster and starting the service on every host")
     cluster = ctx.cluster(HOSTS)
     schedule = fault_schedule(ctx.seed, cluster.names)
-    return await SERVICE.grade(ctx, cluster, schedule)
+    service = replace(SERVICE, workload=partial(workload, schedule=schedule))
+    return await service.grade(ctx, cluster, schedule)
 
 
 def recheck(history: History, budget_s: float = CHECK_BUDGET_S) -> RewardResult:
