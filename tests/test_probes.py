@@ -266,6 +266,17 @@ def test_one_node_sends_every_host_to_the_first_hosts_reference(tmp_path: Path) 
         assert _call(f, "GET", "/kv/k")[0] == 503
 
 
+def test_the_front_queues_many_connections_at_once(tmp_path: Path) -> None:
+    """counter-durable's functional tests send 20 requests at once: with the stdlib's listen
+    backlog of 5, connections were dropped and retried a second later, past the clients'
+    timeout (one-node failed the functional tests its reference passes)."""
+    inner = _free_port()
+    with _front("one-node", inner, tmp_path, PEERS="n1=127.0.0.1") as f:
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{f}"], capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+    assert out[0] == "LISTEN" and int(out[2]) >= 64, out  # Send-Q of a listener: its backlog
+
+
 def test_the_first_host_comes_from_peers_or_etc_hosts() -> None:
     sys.path.insert(0, str(PROBE_DIR))
     try:

@@ -175,6 +175,7 @@ def main() -> None:
     )
     print(f"probe front: {mode} on :{env['PORT']} -> {upstream}:{front.port}", file=sys.stderr)
     ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 128  # the listen backlog: 5 by default
     ThreadingHTTPServer(("0.0.0.0", int(env["PORT"])), handler(front)).serve_forever()
 
 
