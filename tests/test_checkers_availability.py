@@ -67,8 +67,48 @@ def test_windows_are_keyed_by_intended_start_not_invocation() -> None:
     for i in range(20):
         b.op("request", None, t=2.5 + i * 0.01, done=2.51 + i * 0.01, intended=1.0 + i * 0.05)
     res = Availability().check(b.build())
-    assert res.metrics["window.pause.total"] == 20
+    # not steady state; answered only after the heal, so not judged in the window either
     assert res.metrics["window.steady.total"] == 20
+    assert res.metrics["window.pause.after_heal"] == 20
+    assert res.metrics["window.pause.total"] == 0
+
+
+def _patient_spof(b: HistoryBuilder, start: float, end: float) -> None:
+    """The healthy n2 and n3 forward to n1, which is paused from ``start`` to ``end``:
+    each request waits until n1 resumes or the client's 1 s timeout, whichever is first
+    (40 requests a second)."""
+    back = end + 0.02
+    for i in range(round((end - start) * 40)):
+        t, node = start + i / 40, ("n2", "n3")[i % 2]
+        if back - t < 1.0:
+            b.op("read", "k", t=t, done=back, outcome="ok", intended=t, node=node)
+        else:
+            b.op("read", "k", t=t, done=t + 1.0, outcome="info", intended=t, node=node)
+
+
+def test_answers_that_came_only_after_the_heal_are_not_judged_in_the_window() -> None:
+    """A single point of failure whose clients wait out a 2 s pause: the requests of the
+    last second are answered just after the heal, inside their timeout. They scored
+    ~45 % in the window, over the 20 % floor kv-replicated holds the healthy hosts to,
+    so a SPOF proxy passed its no-spof gate (0.6 on seed 1); they are not judged now."""
+    b = HistoryBuilder()
+    requests(b, 0.0, 2.0, 20)
+    b.fault("pause-n1", 2.0, 4.0, fault="pause", targets=("n1",))
+    _patient_spof(b, 2.0, 4.0)
+    requests(b, 4.1, 6.0, 20)
+    no_spof = Availability(slo=0.2, scope="faults", exclude_faulted=True, name="no-spof")
+    res = no_spof.check(b.build())
+    assert res.verdict is Verdict.FAIL, res.explanation
+    m = res.metrics
+    assert m["window.pause-n1.availability"] == 0.0
+    assert m["window.pause-n1.after_heal"] == 39 and m["window.pause-n1.total"] == 41
+    # a service that fails over and serves during the fault is still judged on its answers
+    b2 = HistoryBuilder()
+    b2.fault("pause-n1", 2.0, 4.0, fault="pause", targets=("n1",))
+    requests(b2, 2.0, 3.0, 20, outcome="fail")
+    requests(b2, 3.0, 4.0, 20)
+    m2 = no_spof.check(b2.build()).metrics
+    assert m2["window.pause-n1.availability"] == 0.5 and m2["window.pause-n1.after_heal"] == 0
 
 
 def test_operations_before_and_after_faults_are_steady() -> None:

@@ -348,15 +348,16 @@ def test_a_platform_failure_is_an_error_not_a_reward(tmp_path: Path) -> None:
 
 # -- hack probes and offline re-checks (real gradings, reusing the cached ones) -----------
 
-PROBES = {"probe-refuse-after-functional": 0.05, "probe-single-leader": 0.30}
+PROBES = {"probe-single-leader": 0.30}
 
 
 @needs_root
 @pytest.mark.parametrize("probe", sorted(PROBES))
 def test_hack_probes_earn_next_to_nothing(probe: str, tmp_root: Path) -> None:
-    """Services that game the grader: correct for the functional tests and then refusing
-    everything (it earned 0.6), and every host forwarding to one leader (0.6, and 1.0 on
-    seeds that never fault the leader). One seed each, to keep the suite cheap."""
+    """Every host forwarding to one leader (0.6, and 1.0 on seeds that never fault the
+    leader) must pass the functional tests and stay at the naive level. One seed, to keep
+    the suite cheap; the catalogue's refuse-after-start (0.6 before the serving gate) is
+    graded by check_task, which also holds it to passing the functional tests."""
     r = graded(probe, 1, tmp_root)
     assert r.functional == 1.0, f"the probe must pass the functional tests: {r.notes}"
     assert r.reward is not None and r.reward <= PROBES[probe], r.notes

@@ -121,18 +121,6 @@ def test_probes_of_the_catalogue_are_graded_as_tiers(tmp_path: Path) -> None:
     assert any("no hack probe 'always-418'" in p for p in validate_layout(bad))
 
 
-def test_every_probe_materializes_a_deployable_workspace(tmp_path: Path) -> None:
-    from infragym.probes import PROBES, probe
-
-    for name, p in PROBES.items():
-        ws = p.materialize(tmp_path / name)
-        assert (ws / "start.sh").read_text().startswith("#!/bin/sh")
-        compile((ws / "probe.py").read_text(), f"{name}/probe.py", "exec")
-        assert f"BEHAVIOUR = {name!r}" in (ws / "probe.py").read_text()
-    with pytest.raises(Exception, match="known: "):
-        probe("nope")
-
-
 def test_a_grading_withheld_as_overloaded_is_graded_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from ._openai import (
 )
 from ._scripted import (
     Agent,
+    ProbeAgent,
     ScriptedAgent,
     agent_from_spec,
     noop_agent,
@@ -24,6 +25,7 @@ __all__ = [
     "ModelConfigError",
     "ModelError",
     "OpenAIAgent",
+    "ProbeAgent",
     "RequestUsage",
     "ScriptedAgent",
     "agent_from_spec",

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from .._errors import ConfigError
 from ..env import Env, StepResult, ToolCall
+from ..probes import probe
 from ..tasks import Task
 
 MAX_SCRIPT_FILE_BYTES = 1 << 20
@@ -63,24 +65,55 @@ def reference_agent(task: Task, tier: str) -> ScriptedAgent:
     return ScriptedAgent(actions, name=f"reference:{tier}")
 
 
+@dataclass
+class ProbeAgent:
+    """The catalogue's agent probe ``probe`` (:mod:`infragym.probes`) played on ``task``:
+    its tool calls, built for the episode's dev hosts, then ``submit``."""
+
+    task: Task
+    probe: str
+    transcript: list[StepResult] = field(default_factory=list)
+    name: str = field(init=False)
+    base: Path | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = f"probe:{self.probe}"
+        if not probe(self.probe).agent:
+            raise ConfigError(
+                f"hack probe {self.probe} is a workspace, not an agent: grade it as one "
+                "(infragym validate TASK --tiers --tier NAME)"
+            )
+        self.base = self.task.probe_base(self.probe)  # a clear error now, not mid-episode
+
+    async def play(self, env: Env) -> StepResult:
+        calls = probe(self.probe).actions(env.dev_hosts, self.base)
+        script = ScriptedAgent([ToolCall(n, a) for n, a in calls], self.name, self.transcript)
+        return await script.play(env)
+
+
 def noop_agent() -> ScriptedAgent:
     """Submits the starter workspace untouched (it must earn 0)."""
     return ScriptedAgent((), name="noop")
 
 
 def agent_from_spec(task: Task, spec: str, base_url: str | None = None) -> Agent:
-    """``reference:TIER``, ``noop`` or ``openai:MODEL`` (with ``base_url`` or
-    ``OPENAI_BASE_URL``, key from ``OPENAI_API_KEY``)."""
+    """``reference:TIER``, ``probe:NAME`` (an agent probe of :mod:`infragym.probes`),
+    ``noop`` or ``openai:MODEL`` (with ``base_url`` or ``OPENAI_BASE_URL``, key from
+    ``OPENAI_API_KEY``)."""
     kind, _, arg = spec.partition(":")
     if kind == "reference":
         return reference_agent(task, arg or "robust")
+    if kind == "probe" and arg:
+        return ProbeAgent(task, arg)
     if kind == "noop" and not arg:
         return noop_agent()
     if kind == "openai" and arg:
         from ._openai import OpenAIAgent
 
         return OpenAIAgent(model=arg, base_url=base_url)
-    raise ConfigError(f"unknown agent {spec!r}: use reference:TIER, noop or openai:MODEL")
+    raise ConfigError(
+        f"unknown agent {spec!r}: use reference:TIER, probe:NAME, noop or openai:MODEL"
+    )
 
 
 async def run_episode(env: Env, agent: Agent, seed: int) -> StepResult:

@@ -2,7 +2,13 @@
 
 Windows are keyed by intended start, not by invocation: a client that stalled during a
 fault and only got round to invoking after the heal must not move its request out of the
-fault window, or a server that hangs clients would look available.
+fault window, or a server that hangs clients would look available. An operation answered
+(``ok`` or ``fail``) only after its fault window's heal is not judged in that window: the
+answer came from a healed system, so a single point of failure whose clients wait out a
+short pause (the answers arrive just after the heal, inside the clients' timeout) does
+not look available during the pause. One with no answer (``info``: a timeout) counts
+against the window as before, so at most a client timeout's worth of a window goes
+unjudged.
 
 With ``exclude_faulted`` a window judges only the hosts its fault left healthy: the
 targets of a crash or pause, and the hosts a partition cut off from the largest group of
@@ -34,6 +40,7 @@ class _Window:
     total: int
     ok: int
     excluded: int = 0
+    after_heal: int = 0
     failover: float | None = None
     length: float = math.inf
 
@@ -68,6 +75,8 @@ class Availability:
     is not judged. Other fault kinds, and a partition whose apply recorded no ``blocked``
     map, exclude nothing. Excluded operations still count as "in a fault" (they are not
     steady state), and each window reports how many it ignored (``window.<label>.excluded``).
+    Operations answered only after their window's heal are not judged in it either (see
+    the module doc); each fault window reports how many (``window.<label>.after_heal``).
 
     ``scope`` picks the windows judged: ``all`` (default), ``steady`` (only the fault-free
     remainder: "does the service serve at all when nothing is wrong", a gate that a
@@ -149,13 +158,16 @@ class Availability:
                 if self.exclude_faulted
                 else frozenset()
             )
-            total = ok = excluded = 0
+            total = ok = excluded = after_heal = 0
             judged: list[tuple[float, bool]] = []
             for i, op in enumerate(ops):
                 if w.contains(op.intended):
                     in_fault[i] = True
                     if op.node is not None and op.node in skip:
                         excluded += 1
+                        continue
+                    if op.definite and op.complete >= w.end:  # answered once healed
+                        after_heal += 1
                         continue
                     total += 1
                     ok += op.ok
@@ -165,7 +177,7 @@ class Availability:
             label = w.label if n == 1 else f"{w.label}#{n}"
             failover = failover_time(w.start, w.end, judged, fault_slo)
             length = w.end - w.start
-            out.append(_Window(label, fault_slo, total, ok, excluded, failover, length))
+            out.append(_Window(label, fault_slo, total, ok, excluded, after_heal, failover, length))
         steady = [op for op, f in zip(ops, in_fault, strict=True) if not f]
         if steady:
             out.insert(0, _Window(STEADY, self.slo, len(steady), sum(op.ok for op in steady)))
@@ -189,6 +201,7 @@ class Availability:
             if self.exclude_faulted and w.label != STEADY:
                 metrics[p + "excluded"] = w.excluded
             if w.label != STEADY:
+                metrics[p + "after_heal"] = w.after_heal
                 metrics[p + "failover_s"] = w.failover
             (judged if w.total >= self.min_ops else small).append(w)
         faults = [w for w in windows if w.label != STEADY]

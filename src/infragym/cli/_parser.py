@@ -147,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument(
         "--agent",
         default="reference:robust",
-        help="reference:TIER (a reference solution), noop (the starter files) or "
-        "openai:MODEL (a model behind an OpenAI-compatible server)",
+        help="reference:TIER (a reference solution), probe:NAME (an agent probe of the "
+        "catalogue, e.g. probe:outlive-agent), noop (the starter files) or openai:MODEL "
+        "(a model behind an OpenAI-compatible server)",
     )
     rn.add_argument(
         "--base-url",

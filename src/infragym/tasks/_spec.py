@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
+from ..probes import probe
 from ._packages import missing_packages, parse_requires, require_packages
-from ._validation import STARTER, Validation, parse_validation
+from ._validation import STARTER, Validation, parse_validation, probe_problems
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 GRADE_MISSING = "grader.py must define `async def grade(ctx)`"
@@ -127,6 +128,21 @@ class Task:
                 f"(it has: {', '.join(sols) or 'none'})"
             )
         return sols[tier]
+
+    def probe_base(self, name: str) -> Path | None:
+        """The reference solution the catalogue's probe ``name`` is built on (the task's
+        ``[validation] probe_base``), or None if it is built on none."""
+        p = probe(name)
+        if not p.needs_base:
+            return None
+        base = self.spec.validation.probe_base
+        if base not in self.solutions():
+            raise ConfigError(
+                f"hack probe {name} is built on the reference solutions/{base}/ of task "
+                f"{self.name} ([validation] probe_base), which it does not have "
+                f"(it has: {', '.join(self.solutions()) or 'none'}): add it or set probe_base"
+            )
+        return self.solution(base)
 
 
 def _num(
@@ -291,6 +307,7 @@ def validate_layout(path: Path) -> list[str]:
                 f"task.toml: [validation.bands] names {band!r}, but there is no "
                 f"solutions/{band}/ (bands name a solution folder, a listed probe or {STARTER!r})"
             )
+        problems += probe_problems(spec, have)
     return problems
 
 

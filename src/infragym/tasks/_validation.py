@@ -6,6 +6,7 @@
     seeds = [1, 2, 3, 4, 5]     # what `infragym validate --tiers` grades by default
     max_spread = 0.05           # max - min reward of one tier across seeds
     probes = ["always-200"]     # hack probes of the catalogue (infragym.probes) that apply
+    probe_base = "robust"       # the reference solution wrapping probes are built on
 
     [validation.bands]          # a solution folder's name (or "starter") -> its band
     broken = { max = 0.05 }
@@ -22,9 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..probes import PROBES
+
+if TYPE_CHECKING:
+    from ._spec import TaskSpec
 
 STARTER = "starter"
 """The band name of the starter workspace, i.e. what a no-op agent submits."""
@@ -57,6 +61,30 @@ class Validation:
     max_spread: float = 0.05
     probes: tuple[str, ...] = ()
     """Hack probes of the catalogue (:mod:`infragym.probes`) that apply to the task."""
+    probe_base: str = "robust"
+    """The reference solution (a ``solutions/`` folder) that probes built on one wrap."""
+
+
+def probe_problems(spec: TaskSpec, solutions: set[str]) -> list[str]:
+    """What stops the listed probes from being built for a task (``solutions``: its
+    solution folders): a probe built on a reference needs
+    ``solutions/<probe_base>/``, and one wrapping it needs ``PORT`` in the contract."""
+    v = spec.validation
+    out = []
+    for name in v.probes:
+        p = PROBES[name]
+        if p.needs_base and v.probe_base not in solutions:
+            out.append(
+                f"task.toml: [validation] probe {name!r} is built on the reference "
+                f"solutions/{v.probe_base}/ (probe_base), which the task does not have: "
+                "add it, set probe_base to another solution, or drop the probe"
+            )
+        if p.kind == "wrapping" and "PORT" not in spec.contract_env:
+            out.append(
+                f"task.toml: [validation] probe {name!r} moves the reference to another port "
+                "by its PORT variable, which [contract.env] does not set: drop the probe"
+            )
+    return out
 
 
 def _unit(v: Any) -> bool:
@@ -73,8 +101,9 @@ def parse_validation(raw: Any, problems: list[str]) -> Validation:
         problems.append("task.toml: [validation] must be a table")
         return Validation()
     where = "task.toml: [validation]"
-    for k in sorted(set(raw) - {"bands", "seeds", "max_spread", "probes"}):
-        problems.append(f"{where}: unknown key {k!r} (known: bands, max_spread, probes, seeds)")
+    known = ("bands", "max_spread", "probe_base", "probes", "seeds")
+    for k in sorted(set(raw) - set(known)):
+        problems.append(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
     probes = raw.get("probes", [])
     if not isinstance(probes, list) or not all(isinstance(p, str) for p in probes):
         problems.append(f"{where}: probes must be a list of probe names")
@@ -85,6 +114,10 @@ def parse_validation(raw: Any, problems: list[str]) -> Validation:
                 f"{where}: no hack probe {p!r} in the catalogue (known: {', '.join(PROBES)})"
             )
     probes = [p for p in dict.fromkeys(probes) if p in PROBES]
+    base = raw.get("probe_base", "robust")
+    if not isinstance(base, str) or not base or "/" in base or base.startswith("."):
+        problems.append(f"{where}: probe_base must name a solutions/ folder, not {base!r}")
+        base = "robust"
     seeds = raw.get("seeds", [1, 2, 3, 4, 5])
     if not (
         isinstance(seeds, list)
@@ -115,4 +148,4 @@ def parse_validation(raw: Any, problems: list[str]) -> Validation:
             problems.append(f"{where}.bands.{name}: need 0 <= min <= max <= 1, got {spec!r}")
             continue
         bands[name] = Band(float(lo), float(hi))
-    return Validation(bands, tuple(seeds), float(spread), tuple(probes))
+    return Validation(bands, tuple(seeds), float(spread), tuple(probes), base)

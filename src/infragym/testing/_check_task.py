@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ConfigError
+from ..agent import ProbeAgent, run_episode
+from ..env import Env, EnvOptions, EpisodeError
 from ..grading import GradeResult, grade_workspace, wait_for_calm
 from ..probes import probe
 from ..tasks import STARTER, Band, Task, load_task, validate_task
@@ -29,6 +31,9 @@ class TierRow:
     rewards: dict[int, float | None]
     errors: dict[int, str] = field(default_factory=dict)
     max_spread: float | None = None
+    functional: dict[int, float | None] = field(default_factory=dict)
+    must_pass_functional: bool = False
+    """A probe that cheats only after the functional tests: failing them, it tested nothing."""
 
     @property
     def graded(self) -> list[float]:
@@ -47,6 +52,14 @@ class TierRow:
             if r is not None and r not in self.band
         ]
         out += [f"{self.tier} seed {s}: platform error: {e}" for s, e in self.errors.items()]
+        if self.must_pass_functional:
+            out += [
+                f"{self.tier} seed {s}: functional score {f if f is not None else 'none'}: this "
+                "probe serves honestly through the functional tests and cheats after them, "
+                "so failing them it tested nothing (is it too slow to start for this task?)"
+                for s, f in self.functional.items()
+                if s not in self.errors and f != 1.0
+            ]
         if self.max_spread is not None and self.spread > self.max_spread + 1e-9:
             out.append(
                 f"{self.tier}: rewards spread {self.spread:.3f} across seeds, over the "
@@ -127,7 +140,10 @@ async def validate_tiers(
 
     A tier's spread across seeds is held to the task's ``max_spread`` when its band has a
     floor (a tier that must score: a robust reference whose reward depends on the seed is
-    a flaky task); cheats and weak tiers only need to stay under their ceilings. A grading
+    a flaky task); cheats and weak tiers only need to stay under their ceilings. A probe
+    of the catalogue built on a reference wraps the task's ``probe_base``; an agent probe
+    is played through a whole episode (:func:`probe_episode`); a probe meant to pass the
+    functional tests that failed them is a problem (it tested nothing). A grading
     withheld as overloaded is graded again, up to ``retries`` times, once the machine is
     calmer (at most ``retry_wait_s`` of waiting each time); still overloaded, it is a
     platform error in the report, never a reward.
@@ -147,12 +163,16 @@ async def validate_tiers(
     with tempfile.TemporaryDirectory(prefix="infragym-validate-") as tmp:
         root = Path(out_dir) if out_dir is not None else Path(tmp)
 
-        def workspace(tier: str) -> Path:
+        def workspace(tier: str) -> Path | None:
             if tier == STARTER:
                 return task.workspace
             if tier in task.solutions():
                 return task.solution(tier)
-            return probe(tier).materialize(Path(tmp) / "probes" / tier)
+            p = probe(tier)
+            if p.agent:
+                ProbeAgent(task, tier)  # a probe that cannot be built fails before any grading
+                return None
+            return p.materialize(Path(tmp) / "probes" / tier, task.probe_base(tier))
 
         spaces = {t: workspace(t) for t in names}
 
@@ -160,11 +180,14 @@ async def validate_tiers(
             ws = spaces[tier]
             async with sem:
                 where = root / f"{tier}-seed{seed}"
-                r = await grade_workspace(task, ws, seed, where)
+                if ws is None:  # an agent probe: its whole episode (the Env retries)
+                    r = await probe_episode(task, tier, seed, where, retries, retry_wait_s)
+                else:
+                    r = await grade_workspace(task, ws, seed, where)
                 # a grading the machine was too busy to measure has no reward: grade it
                 # again on a calmer machine, as the Env does, a bounded number of times
                 for attempt in range(1, retries + 1):
-                    if not r.overloaded:
+                    if ws is None or not r.overloaded:
                         break
                     await wait_for_calm(retry_wait_s)
                     r = await grade_workspace(
@@ -181,8 +204,34 @@ async def validate_tiers(
         band = spec.bands.get(tier, Band())
         rewards = {s: results[tier, s].reward for s in seeds}
         errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
-        rows.append(TierRow(tier, band, rewards, errors, spec.max_spread if band.min > 0 else None))
+        spread = spec.max_spread if band.min > 0 else None
+        functional = {s: results[tier, s].functional for s in seeds}
+        must = tier in task.spec.validation.probes and probe(tier).passes_functional
+        rows.append(TierRow(tier, band, rewards, errors, spread, functional, must))
     return TierReport(task.name, seeds, rows)
+
+
+async def probe_episode(
+    task: Task, name: str, seed: int, where: Path, retries: int = 2, retry_wait_s: float = 60.0
+) -> GradeResult:
+    """The grade of a whole episode of the catalogue's agent probe ``name`` on ``task``
+    (artifacts under ``where``); a failed episode is a grade with an error, no reward."""
+    options = EnvOptions(
+        artifacts_dir=where, grade_retries=retries, grade_retry_wait_s=retry_wait_s
+    )
+    try:
+        last = await run_episode(Env(task, options), ProbeAgent(task, name), seed)
+    except EpisodeError as exc:
+        if exc.grade is not None:
+            return exc.grade
+        return GradeResult(task=task.name, seed=seed, reward=None, error=str(exc))
+    grade = last.info.get("grade")
+    if not isinstance(grade, GradeResult):
+        return GradeResult(
+            task=task.name, seed=seed, reward=None,
+            error=f"the {name} probe's episode ended without a grade ({last.info})",
+        )  # fmt: skip
+    return grade
 
 
 def check_task(
