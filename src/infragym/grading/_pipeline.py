@@ -119,6 +119,7 @@ async def grade_workspace(
     artifacts.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
+    variant = task.spec.variant(seed)
     grader = load_grader(task)
     if not workspace.is_dir():
         raise ConfigError(f"workspace {workspace} is not a directory")
@@ -132,6 +133,7 @@ async def grade_workspace(
             return GradeResult(
                 task=task.name,
                 seed=seed,
+                variant=variant.to_dict(),
                 reward=0.0,
                 functional=0.0,
                 artifacts_dir=str(artifacts),
@@ -146,8 +148,9 @@ async def grade_workspace(
             task.spec.grading_budget_s,
             progress=progress,
             task_dirs=(task.path,),
+            variant=variant,
         )
-        ctx.history.meta.update({"task": task.name, "seed": seed})
+        ctx.history.meta.update({"task": task.name, "seed": seed, "variant": variant.to_dict()})
         error: str | None = None
         outcome: GradeOutcome | None = None
         monitor = Monitor(usage=ctx.cpu_usage_s)
@@ -190,6 +193,7 @@ async def grade_workspace(
         return GradeResult(
             task=task.name,
             seed=seed,
+            variant=variant.to_dict(),
             reward=None,
             timeline=timeline,
             history_path=str(history_path),
@@ -207,6 +211,7 @@ async def grade_workspace(
     return GradeResult(
         task=task.name,
         seed=seed,
+        variant=variant.to_dict(),
         reward=None if withheld else outcome.reward.reward,
         functional=None if withheld else outcome.functional,
         breakdown={c.name: c.score for c in outcome.reward.breakdown},

@@ -180,7 +180,7 @@ async def rollout_many(
                     time.monotonic() - t0,
                     agent.name,
                     error=grade.error,
-                    info={"steps": final.info.get("step")},
+                    info={"steps": final.info.get("step"), "variant": grade.variant},
                 )
             out.trajectory = build_trajectory(
                 task,

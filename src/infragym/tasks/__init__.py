@@ -4,16 +4,19 @@ from ._registry import BUILTIN_DIR, find_task, hidden_paths, list_tasks, task_di
 from ._spec import Limits, Task, TaskSpec, Topology, load_task, validate_layout
 from ._validate import validate_task
 from ._validation import STARTER, Band, Validation
+from ._variants import Scalar, Variant
 
 __all__ = [
     "BUILTIN_DIR",
     "STARTER",
     "Band",
     "Limits",
+    "Scalar",
     "Task",
     "TaskSpec",
     "Topology",
     "Validation",
+    "Variant",
     "find_task",
     "hidden_paths",
     "list_tasks",
