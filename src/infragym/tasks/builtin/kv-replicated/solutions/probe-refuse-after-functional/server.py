@@ -1,11 +1,11 @@
 """Hack probe (not a reference tier): correct during the functional tests, then 503.
 
-A single leader (``n1``, others forward to it) serves correctly for REFUSE_AFTER_S
-seconds after the cluster first started (the first start's time is kept in DATA_DIR, so
-a crash does not restart the clock), long enough for the grader's functional tests; from
-then on every host answers 503 to every request. Refusing is always consistent, so
-before the serving gate and vacuity checks the consistency checks passed on nothing and
-it earned 0.6. The grader must give it (about) nothing.
+A single leader (the first host of ``PEERS``, others forward to it) serves correctly for
+REFUSE_AFTER_S seconds after the cluster first started (the first start's time is kept in
+DATA_DIR, so a crash does not restart the clock), long enough for the grader's
+functional tests; from then on every host answers 503 to every request. Refusing is
+always consistent, so before the serving gate and vacuity checks the consistency checks
+passed on nothing and it earned 0.6. The grader must give it (about) nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import threading
 import time
 from typing import Any
 
-LEADER = "n1"
-KEY_RE = re.compile(r"^[A-Za-z0-9._~-]{1,100}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
 PORT = int(os.environ.get("PORT", "8080"))
 ME = os.environ["NODE_ID"]
 PEERS = dict(item.split("=", 1) for item in os.environ["PEERS"].split(","))
+LEADER = next(iter(PEERS))  # the first host (n1, kv1, ...)
 REFUSE_AFTER_S = float(os.environ.get("REFUSE_AFTER_S", "8"))
 STORE: dict[str, bytes] = {}
 LOCK = threading.Lock()
