@@ -161,10 +161,15 @@ def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
             on_result=None if args.json else done,
         )
     )
+    variants = {s: task.spec.variant(s) for s in report.seeds}
     if args.json:
-        print(json.dumps(strict_json(report.to_json()), indent=2))
+        data = {**report.to_json(), "variants": {str(s): v.to_dict() for s, v in variants.items()}}
+        print(json.dumps(strict_json(data), indent=2))
     else:
         console.print(_tier_table(report))
+        if task.spec.variants:  # which variant each seed drew
+            for seed, v in variants.items():
+                console.print(f"seed {seed}: {v.describe()}", highlight=False)
         for p in report.problems:
             err_console.print(f"[red]out of band:[/] {p}", soft_wrap=True, highlight=False)
         if report.ok:
