@@ -138,6 +138,15 @@ def test_list_show_validate() -> None:
     assert "kv-replicated" in [t["name"] for t in json.loads(r.stdout)]
     r = run("show", "kv-replicated")
     assert r.returncode == 0 and "Deployment contract" in r.stdout
+    assert "variants: 216 distinct" in r.stdout and "the default variant" in r.stdout
+    assert "runs on 3 hosts" in r.stdout and "PORT (8080)" in r.stdout
+    # --seed N: the instructions that seed's episode shows (seed 4: 5 hosts, port 9000)
+    r = run("show", "kv-replicated", "--seed", "4")
+    assert r.returncode == 0, r.stderr
+    assert "the variant of seed 4" in r.stdout and "hosts node1, node2" in r.stdout
+    assert "runs on 5 hosts" in r.stdout and "PORT (9000)" in r.stdout
+    instructions = r.stdout.split("survives losing a host", 1)[1]  # below the spec lines
+    assert "8080" not in instructions and "{{" not in instructions
     from infragym.tasks import find_task
 
     r = run("validate", str(find_task("kv-replicated").path))

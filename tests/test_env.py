@@ -555,27 +555,34 @@ def _cmdline(pid: str) -> str:
 
 @needs_root
 def test_host_bash_gives_dev_hosts_the_task_contract_environment(tmp_path: Path) -> None:
-    """kv-replicated's [contract.env]: a dev host sees what a production host will."""
+    """kv-replicated's [contract.env]: a dev host sees what a production host will, in the
+    seed's variant (seed 4: five hosts node1-node5 on port 9000)."""
+    from infragym.tasks import find_task
+
+    variant = find_task("kv-replicated").spec.variant(4)
+    port, names = variant["port"], variant.host_names
+    assert len(names) == 5 and port != 8080
     env = SyncEnv(make("kv-replicated", artifacts_dir=tmp_path))
     try:
-        env.reset(seed=3)
+        obs = env.reset(seed=4)
         ids = run_ids(env)
+        assert obs.dev_hosts == names and f"`PORT` ({port})" in obs.instructions
         host_bash = next(t for t in env.tools if t.name == "host_bash")
         assert "PORT" in host_bash.description and "NODE_ID" in host_bash.description
         r = env.step(ToolCall("host_bash", {
-            "host": "n2", "command": 'echo "$PORT $NODE_ID $NODE_ADDRESS $PEERS $DATA_DIR"'}))
+            "host": names[1], "command": 'echo "$PORT $NODE_ID $NODE_ADDRESS $PEERS $DATA_DIR"'}))
         cluster = env.env.dev_cluster
-        assert cluster is not None
+        assert cluster is not None and len(cluster.hosts) == 5
         peers = ",".join(f"{h.name}={h.address}" for h in cluster.hosts)
-        expected = f"8080 n2 {cluster.hosts[1].address} {peers} /srv/data"
+        expected = f"{port} {names[1]} {cluster.hosts[1].address} {peers} /srv/data"
         assert expected in r.observation.content
         r = env.step(ToolCall("host_bash", {
-            "host": "n3", "background": True,
+            "host": names[4], "background": True,
             "command": 'echo "$PORT $NODE_ID" > /srv/logs/env.txt; sleep 30'}))
         r = env.step(ToolCall("host_bash", {
-            "host": "n3", "command": "for i in $(seq 50); do [ -s /srv/logs/env.txt ] && "
+            "host": names[4], "command": "for i in $(seq 50); do [ -s /srv/logs/env.txt ] && "
             "break; sleep 0.1; done; cat /srv/logs/env.txt"}))
-        assert "8080 n3" in r.observation.content
+        assert f"{port} {names[4]}" in r.observation.content
     finally:
         env.close()
     for run_id in ids:

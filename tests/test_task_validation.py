@@ -102,6 +102,7 @@ def test_validate_tiers_on_the_command_line(
     assert main(["validate", str(d), "--tiers", "--seeds", "1-2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["seeds"] == [1, 2]
+    assert report["variants"] == {"1": {}, "2": {}}  # the variant each seed drew: none here
     assert {t["tier"]: t["rewards"] for t in report["tiers"]} == {
         "robust": {"1": 1.0, "2": 1.0},
         "starter": {"1": 0.0, "2": 0.0},

@@ -147,11 +147,12 @@ def test_the_contract_env_is_rendered_per_host_and_checked(tmp_path: Path) -> No
                      "contract.env.1X: not a valid environment variable name",
                      "unknown placeholder {address}", "contract.env.D = '{'"):
         assert fragment in text, f"{fragment!r} not reported in:\n{text}"
-    assert find_task("kv-replicated").spec.contract_env["PORT"] == "8080"
+    assert find_task("kv-replicated").spec.contract_env["PORT"] == "{port}"  # a variant key
 
 
 def test_kv_replicated_declares_the_contract_its_grader_gives_production_hosts() -> None:
-    """The dev hosts' [contract.env] and the grader's contract_env must not drift apart."""
+    """The dev hosts' [contract.env] and the grader's contract must not drift apart, in
+    any variant (3 or 5 hosts, their names, the port)."""
     import importlib.util
     from types import SimpleNamespace
 
@@ -160,8 +161,13 @@ def test_kv_replicated_declares_the_contract_its_grader_gives_production_hosts()
     assert spec is not None and spec.loader is not None
     grader = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(grader)
-    hosts = [SimpleNamespace(name=f"n{i}", address=f"198.18.4.{i}") for i in (1, 2, 3)]
-    cluster = SimpleNamespace(hosts=hosts)
-    addresses = {h.name: h.address for h in hosts}
-    for h in hosts:
-        assert task.spec.host_env(h.name, addresses) == grader.contract_env(cluster, h)
+    for seed in (None, 1, 3, 4, 7):
+        variant = task.spec.variant(seed)
+        hosts = [SimpleNamespace(name=n, address=f"198.18.4.{i}")
+                 for i, n in enumerate(variant.host_names, 1)]
+        cluster = SimpleNamespace(hosts=hosts)
+        addresses = {h.name: h.address for h in hosts}
+        contract = grader.service(variant).contract
+        assert contract.port == variant["port"]
+        for h in hosts:
+            assert task.spec.host_env(h.name, addresses, variant) == contract.env(cluster, h)

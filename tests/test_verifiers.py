@@ -82,7 +82,10 @@ def test_the_taskset_has_one_task_per_task_and_seed_and_rejects_unknown_tasks(
     assert [(t.data.task, t.data.seed) for t in tasks] == [("kv-replicated", 3),
                                                           ("kv-replicated", 4)]
     assert all(isinstance(t, InfraGymTask) for t in tasks)
-    assert tasks[0].data.prompt == find_task("kv-replicated").instructions
+    # each seed's prompt is its variant's instructions (seed 3: 5 hosts, seed 4: port 9000)
+    kv = find_task("kv-replicated")
+    assert [t.data.prompt for t in tasks] == [kv.instructions_for(3), kv.instructions_for(4)]
+    assert tasks[0].data.prompt != tasks[1].data.prompt
     assert len({t.key for t in tasks}) == 2  # verifiers groups rollouts by task key
     with pytest.raises(ConfigError, match=r"known tasks: .*kv-replicated"):
         list(make_env(tasks=["no-such-task"]).taskset)

@@ -143,7 +143,7 @@ class OpenAIAgent:
         episode is closed ungraded and :class:`ModelError` is raised."""
         self.messages = [
             {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": env.task.instructions},
+            {"role": "user", "content": env.instructions},
         ]
         self.usage, self.end_reason, self.no_tool_turns = [], None, 0
         self.budget_chars = self.context_chars

@@ -101,7 +101,9 @@ def print_result(result: GradeResult, label: str) -> None:
             soft_wrap=True,
         )
         return
-    console.print(reward_table(result.detail, f"{result.task} — {label}, seed {result.seed}"))
+    variant = " ".join(f"{k}={v}" for k, v in result.variant.items())
+    title = f"{result.task} — {label}, seed {result.seed}" + (f" ({variant})" if variant else "")
+    console.print(reward_table(result.detail, title))
     console.print(
         f"[bold]reward {result.reward:.3f}[/]   functional tests alone: "
         f"{result.functional:.3f}   grading took "

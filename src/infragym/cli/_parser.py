@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="a task's spec and instructions")
     sh.add_argument("task")
+    sh.add_argument(
+        "--seed",
+        type=parse_seed,
+        default=None,
+        help="show the instructions of this seed's variant (default: the default variant)",
+    )
     sh.set_defaults(fn=cmd_show)
 
     va = sub.add_parser(

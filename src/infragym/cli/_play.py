@@ -107,7 +107,9 @@ def cmd_play(args: argparse.Namespace) -> int:
     try:
         obs = env.reset(seed=args.seed)
         console.print(
-            f"[bold]{obs.task}[/] seed {obs.seed}; dev hosts: "
+            f"[bold]{obs.task}[/] seed {obs.seed}"
+            + "".join(f" {k}={v}" for k, v in obs.variant.items())
+            + "; dev hosts: "
             f"{', '.join(obs.dev_hosts) or 'none'}; tools: "
             f"{', '.join(t.name for t in obs.tools)}"
         )

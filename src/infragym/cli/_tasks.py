@@ -36,6 +36,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "summary": t.spec.summary,
                         "tags": list(t.spec.tags),
                         "hosts": t.spec.topology.hosts,
+                        "variants": t.spec.variant_count,
                         "requires": {"apt": list(t.spec.apt)},
                         "ready": not missing[t.name],
                         "missing": list(missing[t.name]),
@@ -68,10 +69,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     task = find_task(args.task)
     s = task.spec
-    console.print(f"[bold]{s.name}[/] v{s.version}: {s.summary}")
+    variant = s.variant(args.seed)
+    instructions = task.render_instructions(variant)
+    console.print(f"[bold]{s.name}[/] v{s.version}: {s.summary}", highlight=False)
     console.print(
-        f"tags: {', '.join(s.tags)}; hosts {s.topology.hosts} (dev "
-        f"{s.topology.dev_hosts}); limits: {s.limits.max_steps} steps, "
+        f"tags: {', '.join(s.tags)}; hosts {len(variant.host_names)} (dev "
+        f"{len(variant.dev_host_names)}); limits: {s.limits.max_steps} steps, "
         f"{s.limits.agent_wall_s:.0f} s agent time, {s.limits.command_timeout_s:.0f} s "
         f"per command; grading budget {s.grading_budget_s:.0f} s; reference tiers: "
         f"{', '.join(task.solutions())}"
@@ -81,7 +84,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"requires (apt): {', '.join(s.apt)}: {readiness(task.missing_packages())}",
             highlight=False,
         )
-    console.print(Markdown(task.instructions))
+    hosts = ", ".join(variant.host_names)
+    if not s.variants:
+        console.print(f"variants: none (one variant); hosts {hosts}", highlight=False)
+    else:
+        keys = "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in s.variants.items())
+        which = "the default variant" if args.seed is None else f"the variant of seed {args.seed}"
+        console.print(f"variants: {s.variant_count} distinct ({keys})", highlight=False)
+        console.print(f"{which}: {variant.describe()}; hosts {hosts}", highlight=False)
+    console.print(Markdown(instructions))
     return 0
 
 
@@ -150,10 +161,15 @@ def _validate_tiers(path: Path, args: argparse.Namespace) -> int:
             on_result=None if args.json else done,
         )
     )
+    variants = {s: task.spec.variant(s) for s in report.seeds}
     if args.json:
-        print(json.dumps(strict_json(report.to_json()), indent=2))
+        data = {**report.to_json(), "variants": {str(s): v.to_dict() for s, v in variants.items()}}
+        print(json.dumps(strict_json(data), indent=2))
     else:
         console.print(_tier_table(report))
+        if task.spec.variants:  # which variant each seed drew
+            for seed, v in variants.items():
+                console.print(f"seed {seed}: {v.describe()}", highlight=False)
         for p in report.problems:
             err_console.print(f"[red]out of band:[/] {p}", soft_wrap=True, highlight=False)
         if report.ok:

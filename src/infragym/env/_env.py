@@ -33,7 +33,7 @@ from ..grading import (
     wait_for_calm,
 )
 from ..sandbox import Cluster, Workstation, install_handlers, walk_tree
-from ..tasks import Task, find_task, hidden_paths
+from ..tasks import Task, Variant, find_task, hidden_paths
 from ._tools import Outcome, Toolbox, tool_specs
 from ._types import (
     EndReason,
@@ -56,6 +56,7 @@ T = TypeVar("T")
 @dataclass
 class _Episode:
     seed: int
+    variant: Variant
     dir: Path
     cluster: Cluster | None = None
     workstation: Workstation | None = None
@@ -68,6 +69,11 @@ class _Episode:
 class Env:
     """The environment of one task. ``await reset(seed=...)``, then ``await step(action)``
     until ``terminated`` or ``truncated``; ``await close()`` (or ``async with``) at the end.
+
+    The seed draws the task's variant (``variant``): the ``instructions`` the agent is
+    told, its ``dev_hosts`` and their contract environment, and the ``tools`` (whose
+    ``host_bash`` names those hosts) are the episode's; before the first reset, the
+    default variant's.
     """
 
     def __init__(self, task: Task, options: EnvOptions | None = None) -> None:
@@ -78,12 +84,21 @@ class Env:
                 f"workspace_bytes must be at most {MAX_WORKSPACE_BYTES} (what grading accepts)"
             )
         self.limits = self.options.task_limits(task.spec.limits)
-        self.dev_hosts = tuple(f"n{i + 1}" for i in range(task.spec.topology.dev_hosts))
-        self.tools: tuple[ToolSpec, ...] = tool_specs(
-            self.dev_hosts, self.limits, self.options, list(task.spec.contract_env)
-        )
+        self.variant = task.spec.variant()
+        self.instructions = ""
+        self.dev_hosts: tuple[str, ...] = ()
+        self.tools: tuple[ToolSpec, ...] = ()
+        self._use_variant(self.variant)
         self._ep: _Episode | None = None
         self._busy = False
+
+    def _use_variant(self, variant: Variant) -> None:
+        self.instructions = self.task.render_instructions(variant)
+        self.variant = variant
+        self.dev_hosts = variant.dev_host_names
+        self.tools = tool_specs(
+            self.dev_hosts, self.limits, self.options, list(self.task.spec.contract_env)
+        )
 
     def __repr__(self) -> str:
         return f"Env({self.task.name!r})"
@@ -101,15 +116,18 @@ class Env:
     # -- the episode ---------------------------------------------------------------------
 
     async def reset(self, *, seed: int | None = None) -> ResetObservation:
-        """Start an episode (ending any running one, ungraded); ``seed`` fixes grading."""
+        """Start an episode (ending any running one, ungraded); ``seed`` fixes the
+        variant and grading (None: a random seed, reported in the observation)."""
         if seed is None:
             seed = secrets.randbelow(2**31)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"seed must be a whole number >= 0, not {seed!r}")
         self.task.require_ready()  # missing packages: a platform error, before any sandbox
         await self.close()
+        variant = self.task.spec.variant(seed)
+        self._use_variant(variant)
         install_handlers()  # from this thread: the sandbox is built in a worker
-        ep = _Episode(seed, self._episode_dir(seed))
+        ep = _Episode(seed, variant, self._episode_dir(seed))
         self._ep = ep
         try:
             await _in_thread(lambda: self._build(ep))
@@ -120,17 +138,18 @@ class Env:
             raise
         assert ep.workstation is not None
         hosts = {h.name: h.address for h in ep.cluster.hosts} if ep.cluster else {}
-        contract = {n: self.task.spec.host_env(n, hosts) for n in hosts}
+        contract = {n: self.task.spec.host_env(n, hosts, variant) for n in hosts}
         ep.toolbox = Toolbox(ep.workstation, ep.cluster, self.limits, self.options, contract)
         ep.started = time.monotonic()
         ep.deadline = ep.started + self.limits.agent_wall_s
         return ResetObservation(
-            instructions=self.task.instructions,
+            instructions=self.instructions,
             tools=self.tools,
             task=self.task.name,
             seed=seed,
             dev_hosts=self.dev_hosts,
             limits=self.limits,
+            variant=variant.to_dict(),
         )
 
     def _episode_dir(self, seed: int) -> Path:
@@ -142,11 +161,11 @@ class Env:
         return d
 
     def _build(self, ep: _Episode) -> None:
-        n = self.task.spec.topology.dev_hosts
+        names = ep.variant.dev_host_names
         hidden = hidden_paths(self.task.path)
-        if n:
+        if names:
             ep.cluster = Cluster(
-                n,
+                list(names),
                 limits=self.options.dev_host_limits,
                 artifacts_dir=ep.dir / "dev-hosts",
                 hidden=hidden,
@@ -364,6 +383,7 @@ def _undeployable(task: str, ep: _Episode, size: int) -> GradeResult:
     return GradeResult(
         task=task,
         seed=ep.seed,
+        variant=ep.variant.to_dict(),
         reward=0.0,
         functional=0.0,
         artifacts_dir=str(ep.dir),

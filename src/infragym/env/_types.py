@@ -107,7 +107,9 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class ResetObservation:
-    """The start of an episode: what the agent is told and the tools it has."""
+    """The start of an episode: what the agent is told and the tools it has. ``variant``
+    is the task's variant the seed drew (``[variants]`` key to value): the instructions
+    are rendered with it and the dev hosts built by it."""
 
     instructions: str
     tools: tuple[ToolSpec, ...]
@@ -115,6 +117,7 @@ class ResetObservation:
     seed: int
     dev_hosts: tuple[str, ...]
     limits: TaskLimits
+    variant: Mapping[str, Any] = field(default_factory=dict)
 
     def openai_tools(self) -> list[dict[str, Any]]:
         return [t.openai() for t in self.tools]

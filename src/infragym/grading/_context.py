@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 from ..history import Clock, History
 from ..rubric import RewardResult
 from ..sandbox import Cluster
+from ..tasks import Variant
 
 
 @dataclass
@@ -31,6 +32,10 @@ class GradeContext:
     change it). :meth:`cluster` builds a fresh production cluster with that copy deployed
     read-only at ``/srv/app`` on every host. ``history`` and ``clock`` are shared by the
     grader's workload and nemesis; the pipeline stores the history.
+
+    ``variant`` is the task's variant of this seed (a read-only mapping of its
+    ``[variants]`` keys, with ``host_names``): the one the agent's instructions and dev
+    hosts were made with. The seed itself should only choose the fault schedule.
     """
 
     task: str
@@ -42,11 +47,13 @@ class GradeContext:
     history: History = field(default_factory=History)
     progress: Callable[[str], None] = lambda msg: None
     task_dirs: tuple[Path, ...] = ()  # the graded task's folder, hidden with all the others
+    variant: Variant = field(default_factory=Variant.plain)
     _clusters: list[Cluster] = field(default_factory=list)
     _t0: float = field(default_factory=time.monotonic)
 
-    def cluster(self, hosts: int = 3, **kwargs: Any) -> Cluster:
-        """A started production cluster with the workspace at ``/srv/app`` on each host.
+    def cluster(self, hosts: int | Sequence[str] | None = None, **kwargs: Any) -> Cluster:
+        """A started production cluster with the workspace at ``/srv/app`` on each host:
+        ``hosts`` hosts (a number or their names; default: the variant's hosts).
 
         The agent's system runs there: every task folder (graders, solutions) is hidden
         from it, even where a task is installed under ``/usr``.
@@ -55,7 +62,11 @@ class GradeContext:
 
         hidden = [*kwargs.pop("hidden", ()), *hidden_paths(*self.task_dirs)]
         c = Cluster(
-            hosts, app=self.workspace, artifacts_dir=self.artifacts_dir, hidden=hidden, **kwargs
+            self.variant.host_names if hosts is None else hosts,
+            app=self.workspace,
+            artifacts_dir=self.artifacts_dir,
+            hidden=hidden,
+            **kwargs,
         )
         self._clusters.append(c)
         c.start()

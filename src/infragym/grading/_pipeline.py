@@ -24,7 +24,7 @@ from typing import cast
 
 from .._errors import ConfigError
 from ..sandbox import TreeError, copy_tree
-from ..tasks import Task
+from ..tasks import Task, Variant
 from ._admission import Admission
 from ._context import GradeContext, GradeOutcome
 from ._health import Monitor, judge
@@ -126,6 +126,7 @@ async def grade_workspace(
     artifacts.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
+    variant = task.spec.variant(seed)
     grader = load_grader(task)
     if not workspace.is_dir():
         raise ConfigError(f"workspace {workspace} is not a directory")
@@ -139,6 +140,7 @@ async def grade_workspace(
             return GradeResult(
                 task=task.name,
                 seed=seed,
+                variant=variant.to_dict(),
                 reward=0.0,
                 functional=0.0,
                 artifacts_dir=str(artifacts),
@@ -150,7 +152,9 @@ async def grade_workspace(
         ) as waited:
             timings["admission_wait_s"] = waited
             t0 = time.monotonic()
-            return await _grade_copy(task, grader, copy, seed, artifacts, progress, t0, timings)
+            return await _grade_copy(
+                task, grader, copy, seed, variant, artifacts, progress, t0, timings
+            )
 
 
 async def _grade_copy(
@@ -158,6 +162,7 @@ async def _grade_copy(
     grader: GradeFn,
     copy: Path,
     seed: int,
+    variant: Variant,
     artifacts: Path,
     progress: Callable[[str], None],
     t0: float,
@@ -172,8 +177,9 @@ async def _grade_copy(
         task.spec.grading_budget_s,
         progress=progress,
         task_dirs=(task.path,),
+        variant=variant,
     )
-    ctx.history.meta.update({"task": task.name, "seed": seed})
+    ctx.history.meta.update({"task": task.name, "seed": seed, "variant": variant.to_dict()})
     error: str | None = None
     outcome: GradeOutcome | None = None
     monitor = Monitor(usage=ctx.cpu_usage_s)
@@ -214,6 +220,7 @@ async def _grade_copy(
         return GradeResult(
             task=task.name,
             seed=seed,
+            variant=variant.to_dict(),
             reward=None,
             timeline=timeline,
             history_path=str(history_path),
@@ -231,6 +238,7 @@ async def _grade_copy(
     return GradeResult(
         task=task.name,
         seed=seed,
+        variant=variant.to_dict(),
         reward=None if withheld else outcome.reward.reward,
         functional=None if withheld else outcome.functional,
         breakdown={c.name: c.score for c in outcome.reward.breakdown},

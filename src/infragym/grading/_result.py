@@ -24,11 +24,15 @@ class GradeResult(BaseModel):
     failures too (``error`` says why): the reward the rubric gave is kept in
     ``withheld_reward`` (and its breakdown in ``breakdown``) for diagnosis and must not be
     used as a score. A grader failure on an overloaded machine is ``overloaded`` as well.
+
+    ``variant`` is the task's variant the seed drew (``[variants]`` key to value; empty
+    for a task that varies nothing): what the instructions said and the grader used.
     """
 
     schema_version: int = GRADE_SCHEMA_VERSION
     task: str
     seed: int
+    variant: dict[str, str | int | float | bool] = Field(default_factory=dict)
     reward: float | None
     functional: float | None = None
     breakdown: dict[str, float] = Field(default_factory=dict)

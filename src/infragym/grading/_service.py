@@ -25,7 +25,7 @@ from ..history import History, OpType
 from ..nemesis import Nemesis, Schedule, ScheduledFault
 from ..rubric import RewardResult, Rubric
 from ..sandbox import Cluster, Host
-from ..tasks import TaskSpec
+from ..tasks import TaskSpec, Variant
 from ..workload import Runner, Stream, Target, final_read_stream, parse_targets
 from ._context import GradeContext, GradeOutcome
 from ._deploy import deploy, wait_all_listening
@@ -57,11 +57,14 @@ def kv_final_reads(history: History, targets: Sequence[Target], timeout: float) 
     return final_read_stream(history, targets, timeout=timeout)
 
 
-def env_from_spec(spec: TaskSpec) -> Callable[[Cluster, Host], dict[str, str]]:
-    """Each host's environment by the task's ``[contract.env]`` (what the dev hosts get)."""
+def env_from_spec(
+    spec: TaskSpec, variant: Variant | None = None
+) -> Callable[[Cluster, Host], dict[str, str]]:
+    """Each host's environment by the task's ``[contract.env]`` in ``variant`` (default:
+    the default variant; give ``ctx.variant``): what the dev hosts got."""
 
     def env(cluster: Cluster, host: Host) -> dict[str, str]:
-        return spec.host_env(host.name, {h.name: h.address for h in cluster.hosts})
+        return spec.host_env(host.name, {h.name: h.address for h in cluster.hosts}, variant)
 
     return env
 

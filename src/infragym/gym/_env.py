@@ -99,8 +99,8 @@ class InfraGymEnv(gymnasium.Env[str, str]):
       the infragym seed (it fixes the grading's fault schedule); without one, the seed is
       drawn from ``np_random``, so every episode after a seeded reset is reproducible.
       The observation is the task's instructions, how to act and each tool's JSON Schema;
-      ``info`` holds ``task``, ``seed``, ``tools`` (OpenAI format), ``dev_hosts`` and
-      ``limits``.
+      ``info`` holds ``task``, ``seed``, ``variant`` (the task's variant the seed drew),
+      ``tools`` (OpenAI format), ``dev_hosts`` and ``limits``.
     - ``step(action)``: the action is the JSON text of one tool call (see
       :func:`parse_action`). The observation is the tool's output; an action that is not a
       tool call, an unknown tool or bad arguments is an ``error: ...`` observation, reward
@@ -166,6 +166,7 @@ class InfraGymEnv(gymnasium.Env[str, str]):
         info = {
             "task": obs.task,
             "seed": obs.seed,
+            "variant": dict(obs.variant),
             # a fresh copy each time: users keep what an env returns
             "tools": json.loads(json.dumps(obs.openai_tools())),
             "dev_hosts": list(obs.dev_hosts),

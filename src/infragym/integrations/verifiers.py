@@ -128,7 +128,7 @@ class InfraGymTaskset(vf.Taskset[InfraGymTask, InfraGymTasksetConfig]):
                     id=f"{task.name}/{seed}",
                     name=task.name,
                     description=task.spec.summary,
-                    prompt=task.instructions,
+                    prompt=task.instructions_for(seed),
                     task=name,
                     seed=seed,
                 )

@@ -102,7 +102,8 @@ async def play_episode(
             time.monotonic() - t0,
             agent.name,
             error=grade.error,
-            info={"steps": final.info.get("step")} | ({"server": server} if server else {}),
+            info={"steps": final.info.get("step"), "variant": grade.variant}
+            | ({"server": server} if server else {}),
         )
     out.trajectory = build_trajectory(
         task,

@@ -38,12 +38,14 @@ class Trajectory(BaseModel):
     - ``steps``: per tool call, the tool, whether it was an error, its wall time.
     - ``reward`` is None exactly when ``error`` is set (a platform failure, no reward).
     - ``breakdown``, ``functional``, ``timeline``: from the grading result.
+    - ``variant``: the task's variant the seed drew (what the instructions said).
     """
 
     schema_version: int = TRAJECTORY_SCHEMA_VERSION
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     task: str
     seed: int
+    variant: dict[str, Any] = Field(default_factory=dict)
     agent: str
     model: str | None = None
     platform_version: str = __version__
@@ -132,9 +134,11 @@ def build_trajectory(
     elif obs is not None:
         messages = _prompt(obs)
     reward = None if error else (grade.reward if grade is not None else None)
+    variant = dict(obs.variant) if obs is not None else dict(grade.variant) if grade else {}
     return Trajectory(
         task=task,
         seed=seed,
+        variant=variant,
         agent=agent.name,
         model=model,
         messages=messages,

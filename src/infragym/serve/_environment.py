@@ -149,6 +149,7 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
             seed=obs.seed,
             episode_id=self._state.episode_id or "",
             dev_hosts=list(obs.dev_hosts),
+            variant=dict(obs.variant),
             limits={
                 "max_steps": obs.limits.max_steps,
                 "agent_wall_s": obs.limits.agent_wall_s,

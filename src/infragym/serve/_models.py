@@ -37,6 +37,9 @@ class InfraGymResetObservation(Observation):
     episode_id: str
     dev_hosts: list[str] = Field(default_factory=list)
     limits: dict[str, Any] = Field(description="max_steps, agent_wall_s, command_timeout_s")
+    variant: dict[str, Any] = Field(
+        default_factory=dict, description="the task's variant the seed drew"
+    )
 
 
 class InfraGymState(State):

@@ -12,6 +12,7 @@ from ._spec import (
 )
 from ._validate import validate_task
 from ._validation import STARTER, Band, Validation
+from ._variants import Scalar, Variant
 
 __all__ = [
     "BUILTIN_DIR",
@@ -19,10 +20,12 @@ __all__ = [
     "STARTER",
     "Band",
     "Limits",
+    "Scalar",
     "Task",
     "TaskSpec",
     "Topology",
     "Validation",
+    "Variant",
     "find_task",
     "hidden_paths",
     "list_tasks",

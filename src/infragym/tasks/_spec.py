@@ -4,9 +4,10 @@
 
     tasks/<name>/
       task.toml          name, summary, tags, topology, limits, grading budget and cost
-                         (cores one grading uses), contract,
-                         requires (the Debian packages the hosts need)
-      instructions.md    everything the agent is told, including the deployment contract
+                         (cores one grading uses), contract, requires (the Debian packages
+                         the hosts need), variants
+      instructions.md    everything the agent is told, including the deployment contract:
+                         a template rendered with the episode's variant (``_variants``)
       workspace/         starter files copied into the agent's workspace
       grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``;
                          ``START_CMD``, if set, the argv grading deploys (its /srv/app/
@@ -29,13 +30,23 @@ from .._errors import ConfigError
 from ..probes import probe
 from ._packages import missing_packages, parse_requires, require_packages
 from ._validation import STARTER, Validation, parse_validation, probe_problems
+from ._variants import (
+    CONTRACT_FIELDS,
+    HOSTS,
+    Scalar,
+    Variant,
+    count_variants,
+    draw,
+    host_names,
+    parse_variants,
+    render,
+    template_problems,
+)
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 GRADE_MISSING = "grader.py must define `async def grade(ctx)`"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# what the platform fills in per host in [contract.env] values
 DEFAULT_GRADING_CORES = 0.5  # a grading with load and faults on a few hosts, measured
-CONTRACT_FIELDS = ("node_id", "address", "peers")
 
 
 @dataclass(frozen=True)
@@ -66,17 +77,43 @@ class TaskSpec:
     """``[requires] apt``: the Debian packages the task's hosts need installed."""
     grading_cores: float = DEFAULT_GRADING_CORES
     """``[grading] cores``: the CPU one grading uses, in cores (admission control)."""
+    variants: Mapping[str, tuple[Scalar, ...]] = field(default_factory=dict)
+    """``[variants]``: the values each key may take (the first: the default variant)."""
 
-    def host_env(self, node_id: str, hosts: Mapping[str, str]) -> dict[str, str]:
+    @property
+    def variant_count(self) -> int:
+        """How many distinct variants the task has (1 when it varies nothing)."""
+        return count_variants(self.variants)
+
+    def variant(self, seed: int | None = None) -> Variant:
+        """The variant of ``seed`` (a pure function of the task's name and the seed; None:
+        the default variant). Its host count is the ``hosts`` key's, else the topology's;
+        the dev hosts follow the production topology (none if ``dev_hosts = 0``)."""
+        values = draw(self.name, self.variants, seed)
+        hosts = int(values[HOSTS]) if HOSTS in values else self.topology.hosts
+        names = host_names(values, hosts)
+        dev = self.topology.dev_hosts
+        if HOSTS in values and dev:
+            dev = hosts
+        return Variant(values, names, host_names(values, dev))
+
+    def host_env(
+        self, node_id: str, hosts: Mapping[str, str], variant: Variant | None = None
+    ) -> dict[str, str]:
         """The ``[contract.env]`` of one host of a cluster (``hosts``: name to address):
         ``{node_id}`` is its name, ``{address}`` its address, ``{peers}`` every host of the
-        cluster as ``name=address`` joined by commas (itself included)."""
+        cluster as ``name=address`` joined by commas (itself included); a variant key
+        (``{port}``) its value in ``variant`` (default: the default variant), ``{hosts}``
+        the cluster's host count."""
+        v = variant if variant is not None else self.variant()
         values = {
+            **v.env_values(),
+            HOSTS: str(len(hosts)),
             "node_id": node_id,
             "address": hosts[node_id],
             "peers": ",".join(f"{n}={a}" for n, a in hosts.items()),
         }
-        return {k: v.format_map(values) for k, v in self.contract_env.items()}
+        return {k: val.format_map(values) for k, val in self.contract_env.items()}
 
 
 @dataclass(frozen=True)
@@ -95,8 +132,22 @@ class Task:
         return self.path / "instructions.md"
 
     @property
-    def instructions(self) -> str:
+    def instructions_template(self) -> str:
+        """``instructions.md`` as written, ``{{ placeholders }}`` and all."""
         return self.instructions_path.read_text(encoding="utf-8")
+
+    def render_instructions(self, variant: Variant) -> str:
+        """What the agent is told in ``variant``: the template with its values."""
+        return render(self.instructions_template, variant.template_values(), "instructions.md")
+
+    def instructions_for(self, seed: int | None) -> str:
+        """What the agent is told in the episode of ``seed`` (None: the default variant)."""
+        return self.render_instructions(self.spec.variant(seed))
+
+    @property
+    def instructions(self) -> str:
+        """The instructions of the default variant."""
+        return self.instructions_for(None)
 
     @property
     def workspace(self) -> Path:
@@ -175,7 +226,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         problems.append(f"{path}: not valid TOML ({exc})")
         return None
     known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "contract"}
-    known |= {"validation", "requires"}
+    known |= {"validation", "requires", "variants"}
     for k in sorted(set(raw) - known):
         problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
@@ -211,6 +262,9 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
             )
     hosts = _num(topo, "hosts", int, 3, problems, "topology", 1)
     dev = _num(topo, "dev_hosts", int, hosts, problems, "topology", 0)
+    variants = parse_variants(raw.get("variants"), problems)
+    if HOSTS in variants:
+        hosts, dev = _variant_topology(topo, int(variants[HOSTS][0]), hosts, dev, problems)
     for k, v in (("hosts", int(hosts)), ("dev_hosts", int(dev))):
         if v > 16:
             problems.append(f"topology.{k} = {v}: a cluster has at most 16 hosts")
@@ -222,7 +276,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
     cores = _num(grading, "cores", float, DEFAULT_GRADING_CORES, problems, "grading", 0.01)
     validation = parse_validation(raw.get("validation"), problems)
-    contract = _contract_env(raw.get("contract", {}), problems)
+    contract = _contract_env(raw.get("contract", {}), list(variants), problems)
     apt = parse_requires(raw.get("requires"), problems)
     return TaskSpec(
         name,
@@ -236,12 +290,33 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         contract,
         apt,
         cores,
+        variants,
     )
 
 
-def _contract_env(contract: Any, problems: list[str]) -> dict[str, str]:
+def _variant_topology(
+    topo: dict[str, Any], first: int, hosts: int, dev: int, problems: list[str]
+) -> tuple[int, int]:
+    """With a ``hosts`` variant, [topology] states the default variant's: its ``hosts``, if
+    given, is the first value, and the dev hosts follow production (``dev_hosts`` is that
+    count, 0 for none, or left out)."""
+    if "hosts" in topo and hosts != first:
+        problems.append(
+            f"topology.hosts = {hosts}, but [variants] hosts starts with {first} (the "
+            "default variant): make them equal or leave topology.hosts out"
+        )
+    if "dev_hosts" in topo and dev not in (0, first):
+        problems.append(
+            f"topology.dev_hosts = {dev}: with a hosts variant the dev hosts follow the "
+            "production topology; set it to 0 (no dev hosts) or leave it out"
+        )
+    return first, 0 if dev == 0 else first
+
+
+def _contract_env(contract: Any, variant_keys: list[str], problems: list[str]) -> dict[str, str]:
     """``[contract.env]``: the environment every host of the task's cluster gets (the dev
-    hosts, for the agent's ``host_bash``; a grader may use it for production hosts too)."""
+    hosts, for the agent's ``host_bash``; a grader may use it for production hosts too).
+    A value may name the per-host fields, ``{hosts}`` and the variant's keys."""
     if not isinstance(contract, dict):
         problems.append("task.toml: [contract] must be a table")
         return {}
@@ -252,7 +327,8 @@ def _contract_env(contract: Any, problems: list[str]) -> dict[str, str]:
         problems.append('task.toml: [contract.env] must be a table of NAME = "value"')
         return {}
     out: dict[str, str] = {}
-    fields = ", ".join(f"{{{f}}}" for f in CONTRACT_FIELDS)
+    known = dict.fromkeys((*CONTRACT_FIELDS, HOSTS, *variant_keys))
+    fields = ", ".join(f"{{{f}}}" for f in known)
     for k, v in env.items():
         where = f"task.toml: contract.env.{k}"
         if not ENV_NAME_RE.match(k):
@@ -267,7 +343,7 @@ def _contract_env(contract: Any, problems: list[str]) -> dict[str, str]:
             problems.append(f"{where} = {v!r}: {exc} (write a literal brace as {{{{ or }}}})")
             continue
         bad = [f for f, spec, conv in used if f is not None and (
-            f not in CONTRACT_FIELDS or spec or conv)]  # fmt: skip
+            f not in known or spec or conv)]  # fmt: skip
         if bad:
             problems.append(
                 f"{where} = {v!r}: unknown placeholder {{{bad[0]}}} (known: {fields}; write a "
@@ -287,8 +363,13 @@ def validate_layout(path: Path) -> list[str]:
     if spec is not None and spec.name not in ("invalid", path.name):
         problems.append(f"task.toml: name {spec.name!r} differs from the folder name {path.name!r}")
     instr = path / "instructions.md"
-    if not instr.is_file() or not instr.read_text(encoding="utf-8", errors="replace").strip():
+    text = instr.read_text(encoding="utf-8", errors="replace") if instr.is_file() else ""
+    if not text.strip():
         problems.append("instructions.md is missing or empty")
+    elif spec is not None:
+        problems += template_problems(
+            text, list(spec.variant().template_values()), "instructions.md"
+        )
     if not (path / "workspace").is_dir():
         problems.append("workspace/ is missing (the agent's starter files)")
     grader = path / "grader.py"

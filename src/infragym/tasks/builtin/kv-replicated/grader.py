@@ -1,19 +1,20 @@
 """Hidden grader of kv-replicated, a :class:`~infragym.grading.ServiceGrader`: deploy
-``/bin/sh /srv/app/start.sh`` on 3 fresh hosts by the task's [contract.env] (listening on
-8080 within 10 s, answering a read within 10 s more); the functional tests an agent can run
-on its dev hosts (any failure fails the gate); then open-loop reads and writes on hot keys
-and a write of a new key every 0.2 s, each key written once (so fault windows hold
-acknowledged writes no later write can hide), under a balanced schedule (two crashes of
-different hosts, two pauses, two partitions, every host taken away once); heal, final
-reads of every key on every node, checkers and ``rubric``. ``recheck(history)`` gives the
-same reward offline. The seed only chooses the fault schedule; the tests' tag and the
-workload's seed are fresh randomness (recorded), so a service cannot recognise its run.
+``/bin/sh /srv/app/start.sh`` on the variant's hosts (3 or 5, fresh) by [contract.env]
+(listening on the variant's port within 10 s, answering a read within 10 s more); the
+functional tests an agent can run on its dev hosts, up to the variant's longest key and
+largest value (any failure fails the gate); then open-loop reads and writes on hot keys,
+a write of a new key every 0.2 s and bursts of them around each fault's start, each key
+written once (so fault windows hold acknowledged writes no later write can hide), under a
+balanced schedule (two crashes of different hosts, two pauses, two partitions, every host
+taken away once); heal, final reads of every key on every node, checkers and ``rubric``.
+``recheck(history)`` gives the same reward offline. The seed draws the variant (told to
+the service, as to the agent) and the fault schedule; the tests' tag and the workload's
+seed are fresh randomness (recorded).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -32,12 +33,10 @@ from infragym.grading import (
 from infragym.history import History
 from infragym.nemesis import Schedule, balanced_schedule
 from infragym.rubric import Criterion, RewardResult, Rubric, all_or_nothing, gate, linear
-from infragym.tasks import load_task
+from infragym.tasks import Variant, load_task
 from infragym.workload import KVGenerator, Mix, Stream, WriteOnce, parse_targets
 
 TASK = load_task(Path(__file__).parent)
-HOSTS = TASK.spec.topology.hosts
-PORT = int(TASK.spec.contract_env["PORT"])
 START_CMD = ("/bin/sh", "/srv/app/start.sh")
 RATE = 60.0
 OP_TIMEOUT_S = 1.0
@@ -51,8 +50,6 @@ SERVING_SLO = 0.9
 FAILOVER_FLOOR = 0.2  # a SPOF serves ~0 %; a ~1 s failover pays in availability, not the cap
 NAIVE_CAP = 0.25
 CHECK_BUDGET_S = 20.0
-
-contract_env = env_from_spec(TASK.spec)
 
 
 def rubric() -> Rubric:
@@ -116,70 +113,76 @@ def fault_schedule(seed: int, hosts: list[str]) -> Schedule:
     return balanced_schedule(seed, hosts, rounds=2, salt="kv-replicated")
 
 
+def node(p: HttpProbe, i: int) -> str:
+    return p.nodes[i % len(p.nodes)]  # by index: the variant names the hosts
+
+
 async def t_put_get_same_node(p: HttpProbe) -> None:
     """The functional tests get a probe (PUT/GET /kv/{key}); p.tag is fresh per run."""
-    await p.put("n1", "fx-same", f"hello {p.tag}")
-    await p.expect("n1", "fx-same", f"hello {p.tag}")
+    await p.put(node(p, 0), "fx-same", f"hello {p.tag}")
+    await p.expect(node(p, 0), "fx-same", f"hello {p.tag}")
 
 
 async def t_missing_key_is_404(p: HttpProbe) -> None:
-    for node in p.nodes:
-        await p.expect(node, f"fx-never-written-{p.tag}", None)
+    for n in p.nodes:
+        await p.expect(n, f"fx-never-written-{p.tag}", None)
 
 
 async def t_overwrite_same_node(p: HttpProbe) -> None:
-    await p.put("n3", "fx-over", f"first {p.tag}")
-    await p.put("n3", "fx-over", f"second {p.tag}")
-    await p.expect("n3", "fx-over", f"second {p.tag}")
+    await p.put(node(p, 2), "fx-over", f"first {p.tag}")
+    await p.put(node(p, 2), "fx-over", f"second {p.tag}")
+    await p.expect(node(p, 2), "fx-over", f"second {p.tag}")
     await p.eventually("fx-over", f"second {p.tag}")
 
 
 async def t_overwrite_from_another_node(p: HttpProbe) -> None:
-    await p.put("n1", "fx-cross", f"v1 {p.tag}")
+    await p.put(node(p, 0), "fx-cross", f"v1 {p.tag}")
     await p.eventually("fx-cross", f"v1 {p.tag}")
-    await p.put("n2", "fx-cross", f"v2 {p.tag}")
+    await p.put(node(p, 1), "fx-cross", f"v2 {p.tag}")
     await p.eventually("fx-cross", f"v2 {p.tag}")
 
 
 async def t_keys_are_independent(p: HttpProbe) -> None:
-    await p.put("n3", "fx-one", f"one {p.tag}")
-    await p.put("n1", "fx-two", f"two {p.tag}")
+    await p.put(node(p, 2), "fx-one", f"one {p.tag}")
+    await p.put(node(p, 0), "fx-two", f"two {p.tag}")
     await p.eventually("fx-one", f"one {p.tag}")
     await p.eventually("fx-two", f"two {p.tag}")
 
 
-ODD_KEYS = ("a.b_c~d-E9", "UPPER.lower", "~tilde", "_", "-dash-", "k" * 100)
-
-
-async def t_odd_keys(p: HttpProbe) -> None:
-    for i, key in enumerate(ODD_KEYS):
-        await p.put(p.nodes[i % len(p.nodes)], key, f"key {key} {p.tag}")
-    for key in ODD_KEYS:
+async def t_keys(p: HttpProbe, keys: Sequence[str]) -> None:
+    for i, key in enumerate(keys):
+        await p.put(node(p, i), key, f"key {key} {p.tag}")
+    for key in keys:
         await p.eventually(key, f"key {key} {p.tag}")
 
 
+ODD_KEYS = ("a.b_c~d-E9", "UPPER.lower", "~tilde", "_", "-dash-")
 SYMBOLS = '  padded  \n\tline two\r\n{"json": [1, 2]} & <b>%20</b> /kv/x?y=z#f '
 UNICODE = "héllo wörld ✓ 日本語 🚀 "
-LARGE = "0123456789abcdef" * 4096
-FUNCTIONAL_TESTS: tuple[tuple[str, ProbeTest], ...] = (
-    ("put-get-same-node", t_put_get_same_node),
-    (
-        "visible-on-every-node",
-        lambda p: p.put_visible("n2", "fx-all-nodes", f"replicated {p.tag}"),
-    ),
-    ("missing-key-404", t_missing_key_is_404),
-    ("overwrite-same-node", t_overwrite_same_node),
-    ("overwrite-from-another-node", t_overwrite_from_another_node),
-    ("keys-are-independent", t_keys_are_independent),
-    ("odd-legal-keys", t_odd_keys),
-    ("unicode-value", lambda p: p.put_visible("n2", "fx-unicode", UNICODE + p.tag)),
-    (
-        "whitespace-and-symbols-value",
-        lambda p: p.put_visible("n3", "fx-symbols", f"{SYMBOLS}{p.tag}\n"),
-    ),
-    ("empty-value", lambda p: p.put_visible("n1", "fx-empty", "")),
-    ("64-KiB-value", lambda p: p.put_visible("n2", "fx-large", (p.tag + LARGE)[:65536])),
-)
+
+
+def functional_tests(key_len: int, value_bytes: int) -> Sequence[tuple[str, ProbeTest]]:
+    """The functional tests of a variant: nodes by index, its longest key and largest value."""
+    large = "0123456789abcdef" * (value_bytes // 16 + 1)  # the tag first: fresh per run
+    return (
+        ("put-get-same-node", t_put_get_same_node),
+        ("visible-on-every-node", lambda p: p.put_visible(node(p, 1), "fx-all", f"v {p.tag}")),
+        ("missing-key-404", t_missing_key_is_404),
+        ("overwrite-same-node", t_overwrite_same_node),
+        ("overwrite-from-another-node", t_overwrite_from_another_node),
+        ("keys-are-independent", t_keys_are_independent),
+        ("odd-legal-keys", lambda p: t_keys(p, (*ODD_KEYS, "k" * key_len))),
+        ("unicode-value", lambda p: p.put_visible(node(p, 1), "fx-unicode", UNICODE + p.tag)),
+        (
+            "whitespace-and-symbols-value",
+            lambda p: p.put_visible(node(p, 2), "fx-symbols", f"{SYMBOLS}{p.tag}\n"),
+        ),
+        ("empty-value", lambda p: p.put_visible(node(p, 0), "fx-empty", "")),
+        (
+            f"{value_bytes}-byte-value",
+            lambda p: p.put_visible(node(p, 1), "fx-large", (p.tag + large)[:value_bytes]),
+        ),
+    )
 
 
 def workload(
@@ -204,24 +207,30 @@ def workload(
     return streams
 
 
-SERVICE = ServiceGrader(
-    contract=Contract(START_CMD, PORT, contract_env, name="kv", listen_s=10.0),
-    functional=Functional(FUNCTIONAL_TESTS, prefix="/kv/", ready_path="fx-ready-{tag}"),
-    workload=workload,
-    checkers=checkers,
-    rubric=rubric(),
-    phases=Phases(tail_s=1.5, settle_s=2.0, listen_s=10.0, check_budget_s=CHECK_BUDGET_S),
-)
+def service(v: Variant, schedule: Schedule | None = None) -> ServiceGrader:
+    """The grader of one variant: its port and hosts' contract, its limits' tests (and the
+    write-once bursts around ``schedule``'s faults)."""
+    tests = functional_tests(int(v["max_key_len"]), int(v["max_value_bytes"]))
+    env = env_from_spec(TASK.spec, v)
+    return ServiceGrader(
+        contract=Contract(START_CMD, int(v["port"]), env, name="kv", listen_s=10.0),
+        functional=Functional(tests, prefix="/kv/", ready_path="fx-ready-{tag}"),
+        workload=partial(workload, schedule=schedule),
+        checkers=checkers,
+        rubric=rubric(),
+        phases=Phases(tail_s=1.5, settle_s=2.0, listen_s=10.0, check_budget_s=CHECK_BUDGET_S),
+    )
 
 
 async def grade(ctx: GradeContext) -> GradeOutcome:
-    ctx.progress(f"building a {HOSTS}-host cluster and starting the service on every host")
-    cluster = ctx.cluster(HOSTS)
+    n = len(ctx.variant.host_names)
+    ctx.progress(f"building a {n}-host cluster and starting the service on every host")
+    cluster = ctx.cluster()  # the variant's hosts
     schedule = fault_schedule(ctx.seed, cluster.names)
-    service = replace(SERVICE, workload=partial(workload, schedule=schedule))
-    return await service.grade(ctx, cluster, schedule)
+    return await service(ctx.variant, schedule).grade(ctx, cluster, schedule)
 
 
 def recheck(history: History, budget_s: float = CHECK_BUDGET_S) -> RewardResult:
-    """The reward of a stored history, offline: the same checks and rubric as ``grade``."""
-    return SERVICE.recheck(history, budget_s)
+    """The reward of a stored history, offline: the same checks and rubric as ``grade``
+    (neither depends on the variant)."""
+    return service(TASK.spec.variant()).recheck(history, budget_s)

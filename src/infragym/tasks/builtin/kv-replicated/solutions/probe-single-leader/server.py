@@ -1,11 +1,12 @@
 """Hack probe (not a reference tier): one leader holds everything, the others forward.
 
-Every host forwards each request to ``n1``, which keeps the data in memory and in an
-fsynced log in DATA_DIR (replayed when it restarts). It is linearizable and durable, and
-passes every functional test, but it is a single point of failure: while ``n1`` is
-crashed, paused or cut off nothing answers, whichever hosts are healthy. The grader's
-no-single-point-of-failure gate must hold it at the naive level (it earned 0.6 to 1.0
-before that gate). Python standard library only, like the contract demands.
+Every host forwards each request to the first host of ``PEERS`` (``n1``, ``kv1``, ...),
+which keeps the data in memory and in an fsynced log in DATA_DIR (replayed when it
+restarts). It is linearizable and durable, and passes every functional test, but it is a
+single point of failure: while that host is crashed, paused or cut off nothing answers,
+whichever hosts are healthy. The grader's no-single-point-of-failure gate must hold it at
+the naive level (it earned 0.6 to 1.0 before that gate). Python standard library only,
+like the contract demands.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import re
 import threading
 from typing import Any
 
-LEADER = "n1"
-KEY_RE = re.compile(r"^[A-Za-z0-9._~-]{1,100}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
 PORT = int(os.environ.get("PORT", "8080"))
 ME = os.environ["NODE_ID"]
 PEERS = dict(item.split("=", 1) for item in os.environ["PEERS"].split(","))
+LEADER = next(iter(PEERS))  # the first host (n1, kv1, ...)
 LOG = os.path.join(os.environ.get("DATA_DIR", "/tmp"), "leader.log")
 STORE: dict[str, bytes] = {}
 LOCK = threading.Lock()
