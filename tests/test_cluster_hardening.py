@@ -330,3 +330,22 @@ def test_links_and_pipes_a_host_plants_are_never_followed_by_the_platform(
     assert not {"leak.txt", "leak.log", "fifo"} & copied
     assert "root only" not in "".join(
         p.read_text(errors="replace") for p in art.rglob("*") if p.is_file())
+
+
+def test_the_machine_itself_never_sends_to_the_project_range(cluster3: Cluster) -> None:
+    """From the machine's own namespace (a harness bug, a stray script) a packet to an
+    address in 198.18.0.0/15 must fail at once, never leave by the default route to
+    whatever answers there (the clusters' own traffic stays on their bridges: every other
+    test here and in test_cluster.py shows it still flows)."""
+    import errno
+    import socket
+
+    assert cluster3.subnet is not None
+    unused = str(cluster3.subnet[200])
+    with socket.socket() as s, pytest.raises(OSError) as info:
+        s.settimeout(5)
+        s.connect((unused, 8080))
+    assert info.value.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH), info.value
+    r = subprocess.run(["ip", "route", "get", "198.19.255.1"], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode != 0 and "No route to host" in r.stderr, r.stdout + r.stderr

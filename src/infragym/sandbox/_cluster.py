@@ -171,7 +171,11 @@ class Cluster(Lifecycle):
         lines = [f"netns add {ns}" for ns, _, _ in ends]
         # no IPv6 link-local addresses anywhere: a partition drops IPv4, and the bridge
         # must not give hosts a path into the root namespace
+        # nothing in the machine's own namespace routes to the project's range (the bridge
+        # has no address): without this, a packet sent there from outside every cluster
+        # would leave by the default route, to addresses that are not ours
         lines += [
+            f"route replace unreachable {_state.NETWORK}",
             f"link add {self.bridge} type bridge",
             f"link set {self.bridge} addrgenmode none",
             f"link set {self.bridge} up",
