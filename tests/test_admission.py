@@ -219,3 +219,34 @@ async def test_a_grading_waits_for_room_before_it_runs_and_says_so(tmp_path):
     assert result.reward == 1.0
     assert result.timings["admission_wait_s"] >= 0.3
     assert any("waiting for room to grade" in m and "0.5 of 0.5 cores" in m for m in said)
+
+
+@run_async
+async def test_a_waiting_grading_that_stopped_asking_does_not_hold_up_the_line(tmp_path):
+    """A waiter whose process was stopped (Ctrl-Z, a debugger) or whose event loop is
+    blocked stays alive but never asks again: at the head of the line it kept every later
+    grading on the machine waiting for ever, even with nothing running."""
+    adm = Admission(tmp_path, Capacity(0.5, "test"), pressure=lambda: None, poll_s=0.02,
+                    stale_s=0.5)  # fmt: skip
+    stuck = asyncio.Event()
+
+    async def first() -> None:
+        async with adm.slot(0.5, "running"):
+            await stuck.wait()
+
+    runner = asyncio.create_task(first())
+    await asyncio.sleep(0.1)
+    from infragym.grading._admission import _Entry
+    from infragym.sandbox.lowlevel import pid_start_time
+
+    pid = os.getpid()
+    frozen = _Entry("f" * 16, pid, pid_start_time(pid), 0.5, "frozen", 0.0)
+    admitted, _ = adm._try(frozen)  # it asks once while the room is taken, then never again
+    assert not admitted
+    assert [e["label"] for e in adm.status()["waiting"]] == ["frozen"]
+    stuck.set()
+    await runner
+    async with asyncio.timeout(10):  # a safety limit: without the fix it waits for ever
+        async with adm.slot(0.5, "later"):
+            assert [e["label"] for e in adm.status()["running"]] == ["later"]
+    assert adm.status() == {"running": [], "waiting": []}

@@ -12,7 +12,9 @@ gives it back when its cluster is gone:
 - a grading starts when the running ones plus itself fit in that and the machine's CPU
   pressure (10 s average) is below ``hold_pressure``, or at once when no grading runs (one
   grading always may: the health check judges what it measured);
-- waiting gradings start in the order they asked (first come, first served).
+- waiting gradings start in the order they asked (first come, first served); one that
+  stopped asking (its process stopped, its event loop blocked) loses its place after
+  ``stale_s``, so it cannot hold up those behind it, and queues again when it asks again.
 
 The ledger is machine-wide, so separate processes (``infragym run``, ``infragym serve``
 sessions, Ray workers on one node, a trainer) share it: a JSON file under the platform's
@@ -44,6 +46,7 @@ CORES_ENV = "INFRAGYM_GRADING_CORES"
 LEDGER = "admission.json"
 HOLD_PRESSURE = 0.75  # 10 s CPU pressure beyond which no further grading starts
 POLL_S = 0.25
+STALE_S = 10.0  # a waiting grading that has not asked for this long loses its place
 REPORT_EVERY_S = 30.0
 
 
@@ -112,6 +115,7 @@ class _Entry:
     cost: float
     label: str
     since: float
+    polled: float = 0.0  # when a waiting grading last asked (time.time())
 
     def alive(self) -> bool:
         """Its process runs: same pid and start time, and not a zombie (a killed process
@@ -130,7 +134,8 @@ class Admission:
 
     ``directory`` holds the ledger (default: the platform's state directory); ``capacity``
     defaults to :func:`machine_cores`; ``pressure`` reads the CPU pressure as a fraction
-    (None where the kernel has no PSI, and then only the cores decide).
+    (None where the kernel has no PSI, and then only the cores decide); a waiting grading
+    that has not asked for ``stale_s`` seconds loses its place in line.
     """
 
     def __init__(
@@ -141,12 +146,14 @@ class Admission:
         hold_pressure: float = HOLD_PRESSURE,
         pressure: Callable[[], float | None] = read_psi_avg10,
         poll_s: float = POLL_S,
+        stale_s: float = STALE_S,
     ) -> None:
         self.directory = directory if directory is not None else STATE_DIR / "admission"
         self.capacity = capacity or machine_cores()
         self.hold_pressure = hold_pressure
         self.pressure = pressure
         self.poll_s = poll_s
+        self.stale_s = stale_s
 
     @contextlib.contextmanager
     def _ledger(self) -> Iterator[dict[str, list[_Entry]]]:
@@ -162,6 +169,10 @@ class Admission:
                 state = {"running": [], "waiting": []}  # none yet, or unreadable: start over
             for k in state:
                 state[k] = [e for e in state[k] if e.alive()]
+            # a waiter that stopped asking (stopped, or its loop blocked) must not hold the
+            # head of the line for ever: it queues again, at the back, when it asks again
+            fresh = time.time() - self.stale_s
+            state["waiting"] = [e for e in state["waiting"] if e.polled >= fresh]
             yield state
             tmp = path.with_name(f".{LEDGER}.{os.getpid()}")
             tmp.write_text(json.dumps({k: [vars(e) for e in v] for k, v in state.items()}))
@@ -171,7 +182,11 @@ class Admission:
         """Admit ``me`` if it is first in line and fits; else queue it (once)."""
         with self._ledger() as state:
             running, waiting = state["running"], state["waiting"]
-            if all(e.token != me.token for e in waiting):
+            me.polled = time.time()
+            mine = [e for e in waiting if e.token == me.token]
+            if mine:
+                mine[0].polled = me.polled
+            else:
                 waiting.append(me)
             first = waiting[0].token == me.token
             used = sum(e.cost for e in running)

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -88,6 +88,8 @@ class RemoteEnv:
         self.message_timeout_s = message_timeout_s
         self.capacity_wait_s = capacity_wait_s
         self.task: RemoteTask | None = None
+        self.instructions = ""  # as Env has them, for the agents: set by a reset
+        self.dev_hosts: tuple[str, ...] = ()
         self.tools: tuple[ToolSpec, ...] = ()
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -142,10 +144,22 @@ class RemoteEnv:
                 f"the server at {self.url} closed the session during {kind} "
                 f"({raw.type.name}{': ' + str(raw.extra) if raw.extra else ''})"
             )
-        answer: dict[str, Any] = json.loads(raw.data)
+        try:
+            answer = json.loads(raw.data)
+        except ValueError:
+            answer = None
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(answer, dict) or not isinstance(data, dict | None):
+            await self._malformed(kind, f"what is not a session message: {str(raw.data)[:200]!r}")
         if answer.get("type") == "error":
-            await self._raise(kind, answer.get("data") or {})
-        return dict(answer.get("data") or {})
+            await self._raise(kind, data or {})
+        return dict(data or {})
+
+    async def _malformed(self, kind: str, what: str) -> NoReturn:
+        """A server answer this client cannot read: the session ends, as a platform
+        failure (a broken or foreign server must not crash the run it is part of)."""
+        await self.close()
+        raise ResourceError(f"the server at {self.url} answered {kind} with {what[:500]}")
 
     async def _raise(self, kind: str, error: Mapping[str, Any]) -> None:
         text = str(error.get("message", "unknown error"))
@@ -177,25 +191,32 @@ class RemoteEnv:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        self.tools = tuple(
-            ToolSpec(f["function"]["name"], f["function"].get("description", ""),
-                     f["function"].get("parameters", {}))
-            for f in obs.get("tools", [])
-        )  # fmt: skip
-        self.task = RemoteTask(obs["task"], obs["instructions"])
-        limits = obs.get("limits", {})
-        return ResetObservation(
-            instructions=obs["instructions"],
-            tools=self.tools,
-            task=obs["task"],
-            seed=int(obs["seed"]),
-            dev_hosts=tuple(obs.get("dev_hosts", ())),
-            limits=TaskLimits(
-                max_steps=int(limits["max_steps"]),
-                agent_wall_s=float(limits["agent_wall_s"]),
-                command_timeout_s=float(limits["command_timeout_s"]),
-            ),
-        )
+        try:
+            tools = tuple(
+                ToolSpec(str(f["function"]["name"]), str(f["function"].get("description", "")),
+                         dict(f["function"].get("parameters", {})))
+                for f in obs.get("tools", [])
+            )  # fmt: skip
+            limits = obs.get("limits", {})
+            reset = ResetObservation(
+                instructions=str(obs["instructions"]),
+                tools=tools,
+                task=str(obs["task"]),
+                seed=int(obs["seed"]),
+                dev_hosts=tuple(str(h) for h in obs.get("dev_hosts", ())),
+                limits=TaskLimits(
+                    max_steps=int(limits["max_steps"]),
+                    agent_wall_s=float(limits["agent_wall_s"]),
+                    command_timeout_s=float(limits["command_timeout_s"]),
+                ),
+                variant=dict(obs.get("variant") or {}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            await self._malformed("reset", f"an observation that is not one ({exc!r})")
+        self.tools, self.dev_hosts = reset.tools, reset.dev_hosts
+        self.instructions = reset.instructions
+        self.task = RemoteTask(reset.task, reset.instructions)
+        return reset
 
     async def step(self, call: ToolCall) -> StepResult:
         """One tool call on the server; the last step carries the grade in ``info``."""
@@ -204,27 +225,33 @@ class RemoteEnv:
         args = call.arguments if isinstance(call.arguments, str) else dict(call.arguments)
         payload = {"name": call.name, "arguments": args, "id": call.id}
         answer = await self._call("step", payload)
-        obs = answer.get("observation") or {}
-        meta = dict(answer.get("metadata") or obs.get("metadata") or {})
-        terminated = bool(meta.pop("terminated", False))
-        truncated = bool(meta.pop("truncated", False))
-        info: dict[str, Any] = dict(meta)
-        if meta.get("grade") is not None:
-            info["grade"] = GradeResult.model_validate(meta["grade"])
+        try:
+            obs = answer.get("observation") or {}
+            meta = dict(answer.get("metadata") or obs.get("metadata") or {})
+            terminated = bool(meta.pop("terminated", False))
+            truncated = bool(meta.pop("truncated", False))
+            info: dict[str, Any] = dict(meta)
+            if meta.get("grade") is not None:
+                info["grade"] = GradeResult.model_validate(meta["grade"])
+            elif terminated or truncated:
+                raise ValueError("the episode ended without a grade")
+            result = StepResult(
+                ToolObservation(
+                    content=str(obs.get("content", "")),
+                    tool=str(obs.get("tool", call.name)),
+                    call_id=None if obs.get("call_id") is None else str(obs["call_id"]),
+                    is_error=bool(obs.get("is_error", False)),
+                ),
+                float(answer.get("reward") or 0.0),
+                terminated,
+                truncated,
+                info,  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            await self._malformed("step", f"a step result that is not one ({exc!r})")
         if terminated or truncated:
             await self.close()
-        return StepResult(
-            ToolObservation(
-                content=str(obs.get("content", "")),
-                tool=str(obs.get("tool", call.name)),
-                call_id=obs.get("call_id"),
-                is_error=bool(obs.get("is_error", False)),
-            ),
-            float(answer.get("reward") or 0.0),
-            terminated,
-            truncated,
-            info,  # type: ignore[arg-type]
-        )
+        return result
 
     async def state(self) -> dict[str, Any]:
         """The server's view of the episode: its id, step count and limits."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._errors import ConfigError, InfraGymError
 from ..agent import Agent
-from ..env import Env, ResetObservation, StepResult, make
+from ..env import Env, EpisodeError, ResetObservation, StepResult, make
 from ..grading import GradeResult
 from ..remote import REMOTE_OPTIONS, RemoteEnv
 from ._store import EpisodeRecord
@@ -86,6 +86,11 @@ async def play_episode(
         try:
             obs = await env.reset(seed=seed)
             final = await agent.play(env)  # type: ignore[arg-type]
+            if not isinstance(final.info.get("grade"), GradeResult):
+                raise EpisodeError(
+                    f"the agent {agent.name} stopped before the episode ended (its last step "
+                    "was not graded): an agent plays until a step is terminated or truncated"
+                )
         finally:
             await env.close()
     except InfraGymError as exc:
