@@ -3,12 +3,13 @@
 Windows are keyed by intended start, not by invocation: a client that stalled during a
 fault and only got round to invoking after the heal must not move its request out of the
 fault window, or a server that hangs clients would look available. An operation answered
-(``ok`` or ``fail``) only after its fault window's heal is not judged in that window: the
-answer came from a healed system, so a single point of failure whose clients wait out a
-short pause (the answers arrive just after the heal, inside the clients' timeout) does
-not look available during the pause. One with no answer (``info``: a timeout) counts
-against the window as before, so at most a client timeout's worth of a window goes
-unjudged.
+(``ok`` or ``fail``) only after its fault window's heal was either held through the heal
+(it waited over ``held_s``: a single point of failure whose clients wait out a short pause
+gets its answers just after the heal, inside the clients' timeout) and is a failure of the
+window, whatever the answer; or it was invoked in the window's last moments and answered
+promptly, by a healed system, and is not judged in the window. A service therefore gains
+nothing by holding a request it cannot serve until the heal rather than failing it fast.
+One with no answer (``info``: a timeout) counts against the window as before.
 
 With ``exclude_faulted`` a window judges only the hosts its fault left healthy: the
 targets of a crash or pause, and the hosts a partition cut off from the largest group of
@@ -41,6 +42,7 @@ class _Window:
     ok: int
     excluded: int = 0
     after_heal: int = 0
+    held: int = 0
     failover: float | None = None
     length: float = math.inf
 
@@ -75,8 +77,10 @@ class Availability:
     is not judged. Other fault kinds, and a partition whose apply recorded no ``blocked``
     map, exclude nothing. Excluded operations still count as "in a fault" (they are not
     steady state), and each window reports how many it ignored (``window.<label>.excluded``).
-    Operations answered only after their window's heal are not judged in it either (see
-    the module doc); each fault window reports how many (``window.<label>.after_heal``).
+    An operation answered only after its window's heal is a failure of the window if it
+    waited over ``held_s`` (held through the heal), else not judged in it (see the module
+    doc); each fault window reports how many of each (``window.<label>.held``,
+    ``window.<label>.after_heal``).
 
     ``scope`` picks the windows judged: ``all`` (default), ``steady`` (only the fault-free
     remainder: "does the service serve at all when nothing is wrong", a gate that a
@@ -106,6 +110,7 @@ class Availability:
     name: str = "availability"
     exclude_faulted: bool = False
     scope: Scope = "all"
+    held_s: float = 0.25
 
     def __post_init__(self) -> None:
         for what, v in (("slo", self.slo), ("fault_slo", self.fault_slo)):
@@ -158,7 +163,7 @@ class Availability:
                 if self.exclude_faulted
                 else frozenset()
             )
-            total = ok = excluded = after_heal = 0
+            total = ok = excluded = after_heal = held = 0
             judged: list[tuple[float, bool]] = []
             for i, op in enumerate(ops):
                 if w.contains(op.intended):
@@ -166,18 +171,24 @@ class Availability:
                     if op.node is not None and op.node in skip:
                         excluded += 1
                         continue
+                    served = op.ok
                     if op.definite and op.complete >= w.end:  # answered once healed
-                        after_heal += 1
-                        continue
+                        if op.complete - op.intended <= self.held_s:
+                            after_heal += 1  # a prompt answer of the healed system
+                            continue
+                        held += 1
+                        served = False  # held through the heal: not served in the fault
                     total += 1
-                    ok += op.ok
-                    judged.append((op.intended, op.ok))
+                    ok += served
+                    judged.append((op.intended, served))
             n = seen.get(w.label, 0) + 1
             seen[w.label] = n
             label = w.label if n == 1 else f"{w.label}#{n}"
             failover = failover_time(w.start, w.end, judged, fault_slo)
             length = w.end - w.start
-            out.append(_Window(label, fault_slo, total, ok, excluded, after_heal, failover, length))
+            out.append(
+                _Window(label, fault_slo, total, ok, excluded, after_heal, held, failover, length)
+            )
         steady = [op for op, f in zip(ops, in_fault, strict=True) if not f]
         if steady:
             out.insert(0, _Window(STEADY, self.slo, len(steady), sum(op.ok for op in steady)))
@@ -202,6 +213,7 @@ class Availability:
                 metrics[p + "excluded"] = w.excluded
             if w.label != STEADY:
                 metrics[p + "after_heal"] = w.after_heal
+                metrics[p + "held"] = w.held
                 metrics[p + "failover_s"] = w.failover
             (judged if w.total >= self.min_ops else small).append(w)
         faults = [w for w in windows if w.label != STEADY]
