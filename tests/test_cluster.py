@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_no_leftovers, leftovers, needs_root, start_http
 
 from infragym import ConfigError, PrivilegeError, ProcessError
-from infragym.sandbox import HOST_PYTHON, Cluster, Limits, cleanup
+from infragym.sandbox import HOST_PYTHON, Cluster, Limits, _state, cleanup
 
 pytestmark = needs_root
 
@@ -336,3 +336,20 @@ def test_close_ends_work_running_in_the_client_namespace() -> None:
             fut.result(timeout=10)
         assert time.monotonic() - t0 < 10
     assert_no_leftovers(c.run_id)
+
+
+@needs_root
+def test_cleanup_of_one_owner_spares_a_later_process_that_reused_its_pid() -> None:
+    """A dead worker's sweep names it by pid and start time: runs recorded by another
+    process with the same pid (a reused pid: another start time) are not its to remove."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    rec = _state.RunRecord(_state.new_run_id(), p.pid, 4242, None)
+    assert rec.claim()
+    try:
+        assert rec.run_id not in cleanup(owner_pid=p.pid, owner_start=4243).runs
+        assert _state.RunRecord.load(rec.run_id) is not None
+        assert rec.run_id in cleanup(owner_pid=p.pid, owner_start=4242).runs
+        assert _state.RunRecord.load(rec.run_id) is None
+    finally:
+        rec.remove()

@@ -158,11 +158,12 @@ def sweep_owner(pid: int, pid_start: int | None) -> list[str]:
     deadline = time.monotonic() + SWEEP_TIMEOUT_S / 2
     while time.monotonic() < deadline:
         if pid_start is None or pid_start_time(pid) != pid_start:
-            return cleanup(owner_pid=pid).runs  # gone: its runs are no live owner's
+            # gone: its runs are no live owner's (a process that reused the pid is not it)
+            return cleanup(owner_pid=pid, owner_start=pid_start).runs
         with contextlib.suppress(OSError):
             stat = Path(f"/proc/{pid}/stat").read_text()
             if stat[stat.rfind(")") + 2 :][:1] in ("Z", "X"):  # dead, not reaped yet
-                return cleanup(everything=True, owner_pid=pid).runs
+                return cleanup(everything=True, owner_pid=pid, owner_start=pid_start).runs
         time.sleep(0.1)
     return []  # the worker still runs: whatever it made is its own to remove
 

@@ -99,11 +99,14 @@ def _candidate_runs() -> set[str]:
     return {i for i in ids if _state.valid_run_id(i)}
 
 
-def cleanup(everything: bool = False, *, owner_pid: int | None = None) -> CleanupReport:
+def cleanup(
+    everything: bool = False, *, owner_pid: int | None = None, owner_start: int | None = None
+) -> CleanupReport:
     """Remove the leftovers of dead runs and of runs whose teardown failed, even in a
     process that still runs (of all runs if ``everything``). With
     ``owner_pid``, only those of the runs that process owned (by their records), e.g. of
-    one killed run, leaving everyone else's alone."""
+    one killed run, leaving everyone else's alone; with ``owner_start`` too, only if the
+    record's owner started then (a later process that reused the pid is not that owner)."""
     report = CleanupReport()
     for path in _stray_files() if owner_pid is None else []:
         if _owner_dead_long_enough(path):
@@ -112,6 +115,8 @@ def cleanup(everything: bool = False, *, owner_pid: int | None = None) -> Cleanu
     for run_id in sorted(_candidate_runs()):
         rec = _state.RunRecord.load(run_id)
         if owner_pid is not None and (rec is None or rec.owner_pid != owner_pid):
+            continue
+        if owner_start is not None and (rec is None or rec.owner_start != owner_start):
             continue
         if rec is not None and rec.in_use() and not everything:
             report.skipped_live.append(run_id)
