@@ -52,6 +52,25 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 T = TypeVar("T")
 
 
+def guard_project_range() -> None:
+    """Make sure nothing in the machine's own namespace routes to the project's range (the
+    bridges carry no address): without it, a packet sent there from outside every cluster
+    would leave by the default route, to addresses that are not ours. A route the machine
+    already has for exactly that range is its own and is left alone."""
+    r = subprocess.run(
+        ["ip", "route", "show", "exact", str(_state.NETWORK)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode == 0 and not r.stdout.strip():  # a racing cluster may add it first
+        subprocess.run(
+            ["ip", "route", "add", "unreachable", str(_state.NETWORK)],
+            capture_output=True,
+            check=False,
+        )
+
+
 def _validate_names(hosts: int | Sequence[str]) -> list[str]:
     if isinstance(hosts, str) or not isinstance(hosts, (int, Sequence)):
         raise ConfigError(f"hosts must be a number of hosts or a list of names, not {hosts!r}")
@@ -171,11 +190,8 @@ class Cluster(Lifecycle):
         lines = [f"netns add {ns}" for ns, _, _ in ends]
         # no IPv6 link-local addresses anywhere: a partition drops IPv4, and the bridge
         # must not give hosts a path into the root namespace
-        # nothing in the machine's own namespace routes to the project's range (the bridge
-        # has no address): without this, a packet sent there from outside every cluster
-        # would leave by the default route, to addresses that are not ours
+        guard_project_range()
         lines += [
-            f"route replace unreachable {_state.NETWORK}",
             f"link add {self.bridge} type bridge",
             f"link set {self.bridge} addrgenmode none",
             f"link set {self.bridge} up",
