@@ -19,7 +19,7 @@ from pathlib import Path
 from .._errors import ResourceError
 from . import _state
 from ._netns import run_in_netns
-from ._switch import Port, Switch
+from ._switch import Port, Switch, wait_deleted
 from ._sys import NETNS_DIR, ip_batch, list_links, wait_links_gone
 from ._userns import add_owned_netns
 
@@ -179,19 +179,23 @@ class Network:
 
     def remove(self) -> None:
         """Remove every namespace, link and switch table of the run. Idempotent."""
-        # Deleting the namespaces first lets the kernel unregister every veth in one batch
-        # (one RCU grace period instead of one per link); then wait until they are gone so
-        # nothing outlives the cluster.
-        names = [_state.netns_name(self.run_id, n) for n in self.ports] + [self.proxy.netns]
-        lines = [f"netns del {ns}" for ns in dict.fromkeys(names) if (NETNS_DIR / ns).exists()]
-        if Path(f"/sys/class/net/{self.bridge}").exists():
-            lines.append(f"link del {self.bridge}")
-        ip_batch(lines, check=False)
-        veths = [p.link for p in self.ports.values()]
-        wait_links_gone(veths, timeout=10.0)
-        left = [n for n in list_links() if _state.run_id_of_link(n) == self.run_id]
-        ip_batch([f"link del {n}" for n in left], check=False)
-        self.switch.close()
+        # The tables' deletion waits for an RCU grace period: it runs while the kernel
+        # removes the namespaces. Deleting the namespaces first lets the kernel unregister
+        # every veth in one batch (one grace period instead of one per link); then wait
+        # until they are gone so nothing outlives the cluster.
+        deleting = self.switch.close()
+        try:
+            names = [_state.netns_name(self.run_id, n) for n in self.ports] + [self.proxy.netns]
+            lines = [f"netns del {ns}" for ns in dict.fromkeys(names) if (NETNS_DIR / ns).exists()]
+            if Path(f"/sys/class/net/{self.bridge}").exists():
+                lines.append(f"link del {self.bridge}")
+            ip_batch(lines, check=False)
+            veths = [p.link for p in self.ports.values()]
+            wait_links_gone(veths, timeout=10.0)
+            left = [n for n in list_links() if _state.run_id_of_link(n) == self.run_id]
+            ip_batch([f"link del {n}" for n in left], check=False)
+        finally:
+            wait_deleted(deleting, self.run_id)
 
 
 def _allow_low_ports() -> None:

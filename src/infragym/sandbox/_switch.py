@@ -24,6 +24,7 @@ IP held by VRRP, announced by gratuitous ARP). Each table is named after the run
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -128,13 +129,16 @@ class Switch:
         return _state.table_name(self.run_id, name)
 
     def load(self, name: str, chains: Sequence[Chain]) -> None:
-        """Create table ``name`` holding ``chains``, replacing one of that name, atomically."""
+        """Create table ``name`` holding ``chains``, replacing the rules of one of that
+        name, atomically."""
         self.load_text(name, "".join(c.render() for c in chains))
 
     def load_text(self, name: str, body: str) -> None:
+        # flushed rather than deleted: deleting a table with base chains waits for an
+        # RCU grace period (10-20 ms here), flushing its rules does not
         table = self.table(name)
         nft_root(
-            f"add table {_FAMILY} {table}\ndelete table {_FAMILY} {table}\n"
+            f"add table {_FAMILY} {table}\nflush table {_FAMILY} {table}\n"
             f"table {_FAMILY} {table} {{\n{body}}}\n"
         )
 
@@ -184,9 +188,13 @@ class Switch:
         words = out.split()
         return words[words.index("rate") + 1] if "tbf" in words and "rate" in words else None
 
-    def close(self) -> None:
-        """Remove every table and shaper of this run. Idempotent."""
-        delete_run_tables(self.run_id)
+    def close(self) -> subprocess.Popen[str] | None:
+        """Start removing every table of this run (in one transaction: one RCU grace
+        period); the caller waits for the returned process, after other work."""
+        tables = run_tables(self.run_id)
+        if not tables:
+            return None
+        return _delete_tables(tables)
 
 
 def nft_root(script: str) -> None:
@@ -211,9 +219,39 @@ def run_tables(run_id: str | None = None) -> list[str]:
     ]
 
 
+def _delete_tables(tables: Sequence[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        ["nft", "-f", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,  # out of reach of signals sent to our process group
+    )
+    assert proc.stdin is not None
+    proc.stdin.write("".join(f"delete table {_FAMILY} {t}\n" for t in tables))
+    proc.stdin.close()
+    return proc
+
+
+def wait_deleted(proc: subprocess.Popen[str] | None, run_id: str) -> None:
+    """Wait for :meth:`Switch.close`'s process; if it failed (a table went meanwhile),
+    delete what is left of the run's tables one by one."""
+    if proc is None:
+        return
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    if proc.wait(timeout=30) != 0:
+        for t in run_tables(run_id):
+            _delete_table(t)
+        if run_tables(run_id):
+            raise ResourceError(f"cannot delete the nft tables of run {run_id}: {err.strip()}")
+
+
 def delete_run_tables(run_id: str) -> list[str]:
     """Delete every switch table of ``run_id``; the names of the tables."""
     tables = run_tables(run_id)
-    for t in tables:
-        _delete_table(t)
+    if tables:
+        wait_deleted(_delete_tables(tables), run_id)
     return tables
