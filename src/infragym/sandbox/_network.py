@@ -20,7 +20,7 @@ from .._errors import ResourceError
 from . import _state
 from ._netns import run_in_netns
 from ._switch import Port, Switch, wait_deleted
-from ._sys import NETNS_DIR, ip_batch, list_links, wait_links_gone
+from ._sys import NETNS_DIR, finish, ip_batch, list_links, start, wait_links_gone
 from ._userns import add_owned_netns
 
 __all__ = [
@@ -107,18 +107,7 @@ class Network:
             f"link set eth0 addrgenmode none\naddr add {p.address}/{self.subnet.prefixlen} "
             "dev eth0\nlink set eth0 up\nlink set lo up\n" + "".join(f"{x}\n" for x in extra)
         )
-        proc = subprocess.Popen(
-            ["ip", "-n", p.netns, "-batch", "-"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            process_group=0,  # out of reach of signals sent to our process group
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(script)
-        proc.stdin.close()
-        self._procs.append((p.netns, proc))
+        self._procs.append((p.netns, start(["ip", "-n", p.netns, "-batch", "-"], script)))
 
     def finish(self) -> None:
         """Wait for every namespace's configuration, then put the guard on the bridge."""
@@ -167,13 +156,7 @@ class Network:
 
     def _wait(self) -> None:
         procs, self._procs = self._procs, []
-        failed = []
-        for ns, p in procs:
-            assert p.stderr is not None
-            err = p.stderr.read()
-            p.stderr.close()
-            if p.wait() != 0:
-                failed.append(f"{ns}: {err.strip()}")
+        failed = [f"{ns}: {err}" for ns, p in procs if (err := finish(p)) is not None]
         if failed:
             raise ResourceError(f"cannot configure the network of {'; '.join(failed)}")
 

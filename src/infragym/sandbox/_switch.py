@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .._errors import ResourceError
 from . import _state
-from ._sys import ip_batch, run
+from ._sys import finish, ip_batch, run, start
 
 __all__ = ["Chain", "Port", "Switch", "delete_run_tables", "run_tables"]
 
@@ -220,18 +220,7 @@ def run_tables(run_id: str | None = None) -> list[str]:
 
 
 def _delete_tables(tables: Sequence[str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        ["nft", "-f", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,  # out of reach of signals sent to our process group
-    )
-    assert proc.stdin is not None
-    proc.stdin.write("".join(f"delete table {_FAMILY} {t}\n" for t in tables))
-    proc.stdin.close()
-    return proc
+    return start(["nft", "-f", "-"], "".join(f"delete table {_FAMILY} {t}\n" for t in tables))
 
 
 def wait_deleted(proc: subprocess.Popen[str] | None, run_id: str) -> None:
@@ -239,14 +228,12 @@ def wait_deleted(proc: subprocess.Popen[str] | None, run_id: str) -> None:
     delete what is left of the run's tables one by one."""
     if proc is None:
         return
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    proc.stderr.close()
-    if proc.wait(timeout=30) != 0:
+    err = finish(proc)
+    if err is not None:
         for t in run_tables(run_id):
             _delete_table(t)
         if run_tables(run_id):
-            raise ResourceError(f"cannot delete the nft tables of run {run_id}: {err.strip()}")
+            raise ResourceError(f"cannot delete the nft tables of run {run_id}: {err}")
 
 
 def delete_run_tables(run_id: str) -> list[str]:

@@ -155,6 +155,31 @@ def run(
     return proc
 
 
+def start(argv: Sequence[str], script: str) -> subprocess.Popen[str]:
+    """Start a system tool reading ``script`` on its stdin, to run while the caller works
+    on (:func:`finish` waits for it). Its own process group, as in :func:`run`."""
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(script)
+    proc.stdin.close()
+    return proc
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> str | None:
+    """Wait for a tool :func:`start` started: None if it succeeded, else its stderr."""
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    return None if proc.wait(timeout) == 0 else err.strip()
+
+
 def ip_batch(lines: Sequence[str], netns: str | None = None, *, check: bool = True) -> None:
     """Run many ``ip`` commands in one process (one fork instead of dozens)."""
     if not lines:
