@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+import socket
+import statistics
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from infragym.sandbox import HOST_PYTHON, Cluster, _cgroup, _state
+from infragym.sandbox._switch import run_tables
 from infragym.sandbox._sys import list_links, list_netns, mounts_under
 
 ROOT = os.geteuid() == 0
@@ -28,6 +32,63 @@ http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_foreve
 """
 
 
+# A sink on port 9000: reads until EOF, then answers how many bytes it got.
+SINK = r"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9000)); s.listen()
+while True:
+    c, _ = s.accept(); n = 0
+    while (b := c.recv(65536)):
+        n += len(b)
+    c.sendall(str(n).encode()); c.close()
+"""
+
+# An echo server on port 9200.
+ECHO = r"""
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9200)); s.listen()
+def serve(c):
+    while (b := c.recv(4096)):
+        c.sendall(b)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+
+def send_measure(host, addr: str, nbytes: int) -> float:  # type: ignore[no-untyped-def]
+    """Seconds for ``host`` to push ``nbytes`` to the SINK at ``addr`` and have it confirm
+    receipt of all of them."""
+    s = host.socket()
+    s.settimeout(30)
+    s.connect((addr, 9000))
+    t = time.monotonic()
+    s.sendall(b"\0" * nbytes)
+    s.shutdown(socket.SHUT_WR)
+    got = s.recv(64)
+    elapsed = time.monotonic() - t
+    s.close()
+    assert int(got) == nbytes
+    return elapsed
+
+
+def rtt(open_socket: Callable[[], socket.socket], addr: str, n: int = 7) -> float:
+    """Median round trip of a small request to the ECHO at ``addr``, on one connection
+    made by ``open_socket`` (``host.socket``, ``cluster.client_socket``), in seconds."""
+    s = open_socket()
+    s.settimeout(5)
+    s.connect((addr, 9200))
+    times = []
+    for _ in range(n):
+        t = time.monotonic()
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        times.append(time.monotonic() - t)
+    s.close()
+    return statistics.median(times)
+
+
 def start_http(host, port: int = 8080):  # type: ignore[no-untyped-def]
     p = host.spawn("http", [HOST_PYTHON, "-c", HTTP_SERVER, "0.0.0.0", str(port)])
     host.wait_port(port)
@@ -39,6 +100,7 @@ def leftovers(run_id: str) -> dict[str, list[str]]:
     return {
         "netns": [n for n in list_netns() if _state.run_id_of_netns(n) == run_id],
         "links": [n for n in list_links() if _state.run_id_of_link(n) == run_id],
+        "nft tables": run_tables(run_id),
         "cgroups": [str(p) for p in _cgroup.run_cgroups(run_id)],
         "mounts": mounts_under(str(_state.DATA_ROOT / run_id)),
         "dirs": [str(p) for p in [_state.DATA_ROOT / run_id] if p.exists()],

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import re
 import socket
 import statistics
-import subprocess
 import time
 
 import pytest
-from conftest import needs_root, start_http
+from conftest import ECHO, SINK, needs_root, rtt, send_measure, start_http
 
 from infragym import CapabilityError, ConfigError
 from infragym.history import Clock, FaultAction, History
@@ -126,46 +124,19 @@ def test_pause_answers_nothing_until_resumed(cluster3: Cluster) -> None:
     assert _http_get(n1, n2.address, 2.0)
 
 
-SINK = r"""
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 9000)); s.listen()
-while True:
-    c, _ = s.accept(); n = 0
-    while (b := c.recv(65536)):
-        n += len(b)
-    c.sendall(str(n).encode()); c.close()
-"""
-
-
-def _send_measure(host, addr: str, nbytes: int) -> float:  # type: ignore[no-untyped-def]
-    """Seconds to push ``nbytes`` to the sink and have it confirm receipt of all of them."""
-    s = host.socket()
-    s.settimeout(30)
-    s.connect((addr, 9000))
-    t = time.monotonic()
-    s.sendall(b"\0" * nbytes)
-    s.shutdown(socket.SHUT_WR)
-    got = s.recv(64)
-    elapsed = time.monotonic() - t
-    s.close()
-    assert int(got) == nbytes
-    return elapsed
-
-
 def test_bandwidth_limit_within_20_percent(cluster3: Cluster) -> None:
     n1, n2, _ = cluster3.hosts
     n2.spawn("sink", [HOST_PYTHON, "-c", SINK])
     n2.wait_port(9000)
-    unlimited = _send_measure(n1, n2.address, 2_000_000)
+    unlimited = send_measure(n1, n2.address, 2_000_000)
     rate = 8_000_000
     f = Bandwidth(["n1"], rate)
     f.apply(cluster3)
     nbytes = 1_500_000  # 1.5 s at 8 Mbit/s
-    measured = nbytes * 8 / _send_measure(n1, n2.address, nbytes)
+    measured = nbytes * 8 / send_measure(n1, n2.address, nbytes)
     f.heal(cluster3)
     assert abs(measured - rate) / rate <= 0.20, f"measured {measured:.0f} bit/s for {rate}"
-    assert _send_measure(n1, n2.address, 2_000_000) < max(unlimited * 5, 0.5)
+    assert send_measure(n1, n2.address, 2_000_000) < max(unlimited * 5, 0.5)
 
 
 def test_packet_loss_drops_about_the_given_fraction(cluster3: Cluster) -> None:
@@ -327,50 +298,23 @@ def test_apply_does_not_block_the_event_loop(cluster3: Cluster) -> None:
     assert statistics.median(gaps) < 0.01
 
 
-def _rtt(host_from, addr: str, n: int = 7) -> float:  # type: ignore[no-untyped-def]
-    """Median round trip of a small request on one connection, in seconds."""
-    s = host_from.socket()
-    s.settimeout(5)
-    s.connect((addr, 9200))
-    times = []
-    for _ in range(n):
-        t = time.monotonic()
-        s.sendall(b"x")
-        assert s.recv(1) == b"x"
-        times.append(time.monotonic() - t)
-    s.close()
-    return statistics.median(times)
-
-
-ECHO = r"""
-import socket, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 9200)); s.listen()
-def serve(c):
-    while (b := c.recv(4096)):
-        c.sendall(b)
-while True:
-    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
-"""
-
-
 def test_latency_through_proxy_within_tolerance(cluster3: Cluster) -> None:
     n1, n2, n3 = cluster3.hosts
     n2.spawn("echo", [HOST_PYTHON, "-c", ECHO])
     n2.wait_port(9200)
     n3.spawn("echo", [HOST_PYTHON, "-c", ECHO])
     n3.wait_port(9200)
-    base = _rtt(n1, n2.address)
+    base = rtt(n1.socket, n2.address)
     history, clock = History(), Clock()
 
     async def scenario() -> tuple[float, float, float]:
         async with Nemesis(cluster3, history, clock) as nem:
             f = Latency(["n2"], delay_s=0.05, label="slow")
             await nem.apply(f)
-            slowed = await asyncio.to_thread(_rtt, n1, n2.address)
-            other = await asyncio.to_thread(_rtt, n1, n3.address)  # n1-n3 is not slowed
+            slowed = await asyncio.to_thread(rtt, n1.socket, n2.address)
+            other = await asyncio.to_thread(rtt, n1.socket, n3.address)  # n1-n3 is not slowed
             await nem.heal(f)
-            healed = await asyncio.to_thread(_rtt, n1, n2.address)
+            healed = await asyncio.to_thread(rtt, n1.socket, n2.address)
         return slowed, other, healed
 
     slowed, other, healed = asyncio.run(scenario())
@@ -439,13 +383,9 @@ def test_two_disk_fulls_compose_and_the_disk_gets_its_size_back(cluster3: Cluste
     assert _data_size(n1) == size
 
 
-def _tbf_rate(host) -> str | None:  # type: ignore[no-untyped-def]
-    out = subprocess.run(
-        ["tc", "-n", host.netns, "qdisc", "show", "dev", "eth0", "root"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    m = re.search(r"qdisc tbf .* rate (\S+)", out)
-    return m.group(1) if m else None
+def _tbf_rate(cluster: Cluster, host) -> str | None:  # type: ignore[no-untyped-def]
+    """The rate the switch lets ``host`` send at (its shaper is outside the host)."""
+    return cluster.switch.sending_limit(host.port)
 
 
 def test_two_bandwidth_limits_compose_the_lowest_rate_applies(cluster3: Cluster) -> None:
@@ -453,16 +393,16 @@ def test_two_bandwidth_limits_compose_the_lowest_rate_applies(cluster3: Cluster)
     slow, fast = Bandwidth(["n1"], 2_000_000, "slow"), Bandwidth(["n1"], 8_000_000, "fast")
     slow.apply(cluster3)
     fast.apply(cluster3)
-    assert _tbf_rate(n1) == "2Mbit", "the lowest active limit applies"
+    assert _tbf_rate(cluster3, n1) == "2Mbit", "the lowest active limit applies"
     slow.heal(cluster3)
-    assert _tbf_rate(n1) == "8Mbit", "healing one limit keeps the other"
+    assert _tbf_rate(cluster3, n1) == "8Mbit", "healing one limit keeps the other"
     # and it is really shaping: 1 MB at 8 Mbit/s takes about a second
     n2.spawn("sink", [HOST_PYTHON, "-c", SINK])
     n2.wait_port(9000)
-    measured = 1_000_000 * 8 / _send_measure(n1, n2.address, 1_000_000)
+    measured = 1_000_000 * 8 / send_measure(n1, n2.address, 1_000_000)
     assert measured < 8_000_000 * 1.2
     fast.heal(cluster3)
-    assert _tbf_rate(n1) is None
+    assert _tbf_rate(cluster3, n1) is None
 
 
 def test_clock_skews_compose_the_latest_active_offset_applies() -> None:
@@ -579,17 +519,7 @@ def test_latency_spares_the_client_unless_asked(cluster3: Cluster) -> None:
     n2.wait_port(9200)
 
     def client_rtt() -> float:
-        s = cluster3.client_socket()
-        s.settimeout(5)
-        s.connect((n2.address, 9200))
-        times = []
-        for _ in range(7):
-            t = time.monotonic()
-            s.sendall(b"x")
-            assert s.recv(1) == b"x"
-            times.append(time.monotonic() - t)
-        s.close()
-        return statistics.median(times)
+        return rtt(cluster3.client_socket, n2.address)
 
     base = client_rtt()
     history, clock = History(), Clock()

@@ -1,22 +1,20 @@
-"""The link proxy on real namespaces: delay, jitter, exact relay, resets, blackholes, cleanup.
+"""The link proxy on a real cluster: delay, jitter, exact relay, resets, blackholes, cleanup.
 
-Two namespaces of our own joined by a veth (198.19.250.1 <-> .2); an echo server runs in B as
-a separate process, clients run in A on the test's event loop. Timing tolerances are wide:
-they separate "delayed by 100 ms" from "not delayed", not milliseconds.
+Two hosts, pa and pb; an echo server runs on pb as a host process, clients run in pa's
+namespace on the test's event loop; the switch diverts the link to the proxy's namespace.
+Timing tolerances are wide: they separate "delayed by 100 ms" from "not delayed", not
+milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import os
 import random
-import signal
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import TypeVar
 import pytest
 
 from infragym import ConfigError, ResourceError
+from infragym.nemesis import _proxy
 from infragym.nemesis._proxy import (
     TABLE_PREFIX,
     LinkHandle,
@@ -32,7 +31,8 @@ from infragym.nemesis._proxy import (
     socket_in_netns,
 )
 from infragym.nemesis._proxy_probe import proxy_available
-from infragym.sandbox import _state
+from infragym.sandbox import HOST_PYTHON, Cluster
+from infragym.sandbox._switch import run_tables
 
 pytestmark = [
     pytest.mark.root,
@@ -45,7 +45,7 @@ pytestmark = [
 
 T = TypeVar("T")
 
-A_IP, B_IP, PORT, CLOSED_PORT = "198.19.250.1", "198.19.250.2", 7000, 7001
+PORT, CLOSED_PORT = 7000, 7001
 
 ECHO_SERVER = r"""
 import socket, socketserver, struct, sys
@@ -73,8 +73,17 @@ Server((sys.argv[1], int(sys.argv[2])), Echo).serve_forever()
 
 @dataclass(frozen=True)
 class Net:
+    cluster: Cluster
     a: str
     b: str
+
+    @property
+    def a_ip(self) -> str:
+        return self.cluster.host("pa").address
+
+    @property
+    def b_ip(self) -> str:
+        return self.cluster.host("pb").address
 
 
 def sh(*argv: str, stdin: str | None = None, check: bool = True) -> str:
@@ -92,62 +101,11 @@ def tables(netns: str) -> str:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    # named and recorded as a platform run, so a killed test leaves nothing that
-    # `infragym cleanup` (the first thing .ci/run does) does not recognise and remove
-    rec = _state.claim_record(_state.new_run_id(), ["pa", "pb"])
-    a, b = _state.netns_name(rec.run_id, "pa"), _state.netns_name(rec.run_id, "pb")
-    va, vb = _state.veth_name(rec.run_id, 0), _state.veth_name(rec.run_id, 1)
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        sh("ip", "netns", "add", a)
-        sh("ip", "netns", "add", b)
-        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
-        sh("ip", "link", "set", va, "netns", a)
-        sh("ip", "link", "set", vb, "netns", b)
-        for ns, dev, addr in ((a, va, A_IP), (b, vb, B_IP)):
-            sh(
-                "ip",
-                "-n",
-                ns,
-                "-batch",
-                "-",
-                stdin=(f"addr add {addr}/24 dev {dev}\nlink set {dev} up\nlink set lo up\n"),
-            )
-        server = subprocess.Popen(
-            [
-                "nsenter",
-                f"--net=/var/run/netns/{b}",
-                sys.executable,
-                "-c",
-                ECHO_SERVER,
-                B_IP,
-                str(PORT),
-            ],
-            preexec_fn=die_with_parent,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            with socket_in_netns(a) as probe:
-                probe.settimeout(1)
-                if probe.connect_ex((B_IP, PORT)) == 0:
-                    break
-            assert time.monotonic() < deadline, "echo server did not come up"
-            time.sleep(0.05)
-        yield Net(a, b)
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait(timeout=10)
-        for ns in (a, b):
-            sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "link", "del", va, check=False)
-        rec.remove()
-
-
-def die_with_parent() -> None:
-    """The echo server dies with the test process, even when that is SIGKILLed."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    with Cluster(["pa", "pb"]) as c:
+        pb = c.host("pb")
+        pb.spawn("echo", [HOST_PYTHON, "-c", ECHO_SERVER, pb.address, str(PORT)])
+        pb.wait_port(PORT)
+        yield Net(c, c.host("pa").netns, pb.netns)
 
 
 def run(body: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
@@ -158,12 +116,15 @@ def run(body: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
     return asyncio.run(bounded())
 
 
-async def connect(netns: str, ip: str = B_IP, port: int = PORT) -> socket.socket:
-    sock = await asyncio.to_thread(socket_in_netns, netns)
+async def connect(net: Net, ip: str | None = None, port: int = PORT) -> socket.socket:
+    """A connection from pa to pb's echo server (or to ``ip:port``)."""
+    sock = await asyncio.to_thread(socket_in_netns, net.a)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (ip, port)), 5)
+        await asyncio.wait_for(
+            asyncio.get_running_loop().sock_connect(sock, (ip or net.b_ip, port)), 5
+        )
     except BaseException:
         sock.close()
         raise
@@ -198,15 +159,15 @@ def iqr(samples: list[float]) -> float:
     return quartiles[2] - quartiles[0]
 
 
-async def median_rtt_ms(netns: str, count: int = 15) -> float:
-    with await connect(netns) as sock:
+async def median_rtt_ms(net: Net, count: int = 15) -> float:
+    with await connect(net) as sock:
         return statistics.median(await rtts_ms(sock, count))
 
 
-async def echo_stream(netns: str, data: bytes, chunk: int = 50_000) -> bytes:
+async def echo_stream(net: Net, data: bytes, chunk: int = 50_000) -> bytes:
     """Send ``data``, half-close, and read the echo until the server's EOF."""
     loop = asyncio.get_running_loop()
-    with await connect(netns) as sock:
+    with await connect(net) as sock:
 
         async def send() -> None:
             for i in range(0, len(data), chunk):
@@ -240,14 +201,14 @@ async def wait_idle(proxy: LinkProxy, handle: LinkHandle) -> None:
 def test_socket_in_netns_lives_there_and_caller_stays(net: Net) -> None:
     before = os.readlink("/proc/thread-self/ns/net")
     with socket_in_netns(net.a) as inside:
-        inside.bind((A_IP, 0))
+        inside.bind((net.a_ip, 0))
     with socket.socket() as outside, pytest.raises(OSError):
-        outside.bind((A_IP, 0))
+        outside.bind((net.a_ip, 0))
     assert os.readlink("/proc/thread-self/ns/net") == before
 
 
-def test_probe_reports_available() -> None:
-    ok, why = proxy_available()
+def test_probe_reports_available(net: Net) -> None:
+    ok, why = proxy_available(net.cluster)
     assert ok, why
 
 
@@ -255,20 +216,22 @@ def test_delay_adds_round_trip_and_heal_restores(net: Net) -> None:
     figures: dict[str, float] = {}
 
     async def body() -> None:
-        base = figures["base"] = await median_rtt_ms(net.a)
-        async with LinkProxy() as proxy:
-            link = await proxy.add_link(net.a, B_IP, delay_s=0.05)
-            assert TABLE_PREFIX in tables(net.a)
-            held = await connect(net.a)
+        base = figures["base"] = await median_rtt_ms(net)
+        async with LinkProxy(net.cluster) as proxy:
+            link = await proxy.add_link("pa", "pb", delay_s=0.05)
+            assert TABLE_PREFIX in tables(proxy.netns)
+            held = await connect(net)
             with held:
                 delayed = figures["delay 50ms"] = statistics.median(await rtts_ms(held, 10))
                 assert 80 <= delayed - base <= 120
                 await proxy.update(link, delay_s=0.02)
-                updated = figures["delay 20ms"] = await median_rtt_ms(net.a, 10)
+                updated = figures["delay 20ms"] = await median_rtt_ms(net, 10)
                 assert 25 <= updated - base <= 55
                 await proxy.remove_link(link)
-                assert "redirect" not in sh("ip", "netns", "exec", net.a, "nft", "list", "ruleset")
-                healed = figures["healed"] = await median_rtt_ms(net.a)
+                assert "redirect" not in sh(
+                    "ip", "netns", "exec", proxy.netns, "nft", "list", "ruleset"
+                )
+                healed = figures["healed"] = await median_rtt_ms(net)
                 assert healed < base + 10
                 kept = figures["kept conn"] = statistics.median(await rtts_ms(held, 10))
                 assert kept < base + 10
@@ -282,18 +245,18 @@ def test_delay_adds_round_trip_and_heal_restores(net: Net) -> None:
 def test_jitter_spreads_rtt_and_never_reorders(net: Net) -> None:
     async def body() -> None:
         loop = asyncio.get_running_loop()
-        async with LinkProxy() as proxy:
-            link = await proxy.add_link(net.a, B_IP, delay_s=0.04, seed=7)
-            with await connect(net.a) as sock:
+        async with LinkProxy(net.cluster) as proxy:
+            link = await proxy.add_link("pa", "pb", delay_s=0.04, seed=7)
+            with await connect(net) as sock:
                 steady = iqr(await rtts_ms(sock, 20))
             await proxy.update(link, jitter_s=0.04)
-            with await connect(net.a) as sock:
+            with await connect(net) as sock:
                 jittery = iqr(await rtts_ms(sock, 20))
             print(f"RTT interquartile range ms: no jitter {steady:.2f}, jitter 40ms {jittery:.2f}")
             assert jittery > steady + 15
             records = b"".join(b"%07d\n" % i for i in range(20_000))
             rng = random.Random(3)
-            with await connect(net.a) as sock:
+            with await connect(net) as sock:
 
                 async def send() -> None:
                     at = 0
@@ -313,15 +276,14 @@ def test_jitter_spreads_rtt_and_never_reorders(net: Net) -> None:
 
 def test_relays_exactly_concurrently_with_half_close(net: Net) -> None:
     async def body() -> None:
-        async with LinkProxy() as proxy:
-            link = await proxy.add_link(net.a, B_IP, delay_s=0.005, jitter_s=0.002, seed=1)
+        async with LinkProxy(net.cluster) as proxy:
+            link = await proxy.add_link("pa", "pb", delay_s=0.005, jitter_s=0.002, seed=1)
             big = os.urandom(1 << 20)
             assert (
-                hashlib.sha256(await echo_stream(net.a, big)).digest()
-                == hashlib.sha256(big).digest()
+                hashlib.sha256(await echo_stream(net, big)).digest() == hashlib.sha256(big).digest()
             )
             blobs = [os.urandom(random.Random(i).randint(1, 200_000)) for i in range(20)]
-            echoes = await asyncio.gather(*(echo_stream(net.a, blob) for blob in blobs))
+            echoes = await asyncio.gather(*(echo_stream(net, blob) for blob in blobs))
             assert echoes == blobs
             stats = proxy.stats(link)
             total = len(big) + sum(map(len, blobs))
@@ -338,14 +300,14 @@ def test_relays_exactly_concurrently_with_half_close(net: Net) -> None:
 
 def test_upstream_refusal_and_reset_reach_the_client(net: Net) -> None:
     async def body() -> None:
-        async with LinkProxy() as proxy:
-            link = await proxy.add_link(net.a, B_IP, delay_s=0.05)
+        async with LinkProxy(net.cluster) as proxy:
+            link = await proxy.add_link("pa", "pb", delay_s=0.05)
             start = time.monotonic()
-            with await connect(net.a, port=CLOSED_PORT) as sock:
+            with await connect(net, port=CLOSED_PORT) as sock:
                 await expect_reset(sock)
             assert time.monotonic() - start < 2
             assert proxy.stats(link).failed == 1
-            with await connect(net.a) as sock:
+            with await connect(net) as sock:
                 await rtts_ms(sock, 1)
                 await asyncio.get_running_loop().sock_sendall(sock, b"reset!")
                 with pytest.raises(ConnectionResetError):
@@ -356,16 +318,16 @@ def test_upstream_refusal_and_reset_reach_the_client(net: Net) -> None:
 
 def test_reset_mode_resets_existing_and_new_connections(net: Net) -> None:
     async def body() -> None:
-        async with LinkProxy() as proxy:
-            link = await proxy.add_link(net.a, B_IP)
-            with await connect(net.a) as old:
+        async with LinkProxy(net.cluster) as proxy:
+            link = await proxy.add_link("pa", "pb")
+            with await connect(net) as old:
                 await rtts_ms(old, 1)
                 await proxy.update(link, mode="reset")
                 await expect_reset(old)
-            with await connect(net.a) as new:
+            with await connect(net) as new:
                 await expect_reset(new)
             await proxy.update(link, mode="delay")
-            await median_rtt_ms(net.a, 2)
+            await median_rtt_ms(net, 2)
 
     run(body)
 
@@ -373,12 +335,12 @@ def test_reset_mode_resets_existing_and_new_connections(net: Net) -> None:
 def test_blackhole_stalls_without_loss_until_healed(net: Net) -> None:
     async def body() -> None:
         loop = asyncio.get_running_loop()
-        async with LinkProxy() as proxy:
-            link = await proxy.add_link(net.a, B_IP)
-            with await connect(net.a) as old:
+        async with LinkProxy(net.cluster) as proxy:
+            link = await proxy.add_link("pa", "pb")
+            with await connect(net) as old:
                 await rtts_ms(old, 1)
                 await proxy.update(link, mode="blackhole")
-                with await connect(net.a) as new:
+                with await connect(net) as new:
                     for sock in (old, new):
                         await loop.sock_sendall(sock, b"held")
                     for sock in (old, new):
@@ -391,12 +353,45 @@ def test_blackhole_stalls_without_loss_until_healed(net: Net) -> None:
     run(body)
 
 
-def test_direct_connection_to_listener_is_refused(net: Net) -> None:
+def test_endpoints_cannot_reach_the_listener_directly(net: Net) -> None:
+    """Only the switch's diversion reaches the proxy: its guard drops what an endpoint
+    addresses to the proxy itself."""
+
     async def body() -> None:
-        async with LinkProxy() as proxy:
-            link = await proxy.add_link(net.a, B_IP)
-            with await connect(net.a, "127.0.0.1", link.listen_port) as sock:
-                await expect_reset(sock)
+        async with LinkProxy(net.cluster) as proxy:
+            link = await proxy.add_link("pa", "pb")
+            proxy_ip = net.cluster.port("link-proxy").address
+            with pytest.raises(OSError):
+                await asyncio.wait_for(connect(net, proxy_ip, link.listen_port), 2)
+            assert proxy.stats(link).connections == 0
+
+    run(body)
+
+
+def test_destination_sees_the_source_and_older_connections_keep_their_path(net: Net) -> None:
+    """The upstream socket is transparent: pb sees pa's address, as without the proxy. A
+    connection from before the link is routed on through the proxy's namespace unslowed."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        server = await asyncio.to_thread(socket_in_netns, net.b)
+        with server:
+            server.bind((net.b_ip, 0))
+            server.listen(4)
+            server.setblocking(False)
+            port = server.getsockname()[1]
+            with await connect(net) as before:
+                base = statistics.median(await rtts_ms(before, 5))
+                async with LinkProxy(net.cluster) as proxy:
+                    link = await proxy.add_link("pa", "pb", delay_s=0.05)
+                    with await connect(net, net.b_ip, port):
+                        accepted, peer = await asyncio.wait_for(loop.sock_accept(server), 5)
+                        accepted.close()
+                    assert peer[0] == net.a_ip
+                    assert proxy.stats(link).connections == 1
+                    still = statistics.median(await rtts_ms(before, 5))
+                    assert still < base + 10
+                    assert proxy.stats(link).connections == 1
 
     run(body)
 
@@ -417,27 +412,33 @@ def threads_in(netns: str) -> int:
     return count
 
 
+def switch_tables(net: Net) -> list[str]:
+    return run_tables(net.cluster.run_id)
+
+
 def test_close_undoes_everything_and_is_idempotent(net: Net) -> None:
     async def body() -> None:
         fds = open_fds()
-        proxy = LinkProxy()
+        proxy = LinkProxy(net.cluster)
         await proxy.start()
-        to_b = await proxy.add_link(net.a, B_IP, delay_s=0.2)
-        await proxy.add_link(net.b, A_IP, delay_s=0.2)
-        assert proxy.table in tables(net.a) and proxy.table in tables(net.b)
-        assert threads_in(net.a) == threads_in(net.b) == 1
-        with await connect(net.a) as held:
+        to_b = await proxy.add_link("pa", "pb", delay_s=0.2)
+        await proxy.add_link("pb", "pa", delay_s=0.2)
+        switch_table = net.cluster.switch.table(proxy.switch_table)
+        assert proxy.table in tables(proxy.netns) and switch_table in switch_tables(net)
+        assert threads_in(proxy.netns) == 1
+        with await connect(net) as held:
             await proxy.close()
             await expect_reset(held)
         await proxy.close()
-        assert TABLE_PREFIX not in tables(net.a) + tables(net.b)
+        assert TABLE_PREFIX not in tables(proxy.netns)
+        assert switch_table not in switch_tables(net)
         assert open_fds() == fds
         for _ in range(100):
-            if threads_in(net.a) == threads_in(net.b) == 0:
+            if threads_in(proxy.netns) == 0:
                 break
             await asyncio.sleep(0.01)
-        assert threads_in(net.a) == threads_in(net.b) == 0
-        assert await median_rtt_ms(net.a, 3) < 50
+        assert threads_in(proxy.netns) == 0
+        assert await median_rtt_ms(net, 3) < 50
         assert not proxy.links
         with pytest.raises(ConfigError):
             proxy.stats(to_b)
@@ -446,49 +447,55 @@ def test_close_undoes_everything_and_is_idempotent(net: Net) -> None:
     run(body)
 
 
-def test_failed_add_link_leaves_nothing_behind(net: Net) -> None:
-    run_id = _state.run_id_of_netns(net.a)
-    assert run_id is not None
-    lo_down = _state.netns_name(run_id, "pc")
-    sh("ip", "netns", "add", lo_down)
-    try:
+def test_failed_add_link_leaves_nothing_behind(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_rule(table: str, *args: object) -> str:
+        return f"add rule ip {table} listeners no-such-expression"
 
-        async def body() -> None:
-            async with LinkProxy() as proxy:
-                with pytest.raises(ResourceError, match="loopback is down"):
-                    await proxy.add_link(lo_down, B_IP, delay_s=0.01)
-                with pytest.raises(ResourceError, match="does not exist"):
-                    await proxy.add_link(_state.netns_name(run_id, "none"), B_IP)
-                assert not proxy.links
-            assert TABLE_PREFIX not in tables(lo_down)
+    async def body() -> None:
+        fds = open_fds()
+        async with LinkProxy(net.cluster) as proxy:
+            monkeypatch.setattr(_proxy, "redirect_rule", broken_rule)
+            with pytest.raises(ResourceError, match="nft in netns"):
+                await proxy.add_link("pa", "pb", delay_s=0.01)
+            assert not proxy.links
+            assert "redirect" not in sh(
+                "ip", "netns", "exec", proxy.netns, "nft", "list", "ruleset"
+            )
+            table = net.cluster.switch.table(proxy.switch_table)
+            assert "ether daddr set" not in sh("nft", "list", "table", "bridge", table)
+            monkeypatch.undo()
+            link = await proxy.add_link("pa", "pb", delay_s=0.05)
+            assert await median_rtt_ms(net, 3) > 80
+            assert proxy.stats(link).connections == 1
+        assert open_fds() == fds
 
-        run(body)
-    finally:
-        sh("ip", "netns", "del", lo_down, check=False)
+    run(body)
 
 
 def test_rejects_bad_input(net: Net) -> None:
     async def body() -> None:
-        async with LinkProxy() as proxy:
+        async with LinkProxy(net.cluster) as proxy:
             for bad in (
-                {"dst_ip": "10.0.0.1"},
-                {"dst_ip": "nope"},
+                {"dst": "nope"},
+                {"src": "nope"},
+                {"dst": "pa"},
+                {"dst": "link-proxy"},
                 {"delay_s": -1.0},
                 {"jitter_s": float("nan")},
                 {"mode": "slow"},
             ):
-                kwargs = {"src_netns": net.a, "dst_ip": B_IP, **bad}
+                kwargs = {"src": "pa", "dst": "pb", **bad}
                 with pytest.raises(ConfigError):
                     await proxy.add_link(**kwargs)  # type: ignore[arg-type]
-            link = await proxy.add_link(net.a, B_IP)
+            link = await proxy.add_link("pa", "pb")
             with pytest.raises(ConfigError, match="already proxied"):
-                await proxy.add_link(net.a, B_IP)
+                await proxy.add_link("pa", "pb")
             await proxy.remove_link(link)
             with pytest.raises(ConfigError):
                 await proxy.update(link, delay_s=0.1)
-            again = await proxy.add_link(net.a, B_IP)
+            again = await proxy.add_link("pa", "pb")
             assert again.id != link.id
         with pytest.raises(Exception, match="closed"):
-            await proxy.add_link(net.a, B_IP)
+            await proxy.add_link("pa", "pb")
 
     run(body)

@@ -1,9 +1,9 @@
 """Capability probe: which faults this machine can inflict, and why not.
 
-Each probe does the real thing on a throw-away one-host cluster (load an nft ``numgen``
-rule, add a tbf qdisc, mount a tmpfs, freeze a cgroup...) rather than guessing from
-version numbers. Results are cached per process. A fault whose capability is missing is
-an error when asked for, never silently skipped.
+Each probe does the real thing on a throw-away one-host cluster (load a switch table with
+an nft ``numgen`` rule, shape a port with tbf, proxy a link, mount a tmpfs, freeze a
+cgroup...) rather than guessing from version numbers. Results are cached per process. A
+fault whose capability is missing is an error when asked for, never silently skipped.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from .._errors import CapabilityError, InfraGymError
 from ..sandbox import Cluster, cgroup_v1_available
-from ..sandbox.lowlevel import FAKETIME_LIB, nft, run
+from ..sandbox.lowlevel import FAKETIME_LIB, Chain, run
 from ._kinds import KINDS
+from ._proxy_probe import proxy_available
 
 
 @dataclass(frozen=True)
@@ -38,47 +39,29 @@ def _probe_in_cluster(c: Cluster) -> list[Capability]:
         except InfraGymError as exc:
             caps.append(Capability(name, False, str(exc)))
 
+    # every rule names the probe host's port: the bridge family sees every bridge
+    port = f'iifname "{h.port.link}"'
     attempt(
         "nftables",
-        "nft filter tables load in a host namespace",
-        lambda: nft(
-            h.netns,
-            "table inet probe { chain i { type filter hook input "
-            "priority 0; ip saddr 198.18.255.254 drop; }; }",
+        "bridge-family nft tables load on the cluster's switch (partitions)",
+        lambda: c.switch.load(
+            "probe", [Chain("forward", 0, (f"{port} ether daddr {h.mac} drop",))]
         ),
     )
     attempt(
         "nft-numgen",
-        "nft `numgen random` rules load (random packet loss)",
-        lambda: nft(
-            h.netns,
-            "table inet probe2 { chain i { type filter hook input "
-            "priority 0; numgen random mod 100 < 1 drop; }; }",
+        "nft `numgen random` rules load on the switch (random packet loss)",
+        lambda: c.switch.load(
+            "probe", [Chain("forward", 0, (f"{port} numgen random mod 100 < 1 drop",))]
         ),
     )
     attempt(
         "tbf",
-        "the tbf qdisc loads (bandwidth limits)",
-        lambda: run(
-            [
-                "tc",
-                "-n",
-                h.netns,
-                "qdisc",
-                "add",
-                "dev",
-                "eth0",
-                "root",
-                "tbf",
-                "rate",
-                "1mbit",
-                "burst",
-                "32kb",
-                "latency",
-                "100ms",
-            ]
-        ),
+        "a port's sending is shaped by tbf on an ifb device (bandwidth limits)",
+        lambda: c.switch.limit_sending(h.port, 1_000_000),
     )
+    c.switch.delete("probe")
+    c.switch.limit_sending(h.port, None)
     netem = run(
         ["tc", "-n", h.netns, "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "10ms"],
         check=False,
@@ -108,16 +91,27 @@ def _probe_in_cluster(c: Cluster) -> list[Capability]:
 
     attempt("no-userns", "sandboxed code cannot create user namespaces (seccomp)", no_userns)
     caps.append(Capability("tmpfs", True, "each host's data directory is a sized tmpfs"))
+    ok, why = proxy_available(c)
+    caps.append(Capability("tcp-proxy", ok, why))
     return caps
 
 
-def _probe_proxy() -> Capability:
+def _probe_net_admin() -> Capability:
+    """A host granted network capabilities holds them, over its own namespace only."""
     try:
-        from ._proxy_probe import proxy_available
-    except ImportError as exc:
-        return Capability("tcp-proxy", False, f"the latency proxy is not installed: {exc}")
-    ok, why = proxy_available()
-    return Capability("tcp-proxy", ok, why)
+        with Cluster(1, net_admin=True) as c:
+            h = c.hosts[0]
+            r = h.run(["ip", "addr", "add", f"{c.free_addresses()[0]}/32", "dev", "eth0"])
+            if r.returncode != 0:
+                return Capability("net-admin", False, r.stderr.decode(errors="replace"))
+    except InfraGymError as exc:
+        return Capability("net-admin", False, f"cannot build a host with net_admin: {exc}")
+    return Capability(
+        "net-admin",
+        True,
+        "hosts built with net_admin hold CAP_NET_ADMIN and CAP_NET_RAW in a user namespace "
+        "of their own",
+    )
 
 
 @functools.cache
@@ -164,15 +158,15 @@ def probe() -> tuple[Capability, ...]:
             with Cluster(1) as c:
                 caps.append(Capability("cluster", True, "a one-host cluster builds and tears down"))
                 caps += _probe_in_cluster(c)
+            caps.append(_probe_net_admin())
         except InfraGymError as exc:
             caps.append(Capability("cluster", False, f"cannot build a cluster: {exc}"))
     else:
         caps.append(
             Capability("cluster", False, "clusters need root, cgroups v1 and the tools above")
         )
-    caps.append(
-        _probe_proxy() if cluster_ok else Capability("tcp-proxy", False, "needs a working cluster")
-    )
+    if not any(cap.name == "tcp-proxy" for cap in caps):
+        caps.append(Capability("tcp-proxy", False, "needs a working cluster"))
     return tuple(caps)
 
 

@@ -2,7 +2,9 @@
 
 ``tc netem`` is missing here, so every TCP connection between a victim host and the other
 hosts, in both directions, is relayed by a :class:`LinkProxy` that holds each chunk back
-by ``delay_s`` (plus uniform jitter, never reordering). A request/response round trip
+by ``delay_s`` (plus uniform jitter, never reordering). The cluster's switch diverts those
+links to the proxy from the machine's namespace, so a host cannot escape the delay even
+with CAP_NET_ADMIN in its own namespace. A request/response round trip
 across a slowed link takes about ``2 * delay_s`` longer. Healing closes the proxy, which
 resets the connections it was relaying; clients reconnect directly.
 
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..sandbox import Cluster
+from ..sandbox.lowlevel import CLIENT
 from ._fault import Fault
 from ._proxy import LinkProxy
 
@@ -69,32 +72,30 @@ class Latency(Fault):
     def heal(self, cluster: Cluster) -> None:
         raise TypeError("Latency runs on an event loop: use `await fault.heal_async(cluster)`")
 
-    def _links(self, cluster: Cluster) -> list[tuple[str, str, str, str]]:
-        """(source name, source netns, destination name, destination address), sorted."""
-        ends = {h.name: (h.netns, h.address) for h in cluster.hosts}
+    def _links(self, cluster: Cluster) -> list[tuple[str, str]]:
+        """(source, destination) endpoint names, sorted."""
+        ends = [h.name for h in cluster.hosts] + ([CLIENT] if self.include_client else [])
         victims = {cluster.host(h).name for h in self.hosts}
-        if self.include_client:
-            ends["client"] = (cluster.client_netns, cluster.client_address)
         pairs = set()
         for v in victims:
             for other in ends:
                 if other != v:
                     pairs.add((v, other))
                     pairs.add((other, v))
-        return [(a, ends[a][0], b, ends[b][1]) for a, b in sorted(pairs)]
+        return sorted(pairs)
 
     async def apply_async(self, cluster: Cluster) -> dict[str, Any]:
-        proxy = self._proxy = LinkProxy()
-        await proxy.start()
         links = self._links(cluster)
-        for src, src_netns, dst, dst_addr in links:
+        proxy = self._proxy = LinkProxy(cluster)
+        await proxy.start()
+        for src, dst in links:
             seed = zlib.crc32(f"{self.seed}:{self.label}:{src}>{dst}".encode())
-            await proxy.add_link(src_netns, dst_addr, self.delay_s, self.jitter_s, seed)
+            await proxy.add_link(src, dst, self.delay_s, self.jitter_s, seed)
         return {
             "delay_s": self.delay_s,
             "jitter_s": self.jitter_s,
             "include_client": self.include_client,
-            "links": [f"{a}->{b}" for a, _, b, _ in links],
+            "links": [f"{a}->{b}" for a, b in links],
         }
 
     async def heal_async(self, cluster: Cluster) -> None:

@@ -1,9 +1,13 @@
 """Network faults done in the kernel: Partition, PacketLoss (nft) and Bandwidth (tbf).
 
-Partition and PacketLoss each own an nft table named after their label, so several of them
-compose and each heals independently. A host has one root qdisc, so Bandwidth limits of a
-host share its record (:mod:`._host_state`). Latency, done by a userspace proxy, is in
-:mod:`._latency`.
+All of them act on the cluster's switch, in the machine's namespace (:mod:`infragym.sandbox`
+``Cluster.switch``), where no host can undo them whatever capabilities it holds in its
+own namespace: rules match the bridge port and MAC of each host, which the switch's guard
+keeps honest, never addresses a host could change. Partition and PacketLoss each own a
+switch table named after their label, so several of them compose and each heals
+independently. Bandwidth shapes what a host sends at its port; a port has one shaper, so
+Bandwidth limits of a host share its record (:mod:`._host_state`). Latency, done by a
+userspace proxy the switch diverts slowed links to, is in :mod:`._latency`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..sandbox import Cluster, Host
-from ..sandbox.lowlevel import nft, run
+from ..sandbox.lowlevel import LINK_PROXY, Chain
 from ._fault import Fault
 from ._host_state import host_faults
 
@@ -25,32 +29,22 @@ def _check_hosts(cluster: Cluster, names: Iterable[str]) -> list[Host]:
 
 
 def _table(label: str) -> str:
-    safe = "".join(c if c.isalnum() else "_" for c in label)
-    return f"infragym_{safe}"[:60]
+    return f"fault_{label}"
 
 
-def _filter_table(table: str, rules: Mapping[str, str]) -> str:
-    """An nft script making ``table`` with one chain per hook of ``rules`` (``input``,
-    ``output``), run before the default filters and holding that hook's rule."""
-    chains = "".join(
-        f"  chain {hook} {{ type filter hook {hook} priority -10; policy accept;\n"
-        f"    {rule}\n"
-        "  }\n"
-        for hook, rule in rules.items()
-    )
-    return f"\ntable inet {table} {{\n{chains}}}"
-
-
-def _drop_table(netns: str, table: str) -> None:
-    run(["ip", "netns", "exec", netns, "nft", "delete", "table", "inet", table], check=False)
+# Partitions run before the link proxy's diversion (priority -100), which rewrites the
+# destination MAC they read, and after the guard (-300), which makes MACs trustworthy.
+_PARTITION_PRIORITY = -200
+_NOT_ARP = "ether type != arp"
 
 
 class Partition(Fault):
-    """Cut links between hosts with nft drop rules in each host's namespace.
+    """Cut links between hosts: the switch drops every frame between them but ARP (as an
+    IP-level drop inside each host did before it moved to the switch).
 
     ``blocked`` maps each host to the hosts it must not exchange packets with; it is made
     symmetric. Constructors cover the usual topologies: ``isolate``, ``groups`` (e.g.
-    majority / minority) and ``bridge``.
+    majority / minority) and ``bridge``. The client namespace is never cut.
     """
 
     kind = "partition"
@@ -103,25 +97,39 @@ class Partition(Fault):
         return tuple(self.blocked)
 
     def apply(self, cluster: Cluster) -> dict[str, Any]:
-        table = _table(self.label)
+        proxy = cluster.port(LINK_PROXY).link
+        pre, fwd = [], []
         for name, peers in self.blocked.items():
             host = cluster.host(name)
-            addrs = ", ".join(cluster.host(p).address for p in sorted(peers))
-            rules = {
-                "input": f"ip saddr {{ {addrs} }} drop",
-                "output": f"ip daddr {{ {addrs} }} drop",
-            }
-            nft(host.netns, _filter_table(table, rules))
+            others = [cluster.host(p) for p in sorted(peers)]
+            macs = _set([o.mac for o in others])
+            # unicast, before the link proxy's diversion rewrites its destination MAC
+            pre.append(f'iifname "{host.port.link}" ether daddr {macs} {_NOT_ARP} drop')
+            # what the link proxy relays on behalf of a peer (connections it held before)
+            pre.append(
+                f'iifname "{proxy}" ip saddr {_set([o.address for o in others])} '
+                f"ether daddr {host.mac} {_NOT_ARP} drop"
+            )
+            # broadcast and multicast, flooded to every port
+            links = _set([f'"{o.port.link}"' for o in others])
+            fwd.append(f'iifname "{host.port.link}" oifname {links} {_NOT_ARP} drop')
+        cluster.switch.load(
+            _table(self.label),
+            [Chain("prerouting", _PARTITION_PRIORITY, tuple(pre)), Chain("forward", 0, tuple(fwd))],
+        )
         return {"blocked": {k: sorted(v) for k, v in self.blocked.items()}}
 
     def heal(self, cluster: Cluster) -> None:
-        table = _table(self.label)
-        for name in self.blocked:
-            _drop_table(cluster.host(name).netns, table)
+        cluster.switch.delete(_table(self.label))
+
+
+def _set(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
 class PacketLoss(Fault):
-    """Drop a random fraction of the packets a host receives (nft ``numgen random``)."""
+    """Drop a random fraction of the IP packets a host receives (nft ``numgen random`` on
+    the frames the switch sends out of its port)."""
 
     kind = "loss"
 
@@ -137,23 +145,22 @@ class PacketLoss(Fault):
         return self.hosts
 
     def apply(self, cluster: Cluster) -> dict[str, Any]:
-        table = _table(self.label)
         per_10k = round(self.probability * 10_000)
-        rules = {"input": f'iifname "eth0" numgen random mod 10000 < {per_10k} drop'}
-        for host in _check_hosts(cluster, self.hosts):
-            nft(host.netns, _filter_table(table, rules))
+        links = _set([f'"{h.port.link}"' for h in _check_hosts(cluster, self.hosts)])
+        rule = f"oifname {links} ether type {{ ip, ip6 }} numgen random mod 10000 < {per_10k} drop"
+        cluster.switch.load(_table(self.label), [Chain("forward", 0, (rule,))])
         return {"probability": self.probability}
 
     def heal(self, cluster: Cluster) -> None:
-        for host in _check_hosts(cluster, self.hosts):
-            _drop_table(host.netns, _table(self.label))
+        cluster.switch.delete(_table(self.label))
 
 
 class Bandwidth(Fault):
-    """Limit what a host can send to ``rate_bps`` bits per second (a tbf qdisc on eth0).
+    """Limit what a host can send to ``rate_bps`` bits per second (a tbf qdisc shaping
+    what enters the switch from its port).
 
-    A host has one root qdisc, so limits on one host overlap: the lowest active rate
-    applies, and the qdisc is removed when the last limit heals.
+    A port has one shaper, so limits on one host overlap: the lowest active rate applies,
+    and the shaper is removed when the last limit heals.
     """
 
     kind = "bandwidth"
@@ -178,7 +185,7 @@ class Bandwidth(Fault):
             with state.lock:
                 state.bandwidth[self] = self.rate_bps
                 effective[host.name] = min(state.bandwidth.values())
-                _set_rate(host, effective[host.name])
+                _set_rate(cluster, host, effective[host.name])
         return {"rate_bps": self.rate_bps, "effective_bps": effective}
 
     def heal(self, cluster: Cluster) -> None:
@@ -188,33 +195,10 @@ class Bandwidth(Fault):
                 if self not in state.bandwidth:
                     continue
                 rest = [r for f, r in state.bandwidth.items() if f is not self]
-                _set_rate(host, min(rest) if rest else None)
+                _set_rate(cluster, host, min(rest) if rest else None)
                 del state.bandwidth[self]
 
 
-def _set_rate(host: Host, rate_bps: int | None) -> None:
+def _set_rate(cluster: Cluster, host: Host, rate_bps: int | None) -> None:
     """Shape what ``host`` sends to ``rate_bps``, or remove the shaping (``None``)."""
-    if rate_bps is None:
-        run(["tc", "-n", host.netns, "qdisc", "del", "dev", "eth0", "root"], check=False)
-        return
-    # burst of ~10 ms of traffic (at least a few MTUs) keeps the shaping smooth
-    burst = max(rate_bps // 8 // 100, 4 * 1514)
-    run(
-        [
-            "tc",
-            "-n",
-            host.netns,
-            "qdisc",
-            "replace",
-            "dev",
-            "eth0",
-            "root",
-            "tbf",
-            "rate",
-            f"{rate_bps}bit",
-            "burst",
-            str(burst),
-            "latency",
-            "200ms",
-        ]
-    )
+    cluster.switch.limit_sending(host.port, rate_bps)

@@ -1,25 +1,33 @@
-"""Latency, jitter, resets and blackholes on a TCP link, by a transparent userspace proxy.
+"""Latency, jitter, resets and blackholes on TCP links between a cluster's endpoints, by a
+transparent userspace proxy that neither end can bypass.
 
 ``tc netem`` is missing on these kernels, so a link A -> B is slowed down the way Toxiproxy
-does it, except that clients need not know: in A's network namespace an nft nat rule
-redirects every new TCP connection from A to B's address (any port) to a listener of this
-process living in A's namespace; the proxy reads the original destination with
-``SO_ORIGINAL_DST`` and connects there from a socket also made in A's namespace and marked
-with ``SO_MARK``, which the rule lets through. One asyncio loop serves every link: a socket
-keeps the namespace it was created in, so only socket creation needs a thread that entered
-the namespace (:mod:`._netns`).
+does it, except that neither end needs to know and neither can undo it (a host may hold
+CAP_NET_ADMIN in its own namespace). The cluster's switch, in the machine's namespace,
+rewrites the destination MAC of A's TCP frames for B's address so that they reach the link
+proxy's namespace (``Cluster.link_proxy()``); there an nft nat rule redirects each new
+connection (a SYN from A's MAC to B's address) to a listener of this process. The proxy
+reads the original destination with ``SO_ORIGINAL_DST`` and connects there from a
+transparent socket bound to A's address, so B sees A as its peer, as it would directly.
+B's answers to that socket carry a source port of the proxy namespace's range
+(``LINK_PROXY_PORTS``, above the hosts' ephemeral ports), which the switch diverts to the
+proxy too, and a ``socket`` rule there delivers them locally. Whatever else is diverted
+(connections opened before the link, or after :meth:`LinkProxy.remove_link`) the proxy's
+namespace routes on to B unchanged. One asyncio loop serves every link: a socket keeps the
+namespace it was created in, so only socket creation needs a thread that entered the
+proxy's namespace (:mod:`._netns`).
 
-This module holds :class:`LinkProxy`, which adds and removes links (listeners and nft
-rules); :mod:`._relay` carries each connection and describes the modes of a link (``delay``,
+This module holds :class:`LinkProxy`, which adds and removes links (listeners and rules);
+:mod:`._relay` carries each connection and describes the modes of a link (``delay``,
 ``reset``, ``blackhole``); :mod:`._proxy_probe` checks that a machine can run the proxy.
 Only TCP is proxied; UDP and ICMP pass untouched.
 
-Only connections A opens to B take the link; B -> A needs a link in B's namespace. Connections
+Only connections A opens to B take the link; B -> A needs a link of its own. Connections
 that existed before :meth:`LinkProxy.add_link` are not affected. :meth:`LinkProxy.remove_link`
-(a heal) removes the rule and the listener; connections already proxied are kept and relayed
-with no added delay until they end or :meth:`LinkProxy.close` resets them, because a heal
-should not break connections. Sockets of the proxy keep their namespace alive, so close the
-proxy before tearing a cluster down.
+(a heal) removes the redirect and the listener; connections already proxied are kept and
+relayed with no added delay until they end or :meth:`LinkProxy.close` resets them, because a
+heal should not break connections: the switch keeps diverting the link to the proxy until
+:meth:`LinkProxy.close`. Close the proxy before tearing the cluster down.
 """
 
 from __future__ import annotations
@@ -36,12 +44,12 @@ import socket
 from dataclasses import dataclass
 
 from .._errors import CapabilityError, ConfigError, InfraGymError, PrivilegeError, ResourceError
-from ..sandbox.lowlevel import NetnsExecutor, interface_is_up, netns_path, socket_in_netns
-from ._proxy_nft import nat_table, nft_in, redirect_rule
+from ..sandbox import Cluster
+from ..sandbox.lowlevel import LINK_PROXY, NetnsExecutor, Port, netns_path, socket_in_netns
+from ._proxy_nft import DIVERT_PRIORITY, diversion_rules, nft_in, proxy_table, redirect_rule
 from ._relay import Link, LinkHandle, ProxyMode, Upstream, accept, spawn
 
 __all__ = [
-    "PROXY_MARK",
     "TABLE_PREFIX",
     "LinkHandle",
     "LinkProxy",
@@ -52,10 +60,9 @@ __all__ = [
 
 _MODES: tuple[ProxyMode, ...] = ("delay", "reset", "blackhole")
 
-PROXY_MARK = 0x16A70001
-"""``SO_MARK`` of the proxy's upstream sockets, which the redirect rules let through."""
 TABLE_PREFIX = "infragym_proxy"
-"""Every nft table the proxy installs is named ``<prefix>_<hex>`` (one per LinkProxy)."""
+"""The nft table of a LinkProxy in the link proxy's namespace is ``<prefix>_<hex>``; its
+table on the switch, ``infragym_<run id>_link_proxy_<hex>``."""
 
 _ALLOWED_NET = ipaddress.IPv4Network("198.18.0.0/15")
 _CLOSE_TIMEOUT_S = 5.0
@@ -98,27 +105,31 @@ def _check_mode(mode: str) -> ProxyMode:
 
 
 class LinkProxy:
-    """Interposes on TCP links between namespaces to add delay, jitter, resets, blackholes.
+    """Interposes on TCP links between the endpoints of ``cluster`` (its hosts and its
+    client namespace) to add delay, jitter, resets and blackholes.
 
     All methods must be called from the event loop that called :meth:`start`. Use as
-    ``async with LinkProxy() as proxy:`` or call :meth:`close`, which is idempotent and undoes
-    whatever was installed, also after a failure halfway through.
+    ``async with LinkProxy(cluster) as proxy:`` or call :meth:`close`, which is idempotent
+    and undoes whatever was installed, also after a failure halfway through.
     """
 
     def __init__(
         self,
+        cluster: Cluster,
         *,
-        mark: int = PROXY_MARK,
         connect_timeout_s: float = 10.0,
         buffer_bytes: int = 4 * 1024 * 1024,
     ) -> None:
-        self.mark = mark
+        self.cluster = cluster
         self.connect_timeout_s = connect_timeout_s
         self.buffer_bytes = buffer_bytes
-        self.table = f"{TABLE_PREFIX}_{secrets.token_hex(4)}"
+        token = secrets.token_hex(4)
+        self.table = f"{TABLE_PREFIX}_{token}"
+        self.switch_table = f"link_proxy_{token}"
         self._links: dict[int, Link] = {}
-        self._tables: set[str] = set()
-        self._executors: dict[str, NetnsExecutor] = {}
+        self._diverted: set[tuple[str, str]] = set()
+        self._port: Port | None = None
+        self._executor: NetnsExecutor | None = None
         self._next_id = 1
         self._started = False
         self._closed = False
@@ -130,8 +141,14 @@ class LinkProxy:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def netns(self) -> str:
+        """The link proxy's namespace, where its listeners and upstream sockets live."""
+        return self.cluster.port(LINK_PROXY).netns
+
     async def start(self) -> None:
-        """Check the machine can proxy (root, nft, nsenter). Idempotent."""
+        """Check the machine can proxy (root, nft), build the cluster's link proxy
+        namespace if need be, and install this proxy's (empty) tables. Idempotent."""
         if self._closed:
             raise InfraGymError("this LinkProxy is closed; make a new one")
         if self._started:
@@ -142,69 +159,70 @@ class LinkProxy:
         if missing:
             raise CapabilityError(f"the link proxy needs {' and '.join(missing)}; install them")
         self._started = True
+        try:
+            port = self._port = await asyncio.to_thread(self.cluster.link_proxy)
+            self._executor = NetnsExecutor(port.netns)
+            await nft_in(port.netns, proxy_table(self.table))
+            table = self.cluster.switch.table(self.switch_table)
+            await nft_in(
+                None,
+                f"add table bridge {table}\nadd chain bridge {table} divert "
+                f"{{ type filter hook prerouting priority {DIVERT_PRIORITY}; policy accept; }}\n",
+            )
+        except BaseException:
+            with contextlib.suppress(InfraGymError):
+                await self.close()
+            raise
 
     async def add_link(
         self,
-        src_netns: str,
-        dst_ip: str,
+        src: str,
+        dst: str,
         delay_s: float = 0.0,
         jitter_s: float = 0.0,
         seed: int = 0,
         *,
         mode: ProxyMode = "delay",
     ) -> LinkHandle:
-        """Send every new TCP connection from ``src_netns`` to ``dst_ip`` through the proxy.
+        """Send every new TCP connection endpoint ``src`` opens to ``dst`` through the proxy
+        (endpoints: host names and ``"client"``).
 
-        The listener takes an ephemeral port on 127.0.0.1 in ``src_netns`` (loopback must be
-        up). Jitter of the n-th connection is drawn from ``Random(f"{seed}:{n}:up|down")``.
+        Jitter of the n-th connection is drawn from ``Random(f"{seed}:{n}:up|down")``.
         """
         await self.start()
-        dst_ip = _check_ip(dst_ip)
+        src_port, dst_port = self.cluster.port(src), self.cluster.port(dst)
+        if src == dst or LINK_PROXY in (src, dst):
+            raise ConfigError(f"cannot proxy {src} -> {dst}: give two endpoints of the cluster")
+        dst_ip = _check_ip(dst_port.address)
         _check_delay(delay_s, jitter_s)
         mode = _check_mode(mode)
-        netns_path(src_netns)
         for other in self._links.values():
-            if not other.removed and (other.handle.src_netns, other.handle.dst_ip) == (
-                src_netns,
-                dst_ip,
-            ):
-                raise ConfigError(
-                    f"link {src_netns} -> {dst_ip} is already proxied; use update() on it"
-                )
-        executor = self._executors.get(src_netns)
-        if executor is None:
-            executor = self._executors[src_netns] = NetnsExecutor(src_netns)
+            if not other.removed and (other.handle.src, other.handle.dst) == (src, dst):
+                raise ConfigError(f"link {src} -> {dst} is already proxied; use update() on it")
+        assert self._executor is not None and self._port is not None
         listener: socket.socket | None = None
         link: Link | None = None
         try:
-            listener = await executor.socket()
-            if not interface_is_up(listener, "lo"):
-                raise ResourceError(
-                    f"loopback is down in netns {src_netns}; the proxy listens on it: "
-                    f"ip -n {src_netns} link set lo up"
-                )
-            listener.bind(("127.0.0.1", 0))
+            listener = await self._executor.socket()
+            listener.bind((self._port.address, 0))
             listener.listen(1024)
             listener.setblocking(False)
-            handle = LinkHandle(self._next_id, src_netns, dst_ip, listener.getsockname()[1])
+            handle = LinkHandle(self._next_id, src, dst, dst_ip, listener.getsockname()[1])
             self._next_id += 1
-            upstream = Upstream(
-                self.mark, self.connect_timeout_s, self.buffer_bytes, self._socket_in
-            )
+            upstream = Upstream(self.connect_timeout_s, self.buffer_bytes, self._executor.socket)
             link = Link(handle, delay_s, jitter_s, seed, mode, listener, upstream)
             link.set_mode(mode)
             self._links[handle.id] = link
             link.accept_task = asyncio.create_task(accept(link))
-            await self._install_rule(link)
+            await self._install_rule(link, src_port)
+            await self._divert(src_port, dst_port)
         except BaseException:
             with contextlib.suppress(InfraGymError):
                 if link is not None:
                     await self._drop_link(link, close_connections=True)
                     del self._links[link.handle.id]
-                else:
-                    if listener is not None:
-                        listener.close()
-                    self._release_netns(src_netns)
+                elif listener is not None:
+                    listener.close()
             raise
         return link.handle
 
@@ -229,7 +247,7 @@ class LinkProxy:
                     task.cancel()
 
     async def remove_link(self, handle: LinkHandle, *, close_connections: bool = False) -> None:
-        """Stop interposing: remove the rule and the listener.
+        """Stop interposing: remove the redirect and the listener.
 
         Connections already proxied keep flowing with no added delay, unless
         ``close_connections``, which resets them.
@@ -267,14 +285,21 @@ class LinkProxy:
         if tasks:
             await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
         self._links.clear()
-        for netns in list(self._tables):
+        tables: list[tuple[str | None, str]] = []
+        if self._started:
+            self._started = False
+            tables.append((None, f"bridge {self.cluster.switch.table(self.switch_table)}"))
+        if self._port is not None:
+            tables.append((self._port.netns, f"ip {self.table}"))
+        for netns, table in tables:
             try:
-                await self._delete_table(netns)
+                await _delete_table(netns, table)
             except InfraGymError as exc:
                 errors.append(str(exc))
-        for executor in self._executors.values():
-            executor.shutdown()
-        self._executors.clear()
+        self._diverted.clear()
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
         if errors:
             raise ResourceError("closing the link proxy: " + "; ".join(errors))
 
@@ -286,20 +311,16 @@ class LinkProxy:
 
     async def _drop_link(self, link: Link, *, close_connections: bool) -> None:
         """Rule first, then listener: a connection redirected meanwhile is still served.
-
-        The table stays until :meth:`close`, with a ``ct`` rule that keeps the namespace's
-        conntrack hooks registered: when the last rule using conntrack goes, the kernel stops
-        tracking, the NAT of live proxied connections is no longer undone and their next
-        packets are answered with resets, breaking the connections a heal promises to keep.
-        """
-        netns = link.handle.src_netns
+        The diversion on the switch stays until :meth:`close`, so proxied connections
+        keep their path."""
         if not link.removed:
             link.removed = True
             link.set_mode("delay")
             try:
                 if link.rule_handle is not None:
                     await nft_in(
-                        netns, f"delete rule ip {self.table} out handle {link.rule_handle}\n"
+                        self.netns,
+                        f"delete rule ip {self.table} listeners handle {link.rule_handle}\n",
                     )
                     link.rule_handle = None
             finally:
@@ -313,53 +334,39 @@ class LinkProxy:
                         break
                     spawn(link, client)
                 link.listener.close()
-                self._release_netns(netns)
         if close_connections:
             for task in list(link.conn_tasks):
                 task.cancel()
             if link.conn_tasks:
                 await asyncio.wait(list(link.conn_tasks), timeout=_CLOSE_TIMEOUT_S)
 
-    def _release_netns(self, netns: str) -> None:
-        """Let the namespace's thread go once no link needs it; it pins the namespace."""
-        if any(
-            not link.removed and link.handle.src_netns == netns for link in self._links.values()
-        ):
-            return
-        executor = self._executors.pop(netns, None)
-        if executor is not None:
-            executor.shutdown()
-
-    async def _socket_in(self, netns: str) -> socket.socket:
-        executor = self._executors.get(netns)
-        if executor is not None:
-            return await executor.socket()
-        return await asyncio.to_thread(socket_in_netns, netns)
-
-    async def _install_rule(self, link: Link) -> None:
-        netns = link.handle.src_netns
-        script = ""
-        if netns not in self._tables:
-            script += nat_table(self.table) + (
-                f"add rule ip {self.table} out ct state new counter "
-                'comment "keeps conntrack on for proxied connections"\n'
-            )
-        script += (
-            redirect_rule(self.table, self.mark, link.handle.dst_ip, link.handle.listen_port)
+    async def _install_rule(self, link: Link, src: Port) -> None:
+        script = (
+            redirect_rule(self.table, src, link.handle.dst_ip, link.handle.listen_port)
             + f' comment "link {link.handle.id}"\n'
         )
-        self._tables.add(netns)
-        out = await nft_in(netns, script, echo=True)
+        out = await nft_in(self.netns, script, echo=True)
         found = re.search(rf"comment \"link {link.handle.id}\" # handle (\d+)", out)
         if found is None:
             raise ResourceError(f"nft did not report the handle of the rule it added: {out!r}")
         link.rule_handle = int(found.group(1))
 
-    async def _delete_table(self, netns: str) -> None:
-        self._tables.discard(netns)
-        try:
-            await nft_in(netns, f"delete table ip {self.table}\n")
-        except ResourceError as exc:
-            gone = not os.path.exists(netns_path(netns))
-            if not (gone or "No such file or directory" in str(exc)):
-                raise
+    async def _divert(self, src: Port, dst: Port) -> None:
+        """Have the switch send ``src``'s TCP for ``dst`` here (once per pair: the
+        diversion outlives a removed link, for the connections it still relays)."""
+        if (src.name, dst.name) in self._diverted:
+            return
+        assert self._port is not None
+        table = self.cluster.switch.table(self.switch_table)
+        rules = diversion_rules(src, dst, self._port)
+        await nft_in(None, "".join(f"add rule bridge {table} divert {r}\n" for r in rules))
+        self._diverted.add((src.name, dst.name))
+
+
+async def _delete_table(netns: str | None, table: str) -> None:
+    try:
+        await nft_in(netns, f"delete table {table}\n")
+    except ResourceError as exc:
+        gone = netns is not None and not os.path.exists(netns_path(netns))
+        if not (gone or "No such file or directory" in str(exc)):
+            raise

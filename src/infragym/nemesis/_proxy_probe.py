@@ -2,89 +2,54 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import shutil
-import socket
-import subprocess
+import asyncio
 
 from .._errors import InfraGymError
-from ..sandbox.lowlevel import netns_path, socket_in_netns
-from ._proxy import PROXY_MARK, TABLE_PREFIX
-from ._proxy_nft import nat_table, redirect_rule
-from ._relay import original_dst
+from ..sandbox import Cluster
+from ..sandbox.lowlevel import CLIENT, socket_in_netns
+from ._proxy import LinkProxy
 
 
-def proxy_available() -> tuple[bool, str]:
-    """Whether this machine can run :class:`LinkProxy`, and why not; for ``infragym doctor``.
+def proxy_available(cluster: Cluster) -> tuple[bool, str]:
+    """Whether :class:`LinkProxy` works on ``cluster`` (started, with a host), and why not.
 
-    Builds a throwaway namespace and checks, for real, that an nft redirect reaches a local
-    listener, that ``SO_ORIGINAL_DST`` gives the intended destination, and that a socket
-    carrying the proxy's mark is not redirected.
+    Proxies the client's link to the first host for real: the switch's diversion in the
+    machine's namespace (bridge-family nft rewriting a destination MAC), the redirect to a
+    listener in the link proxy's namespace, ``SO_ORIGINAL_DST``, and a transparent upstream
+    socket whose answers come back to it, so that the host sees the client as its peer.
     """
-    if os.geteuid() != 0:
-        return False, "needs root (nft rules and setns)"
-    missing = [tool for tool in ("ip", "nft", "nsenter") if shutil.which(tool) is None]
-    if missing:
-        return False, f"missing tools: {', '.join(missing)}"
-    name = f"igprobe-{secrets.token_hex(4)}"
-    made = False
-    socks: list[socket.socket] = []
-    try:
-        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
-        made = True
-        subprocess.run(
-            ["ip", "-n", name, "-batch", "-"],
-            input=b"link set lo up\naddr add 198.18.255.1/24 dev lo\n",
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
-        listener = socket_in_netns(name)
-        socks.append(listener)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        listener.settimeout(2.0)
-        port = listener.getsockname()[1]
-        table = f"{TABLE_PREFIX}_probe"
-        rules = nat_table(table) + redirect_rule(table, PROXY_MARK, "198.18.255.2", port) + "\n"
-        done = subprocess.run(
-            ["nsenter", f"--net={netns_path(name)}", "nft", "-f", "-"],
-            input=rules.encode(),
-            check=False,
-            capture_output=True,
-            timeout=10,
-        )
-        if done.returncode != 0:
-            return False, f"nft nat redirect unavailable: {done.stderr.decode().strip()}"
-        client = socket_in_netns(name)
-        socks.append(client)
-        client.settimeout(2.0)
-        client.connect(("198.18.255.2", 9))
-        accepted, _ = listener.accept()
-        socks.append(accepted)
-        dst = original_dst(accepted)
-        if dst != ("198.18.255.2", 9):
-            return False, f"SO_ORIGINAL_DST gave {dst}, expected ('198.18.255.2', 9)"
-        marked = socket_in_netns(name)
-        socks.append(marked)
-        marked.settimeout(2.0)
-        marked.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROXY_MARK)
+    host = cluster.hosts[0]
+
+    async def attempt() -> tuple[bool, str]:
+        server = socket_in_netns(host.netns)
+        server.bind((host.address, 0))
+        server.listen(4)
+        server.setblocking(False)
+        loop = asyncio.get_running_loop()
         try:
-            marked.connect(("198.18.255.2", 9))
-        except ConnectionRefusedError:
-            pass
-        else:
-            return False, "a socket carrying the proxy mark was redirected too"
-        return True, "nft nat redirect, SO_ORIGINAL_DST and SO_MARK work"
-    except (OSError, subprocess.SubprocessError, InfraGymError) as exc:
-        return False, f"probe failed: {exc}"
-    finally:
-        for sock in socks:
-            sock.close()
-        if made:
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(
-                    ["ip", "netns", "del", name], check=False, capture_output=True, timeout=10
-                )
+            async with LinkProxy(cluster, connect_timeout_s=2.0) as proxy:
+                link = await proxy.add_link(CLIENT, host.name)
+                client = await asyncio.to_thread(cluster.client_socket)
+                with client:
+                    client.setblocking(False)
+                    async with asyncio.timeout(5.0):
+                        await loop.sock_connect(client, (host.address, server.getsockname()[1]))
+                        accepted, peer = await loop.sock_accept(server)
+                        with accepted:
+                            await loop.sock_sendall(client, b"ping")
+                            got = await loop.sock_recv(accepted, 4)
+                if proxy.stats(link).connections != 1:
+                    return False, "the switch did not divert the connection to the proxy"
+                if peer[0] != cluster.client_address or got != b"ping":
+                    return False, f"the proxied connection came from {peer[0]} and carried {got!r}"
+        finally:
+            server.close()
+        return True, (
+            "the switch diverts a link to the proxy; nft redirect, SO_ORIGINAL_DST and "
+            "transparent upstream sockets work"
+        )
+
+    try:
+        return asyncio.run(attempt())
+    except (OSError, TimeoutError, InfraGymError) as exc:
+        return False, f"probe failed: {type(exc).__name__}: {exc}"

@@ -14,6 +14,10 @@ Modes of a link:
 
 Whatever goes wrong upstream (refused, reset, unreachable, ``connect_timeout_s``) reaches the
 client as a reset, never a hang. A link that is removed relays on with no added delay.
+
+The upstream socket is transparent (``IP_TRANSPARENT``) and bound to the client's own
+address, so the destination sees the connection come from the client, as it would without
+the proxy.
 """
 
 from __future__ import annotations
@@ -38,16 +42,19 @@ log = logging.getLogger(__name__)
 ProxyMode = Literal["delay", "reset", "blackhole"]
 
 _SO_ORIGINAL_DST = 80
+_IP_TRANSPARENT = 19
 _IP_BIND_ADDRESS_NO_PORT = 24
 _CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
 class LinkHandle:
-    """One interposed link: TCP connections opened from ``src_netns`` to ``dst_ip``."""
+    """One interposed link: TCP connections that endpoint ``src`` opens to ``dst``
+    (at ``dst_ip``), accepted by the proxy on ``listen_port``."""
 
     id: int
-    src_netns: str
+    src: str
+    dst: str
     dst_ip: str
     listen_port: int
 
@@ -56,13 +63,11 @@ class LinkHandle:
 class Upstream:
     """How the relay reaches where a client meant to go."""
 
-    mark: int
-    """``SO_MARK`` of upstream sockets, which the redirect rule lets through."""
     connect_timeout_s: float
     buffer_bytes: int
     """How much a direction of a connection holds back before it stops reading."""
-    socket_in: Callable[[str], Awaitable[socket.socket]]
-    """A new TCP socket made in the named network namespace."""
+    socket: Callable[[], Awaitable[socket.socket]]
+    """A new TCP socket in the proxy's namespace."""
 
 
 class Abort(InfraGymError):
@@ -281,16 +286,15 @@ async def _connect_upstream(link: Link, client: socket.socket) -> socket.socket 
     if link.refusing():
         return None
     settings = link.upstream
-    upstream = await settings.socket_in(link.handle.src_netns)
+    upstream = await settings.socket()
     try:
         upstream.setblocking(False)
-        upstream.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, settings.mark)
         for sock in (client, upstream):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not ipaddress.IPv4Address(source).is_loopback:
-            with contextlib.suppress(OSError):
-                upstream.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-                upstream.bind((source, 0))
+            upstream.setsockopt(socket.SOL_IP, _IP_TRANSPARENT, 1)
+            upstream.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+            upstream.bind((source, 0))
         async with asyncio.timeout(settings.connect_timeout_s):
             await asyncio.get_running_loop().sock_connect(upstream, dst)
     except (OSError, TimeoutError):

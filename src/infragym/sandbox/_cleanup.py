@@ -1,4 +1,5 @@
-"""Sweep what killed runs left behind: processes, cgroups, mounts, namespaces, links.
+"""Sweep what killed runs left behind: processes, cgroups, mounts, namespaces, links and
+the switch's nft tables in the machine's namespace.
 
 A run whose owner process is still alive is left alone unless ``everything`` is set, or
 unless its record says the owner is done with it (``leaked``: its teardown failed), so a
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _cgroup, _state
+from ._switch import delete_run_tables, run_tables
 from ._sys import ip_batch, list_links, list_netns, mounts_under, umount
 from ._tree import remove_tree
 
@@ -26,6 +28,7 @@ class CleanupReport:
     mounts: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
     directories: list[str] = field(default_factory=list)
     skipped_live: list[str] = field(default_factory=list)
     leaked_by_live: list[str] = field(default_factory=list)  # of runs: owner alive, done
@@ -40,6 +43,7 @@ class CleanupReport:
             or self.mounts
             or self.namespaces
             or self.links
+            or self.tables
             or self.directories
         )
 
@@ -51,6 +55,7 @@ class CleanupReport:
                 f"removed {len(self.runs)} run(s): {self.processes} process(es), "
                 f"{self.cgroups} cgroup(s), {len(self.mounts)} mount(s), "
                 f"{len(self.namespaces)} namespace(s), {len(self.links)} link(s), "
+                f"{len(self.tables)} nft table(s), "
                 f"{len(self.directories)} directory tree(s)"
             )
         if self.leaked_by_live:
@@ -91,6 +96,7 @@ def _candidate_runs() -> set[str]:
     ids |= _cgroup.all_run_ids()
     ids |= {r for n in list_netns() if (r := _state.run_id_of_netns(n))}
     ids |= {r for n in list_links() if (r := _state.run_id_of_link(n))}
+    ids |= {r for n in run_tables() if (r := _state.run_id_of_table(n))}
     if _state.DATA_ROOT.exists():
         ids |= {p.name for p in _state.DATA_ROOT.iterdir() if p.is_dir()}
     ids |= set(_state.subnet_owners().values())
@@ -167,6 +173,10 @@ def _sweep_run(run_id: str, report: CleanupReport) -> None:
         report.links += links
     except Exception as exc:
         report.errors.append(f"network of {run_id}: {exc}")
+    try:
+        report.tables += delete_run_tables(run_id)
+    except Exception as exc:
+        report.errors.append(f"nft tables of {run_id}: {exc}")
     if root.exists():
         remove_tree(root)  # however deep the tree a run's code left
         report.directories.append(str(root))

@@ -18,7 +18,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -30,14 +30,12 @@ from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
 from ._host import FAKETIME_LIB, HOST_GID, HOST_UID, Host
 from ._lifecycle import Lifecycle
 from ._netns import run_in_netns, socket_in_netns
+from ._network import CLIENT, LINK_PROXY, Network
+from ._switch import Port, Switch
 from ._sys import (
-    NETNS_DIR,
-    ip_batch,
-    list_links,
     mount_tmpfs,
     mounts_under,
     umount,
-    wait_links_gone,
 )
 from ._tree import copy_tree, remove_tree
 
@@ -46,8 +44,6 @@ MAX_HOSTS = 16
 ARTIFACT_MAX_NAMES = 1000
 ARTIFACT_MAX_BYTES = 16 << 20
 ARTIFACT_MAX_DEPTH = 32
-CLIENT = "client"
-CLIENT_INDEX = 99
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 T = TypeVar("T")
 
@@ -97,11 +93,37 @@ def _validate_names(hosts: int | Sequence[str]) -> list[str]:
     return names
 
 
+def _validate_net_admin(net_admin: object, names: list[str]) -> frozenset[str]:
+    if isinstance(net_admin, bool):
+        return frozenset(names) if net_admin else frozenset()
+    if isinstance(net_admin, str) or not isinstance(net_admin, Collection):
+        raise ConfigError(
+            f"net_admin must be True, False or a list of host names, not {net_admin!r}"
+        )
+    unknown = sorted(str(n) for n in net_admin if n not in names)
+    if unknown:
+        raise ConfigError(
+            f"net_admin names hosts this cluster does not have: {', '.join(unknown)} "
+            f"(hosts: {', '.join(names)})"
+        )
+    return frozenset(str(n) for n in net_admin)
+
+
 class Cluster(Lifecycle):
     """N hosts on a private bridge in 198.18.0.0/15.
 
     Use as a context manager (``with Cluster(3) as c:``) or call :meth:`start` and
     :meth:`close`. ``artifacts_dir``, if given, receives each host's logs at close.
+
+    ``net_admin`` (True for every host, or the names of some) grants those hosts'
+    processes CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE over their own network
+    namespace and nothing else (:mod:`._userns`): they may add addresses (a virtual IP),
+    send gratuitous ARP, change routes and their own nft rules, as keepalived needs. The
+    switch (:mod:`._switch`) keeps them from claiming another endpoint's address or MAC,
+    seeing other hosts' traffic or reaching the machine, and faults are enforced there,
+    out of their reach. Of the subnet, the hosts hold the first addresses, the client the
+    last (``.254``) and the link proxy the one before; the rest are free for virtual IPs
+    (:meth:`free_addresses`).
     """
 
     KIND = "cluster"
@@ -117,8 +139,10 @@ class Cluster(Lifecycle):
         faketime: bool = False,
         app: str | Path | None = None,
         hidden: Sequence[str | Path] = (),
+        net_admin: bool | Collection[str] = False,
     ) -> None:
         self.names = _validate_names(hosts)
+        self.net_admin = _validate_net_admin(net_admin, self.names)
         if faketime and not Path(FAKETIME_LIB).exists():
             raise CapabilityError(
                 f"clock skew needs libfaketime ({FAKETIME_LIB} is missing): "
@@ -142,6 +166,7 @@ class Cluster(Lifecycle):
         self.hosts: list[Host] = []
         self.subnet: ipaddress.IPv4Network | None = None
         self.client_address = ""
+        self.network: Network | None = None
         self._record: _state.RunRecord | None = None
         self._started = False
         self._closed = False
@@ -168,60 +193,16 @@ class Cluster(Lifecycle):
         self.subnet = _state.allocate_subnet(self.run_id)
         self._record.subnet = str(self.subnet)
         self._record.save()
-        addrs = list(self.subnet.hosts())
-        prefix = self.subnet.prefixlen
+        net = self.network = Network(self.run_id, self.subnet)
         for i, name in enumerate(self.names):
             cg = HostCgroup(f"{PARENT}/{self.run_id}/{name}")
+            port = net.host_port(name, i)
             self.hosts.append(
-                Host(
-                    name,
-                    i,
-                    str(addrs[i]),
-                    _state.netns_name(self.run_id, name),
-                    self.root / name,
-                    cg,
-                    bwrap,
-                    setpriv,
-                )
+                Host(port, self.root / name, cg, bwrap, setpriv, name in self.net_admin)
             )
-        self.client_address = str(addrs[-1])
-        ends = [(h.netns, h.index, h.address) for h in self.hosts]
-        ends.append((self.client_netns, CLIENT_INDEX, self.client_address))
-        lines = [f"netns add {ns}" for ns, _, _ in ends]
-        # no IPv6 link-local addresses anywhere: a partition drops IPv4, and the bridge
-        # must not give hosts a path into the root namespace
+        self.client_address = net.client.address
         guard_project_range()
-        lines += [
-            f"link add {self.bridge} type bridge",
-            f"link set {self.bridge} addrgenmode none",
-            f"link set {self.bridge} up",
-        ]
-        for ns, index, _ in ends:
-            veth = _state.veth_name(self.run_id, index)
-            lines += [
-                f"link add {veth} type veth peer name eth0 netns {ns}",
-                f"link set {veth} addrgenmode none",
-                f"link set {veth} master {self.bridge} up",
-            ]
-        ip_batch(lines)
-        procs = []
-        for ns, _, address in ends:
-            script = (
-                f"link set eth0 addrgenmode none\naddr add {address}/{prefix} dev eth0\n"
-                "link set eth0 up\nlink set lo up\n"
-            )
-            p = subprocess.Popen(
-                ["ip", "-n", ns, "-batch", "-"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                process_group=0,  # out of reach of signals sent to our process group
-            )
-            assert p.stdin is not None
-            p.stdin.write(script)
-            p.stdin.close()
-            procs.append((ns, p))
+        net.start([h.port for h in self.hosts], self.net_admin)
         if self.app_source is not None:
             # one read-only copy for every host, readable by the unprivileged host user
             app_dir = self.root / "app"
@@ -249,15 +230,7 @@ class Cluster(Lifecycle):
             if self.faketime:
                 h.faketime = True
                 h.set_clock_offset(0.0)
-        for ns, p in procs:
-            assert p.stderr is not None
-            err = p.stderr.read()
-            p.stderr.close()
-            if p.wait() != 0:
-                raise ResourceError(f"cannot configure the network of {ns}: {err}")
-        for ns, _, _ in ends:
-            # services run without capabilities; let them bind ports below 1024 anyway
-            run_in_netns(ns, _allow_low_ports)
+        net.finish()
 
     def close(self) -> None:
         """Remove every process, namespace, link, cgroup, mount and directory. Idempotent.
@@ -304,19 +277,8 @@ class Cluster(Lifecycle):
             )
 
     def _remove_network(self) -> None:
-        # Deleting the namespaces first lets the kernel unregister every veth in one batch
-        # (one RCU grace period instead of one per link); then wait until they are gone so
-        # nothing outlives close().
-        all_ns = [h.netns for h in self.hosts] + [self.client_netns]
-        lines = [f"netns del {ns}" for ns in all_ns if (NETNS_DIR / ns).exists()]
-        if Path(f"/sys/class/net/{self.bridge}").exists():
-            lines.append(f"link del {self.bridge}")
-        ip_batch(lines, check=False)
-        veths = [
-            _state.veth_name(self.run_id, i) for i in [h.index for h in self.hosts] + [CLIENT_INDEX]
-        ]
-        if not wait_links_gone(veths, timeout=10.0):
-            ip_batch([f"link del {v}" for v in veths if v in set(list_links())], check=False)
+        if self.network is not None:
+            self.network.remove()
 
     def _remove_mounts(self) -> None:
         failed = [mp for mp in mounts_under(str(self.root)) if not umount(mp)]
@@ -398,6 +360,37 @@ class Cluster(Lifecycle):
 
     # -- access --------------------------------------------------------------------------
 
+    @property
+    def switch(self) -> Switch:
+        """The root-namespace side of the bridge, where network faults put their rules."""
+        return self._network().switch
+
+    def port(self, name: str) -> Port:
+        """Where host ``name``, the client (``"client"``) or the link proxy
+        (``"link-proxy"``, whose namespace :meth:`link_proxy` builds) meets the bridge."""
+        if name == CLIENT:
+            return self._network().client
+        if name == LINK_PROXY:
+            return self._network().proxy
+        return self.host(name).port
+
+    def link_proxy(self) -> Port:
+        """The link proxy's namespace on the bridge, built on first use (see
+        :class:`~._network.Network`); removed with the cluster."""
+        return self._network().link_proxy()
+
+    def free_addresses(self) -> list[str]:
+        """The addresses of the subnet no endpoint holds: a host granted ``net_admin`` may
+        claim one (a virtual IP) and announce it by gratuitous ARP."""
+        net = self._network()
+        taken = {p.address for p in (net.client, net.proxy)} | {h.address for h in self.hosts}
+        return [str(a) for a in net.subnet.hosts() if str(a) not in taken]
+
+    def _network(self) -> Network:
+        if self.network is None:
+            raise ConfigError("the cluster is not started: call start() or use `with`")
+        return self.network
+
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name:
@@ -433,8 +426,3 @@ def _make_world_readable(root: Path) -> None:
                 mode = p.stat().st_mode
                 p.chmod(0o755 if mode & 0o111 else 0o644)
         del dirnames
-
-
-def _allow_low_ports() -> None:
-    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as fh:
-        fh.write("0")

@@ -14,7 +14,10 @@ What runs on a host is untrusted (in grading it is the agent's system), so it ge
   task folders, ``/run/netns``, ``/sys`` and every repository or home directory are out
   of sight;
 - uid ``nobody`` with no capabilities and ``no_new_privs``; binding ports below 1024 still
-  works because each host namespace sets ``ip_unprivileged_port_start`` to 0.
+  works because each host namespace sets ``ip_unprivileged_port_start`` to 0. A host built
+  with ``net_admin`` runs its processes with CAP_NET_ADMIN, CAP_NET_RAW and
+  CAP_NET_BIND_SERVICE (ambient, so every program it starts keeps them) in the user
+  namespace that owns its network namespace (:mod:`._userns`), and in no other.
 
 ``HostProcess.pid`` is bwrap's monitor process; the command runs under it in the PID
 namespace (as the init's child), in the same process group, and every process of the host
@@ -40,8 +43,10 @@ from .._errors import CapabilityError, ConfigError, ProcessError
 from ._cgroup import HostCgroup
 from ._launch import Launch
 from ._netns import enter_netns, socket_in_netns
+from ._switch import Port
 from ._sys import can_connect
 from ._tree import remove_tree
+from ._userns import enter_userns_of
 from ._view import system_view
 
 VIEW_ROOT = "/srv"
@@ -54,6 +59,7 @@ HOST_GID = 65534  # nogroup
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 FAKETIME_FILE = "faketime.rc"
 FAKETIME_VIEW_PATH = "/run/faketime.rc"
+NET_CAPS = ("net_admin", "net_raw", "net_bind_service")
 
 
 @dataclass(frozen=True)
@@ -177,19 +183,20 @@ class Host:
 
     def __init__(
         self,
-        name: str,
-        index: int,
-        address: str,
-        netns: str,
+        port: Port,
         root: Path,
         cgroup: HostCgroup,
         bwrap: str,
         setpriv: str = "setpriv",
+        net_admin: bool = False,
     ) -> None:
-        self.name = name
-        self.index = index
-        self.address = address
-        self.netns = netns
+        self.port = port
+        self.name = port.name
+        self.index = port.index
+        self.address = port.address
+        self.netns = port.netns
+        self.mac = port.mac
+        self.net_admin = net_admin
         self.root = root
         self.cgroup = cgroup
         self._bwrap = bwrap
@@ -236,12 +243,15 @@ class Host:
             options += ["--ro-bind", str(self.platform_dir / FAKETIME_FILE), FAKETIME_VIEW_PATH]
         if spec.cwd is not None:
             options += ["--chdir", spec.cwd]
+        caps = "".join(f",+{c}" for c in NET_CAPS) if self.net_admin else ""
         privdrop = [
             self._setpriv,
             "--reuid", str(HOST_UID), "--regid", str(HOST_GID), "--clear-groups",
-            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
-            "--",
+            f"--inh-caps=-all{caps}", f"--bounding-set=-all{caps}", "--no-new-privs",
         ]  # fmt: skip
+        if caps:
+            privdrop.append(f"--ambient-caps={caps[1:]}")
+        privdrop.append("--")
         argv: list[str] = []
         if self.faketime:
             # preload libfaketime into the service only (not bwrap, setpriv or the init);
@@ -298,6 +308,10 @@ class Host:
             with open(f, "w") as fh:
                 fh.write(pid)
         enter_netns(self.netns)
+        if self.net_admin:
+            # as root of the host's own user namespace: bubblewrap builds the view
+            # there, and what setpriv leaves the host counts nowhere else
+            enter_userns_of(self.netns)
 
     def _popen(
         self, spec: ServiceSpec, stdout: int, stderr: int, stdin: int = subprocess.DEVNULL

@@ -27,6 +27,8 @@ STATE_DIR = Path(os.environ.get("INFRAGYM_STATE_DIR", "/run/infragym"))
 DATA_ROOT = Path(os.environ.get("INFRAGYM_DATA_ROOT", "/var/lib/infragym/runs"))
 NETNS_PREFIX = "ig-"
 LINK_PREFIX = "ig"
+LINK_KINDS = "bvi"  # bridge, veth (a port of the bridge), ifb (shapes what a port sends)
+TABLE_PREFIX = "infragym_"  # nft tables in the machine's namespace: infragym_<run id>_<name>
 NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 SUBNET_PREFIX = 24
 LIVE = "live"  # in use by its owner: never touched while the owner lives
@@ -55,20 +57,43 @@ def veth_name(run_id: str, index: int) -> str:
     return f"{LINK_PREFIX}{run_id}v{index}"
 
 
-def run_id_of_link(name: str) -> str | None:
-    if name.startswith(LINK_PREFIX) and len(name) >= len(LINK_PREFIX) + 7:
-        rid = name[len(LINK_PREFIX) : len(LINK_PREFIX) + 6]
-        if valid_run_id(rid) and name[len(LINK_PREFIX) + 6] in "bv":
-            return rid
+def ifb_name(run_id: str, index: int) -> str:
+    return f"{LINK_PREFIX}{run_id}i{index}"
+
+
+def mac_address(run_id: str, index: int) -> str:
+    """The MAC of endpoint ``index``'s interface: locally administered, unique among live
+    runs, fixed before the interface exists (the switch's rules name it)."""
+    octets = [0x02, *bytes.fromhex(run_id), 0, index]
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def table_name(run_id: str, name: str) -> str:
+    """An nft table of run ``run_id`` in the machine's namespace (``infragym cleanup`` finds
+    it by the run id in its name)."""
+    safe = "".join(c if c.isalnum() else "_" for c in name)
+    return f"{TABLE_PREFIX}{run_id}_{safe}"[:200]
+
+
+def _run_id_after(prefix: str, name: str, kinds: str) -> str | None:
+    """The run id that ``name`` carries right after ``prefix``, followed by one of
+    ``kinds``; None if it carries none (it is not ours)."""
+    rid, at = name[len(prefix) : len(prefix) + 6], len(prefix) + 6
+    if name.startswith(prefix) and len(name) > at and name[at] in kinds and valid_run_id(rid):
+        return rid
     return None
+
+
+def run_id_of_table(name: str) -> str | None:
+    return _run_id_after(TABLE_PREFIX, name, "_")
+
+
+def run_id_of_link(name: str) -> str | None:
+    return _run_id_after(LINK_PREFIX, name, LINK_KINDS)
 
 
 def run_id_of_netns(name: str) -> str | None:
-    if name.startswith(NETNS_PREFIX) and len(name) > len(NETNS_PREFIX) + 7:
-        rid = name[len(NETNS_PREFIX) : len(NETNS_PREFIX) + 6]
-        if name[len(NETNS_PREFIX) + 6] == "-" and valid_run_id(rid):
-            return rid
-    return None
+    return _run_id_after(NETNS_PREFIX, name, "-")
 
 
 @dataclass

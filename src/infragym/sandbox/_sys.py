@@ -1,4 +1,4 @@
-"""Thin wrappers over the kernel interfaces the sandbox needs: setns, mount, ip, nft.
+"""Thin wrappers over the kernel interfaces the sandbox needs: setns, mount, ip.
 
 Python 3.11 has no ``os.setns`` and spawning ``mount`` or ``nsenter`` costs milliseconds, so
 the few syscalls on the hot path go through libc directly.
@@ -93,6 +93,13 @@ def mount_tmpfs(
         raise ResourceError(f"cannot mount a tmpfs on {target}: {os.strerror(err)}")
 
 
+def bind_mount(source: str, target: str) -> None:
+    """Bind-mount ``source`` on ``target`` (a namespace file on an empty file, say)."""
+    if _libc.mount(source.encode(), target.encode(), None, 4096, None) != 0:  # MS_BIND
+        err = ctypes.get_errno()
+        raise ResourceError(f"cannot bind-mount {source} on {target}: {os.strerror(err)}")
+
+
 def remount_tmpfs_size(target: Path, size_bytes: int) -> None:
     ms_remount = 32
     opts = f"size={size_bytes}".encode()
@@ -148,6 +155,31 @@ def run(
     return proc
 
 
+def start(argv: Sequence[str], script: str) -> subprocess.Popen[str]:
+    """Start a system tool reading ``script`` on its stdin, to run while the caller works
+    on (:func:`finish` waits for it). Its own process group, as in :func:`run`."""
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(script)
+    proc.stdin.close()
+    return proc
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> str | None:
+    """Wait for a tool :func:`start` started: None if it succeeded, else its stderr."""
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    return None if proc.wait(timeout) == 0 else err.strip()
+
+
 def ip_batch(lines: Sequence[str], netns: str | None = None, *, check: bool = True) -> None:
     """Run many ``ip`` commands in one process (one fork instead of dozens)."""
     if not lines:
@@ -157,11 +189,6 @@ def ip_batch(lines: Sequence[str], netns: str | None = None, *, check: bool = Tr
         argv += ["-n", netns]
     argv += ["-force", "-batch", "-"]
     run(argv, input="\n".join(lines) + "\n", check=check)
-
-
-def nft(netns: str, script: str) -> None:
-    """Load an nft script inside a host's namespace."""
-    run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script)
 
 
 def list_netns() -> list[str]:

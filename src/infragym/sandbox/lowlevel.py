@@ -1,23 +1,31 @@
 """The sandbox's low-level helpers that the layers above need to act on hosts from
-outside: commands and nft rules in the machine's namespace, entering a host's network
-namespace, resizing its tmpfs, the faketime library, the platform's state directory and
-a process's identity (pid and start time, to tell a live process from a reused pid).
+outside: commands in the machine's namespace, the switch's chains (nft rules) and
+ports, entering a host's network namespace, the link proxy's namespace, resizing its
+tmpfs, the faketime library, the platform's state directory and a process's identity
+(pid and start time, to tell a live process from a reused pid).
 Public so that nemesis, grading's admission control and the doctor need no private module
 of the sandbox; not part of the task author's API.
 """
 
 from ._host import FAKETIME_LIB
 from ._netns import NetnsExecutor, interface_is_up, netns_path, socket_in_netns
+from ._network import CLIENT, LINK_PROXY, LINK_PROXY_LOCAL_MARK, LINK_PROXY_PORTS
 from ._state import STATE_DIR
-from ._sys import nft, pid_start_time, remount_tmpfs_size, run
+from ._switch import Chain, Port
+from ._sys import pid_start_time, remount_tmpfs_size, run
 
 __all__ = [
+    "CLIENT",
     "FAKETIME_LIB",
+    "LINK_PROXY",
+    "LINK_PROXY_LOCAL_MARK",
+    "LINK_PROXY_PORTS",
     "STATE_DIR",
+    "Chain",
     "NetnsExecutor",
+    "Port",
     "interface_is_up",
     "netns_path",
-    "nft",
     "pid_start_time",
     "remount_tmpfs_size",
     "run",
