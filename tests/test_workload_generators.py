@@ -243,3 +243,15 @@ def test_an_operation_keeps_what_its_completion_returned_whatever_its_kind() -> 
     assert (incr.value, incr.result) == (1, 7)
     assert (request.outcome, request.result) == (OpType.FAIL, 503)
     assert never.outcome is OpType.INFO and never.result is None
+
+
+def test_final_reads_spread_keys_read_once_each_on_the_targets_in_turn() -> None:
+    from infragym.workload import FinalReads
+
+    a, b, c = (f"http://127.0.0.1:{p}" for p in (1, 2, 3))
+    gen = FinalReads([a, b, c], ["k0", "c0", "c1", "c2", "c3"], spread=["c0", "c1", "c2", "c3"])
+    ops = list(gen.ops())
+    assert [o.target.url for o in ops if o.key == "k0"] == [a, b, c]
+    once = [(o.key, o.target.url) for o in ops if o.key != "k0"]
+    assert once == [("c0", a), ("c1", b), ("c2", c), ("c3", a)]
+    assert gen.count == len(ops) == 7

@@ -190,22 +190,42 @@ class FinalReads:
     """One read of every key on every target: the "after heal" phase of a KV check.
 
     Reading each key on each node lets a checker see both lost acknowledged writes and
-    replicas that never converged.
+    replicas that never converged. Keys in ``spread`` are read once each, on the targets
+    in turn (many keys written once: every node is still read, at a fraction of the load).
     """
 
     targets: tuple[Target, ...]
     keys: tuple[str, ...]
     name: str = "final-read"
+    spread: frozenset[str] = frozenset()
 
-    def __init__(self, targets: TargetsLike, keys: Iterable[str], name: str = "final-read") -> None:
+    def __init__(
+        self,
+        targets: TargetsLike,
+        keys: Iterable[str],
+        name: str = "final-read",
+        spread: Iterable[str] = (),
+    ) -> None:
         object.__setattr__(self, "targets", _targets(targets))
         object.__setattr__(self, "keys", tuple(keys))
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "spread", frozenset(spread))
 
     def ops(self) -> Iterator[Op]:
+        turn = 0
         for key in self.keys:
+            if key in self.spread:
+                yield Op("read", self.targets[turn % len(self.targets)], key)
+                turn += 1
+                continue
             for target in self.targets:
                 yield Op("read", target, key)
+
+    @property
+    def count(self) -> int:
+        """How many reads :meth:`ops` yields."""
+        spread = sum(k in self.spread for k in self.keys)
+        return spread + (len(self.keys) - spread) * len(self.targets)
 
     def default_client(self) -> Client:
         return KVClient()

@@ -320,8 +320,10 @@ def final_read_stream(
     rate: float = 200.0,
     timeout: float = 2.0,
     keys: Iterable[str] | None = None,
+    spread: Iterable[str] = (),
 ) -> Stream:
-    """A stream reading every key written in ``history`` (or ``keys``) on every target.
+    """A stream reading every key written in ``history`` (or ``keys``) on every target
+    (those in ``spread`` once each, on the targets in turn: see :class:`FinalReads`).
 
     Its name is ``final-read``, or ``final-read-2``... when the history already has one.
     """
@@ -330,9 +332,10 @@ def final_read_stream(
     while name in used:
         n += 1
         name = f"final-read-{n}"
-    gen = FinalReads(targets, keys_written(history) if keys is None else keys, name=name)
-    count = len(gen.keys) * len(gen.targets)
-    return Stream(gen, rate=rate, max_ops=count, timeout=timeout)
+    gen = FinalReads(
+        targets, keys_written(history) if keys is None else keys, name=name, spread=spread
+    )
+    return Stream(gen, rate=rate, max_ops=gen.count, timeout=timeout)
 
 
 def run_workload(

@@ -34,7 +34,16 @@ from infragym.history import History
 from infragym.nemesis import Schedule, balanced_schedule
 from infragym.rubric import Criterion, RewardResult, Rubric, all_or_nothing, gate, linear
 from infragym.tasks import Variant, load_task
-from infragym.workload import KVGenerator, Mix, Stream, WriteOnce, parse_targets
+from infragym.workload import (
+    KVGenerator,
+    Mix,
+    Stream,
+    Target,
+    WriteOnce,
+    final_read_stream,
+    keys_written,
+    parse_targets,
+)
 
 TASK = load_task(Path(__file__).parent)
 START_CMD = ("/bin/sh", "/srv/app/start.sh")
@@ -207,6 +216,13 @@ def workload(
     return streams
 
 
+def final_reads(history: History, targets: Sequence[Target], timeout: float) -> Stream:
+    """Every hot key on every host; each write-once key once, on the hosts in turn (~200
+    of them: on every host they would be a read burst several times the load's rate)."""
+    once = [k for k in keys_written(history) if not k.startswith("k")]
+    return final_read_stream(history, targets, timeout=timeout, spread=once)
+
+
 def service(v: Variant, schedule: Schedule | None = None) -> ServiceGrader:
     """The grader of one variant: its port and hosts' contract, its limits' tests (and the
     write-once bursts around ``schedule``'s faults)."""
@@ -217,6 +233,7 @@ def service(v: Variant, schedule: Schedule | None = None) -> ServiceGrader:
         functional=Functional(tests, prefix="/kv/", ready_path="fx-ready-{tag}"),
         workload=partial(workload, schedule=schedule),
         checkers=checkers,
+        final_reads=final_reads,
         rubric=rubric(),
         phases=Phases(tail_s=1.5, settle_s=2.0, listen_s=10.0, check_budget_s=CHECK_BUDGET_S),
     )

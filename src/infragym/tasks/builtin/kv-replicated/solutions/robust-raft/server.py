@@ -43,8 +43,8 @@ VOTE_TIMEOUT_S = 0.15
 CLIENT_BUDGET_S = 0.9
 FORWARD_ATTEMPT_S = 0.30
 MAX_BATCH_BYTES = 1 << 20
-MAX_VALUE_BYTES = 65536
-KEY_RE = re.compile(r"[A-Za-z0-9._~-]{1,100}")
+MAX_VALUE_BYTES = 1 << 20  # every variant's limit (16-128 KiB) and then some
+KEY_RE = re.compile(r"[A-Za-z0-9._~-]{1,256}")  # every variant's longest key (64-200)
 
 NODE_ID = os.environ["NODE_ID"]
 PORT = int(os.environ.get("PORT", "8080"))
