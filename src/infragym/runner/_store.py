@@ -364,7 +364,8 @@ class RunStore:
             )
 
     def rewrite_trajectories(self) -> None:
-        """``trajectories.jsonl`` anew from the finished rows, in seed order (atomically)."""
+        """``trajectories.jsonl`` anew from the finished rows, in the order they finished, as
+        they were first written (atomically): a resume with nothing to run changes nothing."""
         from ._trajectory import TRAJECTORIES_FILE
 
         dest = self.run_dir / TRAJECTORIES_FILE
@@ -372,7 +373,7 @@ class RunStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT trajectory FROM episodes WHERE status IN ('done', 'platform-failed') "
-                "AND trajectory IS NOT NULL ORDER BY seed"
+                "AND trajectory IS NOT NULL ORDER BY finished_at, seed"
             )
             with tmp.open("w", encoding="utf-8") as fh:
                 for (line,) in rows:
