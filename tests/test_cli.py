@@ -92,7 +92,7 @@ def test_doctor_says_what_gradings_may_use_and_how_many_run_at_once() -> None:
     data = json.loads(r.stdout)
     assert data["grading"]["cores"] == 1.5 and data["grading"]["source"] == "INFRAGYM_GRADING_CORES"
     kv = data["tasks"]["kv-replicated"]
-    assert kv["grading_cores"] == 0.5 and kv["default_concurrency"] == 3
+    assert kv["grading_cores"] == 0.6 and kv["default_concurrency"] == 2  # 1.5 // 0.6
     r = run("doctor", env={"INFRAGYM_GRADING_CORES": "lots"})
     assert r.returncode == 2 and "INFRAGYM_GRADING_CORES='lots'" in r.stderr, r.stderr
 
