@@ -18,6 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,25 @@ pytestmark = needs_root
 
 def client(url: str) -> Any:
     return GenericEnvClient(base_url=url, message_timeout_s=300).sync()
+
+
+@contextmanager
+def two_episodes(proc: subprocess.Popen[bytes], url: str) -> Iterator[tuple[Any, Any, list[str]]]:
+    """Two sessions, each with an episode (seeds 1 and 2): their clients and the server's
+    four sandbox runs (a workstation and a dev host each); the clients closed after."""
+    a, b = client(url), client(url)
+    try:
+        a.connect()
+        b.connect()
+        a.reset(seed=1)
+        b.reset(seed=2)
+        runs = runs_of(proc.pid)
+        assert len(runs) == 4, runs
+        yield a, b, runs
+    finally:
+        for c in (a, b):
+            with contextlib.suppress(Exception):  # the server may be gone
+                c.close()
 
 
 def payload(call: ToolCall) -> dict[str, Any]:
@@ -148,39 +169,30 @@ def test_sigterm_ends_every_session_and_removes_every_episode(tmp_path: Path) ->
     """One session waits for its client, the other is in the middle of a long command:
     SIGTERM ends both, removes both episodes and the server exits."""
     tiny_task(tmp_path, grader=WORKSPACE_GRADER, command_timeout=120)
-    with server(tmp_path, str(tmp_path / "tiny"), max_sessions=2) as (proc, url):
-        a, b = client(url), client(url)
-        try:
-            a.connect()
-            b.connect()
-            a.reset(seed=1)
-            b.reset(seed=2)
-            runs = runs_of(proc.pid)
-            assert len(runs) == 4, runs
-            busy: list[BaseException | object] = []
+    with server(tmp_path, str(tmp_path / "tiny"), max_sessions=2) as (proc, url), two_episodes(
+        proc, url
+    ) as (_, b, runs):
+        busy: list[BaseException | object] = []
 
-            def long_step() -> None:
-                try:
-                    busy.append(b.step({"name": "bash", "arguments": {"command": "sleep 100"}}))
-                except BaseException as exc:
-                    busy.append(exc)
+        def long_step() -> None:
+            try:
+                busy.append(b.step({"name": "bash", "arguments": {"command": "sleep 100"}}))
+            except BaseException as exc:
+                busy.append(exc)
 
-            t = threading.Thread(target=long_step)
-            t.start()
-            time.sleep(1)
-            os.kill(proc.pid, signal.SIGTERM)
-            rc = proc.wait(60)  # a running step gets a few seconds, then is cancelled
-            assert rc in (0, -signal.SIGTERM), rc
-            t.join(60)
-            # no observation and no reward: the error message, or a closed connection
-            # when the shutdown closed the socket before the message went out
-            assert busy and isinstance(busy[0], Exception), busy
-            assert "EpisodeError" in str(busy[0]) or not isinstance(busy[0], RuntimeError)
-            for run_id in runs:
-                assert_no_leftovers(run_id)
-        finally:
-            a.close()
-            b.close()
+        t = threading.Thread(target=long_step)
+        t.start()
+        time.sleep(1)
+        os.kill(proc.pid, signal.SIGTERM)
+        rc = proc.wait(60)  # a running step gets a few seconds, then is cancelled
+        assert rc in (0, -signal.SIGTERM), rc
+        t.join(60)
+        # no observation and no reward: the error message, or a closed connection
+        # when the shutdown closed the socket before the message went out
+        assert busy and isinstance(busy[0], Exception), busy
+        assert "EpisodeError" in str(busy[0]) or not isinstance(busy[0], RuntimeError)
+        for run_id in runs:
+            assert_no_leftovers(run_id)
 
 
 def test_a_killed_server_leaves_nothing_cleanup_does_not_remove(tmp_path: Path) -> None:
@@ -188,43 +200,33 @@ def test_a_killed_server_leaves_nothing_cleanup_does_not_remove(tmp_path: Path) 
     dev hosts, a command running in one) are left for `infragym cleanup`, which removes
     every one of them, processes included."""
     tiny_task(tmp_path, grader=WORKSPACE_GRADER, command_timeout=120)
-    with server(tmp_path, str(tmp_path / "tiny"), max_sessions=2) as (proc, url):
-        a, b = client(url), client(url)
-        try:
-            a.connect()
-            b.connect()
-            a.reset(seed=1)
-            b.reset(seed=2)
-            runs = runs_of(proc.pid)
-            assert len(runs) == 4, runs
-            ended: list[BaseException] = []
+    with server(tmp_path, str(tmp_path / "tiny"), max_sessions=2) as (proc, url), two_episodes(
+        proc, url
+    ) as (_, b, runs):
+        ended: list[BaseException] = []
 
-            def long_step() -> None:
-                try:
-                    b.step({"name": "bash", "arguments": {"command": "sleep 300"}})
-                except BaseException as exc:  # the server died under it
-                    ended.append(exc)
+        def long_step() -> None:
+            try:
+                b.step({"name": "bash", "arguments": {"command": "sleep 300"}})
+            except BaseException as exc:  # the server died under it
+                ended.append(exc)
 
-            t = threading.Thread(target=long_step, daemon=True)
-            t.start()
-            time.sleep(1)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-            t.join(30)
-            assert ended, "the step cannot have succeeded: its server was killed"
-            assert set(runs) <= set(_state_run_ids()), "a killed server removed nothing"
-            r = subprocess.run(
-                [sys.executable, "-m", "infragym.cli.main", "cleanup", "--json"],
-                capture_output=True, text=True, timeout=120, check=False,
-            )  # fmt: skip
-            assert r.returncode == 0, r.stderr
-            assert set(runs) <= set(json.loads(r.stdout)["runs"]), r.stdout
-            for run_id in runs:
-                assert_no_leftovers(run_id)
-        finally:
-            for c in (a, b):
-                with contextlib.suppress(Exception):
-                    c.close()
+        t = threading.Thread(target=long_step, daemon=True)
+        t.start()
+        time.sleep(1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        t.join(30)
+        assert ended, "the step cannot have succeeded: its server was killed"
+        assert set(runs) <= set(_state_run_ids()), "a killed server removed nothing"
+        r = subprocess.run(
+            [sys.executable, "-m", "infragym.cli.main", "cleanup", "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert set(runs) <= set(json.loads(r.stdout)["runs"]), r.stdout
+        for run_id in runs:
+            assert_no_leftovers(run_id)
 
 
 def _state_run_ids() -> list[str]:
