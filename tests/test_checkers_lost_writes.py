@@ -213,3 +213,34 @@ def test_nothing_acknowledged_is_unknown() -> None:
 def test_negative_settle_time_is_rejected() -> None:
     with pytest.raises(ConfigError):
         LostWrites(settle_s=-1.0)
+
+
+def test_counted_keys_alone_make_the_judged_evidence_but_every_key_is_checked() -> None:
+    """Overwrites of hot keys vouch for one another, so they are weak evidence of
+    durability: with ``counted`` only the write-once keys' judged writes count towards a
+    rubric's ``min_judged``, while a lost hot-key write still fails."""
+    b = HistoryBuilder()
+    for i in range(20):
+        b.write("k1", i, 0.01 * i, 0.01 * i + 0.005)
+    b.write("c0", "once", 0.3, 0.31)
+    b.fault("p", 0.5, 1.0)
+    b.read("k1", 19, 1.5, 1.6)
+    b.read("c0", "once", 1.5, 1.6)
+    history = b.build()
+    assert LostWrites().check(history).judged == 21
+    res = LostWrites(counted=r"(f\d+)?c\d+").check(history)
+    assert res.verdict is Verdict.PASS and res.judged == 1
+
+    lost = HistoryBuilder()
+    lost.write("k1", 1, 0.0, 0.1)
+    lost.write("c0", "once", 0.2, 0.3)
+    lost.fault("p", 0.5, 1.0)
+    lost.read("k1", None, 1.5, 1.6)
+    lost.read("c0", "once", 1.5, 1.6)
+    res = LostWrites(counted=r"c\d+").check(lost.build())
+    assert res.verdict is Verdict.FAIL and res.metrics["lost"] == 1 and res.judged == 1
+
+
+def test_a_bad_counted_pattern_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="counted"):
+        LostWrites(counted="c(")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, needs_root
+from servicetask import service_task
 from tinytask import WORKSPACE_GRADER, tiny_task
 
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
@@ -157,16 +158,22 @@ def test_list_show_validate() -> None:
 
 @needs_root
 def test_run_reference_and_noop_through_the_cli(tmp_path: Path) -> None:
-    r = run("run", "kv-replicated", "--agent", "reference:robust", "--seed", "1", "--json",
+    """`run` by a task's folder (the tiny service task: one host, one pause): a reference
+    earns its reward with the breakdown and a history with the fault, the no-op earns 0, an
+    unknown reference is a usage error."""
+    task = str(service_task(tmp_path / "tasks"))
+    r = run("run", task, "--agent", "reference:robust", "--seed", "1", "--json",
             "--out", str(tmp_path / "robust"), timeout=300)
     assert r.returncode == 0, r.stderr
     (res,) = json.loads(r.stdout)["episodes"]
-    assert res["reward"] >= 0.85 and res["functional"] == 1.0 and res["error"] is None
-    assert {"functional", "linearizable", "lost-writes", "availability"} <= set(res["breakdown"])
-    assert History.read_jsonl(res["history_path"]).faults
-    r = run("run", "kv-replicated", "--agent", "noop", "--json", "--out", str(tmp_path / "n"))
+    assert res["reward"] == 1.0 and res["functional"] == 1.0 and res["error"] is None
+    assert set(res["breakdown"]) == {"functional", "serving", "lost-writes"}
+    assert [f.fault for f in History.read_jsonl(res["history_path"]).faults] == ["pause"] * 2
+    r = run("run", task, "--agent", "reference:broken", "--json", "--out", str(tmp_path / "b"))
     assert r.returncode == 0 and json.loads(r.stdout)["episodes"][0]["reward"] == 0.0
-    r = run("run", "kv-replicated", "--agent", "reference:gold")
+    r = run("run", task, "--agent", "noop", "--json", "--out", str(tmp_path / "n"))
+    assert r.returncode == 0 and json.loads(r.stdout)["episodes"][0]["reward"] == 0.0
+    r = run("run", task, "--agent", "reference:gold")
     assert r.returncode == 2 and "no reference solution 'gold'" in r.stderr
 
 

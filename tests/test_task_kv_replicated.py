@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,6 +150,13 @@ def test_write_once_keys_are_written_all_through_the_load_and_inside_fault_windo
             assert any(f.at <= t for t in at), "and as it starts"
         every = [op.key for s in (cold, *bursts) for op in s.generator.ops()]
         assert len(set(every)) == len(every), "no write-once key is written twice"
+        # lost-writes' evidence (min_judged) is the write-once keys alone, not hot overwrites
+        (hot,) = [s for s in streams if s not in (cold, *bursts)]
+        hot_keys = {op.key for op, _ in zip(hot.generator.ops(), range(500), strict=False)}
+        assert all(re.fullmatch(g.WRITE_ONCE, k) for k in every)
+        assert hot_keys and not any(re.fullmatch(g.WRITE_ONCE, k) for k in hot_keys)
+        (lost_writes,) = [c for c in g.checkers() if c.name == "lost-writes"]
+        assert lost_writes.counted == g.WRITE_ONCE
         ops = list(cold.generator.ops())
         keys = [op.key for op in ops]
         assert len(set(keys)) == len(keys), "each write-once key is written once"

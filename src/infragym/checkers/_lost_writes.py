@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -51,15 +52,28 @@ class LostWrites:
     Verdict: fail if any write is lost; unknown if some acknowledged write is unjudged
     (a server that errors on final reads of keys it dropped cannot pass by silence) or
     no write was acknowledged. Score: the fraction of acknowledged writes shown to survive;
-    ``judged``: the acknowledged writes with a final read after them.
+    ``judged``: the acknowledged writes with a final read after them, counting only keys
+    matching the regular expression ``counted`` when it is given. Every key is checked for
+    losses either way; ``counted`` names the keys whose writes are real evidence (write-once
+    keys: an overwritten key's earlier writes are vouched for by any later one), so a
+    rubric's ``min_judged`` cannot be met by overwrites alone.
     """
 
     settle_s: float = 0.0
     name: str = "lost-writes"
+    counted: str | None = None
 
     def __post_init__(self) -> None:
         if not self.settle_s >= 0.0:
             raise ConfigError(f"LostWrites settle_s={self.settle_s} must be >= 0 seconds")
+        if self.counted is not None:
+            try:
+                re.compile(self.counted)
+            except re.error as exc:
+                raise ConfigError(f"LostWrites counted={self.counted!r}: {exc}") from exc
+
+    def _counts(self, op: Operation) -> bool:
+        return self.counted is None or re.fullmatch(self.counted, str(op.key)) is not None
 
     def check(self, history: History) -> CheckResult:
         ops, ignored = register_ops(history)
@@ -99,7 +113,7 @@ class LostWrites:
             lost.extend(k_lost)
             unjudged.extend(k_unjudged)
         acked = len(acked_all)
-        judged = acked - len(unjudged)
+        judged = sum(map(self._counts, acked_all)) - sum(map(self._counts, unjudged))
         metrics["final_reads"] = final_reads
         metrics["lost"] = len(lost)
         metrics["unjudged"] = len(unjudged)

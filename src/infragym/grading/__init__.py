@@ -15,8 +15,9 @@ than the machine can grade give correct rewards more slowly, not withheld ones f
 
 A service task's grader is mostly data: a :class:`ServiceGrader` (in the manner of a Jepsen
 test map) holds the deployment :class:`Contract`, the :class:`Functional` tests run with an
-:class:`HttpProbe`, the workload, the checkers, the rubric and the :class:`Phases`, and
-runs the skeleton they share (deploy, functional gate, load under a fault schedule such as
+:class:`HttpProbe` (a key-value service's stock ones: :func:`kv_functional_tests`), the
+workload, the checkers, the rubric and the :class:`Phases`, and runs the skeleton they share
+(deploy, functional gate, load under a fault schedule such as
 :func:`infragym.nemesis.balanced_schedule`, heal, final reads, checks, :func:`finish`);
 :func:`recheck` scores a stored history the same way offline.
 """
@@ -28,6 +29,7 @@ from ._deploy import Deployment, deploy, wait_all_listening, wait_listening
 from ._finish import finish, functional_of, recheck, record_functional
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
 from ._health import LIMITS, Health, HealthLimits, wait_for_calm
+from ._kv_tests import kv_functional_tests
 from ._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH, grade_workspace, load_grader
 from ._probe import HttpProbe, ProbeTest
 from ._recheck import RecheckFn, load_recheck
@@ -72,6 +74,7 @@ __all__ = [
     "functional_result",
     "grade_workspace",
     "kv_final_reads",
+    "kv_functional_tests",
     "load_grader",
     "load_recheck",
     "machine_cores",

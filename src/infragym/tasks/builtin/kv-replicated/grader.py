@@ -14,6 +14,7 @@ seed are fresh randomness (recorded).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,11 +25,10 @@ from infragym.grading import (
     Functional,
     GradeContext,
     GradeOutcome,
-    HttpProbe,
     Phases,
-    ProbeTest,
     ServiceGrader,
     env_from_spec,
+    kv_functional_tests,
 )
 from infragym.history import History
 from infragym.nemesis import Schedule, balanced_schedule
@@ -52,6 +52,7 @@ OP_TIMEOUT_S = 1.0
 HOT_KEYS = 12
 COLD_EVERY_S = 0.2  # one write-once key this often, through the whole load
 MIN_COLD_ACKED = 12  # lost-writes judges at least this many acknowledged write-once keys
+WRITE_ONCE = r"(f\d+)?c\d+"  # their names (the hot keys are k0, k1, ...)
 BURST, BURST_RATE = 12, 40.0  # write-once keys in the 0.3 s around each fault's start
 AVAILABILITY_SLO = 0.99
 AVAILABILITY_FLOOR = 0.5
@@ -108,7 +109,7 @@ def checkers(budget_s: float = CHECK_BUDGET_S) -> list[Checker]:
     """The checks of the robustness phase, by the names :func:`rubric` reads."""
     return [
         Linearizable(time_budget_s=budget_s),
-        LostWrites(),
+        LostWrites(counted=WRITE_ONCE),
         StaleReads(),
         Availability(slo=AVAILABILITY_SLO, exclude_faulted=True),
         Availability(slo=SERVING_SLO, scope="steady", name="serving"),
@@ -120,78 +121,6 @@ def fault_schedule(seed: int, hosts: list[str]) -> Schedule:
     """Two crashes (of different hosts), two pauses, two partitions, in a seeded order, one
     at a time with quiet gaps, every host taken away at least once."""
     return balanced_schedule(seed, hosts, rounds=2, salt="kv-replicated")
-
-
-def node(p: HttpProbe, i: int) -> str:
-    return p.nodes[i % len(p.nodes)]  # by index: the variant names the hosts
-
-
-async def t_put_get_same_node(p: HttpProbe) -> None:
-    """The functional tests get a probe (PUT/GET /kv/{key}); p.tag is fresh per run."""
-    await p.put(node(p, 0), "fx-same", f"hello {p.tag}")
-    await p.expect(node(p, 0), "fx-same", f"hello {p.tag}")
-
-
-async def t_missing_key_is_404(p: HttpProbe) -> None:
-    for n in p.nodes:
-        await p.expect(n, f"fx-never-written-{p.tag}", None)
-
-
-async def t_overwrite_same_node(p: HttpProbe) -> None:
-    await p.put(node(p, 2), "fx-over", f"first {p.tag}")
-    await p.put(node(p, 2), "fx-over", f"second {p.tag}")
-    await p.expect(node(p, 2), "fx-over", f"second {p.tag}")
-    await p.eventually("fx-over", f"second {p.tag}")
-
-
-async def t_overwrite_from_another_node(p: HttpProbe) -> None:
-    await p.put(node(p, 0), "fx-cross", f"v1 {p.tag}")
-    await p.eventually("fx-cross", f"v1 {p.tag}")
-    await p.put(node(p, 1), "fx-cross", f"v2 {p.tag}")
-    await p.eventually("fx-cross", f"v2 {p.tag}")
-
-
-async def t_keys_are_independent(p: HttpProbe) -> None:
-    await p.put(node(p, 2), "fx-one", f"one {p.tag}")
-    await p.put(node(p, 0), "fx-two", f"two {p.tag}")
-    await p.eventually("fx-one", f"one {p.tag}")
-    await p.eventually("fx-two", f"two {p.tag}")
-
-
-async def t_keys(p: HttpProbe, keys: Sequence[str]) -> None:
-    for i, key in enumerate(keys):
-        await p.put(node(p, i), key, f"key {key} {p.tag}")
-    for key in keys:
-        await p.eventually(key, f"key {key} {p.tag}")
-
-
-ODD_KEYS = ("a.b_c~d-E9", "UPPER.lower", "~tilde", "_", "-dash-")
-SYMBOLS = '  padded  \n\tline two\r\n{"json": [1, 2]} & <b>%20</b> /kv/x?y=z#f '
-UNICODE = "héllo wörld ✓ 日本語 🚀 "
-
-
-def functional_tests(key_len: int, value_bytes: int) -> Sequence[tuple[str, ProbeTest]]:
-    """The functional tests of a variant: nodes by index, its longest key and largest value."""
-    large = "0123456789abcdef" * (value_bytes // 16 + 1)  # the tag first: fresh per run
-    return (
-        ("put-get-same-node", t_put_get_same_node),
-        ("visible-on-every-node", lambda p: p.put_visible(node(p, 1), "fx-all", f"v {p.tag}")),
-        ("missing-key-404", t_missing_key_is_404),
-        ("overwrite-same-node", t_overwrite_same_node),
-        ("overwrite-from-another-node", t_overwrite_from_another_node),
-        ("keys-are-independent", t_keys_are_independent),
-        ("odd-legal-keys", lambda p: t_keys(p, (*ODD_KEYS, "k" * key_len))),
-        ("unicode-value", lambda p: p.put_visible(node(p, 1), "fx-unicode", UNICODE + p.tag)),
-        (
-            "whitespace-and-symbols-value",
-            lambda p: p.put_visible(node(p, 2), "fx-symbols", f"{SYMBOLS}{p.tag}\n"),
-        ),
-        ("empty-value", lambda p: p.put_visible(node(p, 0), "fx-empty", "")),
-        (
-            f"{value_bytes}-byte-value",
-            lambda p: p.put_visible(node(p, 1), "fx-large", (p.tag + large)[:value_bytes]),
-        ),
-    )
 
 
 def workload(
@@ -219,14 +148,14 @@ def workload(
 def final_reads(history: History, targets: Sequence[Target], timeout: float) -> Stream:
     """Every hot key on every host; each write-once key once, on the hosts in turn (~200
     of them: on every host they would be a read burst several times the load's rate)."""
-    once = [k for k in keys_written(history) if not k.startswith("k")]
+    once = [k for k in keys_written(history) if re.fullmatch(WRITE_ONCE, k)]
     return final_read_stream(history, targets, timeout=timeout, spread=once)
 
 
 def service(v: Variant, schedule: Schedule | None = None) -> ServiceGrader:
     """The grader of one variant: its port and hosts' contract, its limits' tests (and the
     write-once bursts around ``schedule``'s faults)."""
-    tests = functional_tests(int(v["max_key_len"]), int(v["max_value_bytes"]))
+    tests = kv_functional_tests(int(v["max_key_len"]), int(v["max_value_bytes"]))
     env = env_from_spec(TASK.spec, v)
     return ServiceGrader(
         contract=Contract(START_CMD, int(v["port"]), env, name="kv", listen_s=10.0),
