@@ -191,6 +191,10 @@ BAD = [
         "topology.roles.a.env.X = '{db_addresses}': unknown placeholder {db_addresses}",
     ),
     (
+        '[topology.roles.a]\nhosts = 1\n[contract.env.a]\nX = "1"\n',
+        "contract.env.a is a table: a role's own variables go in [topology.roles.a.env]",
+    ),
+    (
         "[topology.roles.a]\nhosts = 1\n[topology.roles.a.env]\nX = 3\n",
         "topology.roles.a.env.X must be a string",
     ),

@@ -52,6 +52,11 @@ def env_table(
         if not ENV_NAME_RE.match(k):
             problems.append(f"{at}: not a valid environment variable name")
             continue
+        if isinstance(v, dict):
+            problems.append(
+                f"{at} is a table: a role's own variables go in [topology.roles.{k}.env]"
+            )
+            continue
         if not isinstance(v, str):
             problems.append(f'{at} must be a string, not {v!r} (quote numbers: "8080")')
             continue
