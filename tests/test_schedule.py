@@ -405,7 +405,7 @@ def test_run_goes_on_after_a_failed_heal_and_the_final_heal_retries_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     doubles = {"a": FakeFault("a", heal_failures=1), "b": FakeFault("b")}
-    monkeypatch.setattr(nemesis_runner, "build_fault", lambda spec, label, hosts: doubles[label])
+    monkeypatch.setattr(nemesis_runner, "build_fault", lambda spec, label, *rest: doubles[label])
     sched = Schedule((
         ScheduledFault(0.0, 0.05, FaultSpec("crash", ("n1",)), "a"),
         ScheduledFault(0.1, 0.05, FaultSpec("crash", ("n2",)), "b"),

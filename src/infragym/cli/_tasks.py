@@ -85,6 +85,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             highlight=False,
         )
     hosts = ", ".join(variant.host_names)
+    if variant.roles:
+        hosts = "; ".join(f"{r} {', '.join(names)}" for r, names in variant.roles.items())
     if not s.variants:
         console.print(f"variants: none (one variant); hosts {hosts}", highlight=False)
     else:

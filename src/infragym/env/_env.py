@@ -97,7 +97,7 @@ class Env:
         self.variant = variant
         self.dev_hosts = variant.dev_host_names
         self.tools = tool_specs(
-            self.dev_hosts, self.limits, self.options, list(self.task.spec.contract_env)
+            self.dev_hosts, self.limits, self.options, self.task.spec.contract_names()
         )
 
     def __repr__(self) -> str:
@@ -164,11 +164,10 @@ class Env:
         names = ep.variant.dev_host_names
         hidden = hidden_paths(self.task.path)
         if names:
+            # the roles' resources and capabilities over the dev hosts' limits
+            roles = ep.variant.cluster_options(names, self.options.dev_host_limits)
             ep.cluster = Cluster(
-                list(names),
-                limits=self.options.dev_host_limits,
-                artifacts_dir=ep.dir / "dev-hosts",
-                hidden=hidden,
+                list(names), artifacts_dir=ep.dir / "dev-hosts", hidden=hidden, **roles
             )
             ep.cluster.start()
         hosts = {h.name: h.address for h in ep.cluster.hosts} if ep.cluster else {}

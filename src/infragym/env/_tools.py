@@ -249,7 +249,7 @@ class Toolbox:
         # per dev host: the task's contract environment, added to every host_bash command
         self.host_env = dict(host_env or {})
         names = cluster.names if cluster is not None else []
-        contract = next(iter(self.host_env.values()), {})
+        contract = dict.fromkeys(k for env in self.host_env.values() for k in env)
         self.specs = tool_specs(names, limits, options, list(contract))
         self._by_name = {s.name: s for s in self.specs}
         self._background = 0

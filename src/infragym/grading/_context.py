@@ -55,14 +55,24 @@ class GradeContext:
         """A started production cluster with the workspace at ``/srv/app`` on each host:
         ``hosts`` hosts (a number or their names; default: the variant's hosts).
 
+        A host of one of the task's roles gets that role's resources (CPU quota, memory,
+        data disk) and capabilities (``net_admin``); ``limits``, ``host_limits``,
+        ``data_sizes`` or ``net_admin`` given here replace what the roles say.
+
         The agent's system runs there: every task folder (graders, solutions) is hidden
         from it, even where a task is installed under ``/usr``.
         """
         from ..tasks import hidden_paths
 
         hidden = [*kwargs.pop("hidden", ()), *hidden_paths(*self.task_dirs)]
+        names = self.variant.host_names if hosts is None else hosts
+        if not isinstance(names, int):
+            roles = self.variant.cluster_options(
+                [n for n in names if isinstance(n, str)], kwargs.get("limits")
+            )
+            kwargs = {**roles, **kwargs}
         c = Cluster(
-            self.variant.host_names if hosts is None else hosts,
+            names,
             app=self.workspace,
             artifacts_dir=self.artifacts_dir,
             hidden=hidden,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from ..checkers import Checker, CheckResult, Verdict, check_all
 from ..history import History, OpType
-from ..nemesis import Nemesis, Schedule, ScheduledFault
+from ..nemesis import FaultTarget, Nemesis, Schedule, ScheduledFault
 from ..rubric import RewardResult, Rubric
 from ..sandbox import Cluster, Host
 from ..tasks import TaskSpec, Variant
@@ -122,7 +122,8 @@ class ServiceGrader:
     are then reported as not run: a system that breaks its contract earns nothing for
     robustness it cannot show). ``final_reads`` makes what is read after the final heal
     (by default every written key on every host; None reads nothing, e.g. for a service
-    with no state to read back).
+    with no state to read back). ``fault_targets`` are the fire-time targets the schedule
+    may name as ``"@name"`` (``nemesis.FaultTarget``: "whichever host is primary when it fires").
     """
 
     contract: Contract
@@ -132,6 +133,7 @@ class ServiceGrader:
     rubric: Rubric
     phases: Phases = field(default_factory=Phases)
     final_reads: FinalReadsFn | None = kv_final_reads
+    fault_targets: Mapping[str, FaultTarget] = field(default_factory=dict)
 
     async def grade(self, ctx: GradeContext, cluster: Cluster, schedule: Schedule) -> GradeOutcome:
         """Deploy on ``cluster``, test, load under ``schedule``, check and score."""
@@ -195,7 +197,7 @@ class ServiceGrader:
                 await runner.run(*streams)
 
         ctx.progress(f"load for {duration:.0f} s under {len(schedule.faults)} faults")
-        async with Nemesis(cluster, ctx.history, ctx.clock) as nemesis:
+        async with Nemesis(cluster, ctx.history, ctx.clock, targets=self.fault_targets) as nemesis:
             outcomes = await asyncio.gather(
                 asyncio.to_thread(cluster.run_client, load),
                 nemesis.run(schedule),

@@ -15,6 +15,7 @@ from ._process_faults import Crash, Pause
 from ._runner import Nemesis
 from ._schedule import FAULT_KINDS, Schedule, ScheduledFault, build_fault, random_schedule
 from ._sweep import SWEEP_KINDS, sweep_length, sweep_schedule
+from ._target import FaultTarget, host_addresses
 
 __all__ = [
     "FAULT_KINDS",
@@ -26,6 +27,7 @@ __all__ = [
     "DiskFull",
     "Fault",
     "FaultSpec",
+    "FaultTarget",
     "Latency",
     "Nemesis",
     "PacketLoss",
@@ -36,6 +38,7 @@ __all__ = [
     "balanced_schedule",
     "build_fault",
     "fault_support",
+    "host_addresses",
     "probe",
     "random_schedule",
     "require_supported",

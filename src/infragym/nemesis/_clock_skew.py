@@ -7,6 +7,7 @@ from typing import Any
 from .._errors import CapabilityError
 from ..sandbox import Cluster
 from ._fault import OneHostFault
+from ._target import FaultTarget, Pick
 
 MAX_CLOCK_OFFSET_S = 10.0**9
 
@@ -20,7 +21,9 @@ class ClockSkew(OneHostFault):
 
     kind = "clock-skew"
 
-    def __init__(self, host: str, offset_s: float, label: str | None = None) -> None:
+    def __init__(
+        self, host: str | FaultTarget | Pick, offset_s: float, label: str | None = None
+    ) -> None:
         super().__init__(host, label)
         offset = self._number("offset_s", offset_s)
         if offset == 0:
@@ -29,8 +32,8 @@ class ClockSkew(OneHostFault):
             raise self._bad(f"offset_s must be within +-{MAX_CLOCK_OFFSET_S:.0f} s, not {offset}")
         self.offset_s = offset
 
-    def apply(self, cluster: Cluster) -> dict[str, Any]:
-        host = cluster.host(self.host)
+    def _inflict(self, cluster: Cluster) -> dict[str, Any]:
+        host = cluster.host(self.victim)
         if not host.faketime:
             raise CapabilityError(
                 f"clock skew on {self.host}: the cluster was built without libfaketime; "
@@ -43,11 +46,11 @@ class ClockSkew(OneHostFault):
             host.set_clock_offset(self.offset_s)
         return {"offset_s": self.offset_s}
 
-    def heal(self, cluster: Cluster) -> None:
+    def _restore(self, cluster: Cluster) -> None:
         state = self._state(cluster)
         with state.lock:
             if self not in state.clock:
                 return
             rest = [o for f, o in state.clock.items() if f is not self]
-            cluster.host(self.host).set_clock_offset(rest[-1] if rest else 0.0)
+            cluster.host(self.victim).set_clock_offset(rest[-1] if rest else 0.0)
             del state.clock[self]

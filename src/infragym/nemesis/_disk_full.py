@@ -22,8 +22,8 @@ class DiskFull(OneHostFault):
     kind = "disk-full"
     BALLAST = ".infragym-disk-full"
 
-    def apply(self, cluster: Cluster) -> dict[str, Any]:
-        host = cluster.host(self.host)
+    def _inflict(self, cluster: Cluster) -> dict[str, Any]:
+        host = cluster.host(self.victim)
         state = self._state(cluster)
         with state.lock:
             already = bool(state.disk_full) and self not in state.disk_full
@@ -58,13 +58,13 @@ class DiskFull(OneHostFault):
                 raise ResourceError(f"could not fill the data disk of {self.host}")
         return {"used_bytes": used}
 
-    def heal(self, cluster: Cluster) -> None:
+    def _restore(self, cluster: Cluster) -> None:
         state = self._state(cluster)
         with state.lock:
             if self not in state.disk_full:
                 return
             if len(state.disk_full) == 1:
-                host = cluster.host(self.host)
+                host = cluster.host(self.victim)
                 if state.ballast is not None:
                     (host.data_dir / state.ballast).unlink(missing_ok=True)
                     state.ballast = None

@@ -19,6 +19,7 @@ from typing import Any
 from .._errors import ConfigError
 from ..sandbox import Cluster
 from ._host_state import HostFaults, host_faults
+from ._target import FaultTarget, Pick, as_target
 
 
 class Fault(ABC):
@@ -87,20 +88,59 @@ class Fault(ABC):
 class OneHostFault(Fault):
     """A fault of exactly one host, ``host``, acting on a resource the host has only one of.
 
+    ``host`` is a host's name, or a fire-time :class:`~._target.FaultTarget` (or a function of
+    the cluster returning a name): each apply asks it which host to hit then, records its
+    choice (``targets()``, the event's detail ``target``) and the heal acts on that host;
+    a target that names no host skips the fault. Subclasses implement ``_inflict`` and
+    ``_restore`` on ``self.host``.
+
     Such faults share the host's record (:func:`._host_state.host_faults`) so that faults of
     one host compose.
     """
 
-    def __init__(self, host: str, label: str | None = None) -> None:
+    def __init__(self, host: str | FaultTarget | Pick, label: str | None = None) -> None:
         super().__init__(label)
-        self.host = self._one_host(host)
+        self.target = as_target(host)
+        self.host: str | None = None if self.target else self._one_host(host)
 
     def targets(self) -> tuple[str, ...]:
-        return (self.host,)
+        return () if self.host is None else (self.host,)
+
+    def describe(self) -> str:
+        if self.host is None and self.target is not None:
+            return f"{self.kind}({self.target.name})"
+        return super().describe()
+
+    def apply(self, cluster: Cluster) -> dict[str, Any]:
+        if self.target is None:
+            return self._inflict(cluster)
+        self.host = self.target.resolve(cluster)
+        if self.host is None:
+            return {"target": self.target.name, "skipped": "the target named no host"}
+        return {"target": self.target.name, **self._inflict(cluster)}
+
+    def heal(self, cluster: Cluster) -> None:
+        if self.host is not None:
+            self._restore(cluster)
+
+    @abstractmethod
+    def _inflict(self, cluster: Cluster) -> dict[str, Any]:
+        """Inflict the fault on ``self.host``; return details for the timeline."""
+
+    @abstractmethod
+    def _restore(self, cluster: Cluster) -> None:
+        """Undo the fault on ``self.host`` (safe when its apply failed midway)."""
+
+    @property
+    def victim(self) -> str:
+        """The host the fault acts on (the one its last apply chose)."""
+        if self.host is None:
+            raise self._bad("its fire-time target has not chosen a host yet")
+        return self.host
 
     def _state(self, cluster: Cluster) -> HostFaults:
         """What the faults of this host have done to it (take ``lock`` to read or change)."""
-        return host_faults(cluster, self.host)
+        return host_faults(cluster, self.victim)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ..sandbox import Cluster, Host
 from ..sandbox.lowlevel import LINK_PROXY, Chain
 from ._fault import Fault
 from ._host_state import host_faults
+from ._target import FaultTarget, Pick, as_target
 
 MAX_RATE_BPS = 10**12
 
@@ -51,37 +52,32 @@ class Partition(Fault):
 
     def __init__(self, blocked: Mapping[str, Iterable[str]], label: str | None = None) -> None:
         super().__init__(label)
-        sym: dict[str, set[str]] = {}
-        for a, bs in blocked.items():
-            for b in bs:
-                if a == b:
-                    raise ConfigError(f"a partition cannot cut host {a!r} from itself")
-                sym.setdefault(a, set()).add(b)
-                sym.setdefault(b, set()).add(a)
-        if not sym:
-            raise ConfigError("a partition must cut at least one link")
-        self.blocked = {k: frozenset(v) for k, v in sorted(sym.items())}
+        self.blocked = _symmetric(blocked)
+        self._isolating: tuple[FaultTarget, tuple[str, ...]] | None = None
 
     @classmethod
     def groups(cls, groups: Sequence[Sequence[str]], label: str | None = None) -> Partition:
         """Hosts talk only within their group: ``[["n1", "n2"], ["n3"]]``."""
-        flat = [h for g in groups for h in g]
-        if len(groups) < 2 or any(not g for g in groups):
-            raise ConfigError("a partition needs at least two non-empty groups")
-        if len(set(flat)) != len(flat):
-            raise ConfigError(f"a host appears in two groups of the partition {groups}")
-        blocked: dict[str, set[str]] = {}
-        for i, g in enumerate(groups):
-            others = [h for j, o in enumerate(groups) if j != i for h in o]
-            for h in g:
-                blocked[h] = set(others)
-        return cls(blocked, label)
+        return cls(_groups(groups), label)
 
     @classmethod
-    def isolate(cls, host: str, hosts: Sequence[str], label: str | None = None) -> Partition:
-        if host not in hosts:
-            raise ConfigError(f"cannot isolate {host!r}: not one of {list(hosts)}")
-        return cls.groups([[host], [h for h in hosts if h != host]], label)
+    def isolate(
+        cls, host: str | FaultTarget | Pick, hosts: Sequence[str], label: str | None = None
+    ) -> Partition:
+        """Cut ``host`` from the other ``hosts``. ``host`` may be a fire-time
+        :class:`~._target.FaultTarget`: each apply isolates the host it names then (none: the
+        partition is skipped)."""
+        target = as_target(host)
+        if target is None:
+            if host not in hosts:
+                raise ConfigError(f"cannot isolate {host!r}: not one of {list(hosts)}")
+            return cls.groups([[str(host)], [h for h in hosts if h != host]], label)
+        if len(hosts) < 2:
+            raise ConfigError(f"isolating a host needs a second one, not {list(hosts)}")
+        p = cls({hosts[0]: hosts[1:]}, label)  # replaced by the target's choice at apply
+        p._isolating = (target, tuple(hosts))
+        p.blocked = {}
+        return p
 
     @classmethod
     def bridge(cls, hosts: Sequence[str], label: str | None = None) -> Partition:
@@ -96,7 +92,23 @@ class Partition(Fault):
     def targets(self) -> tuple[str, ...]:
         return tuple(self.blocked)
 
+    def describe(self) -> str:
+        if not self.blocked and self._isolating is not None:
+            return f"{self.kind}(isolate {self._isolating[0].name})"
+        return super().describe()
+
     def apply(self, cluster: Cluster) -> dict[str, Any]:
+        if self._isolating is not None:
+            target, hosts = self._isolating
+            host = target.resolve(cluster)
+            if host is None:
+                self.blocked = {}
+                return {"target": target.name, "skipped": "the target named no host"}
+            self.blocked = _symmetric(_groups([[host], [h for h in hosts if h != host]]))
+            return {"target": target.name, **self._cut(cluster)}
+        return self._cut(cluster)
+
+    def _cut(self, cluster: Cluster) -> dict[str, Any]:
         proxy = cluster.port(LINK_PROXY).link
         pre, fwd = [], []
         for name, peers in self.blocked.items():
@@ -121,6 +133,33 @@ class Partition(Fault):
 
     def heal(self, cluster: Cluster) -> None:
         cluster.switch.delete(_table(self.label))
+
+
+def _symmetric(blocked: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    sym: dict[str, set[str]] = {}
+    for a, bs in blocked.items():
+        for b in bs:
+            if a == b:
+                raise ConfigError(f"a partition cannot cut host {a!r} from itself")
+            sym.setdefault(a, set()).add(b)
+            sym.setdefault(b, set()).add(a)
+    if not sym:
+        raise ConfigError("a partition must cut at least one link")
+    return {k: frozenset(v) for k, v in sorted(sym.items())}
+
+
+def _groups(groups: Sequence[Sequence[str]]) -> dict[str, set[str]]:
+    flat = [h for g in groups for h in g]
+    if len(groups) < 2 or any(not g for g in groups):
+        raise ConfigError("a partition needs at least two non-empty groups")
+    if len(set(flat)) != len(flat):
+        raise ConfigError(f"a host appears in two groups of the partition {groups}")
+    blocked: dict[str, set[str]] = {}
+    for i, g in enumerate(groups):
+        others = [h for j, o in enumerate(groups) if j != i for h in o]
+        for h in g:
+            blocked[h] = set(others)
+    return blocked
 
 
 def _set(items: Sequence[str]) -> str:

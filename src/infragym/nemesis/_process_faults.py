@@ -6,6 +6,7 @@ from typing import Any
 
 from ..sandbox import Cluster
 from ._fault import OneHostFault
+from ._target import FaultTarget, Pick
 
 
 class Crash(OneHostFault):
@@ -18,26 +19,28 @@ class Crash(OneHostFault):
 
     kind = "crash"
 
-    def __init__(self, host: str, label: str | None = None, restart: bool = True) -> None:
+    def __init__(
+        self, host: str | FaultTarget | Pick, label: str | None = None, restart: bool = True
+    ) -> None:
         super().__init__(host, label)
         self.restart = restart
 
-    def apply(self, cluster: Cluster) -> dict[str, Any]:
-        host = cluster.host(self.host)
+    def _inflict(self, cluster: Cluster) -> dict[str, Any]:
+        host = cluster.host(self.victim)
         state = self._state(cluster)
         with state.lock:
             state.crashes[self] = None
             killed = host.kill_all()
         return {"killed": killed}
 
-    def heal(self, cluster: Cluster) -> None:
+    def _restore(self, cluster: Cluster) -> None:
         state = self._state(cluster)
         with state.lock:
             if self not in state.crashes:
                 return
             if len(state.crashes) == 1:
                 if self.restart or state.restart_wanted:
-                    cluster.host(self.host).restart()
+                    cluster.host(self.victim).restart()
                 state.restart_wanted = False
             elif self.restart:
                 state.restart_wanted = True
@@ -52,19 +55,19 @@ class Pause(OneHostFault):
 
     kind = "pause"
 
-    def apply(self, cluster: Cluster) -> dict[str, Any]:
-        host = cluster.host(self.host)
+    def _inflict(self, cluster: Cluster) -> dict[str, Any]:
+        host = cluster.host(self.victim)
         state = self._state(cluster)
         with state.lock:
             state.pauses[self] = None
             host.freeze()  # idempotent, so a retried or second pause is harmless
         return {}
 
-    def heal(self, cluster: Cluster) -> None:
+    def _restore(self, cluster: Cluster) -> None:
         state = self._state(cluster)
         with state.lock:
             if self not in state.pauses:
                 return
             if len(state.pauses) == 1:
-                cluster.host(self.host).thaw()
+                cluster.host(self.victim).thaw()
             del state.pauses[self]

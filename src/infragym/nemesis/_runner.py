@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -28,17 +29,28 @@ from ._fault import Fault
 from ._host_state import paused_by_faults
 from ._kinds import KINDS
 from ._schedule import MAX_FAULTS, Schedule, build_fault
+from ._target import FaultTarget
 
 _RETRY_DELAY_S = 0.1
 
 
 class Nemesis:
-    """Inflicts faults on ``cluster`` and records them into ``history``."""
+    """Inflicts faults on ``cluster`` and records them into ``history``. ``targets`` are
+    the fire-time targets a schedule may name as ``"@name"`` (:mod:`._target`)."""
 
     def __init__(
-        self, cluster: Cluster, history: History, clock: Clock, check_capabilities: bool = True
+        self,
+        cluster: Cluster,
+        history: History,
+        clock: Clock,
+        check_capabilities: bool = True,
+        targets: Mapping[str, FaultTarget] | None = None,
     ) -> None:
         self.cluster = cluster
+        self.targets = dict(targets or {})
+        for name, t in self.targets.items():
+            if not isinstance(t, FaultTarget):
+                raise ConfigError(f"fire-time target {name!r} must be a FaultTarget, not {t!r}")
         self.history = history
         self.clock = clock
         self.check_capabilities = check_capabilities
@@ -153,7 +165,9 @@ class Nemesis:
         _check_schedule(schedule)
         await self._check_supported(schedule.kinds())
         names = self.cluster.names
-        faults = [(sf, build_fault(sf.spec, sf.label, names)) for sf in schedule.faults]
+        faults = [
+            (sf, build_fault(sf.spec, sf.label, names, self.targets)) for sf in schedule.faults
+        ]
         t0 = self.clock.now()
         events: list[tuple[float, int, int, Fault]] = []
         for i, (sf, f) in enumerate(faults):

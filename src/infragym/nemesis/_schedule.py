@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from .._errors import ConfigError
 from ._fault import Fault, FaultSpec
 from ._kinds import KINDS
+from ._target import MARK, FaultTarget
 
 FAULT_KINDS = tuple(KINDS)
 MAX_FAULTS = 10_000
@@ -140,17 +141,26 @@ def random_schedule(
     return Schedule(tuple(out), seed)
 
 
-def build_fault(spec: FaultSpec, label: str, hosts: Sequence[str]) -> Fault:
+def build_fault(
+    spec: FaultSpec,
+    label: str,
+    hosts: Sequence[str],
+    targets: Mapping[str, FaultTarget] | None = None,
+) -> Fault:
     """Turn a spec into a fault object; every bad spec is a ConfigError naming the fault.
 
     Crash, pause, disk-full, clock-skew and an isolating partition act on exactly one host:
-    give one fault per host (faults of one kind on one host overlap correctly).
+    give one fault per host (faults of one kind on one host overlap correctly). That host
+    may be ``"@name"``, the fire-time target ``targets[name]`` (:mod:`._target`).
     """
     kind, tg = spec.kind, spec.targets
     if kind not in KINDS:
         raise ConfigError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
     if isinstance(tg, str) or not isinstance(tg, tuple | list):
         raise ConfigError(f"fault {label}: targets must be a list of host names, not {tg!r}")
+    fire = [t for t in tg if isinstance(t, str) and t.startswith(MARK)]
+    if fire:
+        return _build_fired(spec, label, hosts, fire[0][len(MARK) :], targets or {})
     bad = [t for t in tg if t not in hosts]
     if bad:
         raise ConfigError(f"fault {label}: unknown hosts {bad} (cluster hosts: {list(hosts)})")
@@ -158,19 +168,48 @@ def build_fault(spec: FaultSpec, label: str, hosts: Sequence[str]) -> Fault:
         raise ConfigError(f"fault {label}: no target hosts")
     if len(set(tg)) != len(tg):
         raise ConfigError(f"fault {label}: a host is named twice in {list(tg)}")
+    params = _params(spec, label)
+    k = KINDS[kind]
+    if k.one_host(params) and len(tg) != 1:
+        raise ConfigError(
+            f"fault {label}: {kind} takes exactly one host, not {list(tg)}; give one fault per host"
+        )
+    return k.build(tuple(tg), params, label, hosts)
+
+
+def _params(spec: FaultSpec, label: str) -> dict[str, Any]:
     try:
         params = dict(spec.params)
     except (TypeError, ValueError):
         raise ConfigError(
             f"fault {label}: params must be (name, value) pairs, not {spec.params!r}"
         ) from None
-    k = KINDS[kind]
+    k = KINDS[spec.kind]
     unknown = sorted(set(params) - set(k.params))
     if unknown:
         known = ", ".join(k.params) or "none"
-        raise ConfigError(f"{kind} fault {label!r}: unknown parameters {unknown} (known: {known})")
-    if k.one_host(params) and len(tg) != 1:
         raise ConfigError(
-            f"fault {label}: {kind} takes exactly one host, not {list(tg)}; give one fault per host"
+            f"{spec.kind} fault {label!r}: unknown parameters {unknown} (known: {known})"
         )
-    return k.build(tuple(tg), params, label, hosts)
+    return params
+
+
+def _build_fired(
+    spec: FaultSpec, label: str, hosts: Sequence[str], name: str, targets: Mapping[str, FaultTarget]
+) -> Fault:
+    """A one-host fault whose host is the fire-time target ``name``."""
+    params = _params(spec, label)
+    k = KINDS[spec.kind]
+    if not k.one_host(params) or len(spec.targets) != 1:
+        raise ConfigError(
+            f"fault {label}: a fire-time target ({MARK}{name}) is the one host of a crash, "
+            f"pause, disk-full, clock-skew or isolating partition, not of {spec.kind} "
+            f"{list(spec.targets)}"
+        )
+    if name not in targets:
+        raise ConfigError(
+            f"fault {label}: no fire-time target {name!r}: give it to the nemesis "
+            f"(Nemesis(..., targets={{{name!r}: FaultTarget(...)}}); it has: "
+            f"{', '.join(targets) or 'none'})"
+        )
+    return k.build(cast(tuple[str, ...], (targets[name],)), params, label, hosts)

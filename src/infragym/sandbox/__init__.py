@@ -8,10 +8,11 @@ The sandbox knows nothing of tasks, faults or workloads; every layer above build
 from ._agent_sandbox import WORKSPACE, AgentSandbox, ExecResult
 from ._cgroup import Limits, cgroup_v1_available
 from ._cleanup import CleanupReport, cleanup
-from ._cluster import MAX_HOSTS, Cluster
+from ._cluster import Cluster
 from ._host import HOST_PYTHON, Host, HostProcess, ServiceSpec
 from ._lifecycle import install_handlers
 from ._lifecycle import run as run_interruptible
+from ._options import MAX_HOSTS
 from ._tree import CopyReport, TreeError, copy_tree, remove_tree, walk_tree
 from ._workstation import DEFAULT_LIMITS as WORKSTATION_LIMITS
 from ._workstation import Workstation

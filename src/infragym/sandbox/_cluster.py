@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-import re
 import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +30,13 @@ from ._host import FAKETIME_LIB, HOST_GID, HOST_UID, Host
 from ._lifecycle import Lifecycle
 from ._netns import run_in_netns, socket_in_netns
 from ._network import CLIENT, LINK_PROXY, Network
+from ._options import (
+    check_limits,
+    check_size,
+    per_host,
+    validate_names,
+    validate_net_admin,
+)
 from ._switch import Port, Switch
 from ._sys import (
     mount_tmpfs,
@@ -39,12 +45,10 @@ from ._sys import (
 )
 from ._tree import copy_tree, remove_tree
 
-MAX_HOSTS = 16
 # what the artifacts keep of a host's logs, whatever the host left there
 ARTIFACT_MAX_NAMES = 1000
 ARTIFACT_MAX_BYTES = 16 << 20
 ARTIFACT_MAX_DEPTH = 32
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 T = TypeVar("T")
 
 
@@ -67,48 +71,6 @@ def guard_project_range() -> None:
         )
 
 
-def _validate_names(hosts: int | Sequence[str]) -> list[str]:
-    if isinstance(hosts, str) or not isinstance(hosts, (int, Sequence)):
-        raise ConfigError(f"hosts must be a number of hosts or a list of names, not {hosts!r}")
-    if isinstance(hosts, bool):
-        raise ConfigError(f"hosts must be a number of hosts or a list of names, not {hosts!r}")
-    if isinstance(hosts, int):
-        if not 1 <= hosts <= MAX_HOSTS:
-            raise ConfigError(f"a cluster has 1 to {MAX_HOSTS} hosts, not {hosts}")
-        return [f"n{i + 1}" for i in range(hosts)]
-    names = list(hosts)
-    if not 1 <= len(names) <= MAX_HOSTS:
-        raise ConfigError(f"a cluster has 1 to {MAX_HOSTS} hosts, not {len(names)}")
-    for n in names:
-        if not isinstance(n, str) or not _NAME_RE.match(n):
-            raise ConfigError(
-                f"invalid host name {n!r}: use 1-8 lowercase letters or digits, "
-                "starting with a letter"
-            )
-    if CLIENT in names:
-        raise ConfigError(f"{CLIENT!r} is reserved for the cluster's client namespace")
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ConfigError(f"duplicate host names: {', '.join(sorted(dup))}")
-    return names
-
-
-def _validate_net_admin(net_admin: object, names: list[str]) -> frozenset[str]:
-    if isinstance(net_admin, bool):
-        return frozenset(names) if net_admin else frozenset()
-    if isinstance(net_admin, str) or not isinstance(net_admin, Collection):
-        raise ConfigError(
-            f"net_admin must be True, False or a list of host names, not {net_admin!r}"
-        )
-    unknown = sorted(str(n) for n in net_admin if n not in names)
-    if unknown:
-        raise ConfigError(
-            f"net_admin names hosts this cluster does not have: {', '.join(unknown)} "
-            f"(hosts: {', '.join(names)})"
-        )
-    return frozenset(str(n) for n in net_admin)
-
-
 class Cluster(Lifecycle):
     """N hosts on a private bridge in 198.18.0.0/15.
 
@@ -124,6 +86,10 @@ class Cluster(Lifecycle):
     out of their reach. Of the subnet, the hosts hold the first addresses, the client the
     last (``.254``) and the link proxy the one before; the rest are free for virtual IPs
     (:meth:`free_addresses`).
+
+    ``host_limits`` and ``data_sizes`` give some hosts their own limits (cgroup: CPU quota,
+    memory, pids) and data disk size instead of ``limits`` and ``data_size``: a
+    heterogeneous cluster (a task's roles, ``Variant.cluster_options``).
     """
 
     KIND = "cluster"
@@ -140,9 +106,11 @@ class Cluster(Lifecycle):
         app: str | Path | None = None,
         hidden: Sequence[str | Path] = (),
         net_admin: bool | Collection[str] = False,
+        host_limits: Mapping[str, Limits] | None = None,
+        data_sizes: Mapping[str, int] | None = None,
     ) -> None:
-        self.names = _validate_names(hosts)
-        self.net_admin = _validate_net_admin(net_admin, self.names)
+        self.names = validate_names(hosts)
+        self.net_admin = validate_net_admin(net_admin, self.names)
         if faketime and not Path(FAKETIME_LIB).exists():
             raise CapabilityError(
                 f"clock skew needs libfaketime ({FAKETIME_LIB} is missing): "
@@ -150,12 +118,13 @@ class Cluster(Lifecycle):
             )
         self.faketime = faketime
         for what, size in (("data_size", data_size), ("scratch_size", scratch_size)):
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1 << 20:
-                raise ConfigError(f"{what} must be a whole number of bytes >= 1 MiB, not {size!r}")
-        if limits is not None and not isinstance(limits, Limits):
-            raise ConfigError(f"limits must be a Limits, not {limits!r}")
+            check_size(what)(size)
+        if limits is not None:
+            check_limits(limits)
         self.limits = limits or Limits()
         self.data_size = data_size
+        self.host_limits = per_host("host_limits", host_limits, self.names, check_limits)
+        self.data_sizes = per_host("data_sizes", data_sizes, self.names, check_size("a data size"))
         self.scratch_size = scratch_size
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
         self.app_source = Path(app) if app is not None else None
@@ -215,7 +184,7 @@ class Cluster(Lifecycle):
         )
         for h in self.hosts:
             h.hidden = self.hidden
-            h.cgroup.create(self.limits)
+            h.cgroup.create(self.host_limits.get(h.name, self.limits))
             # the host's scratch disk (logs, etc, tmp) and its data disk are sized tmpfs, so
             # a host cannot fill the machine's disk; DiskFull shrinks the data one
             h.root.mkdir(parents=True, exist_ok=True)
@@ -225,7 +194,8 @@ class Cluster(Lifecycle):
             for d in (h.logs_dir, h.etc_dir):
                 os.chown(d, HOST_UID, HOST_GID)
             h.tmp_dir.chmod(0o1777)
-            mount_tmpfs(h.data_dir, self.data_size, mode=0o755, uid=HOST_UID, gid=HOST_GID)
+            size = self.data_sizes.get(h.name, self.data_size)
+            mount_tmpfs(h.data_dir, size, mode=0o755, uid=HOST_UID, gid=HOST_GID)
             (h.platform_dir / "hosts").write_text(hosts_file)
             if self.faketime:
                 h.faketime = True

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,10 +27,11 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..probes import probe
+from ._contract import contract_env, env_table
 from ._packages import missing_packages, parse_requires, require_packages
+from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
 from ._validation import STARTER, Validation, parse_validation, probe_problems
 from ._variants import (
-    CONTRACT_FIELDS,
     HOSTS,
     Scalar,
     Variant,
@@ -45,14 +45,17 @@ from ._variants import (
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,47}$")
 GRADE_MISSING = "grader.py must define `async def grade(ctx)`"
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DEFAULT_GRADING_CORES = 0.5  # a grading with load and faults on a few hosts, measured
 
 
 @dataclass(frozen=True)
 class Topology:
+    """``[topology]``: the default variant's host count, the dev hosts' (0: none; with a
+    ``hosts`` variant or roles they follow production) and the roles, if any."""
+
     hosts: int = 3
     dev_hosts: int = 3
+    roles: tuple[Role, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class TaskSpec:
     grading_budget_s: float = 300.0
     validation: Validation = field(default_factory=Validation)
     contract_env: Mapping[str, str] = field(default_factory=dict)
+    """``[contract.env]``: every host's; a role's ``env`` is added on its hosts."""
     apt: tuple[str, ...] = ()
     """``[requires] apt``: the Debian packages the task's hosts need installed."""
     grading_cores: float = DEFAULT_GRADING_CORES
@@ -90,6 +94,9 @@ class TaskSpec:
         the default variant). Its host count is the ``hosts`` key's, else the topology's;
         the dev hosts follow the production topology (none if ``dev_hosts = 0``)."""
         values = draw(self.name, self.variants, seed)
+        if self.topology.roles:
+            res = {n: resources(r, values) for r in self.topology.roles for n in r.names(values)}
+            return Variant(values, list(res), list(res) if self.topology.dev_hosts else [], res)
         hosts = int(values[HOSTS]) if HOSTS in values else self.topology.hosts
         names = host_names(values, hosts)
         dev = self.topology.dev_hosts
@@ -104,16 +111,30 @@ class TaskSpec:
         ``{node_id}`` is its name, ``{address}`` its address, ``{peers}`` every host of the
         cluster as ``name=address`` joined by commas (itself included); a variant key
         (``{port}``) its value in ``variant`` (default: the default variant), ``{hosts}``
-        the cluster's host count."""
+        the cluster's host count. With roles, ``{role}`` is the host's role, the role's
+        ``env`` is added and ``{r_names}`` etc. list each role's hosts of ``hosts``."""
         v = variant if variant is not None else self.variant()
         values = {
             **v.env_values(),
+            **role_env_values(v.roles, hosts),
             HOSTS: str(len(hosts)),
+            ROLE_FIELD: v.resources[node_id].role if node_id in v.resources else "",
             "node_id": node_id,
             "address": hosts[node_id],
             "peers": ",".join(f"{n}={a}" for n, a in hosts.items()),
         }
-        return {k: val.format_map(values) for k, val in self.contract_env.items()}
+        env = dict(self.contract_env)
+        for role in self.topology.roles:
+            if values[ROLE_FIELD] == role.name:
+                env.update(role.env)
+        return {k: val.format_map(values) for k, val in env.items()}
+
+    def contract_names(self) -> list[str]:
+        """Every variable name the contract sets on some host (``[contract.env]``, roles')."""
+        names = dict.fromkeys(self.contract_env)
+        for role in self.topology.roles:
+            names.update(dict.fromkeys(role.env))
+        return list(names)
 
 
 @dataclass(frozen=True)
@@ -252,7 +273,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     lim = lim if isinstance(lim, dict) else {}
     grading = grading if isinstance(grading, dict) else {}
     for sect, table, keys in (
-        ("topology", topo, {"hosts", "dev_hosts"}),
+        ("topology", topo, {"hosts", "dev_hosts", "roles"}),
         ("limits", lim, {"max_steps", "agent_wall_s", "command_timeout_s"}),
         ("grading", grading, {"budget_s", "cores"}),
     ):
@@ -263,7 +284,19 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     hosts = _num(topo, "hosts", int, 3, problems, "topology", 1)
     dev = _num(topo, "dev_hosts", int, hosts, problems, "topology", 0)
     variants = parse_variants(raw.get("variants"), problems)
-    if HOSTS in variants:
+    contract_raw = raw.get("contract", {})
+    roles = parse_roles(
+        topo.get("roles"),
+        variants,
+        lambda env, where, roles: env_table(
+            env, f"topology.roles.{where}", variants, roles, problems
+        ),
+        problems,
+    )
+    if roles:
+        first = sum(len(r.names(draw(name, variants, None))) for r in roles)
+        hosts, dev = _variant_topology(topo, first, hosts, dev, problems, "the roles make")
+    elif HOSTS in variants:
         hosts, dev = _variant_topology(topo, int(variants[HOSTS][0]), hosts, dev, problems)
     for k, v in (("hosts", int(hosts)), ("dev_hosts", int(dev))):
         if v > 16:
@@ -276,14 +309,17 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
     cores = _num(grading, "cores", float, DEFAULT_GRADING_CORES, problems, "grading", 0.01)
     validation = parse_validation(raw.get("validation"), problems)
-    contract = _contract_env(raw.get("contract", {}), list(variants), problems)
+    contract = contract_env(contract_raw, variants, roles, problems)
+    for key, why in reserved_names(roles).items():
+        if key in variants:
+            problems.append(f"task.toml: variants.{key}: {key!r} is a name of {why}; rename it")
     apt = parse_requires(raw.get("requires"), problems)
     return TaskSpec(
         name,
         summary.strip(),
         tuple(tags),
         version,
-        Topology(hosts, dev),
+        Topology(hosts, dev, roles),
         limits,
         budget,
         validation,
@@ -295,63 +331,27 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
 
 
 def _variant_topology(
-    topo: dict[str, Any], first: int, hosts: int, dev: int, problems: list[str]
+    topo: dict[str, Any],
+    first: int,
+    hosts: int,
+    dev: int,
+    problems: list[str],
+    source: str = "[variants] hosts starts with",
 ) -> tuple[int, int]:
-    """With a ``hosts`` variant, [topology] states the default variant's: its ``hosts``, if
-    given, is the first value, and the dev hosts follow production (``dev_hosts`` is that
-    count, 0 for none, or left out)."""
+    """With a ``hosts`` variant or roles, [topology] states the default variant's: its
+    ``hosts``, if given, is that count, and the dev hosts follow production (``dev_hosts``
+    is that count, 0 for none, or left out)."""
     if "hosts" in topo and hosts != first:
         problems.append(
-            f"topology.hosts = {hosts}, but [variants] hosts starts with {first} (the "
-            "default variant): make them equal or leave topology.hosts out"
+            f"topology.hosts = {hosts}, but {source} {first} (the default variant): make "
+            "them equal or leave topology.hosts out"
         )
     if "dev_hosts" in topo and dev not in (0, first):
         problems.append(
-            f"topology.dev_hosts = {dev}: with a hosts variant the dev hosts follow the "
+            f"topology.dev_hosts = {dev}: with a hosts variant or roles the dev hosts follow the "
             "production topology; set it to 0 (no dev hosts) or leave it out"
         )
     return first, 0 if dev == 0 else first
-
-
-def _contract_env(contract: Any, variant_keys: list[str], problems: list[str]) -> dict[str, str]:
-    """``[contract.env]``: the environment every host of the task's cluster gets (the dev
-    hosts, for the agent's ``host_bash``; a grader may use it for production hosts too).
-    A value may name the per-host fields, ``{hosts}`` and the variant's keys."""
-    if not isinstance(contract, dict):
-        problems.append("task.toml: [contract] must be a table")
-        return {}
-    for k in sorted(set(contract) - {"env"}):
-        problems.append(f"task.toml: unknown key {k!r} in [contract] (known: env)")
-    env = contract.get("env", {})
-    if not isinstance(env, dict):
-        problems.append('task.toml: [contract.env] must be a table of NAME = "value"')
-        return {}
-    out: dict[str, str] = {}
-    known = dict.fromkeys((*CONTRACT_FIELDS, HOSTS, *variant_keys))
-    fields = ", ".join(f"{{{f}}}" for f in known)
-    for k, v in env.items():
-        where = f"task.toml: contract.env.{k}"
-        if not ENV_NAME_RE.match(k):
-            problems.append(f"{where}: not a valid environment variable name")
-            continue
-        if not isinstance(v, str):
-            problems.append(f'{where} must be a string, not {v!r} (quote numbers: "8080")')
-            continue
-        try:
-            used = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(v)]
-        except ValueError as exc:
-            problems.append(f"{where} = {v!r}: {exc} (write a literal brace as {{{{ or }}}})")
-            continue
-        bad = [f for f, spec, conv in used if f is not None and (
-            f not in known or spec or conv)]  # fmt: skip
-        if bad:
-            problems.append(
-                f"{where} = {v!r}: unknown placeholder {{{bad[0]}}} (known: {fields}; write a "
-                "literal brace as {{ or }})"
-            )
-            continue
-        out[k] = v
-    return out
 
 
 def validate_layout(path: Path) -> list[str]:

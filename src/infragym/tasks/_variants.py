@@ -25,9 +25,11 @@ import math
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import ConfigError
+from ..sandbox import Limits
 
 Scalar = str | int | float | bool
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -61,19 +63,87 @@ def spoken_list(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+@dataclass(frozen=True)
+class HostResources:
+    """What one host of a role gets (``[topology.roles]``; None: the cluster's default)."""
+
+    role: str
+    cores: float | None = None
+    memory_mb: int | None = None
+    disk_mb: int | None = None
+    net_admin: bool = False
+
+    def limits(self, base: Limits | None = None) -> Limits:
+        """``base`` (default: the cluster's) with this host's CPU and memory."""
+        out = base or Limits()
+        if self.cores is not None:
+            out = replace(out, cpu=float(self.cores))
+        if self.memory_mb is not None:
+            out = replace(out, memory_bytes=self.memory_mb << 20)
+        return out
+
+
 class Variant(Mapping[str, Scalar]):
     """One variant of a task: a read-only mapping of each ``[variants]`` key to its value,
     and the names of the production hosts (``host_names``) and of the agent's dev hosts
-    (``dev_host_names``: the same topology, or none)."""
+    (``dev_host_names``: the same topology, or none).
 
-    __slots__ = ("_values", "dev_host_names", "host_names")
+    A task with ``[topology.roles]`` also has ``roles`` (each role's host names, in the
+    order declared) and ``resources`` (each host's :class:`HostResources`); without, both
+    are empty. :meth:`cluster_options` gives what ``Cluster`` needs to build the hosts so.
+    """
+
+    __slots__ = ("_values", "dev_host_names", "host_names", "resources", "roles")
 
     def __init__(
-        self, values: Mapping[str, Scalar], hosts: Sequence[str], dev_hosts: Sequence[str]
+        self,
+        values: Mapping[str, Scalar],
+        hosts: Sequence[str],
+        dev_hosts: Sequence[str],
+        resources: Mapping[str, HostResources] | None = None,
     ) -> None:
         self._values = dict(values)
         self.host_names = tuple(hosts)
         self.dev_host_names = tuple(dev_hosts)
+        self.resources = dict(resources or {})
+        roles: dict[str, list[str]] = {}
+        for name, r in self.resources.items():
+            roles.setdefault(r.role, []).append(name)
+        self.roles = {role: tuple(names) for role, names in roles.items()}
+
+    def role_of(self, host: str) -> str:
+        """The role of ``host`` (a ConfigError for a host of no role)."""
+        r = self.resources.get(host)
+        if r is None:
+            why = "it is not one of the hosts" if self.roles else "the task declares no roles"
+            raise ConfigError(f"host {host!r} has no role: {why} (roles: {self.roles or 'none'})")
+        return r.role
+
+    def hosts_of(self, *roles: str) -> tuple[str, ...]:
+        """The host names of ``roles``, role by role (e.g. what a sweep limited to some
+        roles fails); an unknown role is a ConfigError naming the roles."""
+        for role in roles:
+            if role not in self.roles:
+                known = ", ".join(self.roles) or "none: the task declares no roles"
+                raise ConfigError(f"no role {role!r} (roles: {known})")
+        return tuple(h for role in roles for h in self.roles[role])
+
+    def cluster_options(
+        self, hosts: Sequence[str] | None = None, base: Limits | None = None
+    ) -> dict[str, Any]:
+        """``Cluster`` keyword arguments building ``hosts`` (default: the production hosts)
+        with their role's resources over ``base`` limits: ``host_limits``, ``data_sizes``
+        and ``net_admin``. Hosts of no role get ``base`` (or the cluster's defaults)."""
+        names = self.host_names if hosts is None else tuple(hosts)
+        res = {n: self.resources[n] for n in names if n in self.resources}
+        out: dict[str, Any] = {
+            "host_limits": {n: r.limits(base) for n, r in res.items()},
+            "data_sizes": {n: r.disk_mb << 20 for n, r in res.items() if r.disk_mb},
+            "net_admin": sorted(n for n, r in res.items() if r.net_admin),
+        }
+        if base is not None:
+            out["limits"] = base
+        return out
 
     @classmethod
     def plain(cls, hosts: int = 3) -> Variant:
@@ -121,6 +191,9 @@ class Variant(Mapping[str, Scalar]):
             "address_example": addresses[example],
             "peers_example": ",".join(f"{n}={a}" for n, a in zip(names, addresses, strict=True)),
         }
+        for role, hosts in self.roles.items():
+            derived[f"{role}_hosts"] = str(len(hosts))
+            derived[f"{role}_names"] = spoken_list(hosts)
         return {**self.env_values(), **derived}
 
 
