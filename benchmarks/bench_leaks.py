@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/bench_leaks.py [--episodes 200]
 
-Each episode of a short task runs in full: reset (a 1-host dev cluster and the agent's
-workstation), the agent writes its answer, starts a process on its dev host and leaves it
-running, and submits; grading builds a 1-host cluster, runs the answer there (with a
-process left behind too) and scores it. After episodes 1, N/2 and N the figures of this
-process and of the machine are printed side by side:
+Each episode of a short task (``tests/tinytask.py``) runs in full: reset (a 1-host dev
+cluster and the agent's workstation), the agent writes its answer and a ``start.sh``,
+starts a process on its dev host and leaves it running, and submits; grading builds a
+1-host cluster, starts ``start.sh`` there as a service (a process left behind too) and
+scores the answer. These figures are printed during episode 1 (before its submit: the
+control, what a live episode holds) and after episodes 1, N/2 and N:
 
 - open files and memory (RSS, threads) of this process;
 - what the runs of this benchmark still hold: run records, network namespaces, links,
@@ -34,19 +35,11 @@ from infragym.sandbox import _cgroup, _state
 from infragym.sandbox._identity import is_run_uid, run_uid
 from infragym.sandbox._sys import list_links, list_netns, mounts_under
 
-TASK_TOML = """
-name = "leaks"
-summary = "Write the answer to a file."
-[topology]
-hosts = 1
-dev_hosts = 1
-[limits]
-max_steps = 20
-command_timeout_s = 10
-[grading]
-budget_s = 60
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from tinytask import tiny_task
 
+# starts the submitted start.sh on the grading host as a service, as a real task starts
+# the agent's system, and names its cluster
 GRADER = """
 from infragym.checkers import CheckResult, Verdict
 from infragym.grading import GradeOutcome
@@ -56,37 +49,33 @@ from infragym.rubric import Criterion, Rubric
 async def grade(ctx):
     c = ctx.cluster(1)
     host = c.hosts[0]
-    host.spawn("left", ["sleep", "1000"])
+    host.spawn("app", ["sh", "start.sh"], cwd="/srv/app")
     r = host.run(["sh", "-c", "cat /srv/app/answer.txt 2>/dev/null"], timeout=10)
     ok = r.stdout.strip() == b"42"
-    res = CheckResult("answer", Verdict.PASS if ok else Verdict.FAIL, float(ok), "answer")
-    reward = Rubric([Criterion("answer")]).score({"answer": res})
-    return GradeOutcome(reward, reward.reward, notes=[c.run_id])
+    result = CheckResult("answer", Verdict.PASS if ok else Verdict.FAIL, float(ok), "answer")
+    reward = Rubric([Criterion("answer")]).score({"answer": result})
+    return GradeOutcome(reward, reward.reward, notes=[f"cluster {c.run_id}"])
 """
+START = "exec sleep 1000\n"
 
 
-def short_task(root: Path) -> Path:
-    d = root / "leaks"
-    (d / "workspace").mkdir(parents=True)
-    (d / "solutions" / "robust").mkdir(parents=True)
-    (d / "task.toml").write_text(TASK_TOML)
-    (d / "instructions.md").write_text("Write 42 to answer.txt in your workspace.\n")
-    (d / "workspace" / "README").write_text("starter file\n")
-    (d / "grader.py").write_text(GRADER)
-    (d / "solutions" / "robust" / "answer.txt").write_text("42\n")
-    return d
-
-
-async def episode(env: Env, seed: int) -> tuple[float, list[str]]:
+async def episode(env: Env, seed: int, live: dict[str, dict[str, int]]) -> tuple[float, list[str]]:
+    """Play one episode; the figures of episode 1 mid-way go to ``live`` (the control:
+    what a run holds while it runs, which the checkpoints must not show)."""
     await env.reset(seed=seed)
     ids = [r.run_id for r in (env.workstation, env.dev_cluster) if r is not None]
     await env.step(ToolCall("write_file", {"path": "answer.txt", "content": "42\n"}))
-    await env.step(ToolCall("host_bash", {"host": "n1", "command": "sleep 1000 & echo"}))
+    await env.step(ToolCall("write_file", {"path": "start.sh", "content": START}))
+    left = {"host": "n1", "command": "sleep 1000", "background": True}
+    await env.step(ToolCall("host_bash", left))
+    if seed == 1:
+        live["during 1"] = figures(set(ids))
     r = await env.step(ToolCall("submit", {}))
     grade = r.info.get("grade")
     if grade is None or grade.error:
         raise SystemExit(f"episode {seed} was not graded: {grade}")
-    return float(r.reward or 0.0), ids + list(grade.notes)
+    grading = [n.split()[1] for n in grade.notes if n.startswith("cluster ")]
+    return float(r.reward or 0.0), ids + grading
 
 
 def _proc_uids() -> list[int]:
@@ -133,39 +122,32 @@ def figures(runs: set[str]) -> dict[str, int]:
 
 async def main_async(episodes: int) -> None:
     checkpoints = sorted({1, max(1, episodes // 2), episodes})
-    rows: dict[int, dict[str, int]] = {}
+    rows: dict[str, dict[str, int]] = {}
     runs: set[str] = set()
     rewards: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        task = short_task(Path(tmp))
+        task = tiny_task(Path(tmp), name="leaks", grader=GRADER)
         env = make(str(task), artifacts_dir=Path(tmp) / "artifacts")
         t0 = time.monotonic()
         for i in range(1, episodes + 1):
-            reward, ids = await episode(env, i)
+            reward, ids = await episode(env, i, rows)
             rewards.append(reward)
             runs.update(ids)
             if i in checkpoints:
-                rows[i] = figures(runs)
+                rows[f"after {i}"] = figures(runs)
                 print(f"episode {i}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
         await env.close()
-    keys = list(rows[checkpoints[0]])
-    print(f"{'after episode':<20}" + "".join(f"{c:>10}" for c in checkpoints))
-    for k in keys:
-        print(f"{k:<20}" + "".join(f"{rows[c][k]:>10}" for c in checkpoints))
+    print(f"{'episode':<20}" + "".join(f"{c:>11}" for c in rows))
+    for k in rows["during 1"]:
+        print(f"{k:<20}" + "".join(f"{row[k]:>11}" for row in rows.values()))
     print(f"rewards: min {min(rewards):.2f} max {max(rewards):.2f} over {len(rewards)} episodes")
     print(f"{(time.monotonic() - t0) / episodes:.2f} s per episode")
 
 
-def main() -> int:
+if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=200)
-    args = ap.parse_args()
+    episodes = ap.parse_args().episodes
     if os.geteuid() != 0:
-        print("needs root", file=sys.stderr)
-        return 1
-    asyncio.run(main_async(args.episodes))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        sys.exit("needs root")
+    asyncio.run(main_async(episodes))
