@@ -6,8 +6,9 @@ cluster exhausts each of them; a host of a concurrent cluster still gets every o
 (each run runs as its own uid), while a second host of the exhausting cluster, which
 shares its uid though not its PID, IPC, network or mount namespace, is starved: the
 positive control, which is how every episode stood when all ran as ``nobody``. Keyrings,
-the last per-user resource, are refused in every sandbox (the seccomp filter), so there
-is no keyring quota to exhaust: see test_workstation_security.
+the last per-user resource, are refused in every sandbox (the seccomp filter: uids come
+back with run ids, and keys outlive their user's processes), so there is no keyring
+quota to exhaust; the probe shows ``add_key`` refused everywhere.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ got = {"uid": os.getuid(), "inotify": inotify(), "mqueue": mq("/probe", 1, 1),
        "sigpending": rt_signal()}
 r, w = os.pipe()
 got["pipe_bytes"] = fcntl.fcntl(w, F_GETPIPE_SZ)
+key = libc.syscall(248, b"user", b"probe", b"v", 1, -4)  # add_key to the thread keyring
+got["add_key"] = key if key >= 0 else -ctypes.get_errno()
 print(json.dumps(got))
 """
 )
@@ -121,6 +124,7 @@ def unaffected(got: dict[str, int]) -> bool:
     return (
         got["inotify"] >= 0 and got["mqueue"] >= 0 and got["sigpending"] == 0
         and got["pipe_bytes"] == 65536
+        and got["add_key"] == -1  # EPERM: keyrings are refused everywhere (seccomp)
     )  # fmt: skip
 
 
@@ -153,6 +157,7 @@ def test_one_episode_exhausting_per_user_limits_leaves_another_unaffected() -> N
         assert control["mqueue"] == -24, control  # EMFILE
         assert control["sigpending"] == -11, control  # EAGAIN
         assert control["pipe_bytes"] < 65536, control  # over the soft limit: pages rationed
+        assert control["add_key"] == -1, control
 
         hog.stop()
         assert unaffected(probe(same_uid_host)), "the limits were not given back"
