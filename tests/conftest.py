@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infragym.sandbox import HOST_PYTHON, Cluster, _cgroup, _state
+from infragym.sandbox._identity import run_uid
 from infragym.sandbox._switch import run_tables
 from infragym.sandbox._sys import list_links, list_netns, mounts_under
 
@@ -105,7 +106,25 @@ def leftovers(run_id: str) -> dict[str, list[str]]:
         "mounts": mounts_under(str(_state.DATA_ROOT / run_id)),
         "dirs": [str(p) for p in [_state.DATA_ROOT / run_id] if p.exists()],
         "record": [str(p) for p in [_state.STATE_DIR / f"{run_id}.json"] if p.exists()],
+        "processes of its uid": [str(p) for p in pids_of_uid(run_uid(run_id))],
     }
+
+
+def pids_of_uid(uid: int) -> list[int]:
+    """Every live process of the machine whose real uid is ``uid``. Zombies are left out:
+    a killed run's are the machine's init's to reap (this one's reaps them late), and
+    they hold nothing."""
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text() if pid.isdigit() else ""
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        zombie = fields.get("State", "").strip().startswith("Z")
+        if "Uid" in fields and int(fields["Uid"].split()[0]) == uid and not zombie:
+            out.append(int(pid))
+    return out
 
 
 def assert_no_leftovers(run_id: str) -> None:

@@ -179,7 +179,7 @@ def test_run_reference_and_noop_through_the_cli(tmp_path: Path) -> None:
 
 @needs_root
 def test_play_runs_lines_in_the_agent_sandbox_and_grades_on_submit(tmp_path: Path) -> None:
-    script = ("id -u\n"
+    script = ("echo user-$(id -un)\n"
               "printf 'from play' > notes.txt\n"
               ":read notes.txt\n"
               ":host n2 hostname\n"
@@ -190,7 +190,7 @@ def test_play_runs_lines_in_the_agent_sandbox_and_grades_on_submit(tmp_path: Pat
                        input=script, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "65534" in out and "from play" in out and "n2" in out
+    assert "user-sandbox" in out and "from play" in out and "n2" in out
     assert "usage: :host HOST COMMAND" in r.stderr
     assert "No such file or directory" in out  # the machine's files are out of sight
     assert "reward 0.000" in out  # the starter workspace, graded at submit

@@ -180,6 +180,7 @@ def test_sigkill_then_cleanup_removes_everything() -> None:
     p.stdout.close()  # type: ignore[union-attr]
     left = leftovers(run_id)
     assert left["netns"] and left["cgroups"], "a SIGKILLed run should leave things behind"
+    assert left["processes of its uid"], "the sleeper runs as the run's uid till cleanup"
     report = cleanup()
     assert run_id in report.runs
     # 3 hosts + the client namespace

@@ -41,7 +41,7 @@ def test_host_processes_are_unprivileged_and_confined(cluster3: Cluster) -> None
                  "unshare -U -r -n nft flush ruleset 2>&1 || echo USERNS-DENIED; "
                  "ip addr add 198.18.9.9/24 dev eth0 2>&1 || echo IP-DENIED")
     lines = out.split()
-    assert lines[0] == "65534", out
+    assert cluster3.identity is not None and lines[0] == str(cluster3.identity.uid), out
     assert "CapEff:" in out and "0000000000000000" in out
     assert int(lines[3]) <= 4, f"the host sees processes beyond its own: {out}"
     for marker in ("ROOT-DENIED", "ETC-DENIED", "OTHER-HOST-HIDDEN", "NSENTER-DENIED",
@@ -251,7 +251,7 @@ def test_app_is_deployed_read_only_on_every_host(tmp_path) -> None:  # type: ign
     app = tmp_path / "app"
     (app / "bin").mkdir(parents=True)
     (app / "bin" / "start.sh").write_text("#!/bin/sh\necho started $1\n")
-    (app / "bin" / "start.sh").chmod(0o700)  # owner-only: must still run as nobody
+    (app / "bin" / "start.sh").chmod(0o700)  # owner-only: must still run as the host user
     with Cluster(2, app=app) as c:
         for h in c.hosts:
             out = sh(h, f"/srv/app/bin/start.sh {h.name}; echo x > /srv/app/new 2>&1 || echo RO")

@@ -327,7 +327,7 @@ def test_long_and_binary_output(task_dir: Path, tmp_path: Path) -> None:
         r = env.step(ToolCall("read_file", {"path": "/workspace/deep/er/ü.txt"}))
         assert r.observation.content == "ünïcode\n"
         r = env.step(bash("stat -c '%U %a' deep/er/ü.txt"))
-        assert r.observation.content.startswith("nobody 644")
+        assert r.observation.content.startswith("sandbox 644")
         r = env.step(ToolCall("write_file", {"path": "big", "content": "x" * 5_000_000}))
         assert r.observation.is_error and "limit is 4,194,304" in r.observation.content
 

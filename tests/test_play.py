@@ -80,8 +80,8 @@ def test_play_on_a_terminal_is_a_shell_with_job_control_and_dev_hosts(tmp_path: 
         runs = [r.run_id for r in _state.all_records() if r.owner_pid == pid]
         assert len(runs) == 2, runs  # the workstation and the dev hosts
 
-        tmux.send("echo out-$((6*7)) $(id -u)", "Enter")
-        tmux.wait_for("out-42 65534", 10)  # as the agent's user
+        tmux.send("echo out-$((6*7)) $(id -un)", "Enter")
+        tmux.wait_for("out-42 sandbox", 10)  # as the agent's user
 
         tmux.send("echo sleeping-$((40+2)); sleep 100", "Enter")
         tmux.wait_for("sleeping-42", 10)

@@ -68,7 +68,9 @@ def test_a_pty_process_runs_in_the_same_sandbox_as_exec(ws: Workstation) -> None
     assert by_exec[-2:] == ["no-tty", "END-OF-PROBE"] and by_pty[-2:] == ["tty", "END-OF-PROBE"]
     # bwrap binds a terminal on stdin to /dev/console: the sandbox's own pty, nothing else
     assert [ln for ln in by_pty[:-2] if not ln.startswith("/dev/console ")] == by_exec[:-2]
-    assert "Uid:\t65534\t65534\t65534\t65534" in by_pty and "NoNewPrivs:\t1" in by_pty
+    assert ws.identity is not None
+    uid = ws.identity.uid
+    assert f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}" in by_pty and "NoNewPrivs:\t1" in by_pty
 
 
 def test_a_pty_shell_has_job_control_and_survives_commands_and_close_kills_it(

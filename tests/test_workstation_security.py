@@ -25,6 +25,7 @@ from tinytask import DEPLOYED_GRADER, tiny_task
 from infragym.env import SyncEnv, ToolCall, make
 from infragym.grading import grade_workspace
 from infragym.sandbox import Cluster, Limits, _state
+from infragym.sandbox._identity import ID_BASE, ID_COUNT, USER_NAME
 from infragym.sandbox._workstation import Workstation
 from infragym.tasks import find_task, load_task
 
@@ -68,7 +69,7 @@ def processes(*cmdlines: str) -> list[int]:
     return out
 
 
-def test_the_agent_is_nobody_without_capabilities_alone_in_its_pid_namespace(
+def test_the_agent_is_its_runs_user_without_capabilities_alone_in_its_pid_namespace(
     env: SyncEnv,
 ) -> None:
     out = sh(
@@ -77,7 +78,14 @@ def test_the_agent_is_nobody_without_capabilities_alone_in_its_pid_namespace(
         "/proc/self/status; ps -e -o pid= | wc -l; ls /",
     )
     lines = out.splitlines()
-    assert lines[:3] == ["65534", "65534", "workstation"], out
+    # the dev hosts' identity: they serve the live workspace, so they read what it keeps
+    dev = env.env.dev_cluster
+    assert dev is not None and dev.identity is not None
+    uid = str(dev.identity.uid)
+    assert lines[:3] == [uid, uid, "workstation"], out
+    assert ID_BASE <= dev.identity.uid < ID_BASE + ID_COUNT, out
+    host = env.step(ToolCall("host_bash", {"host": "n1", "command": "id -u; id -un"}))
+    assert host.observation.content.split()[:2] == [uid, USER_NAME], host.observation.content
     assert all(line.split()[1] in ("0000000000000000", "1") for line in lines[3:9]), out
     assert int(lines[9]) <= 4, f"the sandbox sees processes beyond its own: {out}"
     assert lines[10:-1] == [

@@ -180,6 +180,7 @@ class Env:
             workspace_bytes=self.options.workspace_bytes,
             scratch_bytes=self.options.scratch_bytes,
             env={"INFRAGYM_DEV_HOSTS": " ".join(hosts)},
+            identity=ep.cluster.identity if ep.cluster else None,
         )
         ep.workstation.start()
         for h in ep.cluster.hosts if ep.cluster else []:

@@ -26,7 +26,8 @@ from typing import TypeVar
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
-from ._host import FAKETIME_LIB, HOST_GID, HOST_UID, Host
+from ._host import FAKETIME_LIB, Host
+from ._identity import Identity, identity_of
 from ._lifecycle import Lifecycle
 from ._netns import run_in_netns, socket_in_netns
 from ._network import CLIENT, LINK_PROXY, Network
@@ -83,9 +84,10 @@ class Cluster(Lifecycle):
     send gratuitous ARP, change routes and their own nft rules, as keepalived needs. The
     switch (:mod:`._switch`) keeps them from claiming another endpoint's address or MAC,
     seeing other hosts' traffic or reaching the machine, and faults are enforced there,
-    out of their reach. Of the subnet, the hosts hold the first addresses, the client the
-    last (``.254``) and the link proxy the one before; the rest are free for virtual IPs
-    (:meth:`free_addresses`).
+    out of their reach. The hosts run as the run's own uid and gid (:attr:`identity`, see
+    :mod:`._identity`), which no other run shares. Of the subnet, the hosts hold the
+    first addresses, the client the last (``.254``) and the link proxy the one before;
+    the rest are free for virtual IPs (:meth:`free_addresses`).
 
     ``host_limits`` and ``data_sizes`` give some hosts their own limits (cgroup: CPU quota,
     memory, pids) and data disk size instead of ``limits`` and ``data_size``: a
@@ -133,6 +135,7 @@ class Cluster(Lifecycle):
             raise ConfigError(f"app {self.app_source} is not a directory")
         self._set_run_id(_state.new_run_id())
         self.hosts: list[Host] = []
+        self.identity: Identity | None = None
         self.subnet: ipaddress.IPv4Network | None = None
         self.client_address = ""
         self.network: Network | None = None
@@ -162,16 +165,17 @@ class Cluster(Lifecycle):
         self.subnet = _state.allocate_subnet(self.run_id)
         self._record.subnet = str(self.subnet)
         self._record.save()
+        ident = self.identity = identity_of(self.run_id)
         net = self.network = Network(self.run_id, self.subnet)
         for i, name in enumerate(self.names):
             cg = HostCgroup(f"{PARENT}/{self.run_id}/{name}")
             port = net.host_port(name, i)
-            self.hosts.append(
-                Host(port, self.root / name, cg, bwrap, setpriv, name in self.net_admin)
-            )
+            root = self.root / name
+            admin = name in self.net_admin
+            self.hosts.append(Host(port, root, cg, ident, bwrap, setpriv, admin))
         self.client_address = net.client.address
         guard_project_range()
-        net.start([h.port for h in self.hosts], self.net_admin)
+        net.start([h.port for h in self.hosts], self.net_admin, ident.uid)
         if self.app_source is not None:
             # one read-only copy for every host, readable by the unprivileged host user
             app_dir = self.root / "app"
@@ -192,10 +196,10 @@ class Cluster(Lifecycle):
             for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir, h.platform_dir):
                 d.mkdir(exist_ok=True)
             for d in (h.logs_dir, h.etc_dir):
-                os.chown(d, HOST_UID, HOST_GID)
+                os.chown(d, ident.uid, ident.gid)
             h.tmp_dir.chmod(0o1777)
             size = self.data_sizes.get(h.name, self.data_size)
-            mount_tmpfs(h.data_dir, size, mode=0o755, uid=HOST_UID, gid=HOST_GID)
+            mount_tmpfs(h.data_dir, size, mode=0o755, uid=ident.uid, gid=ident.gid)
             (h.platform_dir / "hosts").write_text(hosts_file)
             if self.faketime:
                 h.faketime = True

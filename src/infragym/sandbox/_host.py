@@ -13,7 +13,9 @@ What runs on a host is untrusted (in grading it is the agent's system), so it ge
   ``/etc/hosts``, and a private ``/run``; other hosts' directories, the run state, the
   task folders, ``/run/netns``, ``/sys`` and every repository or home directory are out
   of sight;
-- uid ``nobody`` with no capabilities and ``no_new_privs``; binding ports below 1024 still
+- the uid and gid of its run (:mod:`._identity`: every run its own, named in the view's
+  ``/etc/passwd`` and ``/etc/group``), no capabilities and ``no_new_privs``; binding
+  ports below 1024 still
   works because each host namespace sets ``ip_unprivileged_port_start`` to 0. A host built
   with ``net_admin`` runs its processes with CAP_NET_ADMIN, CAP_NET_RAW and
   CAP_NET_BIND_SERVICE (ambient, so every program it starts keeps them) in the user
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from .._errors import CapabilityError, ConfigError, ProcessError
 from ._cgroup import HostCgroup
+from ._identity import Identity
 from ._launch import Launch
 from ._netns import enter_netns, socket_in_netns
 from ._switch import Port
@@ -54,8 +57,6 @@ HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Debian's python: the platform's own interpreter (a virtualenv, pyenv under /root) may
 # not be readable by the unprivileged user host processes run as
 HOST_PYTHON = "/usr/bin/python3"
-HOST_UID = 65534  # nobody
-HOST_GID = 65534  # nogroup
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 FAKETIME_FILE = "faketime.rc"
 FAKETIME_VIEW_PATH = "/run/faketime.rc"
@@ -186,6 +187,7 @@ class Host:
         port: Port,
         root: Path,
         cgroup: HostCgroup,
+        identity: Identity,
         bwrap: str,
         setpriv: str = "setpriv",
         net_admin: bool = False,
@@ -199,6 +201,7 @@ class Host:
         self.net_admin = net_admin
         self.root = root
         self.cgroup = cgroup
+        self.identity = identity
         self._bwrap = bwrap
         self._setpriv = setpriv
         self._lock = threading.RLock()
@@ -246,7 +249,8 @@ class Host:
         caps = "".join(f",+{c}" for c in NET_CAPS) if self.net_admin else ""
         privdrop = [
             self._setpriv,
-            "--reuid", str(HOST_UID), "--regid", str(HOST_GID), "--clear-groups",
+            "--reuid", str(self.identity.uid), "--regid", str(self.identity.gid),
+            "--clear-groups",
             f"--inh-caps=-all{caps}", f"--bounding-set=-all{caps}", "--no-new-privs",
         ]  # fmt: skip
         if caps:
@@ -267,9 +271,8 @@ class Host:
                 "FAKETIME_DISABLE_SHM=1",
             ]
         hosts = (self.platform_dir / "hosts").read_bytes()
-        return Launch.prepare(
-            self._bwrap, options, privdrop, [*argv, *spec.argv], [(hosts, "/etc/hosts")]
-        )
+        files = [(hosts, "/etc/hosts"), *self.identity.view_files()]
+        return Launch.prepare(self._bwrap, options, privdrop, [*argv, *spec.argv], files)
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:
         env = {

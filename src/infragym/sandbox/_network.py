@@ -72,15 +72,16 @@ class Network:
     def host_port(self, name: str, index: int) -> Port:
         return self._port(name, index, str(list(self.subnet.hosts())[index]))
 
-    def start(self, hosts: Sequence[Port], owned: Collection[str]) -> None:
+    def start(self, hosts: Sequence[Port], owned: Collection[str], uid: int) -> None:
         """Create the namespaces, the bridge and the veths, and start configuring each
         namespace (:meth:`finish` waits). ``owned`` names the hosts whose namespace
-        belongs to a user namespace of its own (:mod:`._userns`)."""
+        belongs to a user namespace of its own (:mod:`._userns`), mapping ``uid`` (the
+        uid and gid its processes run as)."""
         ends = [*hosts, self.client]
         for p in ends:
             self.ports[p.name] = p
             if p.name in owned:
-                add_owned_netns(p.netns)
+                add_owned_netns(p.netns, uid)
         lines = [f"netns add {p.netns}" for p in ends if p.name not in owned]
         # no IPv6 link-local addresses anywhere, and the bridge has no address at all:
         # it must give hosts no path into the root namespace

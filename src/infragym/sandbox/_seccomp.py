@@ -11,9 +11,9 @@ it binds that program and everything it starts:
 - ``clone3`` fails with ENOSYS, because its flags sit in memory a filter cannot read;
   the C library then falls back to ``clone`` (Docker's default profile does the same);
 - ``add_key``, ``request_key`` and ``keyctl`` fail with EPERM: the kernel's keyrings are
-  per user, not per namespace, so every sandbox of every episode (all run as ``nobody``)
-  would share one, a channel from one episode to the next that outlives both (Docker's
-  default profile refuses them too);
+  per user, not per namespace, and outlive the user's last process; each run has a uid
+  of its own (:mod:`._identity`), but uids come back with run ids, so a key would be a
+  channel from one episode to a later one (Docker's default profile refuses them too);
 - ``io_uring_setup``, ``io_uring_enter``, ``io_uring_register`` and ``fanotify_init``
   fail with ENOSYS: a large attack surface (Docker's default profile refuses io_uring
   too), and a way to watch what other sandboxes open; programs fall back to plain

@@ -12,9 +12,9 @@ processes enter that user namespace before they drop privileges: what they hold 
 covers their own network namespace and nothing else; the machine, the root namespace and
 every other host belong to the initial user namespace.
 
-The user namespace maps uid and gid 0 and 65534 to themselves: 0 so that the launcher,
-which enters as root, keeps its capabilities across ``exec`` until setpriv drops them;
-65534 (nobody), whom host processes run as.
+The user namespace maps uid and gid 0 and the run's own (:mod:`._identity`) to themselves:
+0 so that the launcher, which enters as root, keeps its capabilities across ``exec`` until
+setpriv drops them; the run's, which host processes run as.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ __all__ = ["add_owned_netns", "enter_userns_of"]
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _NS_GET_USERNS = 0xB701
-_MAPPED_IDS = "0 0 1\n65534 65534 1\n"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.unshare.argtypes = [ctypes.c_int]
@@ -46,9 +45,10 @@ def _unshare_user_and_net() -> None:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER | CLONE_NEWNET)")
 
 
-def add_owned_netns(name: str) -> None:
+def add_owned_netns(name: str, uid: int) -> None:
     """Create network namespace ``name`` (kept at ``/run/netns/<name>`` as ``ip netns add``
-    does, so ``ip netns del`` removes it) inside a new user namespace.
+    does, so ``ip netns del`` removes it) inside a new user namespace that maps root and
+    ``uid`` (as uid and as gid).
 
     A short-lived child unshares both namespaces (a user namespace needs a single-threaded
     process); this process writes its id maps and bind-mounts its network namespace.
@@ -66,7 +66,7 @@ def add_owned_netns(name: str) -> None:
     try:
         for what in ("uid_map", "gid_map"):
             with open(f"/proc/{child.pid}/{what}", "w") as fh:
-                fh.write(_MAPPED_IDS)
+                fh.write(f"0 0 1\n{uid} {uid} 1\n")
         with open(path, "x"):
             made = True
         bind_mount(f"/proc/{child.pid}/ns/net", path)

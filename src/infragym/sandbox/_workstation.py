@@ -6,10 +6,11 @@ the env can tear a workstation down from anywhere while operations stay simple.
 
 Each command is a fresh process tree, launched the way host processes are: forked, joined to
 the workstation's cgroups (pids, memory, cpu, cpuacct, freezer) and network namespace before
-exec, then bubblewrap and ``setpriv`` to ``nobody`` with no capabilities and
-``no_new_privs``, in its own PID namespace under a minimal init that shows nothing of the
-platform (:mod:`._launch`). When the command's main process exits, or is killed on timeout,
-the kernel kills everything it started: nothing the agent runs outlives its command.
+exec, then bubblewrap and ``setpriv`` to the workstation's own uid and gid
+(:mod:`._identity`) with no capabilities and ``no_new_privs``, in its own PID namespace
+under a minimal init that shows nothing of the platform (:mod:`._launch`). When the
+command's main process exits, or is killed on timeout, the kernel kills everything it
+started: nothing the agent runs outlives its command.
 
 The view is a whitelist (:mod:`._view`, shared with the dev hosts), not the machine's ``/``
 read-only as hosts get: the machine's repositories, home directories and virtualenvs are
@@ -47,7 +48,8 @@ from .._errors import ConfigError, ResourceError
 from . import _state
 from ._agent_sandbox import WORKSPACE, AgentSandbox, ExecResult, OutputCapture, feed, kill_tree
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
-from ._host import HOST_GID, HOST_PATH, HOST_UID
+from ._host import HOST_PATH
+from ._identity import USER_NAME, Identity, identity_of
 from ._launch import Launch
 from ._lifecycle import Lifecycle
 from ._netns import enter_netns, netns_path, run_in_netns
@@ -71,6 +73,12 @@ class Workstation(Lifecycle, AgentSandbox):
     ``starter`` is copied into the workspace at start; ``hosts`` (name to address) becomes
     the sandbox's ``/etc/hosts``; ``hidden`` are paths (the task folder) the sandbox must
     never see; ``env`` is added to every command's environment.
+
+    The agent runs as the uid and gid of the workstation's run, or as ``identity``, that
+    of the dev cluster whose namespace it lives in (:attr:`Cluster.identity`): the dev
+    hosts serve the live workspace at ``/srv/app``, so they must read what the agent
+    keeps to itself there. A borrowed identity is the lender's: close the workstation
+    before (or with) the cluster, as the env does.
     """
 
     KIND = "workstation"
@@ -86,6 +94,7 @@ class Workstation(Lifecycle, AgentSandbox):
         workspace_bytes: int = 64 << 20,
         scratch_bytes: int = 256 << 20,
         env: Mapping[str, str] | None = None,
+        identity: Identity | None = None,
     ) -> None:
         if not isinstance(limits, Limits):
             raise ConfigError(f"limits must be a Limits, not {limits!r}")
@@ -103,6 +112,10 @@ class Workstation(Lifecycle, AgentSandbox):
         self._own_netns = netns is None
         self._given_netns = netns
         self._extra_env = dict(env or {})
+        if identity is not None and not isinstance(identity, Identity):
+            raise ConfigError(f"identity must be an Identity (Cluster.identity), not {identity!r}")
+        self._given_identity = identity
+        self.identity: Identity | None = None
         self._set_run_id(_state.new_run_id())
         self._record: _state.RunRecord | None = None
         self._started = False
@@ -133,24 +146,25 @@ class Workstation(Lifecycle, AgentSandbox):
         self._set_run_id(self._record.run_id)
 
     def _build(self, bwrap: str, setpriv: str) -> None:
+        ident = self.identity = self._given_identity or identity_of(self.run_id)
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
         self.cgroup.create(self.limits)
         swap = self.cgroup.dirs["memory"] / "memory.memsw.limit_in_bytes"
         if swap.exists():  # no swapping past the memory limit where swap is accounted
             swap.write_text(str(self.limits.memory_bytes))
-        for d, size, mode, uid in (
-            (self.workspace, self.workspace_bytes, 0o755, HOST_UID),
-            (self.tmp, self.scratch_bytes, 0o1777, 0),
+        for d, size, mode, uid, gid in (
+            (self.workspace, self.workspace_bytes, 0o755, ident.uid, ident.gid),
+            (self.tmp, self.scratch_bytes, 0o1777, 0, 0),
         ):
             d.mkdir()
-            mount_tmpfs(d, size, mode=mode, uid=uid, gid=HOST_GID if uid else 0)
+            mount_tmpfs(d, size, mode=mode, uid=uid, gid=gid)
         # copied into each sandbox (--ro-bind-data): mountinfo names no path of the run
         self._hosts_text = (
             "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in self.hosts.items())
         ).encode()
         if self.starter is not None:
-            _copy_owned(self.starter, self.workspace)
+            _copy_owned(self.starter, self.workspace, ident)
         if self._own_netns:
             ip_batch([f"netns add {self.netns}"])
             run_in_netns(self.netns, _configure_own_netns)
@@ -328,9 +342,9 @@ class Workstation(Lifecycle, AgentSandbox):
     # -- processes -----------------------------------------------------------------------
 
     def _launch(self, argv: Sequence[str]) -> Launch:
-        return Launch.prepare(
-            self._bwrap, self._options, self._privdrop, argv, [(self._hosts_text, "/etc/hosts")]
-        )
+        assert self.identity is not None
+        files = [(self._hosts_text, "/etc/hosts"), *self.identity.view_files()]
+        return Launch.prepare(self._bwrap, self._options, self._privdrop, argv, files)
 
     def _launch_parts(self, setpriv: str) -> tuple[list[str], list[str]]:
         options = [
@@ -345,9 +359,11 @@ class Workstation(Lifecycle, AgentSandbox):
             "--hostname", HOSTNAME,
             "--chdir", WORKSPACE,
         ]  # fmt: skip
+        assert self.identity is not None
         privdrop = [
             setpriv,
-            "--reuid", str(HOST_UID), "--regid", str(HOST_GID), "--clear-groups",
+            "--reuid", str(self.identity.uid), "--regid", str(self.identity.gid),
+            "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
             "--",
         ]  # fmt: skip
@@ -358,7 +374,7 @@ class Workstation(Lifecycle, AgentSandbox):
             "PATH": HOST_PATH,
             "LANG": "C.UTF-8",
             "HOME": "/tmp",
-            "USER": "nobody",
+            "USER": USER_NAME,
             "TERM": "dumb",
             "PAGER": "cat",
             "GIT_PAGER": "cat",
@@ -377,13 +393,13 @@ class Workstation(Lifecycle, AgentSandbox):
         enter_netns(self.netns)
 
 
-def _copy_owned(src: Path, dest: Path) -> None:
+def _copy_owned(src: Path, dest: Path, ident: Identity) -> None:
     """Copy the starter files into the workspace, owned by the agent's user."""
     shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
     for dirpath, dirnames, filenames in os.walk(dest):
         for name in [*dirnames, *filenames]:
-            os.chown(os.path.join(dirpath, name), HOST_UID, HOST_GID, follow_symlinks=False)
-    os.chown(dest, HOST_UID, HOST_GID)
+            os.chown(os.path.join(dirpath, name), ident.uid, ident.gid, follow_symlinks=False)
+    os.chown(dest, ident.uid, ident.gid)
 
 
 def _configure_own_netns() -> None:
