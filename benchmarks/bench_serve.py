@@ -4,8 +4,10 @@ episode, one server holds, and what they cost.
 
     .venv-openenv/bin/python benchmarks/bench_serve.py [--steps 100] [--idle 16,32,64]
 
-Both play ``bash("true")`` in an episode of a tiny task with no dev hosts; the steps are
-interleaved so machine noise hits both alike; figures are medians. Needs the openenv extra.
+All play ``bash("true")`` in an episode of a tiny task with no dev hosts: a step over
+``/ws``, the same call as an MCP ``tools/call`` (OpenEnv's ``MCPToolClient``, ``POST
+/mcp``) and a local ``Env.step``, interleaved so machine noise hits them alike; figures
+are medians. Needs the openenv extra.
 Target: the server adds under 5 ms to a step.
 
 Idle sessions: at each level, sessions are opened and reset (an episode each: a workstation
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from openenv.core import GenericEnvClient
+from openenv.core.mcp_client import MCPToolClient
 
 from infragym.env import Env, ToolCall
 from infragym.tasks import find_task
@@ -82,17 +85,19 @@ def main() -> None:
     levels = [int(x) for x in args.idle.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="infragym-bench-") as tmp:
         task = tiny_task(Path(tmp))
-        with serving(task, 1) as url:
-            remote, local = run(url, task, args.steps)
+        with serving(task, 2) as url:
+            remote, mcp, local = run(url, task, args.steps)
         med = statistics.median
         print(f"{'step bash(true)':<24} {'median ms':>10}")
         print(f"{'local Env.step':<24} {med(local):>10.2f}")
         print(f"{'over infragym serve':<24} {med(remote):>10.2f}")
-        added = med(remote) - med(local)
-        print(
-            f"added by the server: {added:.2f} ms ({med(remote) / med(local):.2f}x) "
-            f"(target < 5 ms): {'ok' if added < 5 else 'MISSED'}"
-        )
+        print(f"{'MCP tools/call':<24} {med(mcp):>10.2f}")
+        for name, times in (("server (/ws step)", remote), ("server (MCP call)", mcp)):
+            added = med(times) - med(local)
+            print(
+                f"added by the {name}: {added:.2f} ms ({med(times) / med(local):.2f}x) "
+                f"(target < 5 ms): {'ok' if added < 5 else 'MISSED'}"
+            )
         if levels:
             with serving(task, max(levels) + 1) as url:
                 idle_sessions(url, levels, args.steps)
@@ -201,15 +206,28 @@ def idle_sessions(url: str, levels: list[int], steps: int) -> None:
                 c.close()
 
 
-def run(url: str, task: Path, steps: int) -> tuple[list[float], list[float]]:
+def in_loop(loop: asyncio.AbstractEventLoop, fn: Any) -> Any:
+    """An OpenEnv client call on ``loop`` (outside a loop, the client runs it in its own)."""
+
+    async def go() -> Any:
+        return await fn()
+
+    return loop.run_until_complete(go())
+
+
+def run(url: str, task: Path, steps: int) -> tuple[list[float], list[float], list[float]]:
+    """Round trips (ms) of the same step over /ws, as an MCP tools/call, and locally."""
     loop = asyncio.new_event_loop()
     env = Env(find_task(str(task)))
     call = ToolCall("bash", {"command": "true"})
     action = {"name": "bash", "arguments": {"command": "true"}}
     remote: list[float] = []
+    mcp: list[float] = []
     local: list[float] = []
+    tools = MCPToolClient(base_url=url)
     try:
         loop.run_until_complete(env.reset(seed=1))
+        in_loop(loop, lambda: tools.reset(seed=2))
         with GenericEnvClient(base_url=url).sync() as client:
             client.reset(seed=1)
             for _ in range(steps):
@@ -218,12 +236,17 @@ def run(url: str, task: Path, steps: int) -> tuple[list[float], list[float]]:
                 remote.append((time.perf_counter() - t0) * 1000)
                 assert "[exit code 0]" in r.observation["content"], r
                 t0 = time.perf_counter()
+                out = loop.run_until_complete(tools.call_tool("bash", command="true"))
+                mcp.append((time.perf_counter() - t0) * 1000)
+                assert "[exit code 0]" in out["content"], out
+                t0 = time.perf_counter()
                 loop.run_until_complete(env.step(call))
                 local.append((time.perf_counter() - t0) * 1000)
     finally:
+        in_loop(loop, tools.close)
         loop.run_until_complete(env.close())
         loop.close()
-    return remote, local
+    return remote, mcp, local
 
 
 if __name__ == "__main__":
