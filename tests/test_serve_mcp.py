@@ -145,6 +145,42 @@ def test_bad_calls_are_errors_and_sessions_stay_apart(tmp_path: Path) -> None:
         asyncio.run(play(url, proc.pid))
 
 
+def test_mcp_messages_on_a_ws_session_reach_its_tools(tmp_path: Path) -> None:
+    """OpenEnv's {"type": "mcp"} message on a plain /ws session (no POST /mcp): JSON-RPC
+    tools/list and tools/call act in that session's episode; the /mcp WebSocket, whose
+    sessions could never reset, is refused."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    tiny_task(tmp_path, grader=WORKSPACE_GRADER)
+    with server(tmp_path, str(tmp_path / "tiny"), max_sessions=1) as (proc, url):
+        ws_url = url.replace("http", "ws", 1)
+
+        def ask(ws: Any, message: dict[str, Any]) -> dict[str, Any]:
+            ws.send(json.dumps(message))
+            return dict(json.loads(ws.recv(timeout=120)))
+
+        def mcp(ws: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
+            rpc_msg = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
+            return ask(ws, {"type": "mcp", "data": rpc_msg})["data"]
+
+        with connect(ws_url + "/ws") as ws:
+            assert mcp(ws, "tools/list", {})["result"]["tools"] == []
+            ask(ws, {"type": "reset", "data": {"seed": 1}})
+            names = [t["name"] for t in mcp(ws, "tools/list", {})["result"]["tools"]]
+            assert names == ["bash", "read_file", "write_file", "host_bash", "submit"]
+            args = {"path": "answer.txt", "content": "42"}
+            mcp(ws, "tools/call", {"name": "write_file", "arguments": args})
+            bad = mcp(ws, "tools/call", {"name": "bash", "arguments": {}})
+            assert "missing required argument(s) 'command'" in bad["error"]["message"], bad
+            done = mcp(ws, "tools/call", {"name": "submit", "arguments": {}})["result"]
+            assert done["is_error"] is False and done["structured_content"]["reward"] == 1.0
+            assert done["structured_content"]["done"] is True, done
+        with pytest.raises(InvalidStatus, match="403"), connect(ws_url + "/mcp"):
+            pass  # refused at the handshake
+        assert runs_of(proc.pid) == []
+
+
 def test_mcp_calls_keep_a_session_alive_and_a_vanished_client_loses_it(
     tmp_path: Path,
 ) -> None:

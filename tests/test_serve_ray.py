@@ -96,6 +96,16 @@ def test_bad_arguments_are_refused_before_connecting() -> None:
     assert not ray.is_initialized()
 
 
+def test_a_server_that_cannot_start_is_a_clear_error_and_leaves_nothing(cluster: Any) -> None:
+    with pytest.raises(ConfigError, match=r"an infragym serve did not start: .*No such file"):
+        serve_on_ray(cluster.address, python="/nonexistent/python")
+    assert not ray.is_initialized()
+    with pytest.raises(ConfigError, match=r"did not start: .*this-task-does-not-exist"):
+        serve_on_ray(cluster.address, tasks=["this-task-does-not-exist"],
+                     python=openenv_python())  # fmt: skip
+    assert not ray.is_initialized()
+
+
 def test_a_server_per_episode_node_plays_episodes_and_leaves_nothing(
     tmp_path: Path, cluster: Any
 ) -> None:
