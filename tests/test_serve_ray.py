@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -135,6 +136,7 @@ def test_a_server_per_episode_node_plays_episodes_and_leaves_nothing(
     assert gone(every), "a server outlived stop()"
     assert not [r.run_id for r in _state.all_records() if r.owner_pid in every]
     servers.stop()  # again: nothing to do
+    assert not list(Path(tempfile.gettempdir()).glob("infragym-serve-*")), "a log was left"
 
 
 def test_a_server_ends_with_its_actor_and_a_connected_caller_stays_connected(

@@ -28,9 +28,8 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from .._errors import ConfigError
 from ._ray import EPISODE_RESOURCE, _episode_nodes, _ray
@@ -172,7 +171,7 @@ class NodeServer:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log: Path | None = None
+        self.log: IO[bytes] | None = None  # unlinked from the start: nothing left behind
 
     def start(
         self,
@@ -193,13 +192,11 @@ class NodeServer:
                "--session-timeout", f"{session_timeout:g}"]  # fmt: skip
         if tasks:
             cmd += ["--tasks", *tasks]
-        fd, log = tempfile.mkstemp(prefix=f"infragym-serve-{port}-", suffix=".log")
-        self.log = Path(log)
-        with os.fdopen(fd, "wb") as out:
-            self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
+        self.log = tempfile.TemporaryFile(prefix=f"infragym-serve-{port}-")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
         url = f"http://{host}:{port}"
         deadline = time.monotonic() + START_TIMEOUT_S
         while self.proc.poll() is None and time.monotonic() < deadline:
@@ -209,7 +206,8 @@ class NodeServer:
                         return url
             except OSError:
                 time.sleep(0.2)
-        tail = self.log.read_text(errors="replace")[-2000:]
+        self.log.seek(0)
+        tail = self.log.read().decode(errors="replace")[-2000:]
         self.stop()
         raise RuntimeError(f"infragym serve on {host}:{port} did not answer /health: {tail}")
 
@@ -223,7 +221,7 @@ class NodeServer:
                 proc.kill()
                 proc.wait()
         if self.log is not None:
-            self.log.unlink(missing_ok=True)
+            self.log.close()
             self.log = None
 
 
