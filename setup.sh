@@ -108,6 +108,8 @@ fi
 
 # `infragym serve` needs openenv, whose mcp pin conflicts with verifiers' (the dev extra):
 # its tests run in a second virtualenv holding infragym[openenv] and no verifiers
+# (tests/test_serve_ray.py runs in .venv, which has Ray, and starts its servers with this
+# virtualenv's python)
 OE_STAMP=.venv-openenv/.infragym-installed
 openenv_venv() {
     if [ ! -x .venv-openenv/bin/python ] || [ "$(cat "$OE_STAMP" 2>/dev/null)" != "$WANT" ]; then
@@ -139,7 +141,8 @@ case "${1:-}" in
         rc=$?
         if [ "$rc" -eq 0 ] && [ "$serve_too" -eq 1 ]; then
             log "the serve and remote tests, with openenv (.venv-openenv)"
-            .venv-openenv/bin/python -m pytest -q -p no:randomly tests/test_serve.py tests/test_remote.py
+            .venv-openenv/bin/python -m pytest -q -p no:randomly tests/test_serve.py tests/test_serve_mcp.py \
+                tests/test_remote.py
             rc=$?
         fi
         set -e

@@ -4,14 +4,12 @@ run; every episode is done exactly once, with the rewards a local run gives."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import assert_no_leftovers, needs_root
+from raycluster import ray_tmpdir
 from tinytask import seeded_grader, tiny_task
 
 from infragym import ConfigError, rollout_many
@@ -40,42 +39,6 @@ FAST_DEATH = {  # the head declares a silent node dead within ~1.5 s (default ~3
     "health_check_period_ms": 500,
     "health_check_failure_threshold": 3,
 }
-
-
-def ray_pids(marker: str) -> list[int]:
-    """Processes whose command line names ``marker`` (the Ray temp dir of one test)."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker.encode() in (d / "cmdline").read_bytes():
-                    found.append(int(d.name))
-    return found
-
-
-@contextlib.contextmanager
-def ray_tmpdir() -> Iterator[str]:
-    """A short Ray temp dir for this test (Ray's socket paths must stay short), named in
-    every Ray process's command line; afterwards no such process may be left."""
-    tmp = tempfile.mkdtemp(prefix="igray", dir="/tmp")
-    old = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = tmp
-    try:
-        yield tmp
-    finally:
-        if old is None:
-            del os.environ["RAY_TMPDIR"]
-        else:
-            os.environ["RAY_TMPDIR"] = old
-        deadline = time.monotonic() + 30
-        while ray_pids(tmp) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = ray_pids(tmp)
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(tmp, ignore_errors=True)
-        assert not left, f"Ray processes left behind: {left}"
 
 
 def owned_by(pids: set[int]) -> list[str]:

@@ -8,7 +8,10 @@ episode's id, step count and limits. ``/health``, ``/schema`` and ``/metadata`` 
 OpenEnv's. A session whose client vanishes or stays silent for the session timeout is
 closed and its episode removed; at most ``max_sessions`` sessions and episodes exist; a
 platform failure (:class:`~infragym.env.EpisodeError`) is an error message, never a
-reward. Needs the ``openenv`` extra: ``pip install 'infragym[openenv]'``.
+reward. The episode's agent tools are also MCP tools of each session (OpenEnv's
+``POST /mcp``: ``tools/list``, ``tools/call``), each call one step of the session's
+episode; never reset, step, state or close. Needs the ``openenv`` extra:
+``pip install 'infragym[openenv]'``.
 
 This layer sits beside the runner, above env: nothing below imports it.
 """

@@ -1,5 +1,6 @@
 """One OpenEnv session: an infragym :class:`~infragym.env.Env` behind OpenEnv's
-``Environment`` interface, and the server-wide count of the episodes that exist."""
+``Environment`` interface (its tool calls also offered over MCP), and the server-wide count
+of the episodes that exist."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .._errors import ConfigError, ResourceError
 from ..env import Env, EnvOptions, EpisodeError, StepResult, ToolCall
 from ..remote import REMOTE_OPTIONS
 from ..tasks import Task
+from ._mcp import SessionTools
 from ._models import InfraGymObservation, InfraGymResetObservation, InfraGymState, ToolCallAction
 
 
@@ -74,8 +76,10 @@ class Episodes:
 
 
 class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, InfraGymState]):
-    """The environment of one WebSocket session. ``reset(task=..., seed=..., options=...)``
-    starts an episode of a served task; each ``step`` is one tool call."""
+    """The environment of one session. ``reset(task=..., seed=..., options=...)`` starts an
+    episode of a served task; each ``step`` is one tool call, and so is each MCP
+    ``tools/call`` (``mcp_client``, ``mcp_server`` and ``mcp_session`` are what OpenEnv's
+    MCP routes look for). Calls of a session run one at a time, in the order they came."""
 
     SUPPORTS_CONCURRENT_SESSIONS = True
 
@@ -87,6 +91,13 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
         self._state = InfraGymState()
         self._started = 0.0
         self._closed = False
+        self._turn = asyncio.Lock()  # a reset or a tool call at a time, from /ws or MCP
+        self._tools = SessionTools(self._mcp_call)
+        self.mcp_server = self._tools.server
+        self.mcp_client = self._tools.client
+
+    def mcp_session(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._tools.session()
 
     # -- OpenEnv's interface ---------------------------------------------------------------
 
@@ -113,6 +124,16 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
                 f"unknown reset argument(s) {', '.join(sorted(kwargs))}; known: task, seed, "
                 "episode_id, options"
             )
+        async with self._turn:
+            return await self._reset(seed, episode_id, task, options)
+
+    async def _reset(
+        self,
+        seed: int | None,
+        episode_id: str | None,
+        task: str | None,
+        options: Mapping[str, Any] | None,
+    ) -> InfraGymResetObservation:
         if self._closed:
             raise ConfigError("this session is closed: open a new connection")
         self._loop = asyncio.get_running_loop()
@@ -131,6 +152,7 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
         if self._episodes.closing:
             await self._end_episode()
             raise ResourceError("the server is shutting down: the episode was removed")
+        self._tools.offer(obs.tools)
         self._started = time.monotonic()
         self._state = InfraGymState(
             episode_id=episode_id or str(uuid.uuid4()),
@@ -142,31 +164,44 @@ class InfraGymEnvironment(Environment[ToolCallAction, InfraGymObservation, Infra
             agent_wall_s=obs.limits.agent_wall_s,
             command_timeout_s=obs.limits.command_timeout_s,
         )
-        return InfraGymResetObservation(
-            instructions=obs.instructions,
-            tools=obs.openai_tools(),
-            task=obs.task,
-            seed=obs.seed,
-            episode_id=self._state.episode_id or "",
-            dev_hosts=list(obs.dev_hosts),
-            variant=dict(obs.variant),
-            limits={
+        fields: dict[str, Any] = {
+            "instructions": obs.instructions,
+            "task": obs.task,
+            "seed": obs.seed,
+            "episode_id": self._state.episode_id or "",
+            "dev_hosts": list(obs.dev_hosts),
+            "variant": dict(obs.variant),
+            "limits": {
                 "max_steps": obs.limits.max_steps,
                 "agent_wall_s": obs.limits.agent_wall_s,
                 "command_timeout_s": obs.limits.command_timeout_s,
             },
-        )
+        }
+        # OpenEnv's MCPToolClient reads an observation with a "tools" field as a tool
+        # list and keeps only its metadata: the fields are there too (the tools are MCP's)
+        return InfraGymResetObservation(tools=obs.openai_tools(), metadata=fields, **fields)
 
     async def step_async(
         self, action: ToolCallAction, timeout_s: float | None = None, **kwargs: Any
     ) -> InfraGymObservation:
+        async with self._turn:
+            return await self._play(ToolCall(action.name, action.arguments, action.id))
+
+    async def _mcp_call(
+        self, name: str, arguments: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], bool]:
+        """An MCP tools/call: the same step, its observation as structured content."""
+        async with self._turn:
+            obs = await self._play(ToolCall(name, arguments))
+        return obs.content, obs.model_dump(mode="json"), obs.is_error
+
+    async def _play(self, call: ToolCall) -> InfraGymObservation:
         env = self._env
         if env is None:
             raise ConfigError(
                 "no episode is running: send reset first (a finished episode needs a new reset)"
             )
         self._state.step_count += 1
-        call = ToolCall(action.name, action.arguments, action.id)
         try:
             result = await env.step(call)
         except EpisodeError as exc:
