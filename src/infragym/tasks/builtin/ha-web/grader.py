@@ -65,6 +65,7 @@ OP_TIMEOUT_S = 1.0
 FAULT_S, GAP_S, START_S = 3.5, 2.0, 3.0
 TAIL_S = 7.0  # load after the last heal: the last host must come back in it
 POLL_S = 0.2  # how often every load balancer's addresses are read
+ONE_HOLDER_POLLS = 5  # the functional phase's last test: one holder of the VIP, 5 reads
 HEAL_GRACE_S = 2.0  # after a heal two masters may meet for an advert or two
 EJECT_S = 2.0  # a dead or frozen backend stops getting requests within this
 BACK_AFTER_S, BACK_SPAN_S = 3.0, 3.0  # a healed host serves again in this span after heal
@@ -221,12 +222,27 @@ def t_every_app(apps: Sequence[str]):  # type: ignore[no-untyped-def]
     return test
 
 
-def functional_tests(tier: Tier) -> list[tuple[str, object]]:
+def t_one_holder(cluster: Cluster, lbs: Sequence[str], vip: str):  # type: ignore[no-untyped-def]
+    async def test(p: HttpProbe) -> None:
+        for _ in range(ONE_HOLDER_POLLS):
+            holders = await asyncio.to_thread(vip_holders, cluster, lbs, vip)
+            if len(holders) != 1:
+                raise AssertionError(
+                    f"the VIP {vip} is held by {' and '.join(holders) or 'no load balancer'}; "
+                    "exactly one load balancer must hold it"
+                )
+            await asyncio.sleep(POLL_S)
+
+    return test
+
+
+def functional_tests(tier: Tier, cluster: Cluster, vip: str) -> list[tuple[str, object]]:
     return [
         ("root-through-vip", t_root),
         ("every-app-host-serves", t_every_app(tier.apps)),
         ("post-body-through-vip", t_echo),
         ("not-found-passes-through", t_not_found),
+        ("one-load-balancer-holds-the-vip", t_one_holder(cluster, tier.lbs, vip)),
     ]
 
 
@@ -468,12 +484,15 @@ async def deploy(tier: Tier, cluster: Cluster) -> list[str]:
     return [p for p in await asyncio.gather(*waits) if p]
 
 
-async def functional(tier: Tier, vip_url: str) -> dict[str, str | None]:
+async def functional(tier: Tier, cluster: Cluster, vip: str) -> dict[str, str | None]:
+    vip_url = f"http://{vip}:{tier.port}"
     async with HttpProbe.open({VIP_NODE: vip_url}, request_s=2.0) as probe:
         late = await probe.ready("/", 10.0)
         if late:
             return {"vip-answers": f"nothing answered at the VIP ({vip_url}) within 10 s"}
-        return await run_tests(functional_tests(tier), probe, per_test_s=8.0, total_s=30.0)  # type: ignore[arg-type]
+        return await run_tests(
+            functional_tests(tier, cluster, vip), probe, per_test_s=8.0, total_s=30.0
+        )  # type: ignore[arg-type]
 
 
 async def under_faults(
@@ -532,8 +551,7 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
     tests: dict[str, str | None] = {}
     if not problems:
         ctx.progress("functional tests through the VIP")
-        vip_url = f"http://{vip}:{tier.port}"
-        tests = await asyncio.to_thread(cluster.run_client, lambda: functional(tier, vip_url))
+        tests = await asyncio.to_thread(cluster.run_client, lambda: functional(tier, cluster, vip))
         notes += [f"functional test {n} failed: {e}" for n, e in tests.items() if e]
     result = record_functional(ctx.history, tests, "; ".join(problems) if problems else None)
     (ctx.artifacts_dir / "functional.json").write_text(
