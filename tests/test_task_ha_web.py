@@ -12,7 +12,6 @@ stopped gradings stop early in the load phase.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -29,7 +28,7 @@ from conftest import assert_no_leftovers, needs_root
 from histories import HistoryBuilder
 
 from infragym.checkers import CheckResult, Verdict
-from infragym.grading import GradeContext, grade_workspace
+from infragym.grading import GradeContext, grade_workspace, load_grader
 from infragym.history import History
 from infragym.sandbox import Cluster, _state
 from infragym.tasks import find_task, validate_layout
@@ -39,15 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def grader() -> ModuleType:
-    name = "ha_web_grader_under_test"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TASK.grader_path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The hidden grader's module, imported as grading imports it."""
+    return sys.modules[load_grader(TASK).__module__]
 
 
 def test_the_task_folder_is_valid() -> None:
@@ -178,6 +170,20 @@ def test_ejection_and_failover_are_measured_per_window() -> None:
     vip_load(slow, 8.5, 12)
     never = g.Failover(2.0, name="ejection", hosts=("app1",)).check(slow.build())
     assert never.verdict is Verdict.FAIL and "pause-app1 never" in never.explanation
+
+    tried = HistoryBuilder()
+    tried.fault("pause-app1", 5.0, 8.5, fault="pause", targets=("app1",))
+    # never ejected, but every other request goes elsewhere after a 0.3 s connect timeout
+    vip_load(tried, 0, 5)
+    for i in range(70):
+        t = 5.0 + i / 20
+        tried.op("read", "/whoami", t=t, done=t + (0.305 if i % 2 else 0.005), result="app2",
+                 intended=t, node="vip")  # fmt: skip
+    vip_load(tried, 8.5, 12)
+    h = tried.build()
+    assert g.Failover(2.0, hosts=("app1",)).check(h).verdict is Verdict.PASS  # all ok
+    ejection = g.Failover(2.0, name="ejection", hosts=("app1",), fast_s=g.EJECT_FAST_S)
+    assert ejection.check(h).verdict is Verdict.FAIL
 
 
 def test_back_to_strength_wants_each_healed_host_serving_again() -> None:

@@ -39,6 +39,7 @@ from infragym.grading import (
     GradeContext,
     GradeOutcome,
     HttpProbe,
+    ProbeTest,
     finish,
     not_run,
     record_functional,
@@ -214,7 +215,7 @@ async def t_not_found(p: HttpProbe) -> None:
     await p.expect_answer(VIP_NODE, f"/no-such-page-{p.tag}", 404)
 
 
-def t_every_app(apps: Sequence[str]):  # type: ignore[no-untyped-def]
+def t_every_app(apps: Sequence[str]) -> ProbeTest:
     async def test(p: HttpProbe) -> None:
         seen: set[str] = set()
         for _ in range(8 * len(apps)):
@@ -231,7 +232,7 @@ def t_every_app(apps: Sequence[str]):  # type: ignore[no-untyped-def]
     return test
 
 
-def t_one_holder(cluster: Cluster, lbs: Sequence[str], vip: str):  # type: ignore[no-untyped-def]
+def t_one_holder(cluster: Cluster, lbs: Sequence[str], vip: str) -> ProbeTest:
     async def test(p: HttpProbe) -> None:
         for _ in range(ONE_HOLDER_POLLS):
             holders = await asyncio.to_thread(vip_holders, cluster, lbs, vip)
@@ -245,7 +246,7 @@ def t_one_holder(cluster: Cluster, lbs: Sequence[str], vip: str):  # type: ignor
     return test
 
 
-def functional_tests(tier: Tier, cluster: Cluster, vip: str) -> list[tuple[str, object]]:
+def functional_tests(tier: Tier, cluster: Cluster, vip: str) -> list[tuple[str, ProbeTest]]:
     return [
         ("root-through-vip", t_root),
         ("every-app-host-serves", t_every_app(tier.apps)),
@@ -512,7 +513,7 @@ async def functional(tier: Tier, cluster: Cluster, vip: str) -> dict[str, str | 
             return {"vip-answers": f"nothing answered at the VIP ({vip_url}) within 10 s"}
         return await run_tests(
             functional_tests(tier, cluster, vip), probe, per_test_s=8.0, total_s=30.0
-        )  # type: ignore[arg-type]
+        )
 
 
 async def under_faults(
