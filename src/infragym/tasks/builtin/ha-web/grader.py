@@ -36,6 +36,7 @@ from infragym.checkers import (
     faulted_hosts,
 )
 from infragym.grading import (
+    ExpectationFailed,
     GradeContext,
     GradeOutcome,
     HttpProbe,
@@ -224,7 +225,7 @@ def t_every_app(apps: Sequence[str]) -> ProbeTest:
                 seen.add(body.decode("utf-8", "replace"))
         missing = sorted(set(apps) - seen)
         if missing:
-            raise AssertionError(
+            raise ExpectationFailed(
                 f"{8 * len(apps)} requests at the VIP never reached {', '.join(missing)} "
                 f"(answered by: {', '.join(sorted(seen)) or 'none'})"
             )
@@ -237,7 +238,7 @@ def t_one_holder(cluster: Cluster, lbs: Sequence[str], vip: str) -> ProbeTest:
         for _ in range(ONE_HOLDER_POLLS):
             holders = await asyncio.to_thread(vip_holders, cluster, lbs, vip)
             if len(holders) != 1:
-                raise AssertionError(
+                raise ExpectationFailed(
                     f"the VIP {vip} is held by {' and '.join(holders) or 'no load balancer'}; "
                     "exactly one load balancer must hold it"
                 )
