@@ -324,7 +324,7 @@ def test_a_failed_grading_leaves_nothing(tier: str, tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(GradeContext, "cluster", spy)
         result = asyncio.run(grade_workspace(TASK, TASK.solution(tier), 1, tmp_path))
-    assert result.error is None and result.reward.reward == 0.0
+    assert result.error is None and result.reward == 0.0
     if tier == "probe-static-vip":
         assert "exactly one load balancer must hold it" in " ".join(result.notes)
     assert run_ids
