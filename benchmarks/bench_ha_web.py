@@ -59,7 +59,7 @@ def grading_once(seed: int) -> tuple[float, float | None, dict[str, float]]:
     ends = [*marks[1:], (t0 + total, "end")]
     for (t, what), (t_next, _) in zip(marks, ends, strict=True):
         phases[what.split(" ")[0] + " " + what.split(" ")[1]] = t_next - t
-    reward = None if result.error else result.reward.reward
+    reward = None if result.error else round(result.reward, 3)
     return total, reward, phases
 
 
