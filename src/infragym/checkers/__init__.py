@@ -10,12 +10,15 @@ gives an unknown verdict instead of ending the run.
 - :class:`LostWrites`: acknowledged register writes missing from the final reads.
 - :class:`StaleReads`: reads of overwritten, never-written or failed-write values.
 - :class:`Linearizable`: per-key WGL search over read / write / cas.
+- :func:`failover_time`: seconds from a fault's start to the first second at an SLO, for
+  a window's (intended start, served) pairs (what Availability reports per window).
 - :class:`Recovery`: seconds from each heal to service again (the service as a whole,
   e.g. one host that cannot be available while it is crashed, but must come back).
 """
 
 from ._availability import Availability, faulted_hosts
 from ._base import Checker, CheckResult, Verdict, run_checker
+from ._failover import FAILOVER_SPAN_S, failover_time
 from ._latency import Latency
 from ._linearizable import Linearizable
 from ._lost_writes import LostWrites
@@ -24,6 +27,7 @@ from ._run import check_all
 from ._stale_reads import StaleReads
 
 __all__ = [
+    "FAILOVER_SPAN_S",
     "Availability",
     "CheckResult",
     "Checker",
@@ -34,6 +38,7 @@ __all__ = [
     "StaleReads",
     "Verdict",
     "check_all",
+    "failover_time",
     "faulted_hosts",
     "run_checker",
 ]

@@ -1,0 +1,32 @@
+#!/bin/sh
+# robust: on every load balancer haproxy (active health checks, fast ejection, retries
+# that redispatch; restarted if it dies) and keepalived (VRRPv3 over unicast, sub-second
+# adverts, giving up the VIP while haproxy is down; stale VIP and pid files of a crash
+# removed first); the provided application on the app hosts.
+set -u
+case "$ROLE" in
+app) exec /usr/bin/python3 /srv/app/app/server.py ;;
+lb) ;;
+*) echo "unknown ROLE $ROLE" >&2; exit 1 ;;
+esac
+RUN=/tmp/ha-web
+mkdir -p "$RUN"
+# a crash leaves this host's files and addresses: stale pid files would make keepalived
+# believe it is running already, a stale VIP would be held twice
+rm -f "$RUN"/*.pid
+ip addr del "$VIP_CIDR" dev eth0 2>/dev/null
+/usr/bin/python3 /srv/app/lb/render.py "$RUN" || exit 1
+echo 1 > "$RUN/haproxy-down"
+# haproxy, restarted whenever it exits; monitor.py writes haproxy-down, 1 while haproxy
+# is down or sees no backend up (this host cut off), which keepalived tracks (scripts
+# cannot run here: they would need to change groups) to leave the VIP to a peer
+(
+    while :; do
+        /usr/sbin/haproxy -db -f "$RUN/haproxy.cfg" &
+        wait $!
+        sleep 0.2
+    done
+) &
+/usr/bin/python3 /srv/app/lb/monitor.py "$RUN" &
+exec /usr/sbin/keepalived -n -l -D -f "$RUN/keepalived.conf" -p "$RUN/keepalived.pid" \
+    -r "$RUN/vrrp.pid" -c "$RUN/checkers.pid"
