@@ -21,7 +21,7 @@ import pytest
 from conftest import needs_root
 from tinytask import tiny_task
 
-from infragym.grading import Admission, Capacity, GradeResult, grade_workspace
+from infragym.grading import LIMITS, Admission, Capacity, GradeResult, grade_workspace
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
 from infragym.tasks import find_task, load_task
 
@@ -104,7 +104,17 @@ def test_a_system_that_burns_the_cpu_itself_is_scored_not_excused(tmp_path: Path
     assert r.error is None and not r.overloaded, r.error
     assert r.reward is not None, r
     assert r.health is not None and r.health["sut_cores"] >= 0.5, r.health
-    assert any("the system under test used" in n for n in r.notes), r.notes
+    # the pressure it caused is excused in a note; when the machine's stall stayed under
+    # the limit anyway (the load window's share of it varies), there was nothing to excuse
+    h = r.health
+    pressed = (
+        (h["cpu_stall"] or 0) > LIMITS.max_cpu_stall
+        or (h["ops"] >= LIMITS.min_ops and h["late_fraction"] > LIMITS.max_late_fraction)
+        or (h["fault_lag_max_s"] or 0) > LIMITS.max_fault_lag_s
+        or (h["pool_lag_max_s"] or 0) > LIMITS.max_pool_lag_s
+    )
+    noted = any("the system under test used" in n for n in r.notes)
+    assert noted == pressed, (h, r.notes)
 
 
 SLOW_SERVER = """
