@@ -12,7 +12,11 @@ of a host name; a schedule names one as ``"@name"`` with ``Nemesis(targets={"nam
 
 from __future__ import annotations
 
+import ipaddress
+import select
+import socket
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,12 +51,18 @@ class FaultTarget:
 
     @classmethod
     def holding(cls, address: str, among: Sequence[str] | None = None) -> FaultTarget:
-        """The first host (of ``among``, default all) whose network namespace holds
-        ``address`` now: the primary of a virtual IP (keepalived's MASTER)."""
+        """The host (of ``among``, default all) that holds ``address`` now and answers
+        the clients' ARP for it first: the primary of a virtual IP (keepalived's MASTER).
+
+        Holding it is not enough: the system under test could put the address where no
+        client reaches it (on ``lo``, or on ``eth0`` answering no ARP) on a host listed
+        first, and steer every fault meant for its primary onto that decoy. Of several
+        answering, the first reply is the one a client's kernel keeps."""
 
         def pick(cluster: Cluster) -> str | None:
-            for name in among if among is not None else cluster.names:
-                if address in host_addresses(cluster, name):
+            hosts = among if among is not None else cluster.names
+            for name in arp_answerers(cluster, address):
+                if name in hosts and address in host_addresses(cluster, name):
                     return name
             return None
 
@@ -89,3 +99,37 @@ def as_target(host: Any) -> FaultTarget | None:
     if callable(host):
         return FaultTarget(host)
     return None
+
+
+ARP_WAIT_S = 0.3
+_ETH_P_ARP = 0x0806
+
+
+def arp_answerers(cluster: Cluster, address: str, wait_s: float = ARP_WAIT_S) -> list[str]:
+    """The hosts that answer, within ``wait_s``, an ARP request for ``address`` the client
+    namespace broadcasts, in the order their replies came: those the clients can reach
+    at it."""
+    client = cluster.port("client")
+    target = ipaddress.IPv4Address(address).packed
+    own = bytes.fromhex(client.mac.replace(":", ""))
+    request = (
+        b"\xff" * 6 + own + b"\x08\x06"  # ethernet: broadcast, from the client, ARP
+        + b"\x00\x01\x08\x00\x06\x04\x00\x01"  # IPv4 over Ethernet, a request
+        + own + ipaddress.IPv4Address(client.address).packed + b"\x00" * 6 + target
+    )  # fmt: skip
+    by_mac = {bytes.fromhex(cluster.port(n).mac.replace(":", "")): n for n in cluster.names}
+    found: list[str] = []
+    with cluster.client_socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind(("eth0", _ETH_P_ARP))
+        s.send(request)
+        deadline = time.monotonic() + wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([s], [], [], left)[0]:
+                break
+            frame = s.recv(128)
+            # an ARP reply (operation 2) whose sender protocol address is ``address``
+            if frame[20:22] == b"\x00\x02" and frame[28:32] == target:
+                name = by_mac.get(frame[22:28])
+                if name is not None and name not in found:
+                    found.append(name)
+    return found
