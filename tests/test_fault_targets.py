@@ -4,6 +4,8 @@ live cluster (``nemesis.FaultTarget``), on a real cluster."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from types import SimpleNamespace
 
 import pytest
 from conftest import assert_no_leftovers, needs_root, start_http
@@ -193,3 +195,28 @@ def test_a_host_cannot_steer_the_holder_target_onto_a_decoy() -> None:
         assert FaultTarget.holding(vip, ["n1", "n2"]).resolve(c) is None
         run_id = c.run_id
     assert_no_leftovers(run_id)
+
+
+def test_a_pick_that_never_returns_skips_the_fault_instead_of_stalling_the_grading() -> None:
+    """A pick may ask the system under test (``cluster.run_client``), which may never
+    answer: the apply, which a heal and the grading's cancellation wait for, must not."""
+    release = threading.Event()
+
+    def ask_the_primary(cluster: Cluster) -> str | None:
+        release.wait(60)  # a request the system under test accepts and never answers
+        return "n1"
+
+    cluster = SimpleNamespace(names=HOSTS)
+    try:
+        crash = Crash(FaultTarget(ask_the_primary, "primary", timeout_s=0.2), "c")
+        assert crash.apply(cluster) == {  # type: ignore[arg-type]
+            "target": "primary",
+            "skipped": "the target named no host within 0.2 s",
+        }
+        assert crash.targets() == ()
+        iso = Partition.isolate(FaultTarget(ask_the_primary, timeout_s=0.2), HOSTS)
+        assert iso.apply(cluster)["skipped"] == "the target named no host within 0.2 s"  # type: ignore[arg-type]
+    finally:
+        release.set()
+    with pytest.raises(ConfigError, match="timeout_s must be a number of seconds > 0"):
+        FaultTarget(ask_the_primary, timeout_s=0)
