@@ -4,6 +4,8 @@ live cluster (``nemesis.FaultTarget``), on a real cluster."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from types import SimpleNamespace
 
 import pytest
 from conftest import assert_no_leftovers, needs_root, start_http
@@ -165,3 +167,56 @@ def test_fire_time_targets_in_specs_are_checked_before_anything_runs() -> None:
         Nemesis(None, History(), Clock(), targets={"primary": primary})  # type: ignore[arg-type,dict-item]
     with pytest.raises(ConfigError, match="isolating a host needs a second one"):
         Partition.isolate(primary, ["n1"])
+
+
+@needs_root
+def test_a_host_cannot_steer_the_holder_target_onto_a_decoy() -> None:
+    """The system under test may put the address on a host where no client reaches it (on
+    ``lo`` or ``eth0``, answering no ARP for it): the holder is the one the clients reach,
+    else a decoy listed first takes every fault meant for the real primary, which then
+    never has to fail over."""
+    with Cluster(3, net_admin=True) as c:
+        vip = c.free_addresses()[0]
+        quiet = [  # the host answers no ARP for the address
+            ["nft", "add table arp quiet"],
+            ["nft", "add chain arp quiet out { type filter hook output priority 0; }"],
+            ["nft", f"add rule arp quiet out arp saddr ip {vip} drop"],
+        ]
+        for host, cmds in (
+            ("n1", [*quiet, ["ip", "addr", "add", f"{vip}/32", "dev", "lo"]]),
+            ("n2", [*quiet, ["ip", "addr", "add", f"{vip}/32", "dev", "eth0"]]),
+            ("n3", [["ip", "addr", "add", f"{vip}/32", "dev", "eth0"]]),
+        ):
+            for cmd in cmds:
+                r = c[host].run(cmd, timeout=10)
+                assert r.returncode == 0, (cmd, r.stderr)
+        start_http(c["n3"])
+        assert FaultTarget.holding(vip).resolve(c) == "n3"
+        assert FaultTarget.holding(vip, ["n1", "n2"]).resolve(c) is None
+        run_id = c.run_id
+    assert_no_leftovers(run_id)
+
+
+def test_a_pick_that_never_returns_skips_the_fault_instead_of_stalling_the_grading() -> None:
+    """A pick may ask the system under test (``cluster.run_client``), which may never
+    answer: the apply, which a heal and the grading's cancellation wait for, must not."""
+    release = threading.Event()
+
+    def ask_the_primary(cluster: Cluster) -> str | None:
+        release.wait(60)  # a request the system under test accepts and never answers
+        return "n1"
+
+    cluster = SimpleNamespace(names=HOSTS)
+    try:
+        crash = Crash(FaultTarget(ask_the_primary, "primary", timeout_s=0.2), "c")
+        assert crash.apply(cluster) == {  # type: ignore[arg-type]
+            "target": "primary",
+            "skipped": "the target named no host within 0.2 s",
+        }
+        assert crash.targets() == ()
+        iso = Partition.isolate(FaultTarget(ask_the_primary, timeout_s=0.2), HOSTS)
+        assert iso.apply(cluster)["skipped"] == "the target named no host within 0.2 s"  # type: ignore[arg-type]
+    finally:
+        release.set()
+    with pytest.raises(ConfigError, match="timeout_s must be a number of seconds > 0"):
+        FaultTarget(ask_the_primary, timeout_s=0)

@@ -198,6 +198,22 @@ BAD = [
         "[topology.roles.a]\nhosts = 1\n[topology.roles.a.env]\nX = 3\n",
         "topology.roles.a.env.X must be a string",
     ),
+    (  # a NUL cannot reach a process's environment: exec would fail at every deploy
+        '[topology.roles.a]\nhosts = 1\n[topology.roles.a.env]\nX = "a\\u0000b"\n',
+        "topology.roles.a.env.X holds a NUL character",
+    ),
+    (
+        '[topology.roles.a]\nhosts = 1\n[contract.env]\nX = "\\u0000"\n',
+        "contract.env.X holds a NUL",
+    ),
+    (
+        '[variants]\nname = ["a", "b\\u0000"]\n[topology.roles.a]\nhosts = 1\n',
+        "variants.name: 'b\\x00' holds a NUL character",
+    ),
+    (  # longer than the kernel takes for one environment string (E2BIG at exec)
+        '[topology.roles.a]\nhosts = 1\n[topology.roles.a.env]\nX = "' + "x" * 70000 + '"\n',
+        "topology.roles.a.env.X is 70000 characters long; at most 65536",
+    ),
 ]
 
 

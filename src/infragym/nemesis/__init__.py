@@ -15,7 +15,7 @@ from ._process_faults import Crash, Pause
 from ._runner import Nemesis
 from ._schedule import FAULT_KINDS, Schedule, ScheduledFault, build_fault, random_schedule
 from ._sweep import SWEEP_KINDS, sweep_length, sweep_schedule
-from ._target import FaultTarget, host_addresses
+from ._target import FaultTarget, arp_answerers, host_addresses
 
 __all__ = [
     "FAULT_KINDS",
@@ -35,6 +35,7 @@ __all__ = [
     "Pause",
     "Schedule",
     "ScheduledFault",
+    "arp_answerers",
     "balanced_schedule",
     "build_fault",
     "fault_support",

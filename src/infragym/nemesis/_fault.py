@@ -114,10 +114,10 @@ class OneHostFault(Fault):
     def apply(self, cluster: Cluster) -> dict[str, Any]:
         if self.target is None:
             return self._inflict(cluster)
-        self.host = self.target.resolve(cluster)
+        self.host, detail = self.target.choose(cluster)
         if self.host is None:
-            return {"target": self.target.name, "skipped": "the target named no host"}
-        return {"target": self.target.name, **self._inflict(cluster)}
+            return detail
+        return {**detail, **self._inflict(cluster)}
 
     def heal(self, cluster: Cluster) -> None:
         if self.host is not None:

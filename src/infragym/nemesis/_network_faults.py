@@ -100,12 +100,12 @@ class Partition(Fault):
     def apply(self, cluster: Cluster) -> dict[str, Any]:
         if self._isolating is not None:
             target, hosts = self._isolating
-            host = target.resolve(cluster)
+            host, detail = target.choose(cluster)
             if host is None:
                 self.blocked = {}
-                return {"target": target.name, "skipped": "the target named no host"}
+                return detail
             self.blocked = _symmetric(_groups([[host], [h for h in hosts if h != host]]))
-            return {"target": target.name, **self._cut(cluster)}
+            return {**detail, **self._cut(cluster)}
         return self._cut(cluster)
 
     def _cut(self, cluster: Cluster) -> dict[str, Any]:

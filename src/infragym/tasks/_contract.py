@@ -16,6 +16,7 @@ from ._roles import ROLE_FIELD, Role, reserved_names
 from ._variants import CONTRACT_FIELDS, HOSTS
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_ENV_VALUE = 1 << 16  # the kernel takes 128 KiB per environment string (E2BIG at exec)
 
 
 def contract_env(
@@ -59,6 +60,13 @@ def env_table(
             continue
         if not isinstance(v, str):
             problems.append(f'{at} must be a string, not {v!r} (quote numbers: "8080")')
+            continue
+        if "\0" in v or len(v) > MAX_ENV_VALUE:
+            problems.append(
+                f"{at} holds a NUL character, which no environment can"
+                if "\0" in v
+                else f"{at} is {len(v)} characters long; at most {MAX_ENV_VALUE}"
+            )
             continue
         try:
             used = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(v)]

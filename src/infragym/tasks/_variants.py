@@ -249,6 +249,10 @@ def parse_variants(raw: Any, problems: list[str]) -> dict[str, tuple[Scalar, ...
                 f"{where}: {bad[0]!r} is not a string, number or boolean (values are scalars)"
             )
             continue
+        nul = [v for v in values if isinstance(v, str) and "\0" in v]
+        if nul:
+            problems.append(f"{where}: {nul[0]!r} holds a NUL character, which no environment can")
+            continue
         if len({type(v) for v in values}) > 1:
             problems.append(f"{where} mixes types ({values!r}): give values of one type")
             continue
