@@ -17,50 +17,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from infragym.sandbox import HOST_PYTHON, Cluster, _network, cleanup
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from orphans import orphan_at_moved_vip
 
-HOLD = r"""
-import socket, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8090))
-s.listen()
-conn, _ = s.accept()
-print("ACCEPTED", flush=True)
-time.sleep(3600)
-"""
+from infragym.sandbox import Cluster, _network
 
 
 def orphaned() -> Cluster:
     """A started cluster whose n1 left an orphaned connection at a VIP now on n2."""
     c = Cluster(2, net_admin=True).start()
-    n1, n2 = c.hosts
-    vip = c.free_addresses()[0]
-    n1.run(["ip", "addr", "add", f"{vip}/24", "dev", "eth0"], timeout=10)
-    n1.spawn("hold", [HOST_PYTHON, "-c", HOLD])
-    n1.wait_port(8090)
-    client = c.client_socket()
-    client.connect((vip, 8090))
-    while "ACCEPTED" not in n1.log("hold"):
-        time.sleep(0.005)
-    n1.run(["ip", "addr", "del", f"{vip}/24", "dev", "eth0"], timeout=10)
-    n2.run(["ip", "addr", "add", f"{vip}/24", "dev", "eth0"], timeout=10)
-    client_ns = c.client_netns
-    neigh = ["ip", "-n", client_ns, "neigh", "replace", vip, "lladdr", n2.mac, "dev", "eth0"]
-    subprocess.run(neigh, check=True)
-    n1.kill_all()
-    client.close()
-    fin_wait = ["ss", "-N", n1.netns, "-tanH", "state", "fin-wait-1"]
-    if (
-        f"{vip}:8090"
-        not in subprocess.run(fin_wait, capture_output=True, text=True, check=True).stdout
-    ):
-        raise RuntimeError("no orphaned connection was left: the scenario did not happen")
+    orphan_at_moved_vip(c)
     return c
 
 
@@ -98,9 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'teardown (median)':<34} {'before':>10} {'after':>10} {'':>4} {'ratio':>9}")
     row("orphan at a moved VIP (2 hosts)", orphaned, args.repeats, 1.0)
     row("plain 3-host cluster", lambda: Cluster(3).start(), 10 * args.repeats, 1000.0)
-    left = cleanup()
-    if left.removed_anything:
-        print(f"warning: benchmark left something behind: {left.summary()}")
     return 0
 
 

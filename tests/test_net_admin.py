@@ -30,6 +30,7 @@ from conftest import (
     send_measure,
     start_http,
 )
+from orphans import orphan_at_moved_vip
 
 from infragym import ConfigError
 from infragym.history import Clock, History
@@ -578,25 +579,13 @@ def test_cleanup_removes_what_a_killed_runs_faults_left_in_the_machine() -> None
     assert_no_leftovers(run_id)
 
 
-HOLD = r"""
-import socket, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8090))
-s.listen()
-conn, _ = s.accept()
-print("ACCEPTED", flush=True)
-time.sleep(3600)
-"""
-
-
 def test_a_moved_vips_orphaned_connection_does_not_hold_up_teardown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """ha-web after a fault sweep: a load balancer dies holding a connection at the VIP,
-    which has moved to its peer. Its FIN is acknowledged to the VIP's new holder, never to
-    it, so the orphaned socket retransmits for a minute and more, and held the namespace
-    and its veth: teardown waited out its 10 s for the link. Now the link goes at once."""
+    which has moved to its peer. The orphaned socket (:func:`orphan_at_moved_vip`) held
+    the namespace and its veth: teardown waited out its 10 s for the link. Now the link
+    goes at once and nothing is left."""
     waits: list[bool] = []
     real_wait = _network.wait_links_gone
 
@@ -607,28 +596,6 @@ def test_a_moved_vips_orphaned_connection_does_not_hold_up_teardown(
 
     monkeypatch.setattr(_network, "wait_links_gone", spy)
     with Cluster(2, net_admin=True) as c:
-        n1, n2 = c.hosts
-        vip = c.free_addresses()[0]
-        sh(n1, f"ip addr add {vip}/24 dev eth0")
-        py(n1, SEND_GARP, n1.mac, vip)
-        n1.spawn("hold", [HOST_PYTHON, "-c", HOLD])
-        n1.wait_port(8090)
-        client = c.client_socket()
-        try:
-            client.connect((vip, 8090))
-            deadline = time.monotonic() + 10
-            while "ACCEPTED" not in n1.log("hold") and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert "ACCEPTED" in n1.log("hold")
-            time.sleep(1.2)  # past the lock time of the client's neighbour entry
-            sh(n1, f"ip addr del {vip}/24 dev eth0")
-            sh(n2, f"ip addr add {vip}/24 dev eth0")
-            py(n2, SEND_GARP, n2.mac, vip)
-            n1.kill_all()  # a crash: the kernel closes the connection for the dead server
-            fin_wait = ["ss", "-N", n1.netns, "-tanH", "state", "fin-wait-1"]
-            orphans = subprocess.run(fin_wait, capture_output=True, text=True, check=True)
-            assert f"{vip}:8090" in orphans.stdout, "no orphaned connection: nothing tested"
-        finally:
-            client.close()
+        orphan_at_moved_vip(c)
     assert waits == [True], "teardown waited out its timeout for a link"
     assert_no_leftovers(c.run_id)
