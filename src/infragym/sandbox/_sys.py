@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from .._errors import CapabilityError, PrivilegeError, ResourceError
+from .._errors import CapabilityError, InfraGymError, PrivilegeError, ResourceError
 from ._netns import run_in_netns, socket_in_netns
 
 T = TypeVar("T")
@@ -212,13 +212,23 @@ def abort_sockets(namespaces: Sequence[str]) -> None:
     100 s). A FIN goes unacknowledged when the peer's replies go elsewhere: a virtual IP
     that moved to another host (ha-web's load balancers after a fault sweep) or a partition.
     Best effort: on a kernel without CONFIG_INET_DIAG_DESTROY the orphans remain and the
-    caller's wait for the links is what is left. ``ss`` runs only where a socket is left
-    (most teardowns have none, and it costs a few milliseconds a namespace).
+    caller's wait for the links is what is left, and so it never raises: a namespace gone
+    meanwhile, a missing or stuck ``ss`` leave the teardown to go on. ``ss`` runs only
+    where a socket is left (most teardowns have none, and it costs a few milliseconds).
     """
-    left = [ns for ns in namespaces if run_in_netns(ns, _tcp_sockets_in_use) > 0]
-    procs = [start(["ss", "-N", ns, "-K", "-t", "-a", "-n", "-H"], "") for ns in left]
+    procs = []
+    for ns in namespaces:
+        try:
+            if run_in_netns(ns, _tcp_sockets_in_use) > 0:
+                procs.append(start(["ss", "-N", ns, "-K", "-t", "-a", "-n", "-H"], ""))
+        except (OSError, ValueError, InfraGymError):
+            continue
     for proc in procs:
-        finish(proc)
+        try:
+            finish(proc, timeout=5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _tcp_sockets_in_use() -> int:
