@@ -15,6 +15,7 @@ from conftest import assert_no_leftovers, leftovers, needs_root, start_http
 
 from infragym import ConfigError, PrivilegeError, ProcessError
 from infragym.sandbox import HOST_PYTHON, Cluster, Limits, _state, cleanup
+from infragym.sandbox._sys import abort_sockets
 
 pytestmark = needs_root
 
@@ -354,3 +355,30 @@ def test_cleanup_of_one_owner_spares_a_later_process_that_reused_its_pid() -> No
         assert _state.RunRecord.load(rec.run_id) is None
     finally:
         rec.remove()
+
+
+@needs_root
+def test_abort_sockets_ends_what_a_namespace_holds_and_never_raises(
+    cluster3: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What teardown runs before deleting the namespaces (orphans would hold them): it
+    aborts every TCP socket left there, and a missing namespace or `ss` stops nothing."""
+    h = cluster3.hosts[0]
+
+    def listening() -> str:
+        ss = ["ss", "-N", h.netns, "-tlnH"]
+        return subprocess.run(ss, capture_output=True, text=True, check=True).stdout
+
+    s = h.socket()
+    try:
+        s.bind((h.address, 0))
+        s.listen()
+        port = f"{h.address}:{s.getsockname()[1]}"
+        monkeypatch.setenv("PATH", "/nonexistent")
+        abort_sockets([h.netns, "ig-no-such-namespace"])  # no ss: nothing done, no error
+        monkeypatch.undo()
+        assert port in listening()
+        abort_sockets([h.netns])
+        assert port not in listening()
+    finally:
+        s.close()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -30,11 +30,12 @@ from conftest import (
     send_measure,
     start_http,
 )
+from orphans import orphan_at_moved_vip
 
 from infragym import ConfigError
 from infragym.history import Clock, History
 from infragym.nemesis import Bandwidth, Latency, Nemesis, PacketLoss, Partition
-from infragym.sandbox import HOST_PYTHON, Cluster, Host, cleanup
+from infragym.sandbox import HOST_PYTHON, Cluster, Host, _network, cleanup
 
 pytestmark = needs_root
 
@@ -576,3 +577,25 @@ def test_cleanup_removes_what_a_killed_runs_faults_left_in_the_machine() -> None
     report = cleanup(owner_pid=p.pid)
     assert run_id in report.runs and len(report.tables) >= 3, report
     assert_no_leftovers(run_id)
+
+
+def test_a_moved_vips_orphaned_connection_does_not_hold_up_teardown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ha-web after a fault sweep: a load balancer dies holding a connection at the VIP,
+    which has moved to its peer. The orphaned socket (:func:`orphan_at_moved_vip`) held
+    the namespace and its veth: teardown waited out its 10 s for the link. Now the link
+    goes at once and nothing is left."""
+    waits: list[bool] = []
+    real_wait = _network.wait_links_gone
+
+    def spy(names: Sequence[str], timeout: float) -> bool:
+        gone = real_wait(names, timeout)
+        waits.append(gone)
+        return gone
+
+    monkeypatch.setattr(_network, "wait_links_gone", spy)
+    with Cluster(2, net_admin=True) as c:
+        orphan_at_moved_vip(c)
+    assert waits == [True], "teardown waited out its timeout for a link"
+    assert_no_leftovers(c.run_id)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import _cgroup, _state
 from ._switch import delete_run_tables, run_tables
-from ._sys import ip_batch, list_links, list_netns, mounts_under, umount
+from ._sys import abort_sockets, ip_batch, list_links, list_netns, mounts_under, umount
 from ._tree import remove_tree
 
 
@@ -166,6 +166,7 @@ def _sweep_run(run_id: str, report: CleanupReport) -> None:
     ns = [n for n in list_netns() if _state.run_id_of_netns(n) == run_id]
     links = [n for n in list_links() if _state.run_id_of_link(n) == run_id]
     try:
+        abort_sockets(ns)  # the processes are dead: their orphans would keep the links
         ip_batch([f"netns del {n}" for n in ns], check=False)
         report.namespaces += ns
         remaining = set(list_links())

@@ -20,7 +20,15 @@ from .._errors import ResourceError
 from . import _state
 from ._netns import run_in_netns
 from ._switch import Port, Switch, wait_deleted
-from ._sys import NETNS_DIR, finish, ip_batch, list_links, start, wait_links_gone
+from ._sys import (
+    NETNS_DIR,
+    abort_sockets,
+    finish,
+    ip_batch,
+    list_links,
+    start,
+    wait_links_gone,
+)
 from ._userns import add_owned_netns
 
 __all__ = [
@@ -170,7 +178,11 @@ class Network:
         deleting = self.switch.close()
         try:
             names = [_state.netns_name(self.run_id, n) for n in self.ports] + [self.proxy.netns]
-            lines = [f"netns del {ns}" for ns in dict.fromkeys(names) if (NETNS_DIR / ns).exists()]
+            existing = [ns for ns in dict.fromkeys(names) if (NETNS_DIR / ns).exists()]
+            # what the hosts' dead processes left open would keep a namespace, and its
+            # veth, for up to a minute and more
+            abort_sockets(existing)
+            lines = [f"netns del {ns}" for ns in existing]
             if Path(f"/sys/class/net/{self.bridge}").exists():
                 lines.append(f"link del {self.bridge}")
             ip_batch(lines, check=False)
