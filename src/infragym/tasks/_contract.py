@@ -49,7 +49,7 @@ class Subnet:
 
 def subnet_index_problem(index: str, variants: Mapping[str, Any]) -> str | None:
     """Why ``{subnet[index]}`` cannot name an address of every cluster (None: it can)."""
-    values = [int(index)] if index.isdigit() else list(variants.get(index, ()))
+    values = [int(index)] if re.fullmatch("[0-9]{1,3}", index) else list(variants.get(index, ()))
     if not values:
         return f"{index!r} is neither a number nor a variants key"
     bad = [v for v in values if type(v) is not int or not 1 <= v <= MAX_SUBNET_INDEX]
