@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_ha_web.py [--repeats 11] [--gradings 1] [--seed 1]
 
-1. The cluster of ha-web's default shape (2 load balancers with `net_admin`, each in a
-   user namespace of its own, 2 app hosts, and the client namespace) against the floor of
+1. The cluster of ha-web's default variant as its roles build it (2 load balancers with
+   `net_admin`, each in a user namespace of its own, 2 app hosts, each host's CPU quota and
+   memory, and the client namespace) against the floor of
    bare `ip` commands building the same 5 namespaces, bridge and veths (bench_cluster's),
    interleaved in one run. infragym does more (cgroups, sized tmpfs disks, the switch's
    guard, two user namespaces), so the ratio says what that costs.
@@ -31,12 +32,12 @@ from infragym.grading import grade_workspace
 from infragym.sandbox import Cluster, cleanup
 from infragym.tasks import find_task
 
-LBS, APPS = ["lb1", "lb2"], ["app1", "app2"]
+DEFAULT = find_task("ha-web").spec.variant()  # lb1 lb2 (net_admin), app1 app2
 
 
 def ha_cluster_once() -> tuple[float, float]:
     t0 = time.perf_counter()
-    c = Cluster([*LBS, *APPS], net_admin=LBS).start()
+    c = Cluster(list(DEFAULT.host_names), **DEFAULT.cluster_options()).start()
     t1 = time.perf_counter()
     c.close()
     t2 = time.perf_counter()
@@ -76,7 +77,7 @@ def main() -> int:
     floor: list[tuple[float, float]] = []
     for r in range(args.repeats):  # interleaved so machine noise hits both alike
         ours.append(ha_cluster_once())
-        floor.append(floor_once(len(LBS) + len(APPS) + 1, f"{r % 10}"))
+        floor.append(floor_once(len(DEFAULT.host_names) + 1, f"{r % 10}"))
     print(f"{'what':<9} {'ha-web ms':>10} {'floor ms':>9} {'ratio':>6}")
     for what, idx in (("up", 0), ("down", 1), ("up+down", 2)):
         a = statistics.median(x[0] + x[1] if idx == 2 else x[idx] for x in ours)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,7 +137,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 def test_list_show_validate() -> None:
     r = run("list", "--json")
     assert r.returncode == 0, r.stderr
-    assert "kv-replicated" in [t["name"] for t in json.loads(r.stdout)]
+    listed = {t["name"]: t for t in json.loads(r.stdout)}
+    assert "kv-replicated" in listed and listed["kv-replicated"]["roles"] == {}
+    # a task of roles is listed by role, with the host counts its variants may draw
+    assert listed["ha-web"]["roles"] == {"lb": [2, 3], "app": [2, 3]}
+    assert re.search(r"ha-web +│ lb 2-3, app 2-3 ", run("list").stdout)
+    shown = " ".join(run("show", "ha-web", "--seed", "4").stdout.split())  # unwrapped
+    assert "hosts 6 (dev 6)" in shown and "hosts lb edge1, edge2, edge3; app web1" in shown
     r = run("show", "kv-replicated")
     assert r.returncode == 0 and "Deployment contract" in r.stdout
     assert "variants: 216 distinct" in r.stdout and "the default variant" in r.stdout

@@ -28,6 +28,7 @@ from conftest import assert_no_leftovers, needs_root
 from histories import HistoryBuilder
 
 from infragym.checkers import CheckResult, Verdict
+from infragym.env import SyncEnv, ToolCall, make
 from infragym.grading import GradeContext, grade_workspace, load_grader
 from infragym.history import History
 from infragym.sandbox import Cluster, _state
@@ -53,44 +54,107 @@ def test_the_tier_is_named_and_swept_by_the_variant() -> None:
     g = grader()
     seen = set()
     for seed in range(1, 40):
-        tier = g.Tier.of(TASK.spec.variant(seed))
+        v = TASK.spec.variant(seed)
+        tier = g.Tier.of(v)
         seen.add((len(tier.lbs), len(tier.apps)))
-        assert tier.lbs[0][:-1] == str(TASK.spec.variant(seed)["lb_prefix"])
+        assert tier.lbs == tuple(f"{v['lb_prefix']}{i + 1}" for i in range(int(v["lbs"])))
+        assert tier.apps == tuple(f"{v['app_prefix']}{i + 1}" for i in range(int(v["apps"])))
+        # the roles make the hosts, load balancers first; the agent's dev hosts are the same
+        assert v.host_names == v.dev_host_names == (*tier.lbs, *tier.apps)
+        assert {n: r.net_admin for n, r in v.resources.items()} == {
+            **dict.fromkeys(tier.lbs, True),
+            **dict.fromkeys(tier.apps, False),
+        }
         order = tier.sweep_order()
-        assert sorted(order) == sorted(tier.hosts)
+        assert sorted(order) == sorted(v.host_names)
         # roles alternate while both last: an LB's next fault is never right after its own
         assert all(
             order[i] in tier.lbs for i in range(0, 2 * min(len(tier.lbs), len(tier.apps)), 2)
         )
         schedule = g.sweep_schedule(order, fault_s=g.FAULT_S, gap_s=g.GAP_S, start=g.START_S)
         kinds = {(f.spec.kind, f.spec.targets[0]) for f in schedule.faults}
-        assert kinds == {(k, h) for k in ("crash", "pause", "partition") for h in tier.hosts}
+        assert kinds == {(k, h) for k in ("crash", "pause", "partition") for h in v.host_names}
     assert seen == {(2, 2), (2, 3), (3, 2), (3, 3)}
 
 
+ENV_NAMES = ("ROLE", "NODE_ID", "NODE_ADDRESS", "LBS", "APPS", "VIP", "VIP_CIDR", "PORT",
+             "APP_PORT", "FAILOVER_S", "DATA_DIR")  # fmt: skip
+SHOW_ENV = " ; ".join(f'echo "{n}=${n}"' for n in ENV_NAMES)
+
+
+def shown_env(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line.split("=")[0] in ENV_NAMES)
+
+
 @needs_root
-def test_the_contract_gives_each_role_its_addresses_and_a_free_vip() -> None:
+def test_the_agents_dev_hosts_are_the_tier_with_the_graders_contract(tmp_path: Path) -> None:
+    """The agent's dev hosts are the variant's load balancers (which may add the VIP) and
+    app hosts, each with the contract's environment in host_bash, the same the grader
+    gives the production hosts of that cluster; the provided app starts on an app host."""
     g = grader()
-    tier = g.Tier.of(TASK.spec.variant(4))  # 3 load balancers, 3 app hosts
-    with Cluster(list(tier.hosts), net_admin=list(tier.lbs)) as c:
-        vip = tier.vip(c)
-        assert vip in c.free_addresses() and vip.endswith(f".{tier.vip_host}")
-        env = {h.name: g.host_env(tier, c, h) for h in c.hosts}
-        assert {e["ROLE"] for n, e in env.items() if n in tier.lbs} == {"lb"}
-        assert {e["ROLE"] for n, e in env.items() if n in tier.apps} == {"app"}
-        lb = env[tier.lbs[1]]
-        assert lb["LBS"] == ",".join(f"{n}={c.host(n).address}" for n in tier.lbs)
-        assert lb["APPS"] == ",".join(f"{n}={c.host(n).address}" for n in tier.apps)
-        assert lb["VIP_CIDR"] == f"{vip}/{c.subnet.prefixlen}" and lb["PORT"] == str(tier.port)
-        # a load balancer may own the VIP; the grader sees who holds it from outside
+    seed = 4
+    v = TASK.spec.variant(seed)
+    tier = g.Tier.of(v)
+    assert (len(tier.lbs), len(tier.apps)) == (3, 3)
+    env = SyncEnv(make("ha-web", artifacts_dir=tmp_path / "art"))
+    try:
+        obs = env.reset(seed=seed)
+        assert obs.dev_hosts == (*tier.lbs, *tier.apps)
+        assert "host_bash" in {t.name for t in obs.tools}
+        c = env.env.dev_cluster
+        assert c is not None and c.subnet is not None
+
+        def host_bash(host: str, command: str, background: bool = False) -> str:
+            call = {"host": host, "command": command, "background": background}
+            return str(env.step(ToolCall("host_bash", call)).observation.content)
+
+        vip = str(c.subnet.network_address + int(v["vip_host"]))
+        assert vip in c.free_addresses()
+        # what the grader would give these hosts (production hosts are built the same)
+        graders = g.contract_envs(v, c)
+        assert g.vip_of(c, graders) == vip
+        lbs = ",".join(f"{n}={c.host(n).address}" for n in tier.lbs)
+        apps = ",".join(f"{n}={c.host(n).address}" for n in tier.apps)
+        for name in (tier.lbs[1], tier.apps[0]):
+            seen = shown_env(host_bash(name, SHOW_ENV))
+            assert seen == graders[name]
+            assert seen == {
+                "ROLE": "lb" if name in tier.lbs else "app",
+                "NODE_ID": name,
+                "NODE_ADDRESS": c.host(name).address,
+                "LBS": lbs,
+                "APPS": apps,
+                "VIP": vip,
+                "VIP_CIDR": f"{vip}/24",
+                "PORT": str(v["port"]),
+                "APP_PORT": str(v["app_port"]),
+                "FAILOVER_S": str(v["failover_s"]),
+                "DATA_DIR": "/srv/data",
+            }
+        # a load balancer may own the VIP (keepalived does so); an app host may not
         assert g.vip_holders(c, tier.lbs, vip) == []
-        r = c.host(tier.lbs[1]).run(["ip", "addr", "add", lb["VIP_CIDR"], "dev", "eth0"])
-        assert r.returncode == 0, r.stderr
+        out = host_bash(tier.lbs[1], 'ip addr add "$VIP_CIDR" dev eth0 && echo added')
+        assert "added" in out, out
         assert g.vip_holders(c, tier.lbs, vip) == [tier.lbs[1]]
-        # an app host may not: it has no network capabilities
-        app = c.host(tier.apps[0])
-        assert app.run(["ip", "addr", "add", lb["VIP_CIDR"], "dev", "eth0"]).returncode != 0
-    assert_no_leftovers(c.run_id)
+        out = host_bash(tier.apps[0], 'ip addr add "$VIP_CIDR" dev eth0 || echo refused')
+        assert "refused" in out, out
+        # the workspace's start.sh runs the provided app on an app host, reachable by a
+        # load balancer at the contract's address and port
+        app = tier.apps[1]
+        out = host_bash(app, "/bin/sh /srv/app/start.sh", background=True)
+        assert f"started bg1 on {app}" in out, out
+        url = f"http://{c.host(app).address}:{v['app_port']}/whoami"
+        fetch = (
+            "for i in $(seq 50); do python3 -c 'import sys, urllib.request; "
+            f"print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' {url} "
+            "2>/dev/null && break; sleep 0.2; done"
+        )
+        assert app in host_bash(tier.lbs[0], fetch).splitlines()
+        ids = [c.run_id]
+    finally:
+        env.close()
+    for run_id in ids:
+        assert_no_leftovers(run_id)
 
 
 # -- the checks, on histories written by hand ----------------------------------------------

@@ -106,6 +106,40 @@ def test_each_role_gets_its_own_contract_env_and_the_others_addresses(tmp_path: 
     assert t.spec.contract_names() == ["ROLE", "PORT", "BACKENDS", "LB_PEERS"]
 
 
+def test_the_contract_may_name_the_clusters_subnet_and_its_addresses(tmp_path: Path) -> None:
+    vip = '[topology.roles.lb.env]\nVIP = "{subnet[vip_host]}/{prefixlen}"\n'
+    roles = ROLES.replace("port = ", "vip_host = [200, 7]\nport = ", 1)
+    roles = roles.replace('ROLE = "{role}"', 'ROLE = "{role}"\nNET = "{subnet} .{subnet[9]}"')
+    t = load_task(role_task(tmp_path, roles.replace("[topology.roles.lb.env]\n", vip)))
+    v = t.spec.variant(seed_where(t.spec, lambda v: v["vip_host"] == 7))
+    hosts = {n: f"198.18.6.{i}" for i, n in enumerate(v.host_names, 1)}
+    lb = t.spec.host_env("lb1", hosts, v, "198.18.6.0/24")
+    assert lb["VIP"] == "198.18.6.7/24" and lb["NET"] == "198.18.6.0/24 .198.18.6.9"
+    assert t.spec.host_env("app1", hosts, v, "198.18.6.0/24")["NET"] == lb["NET"]
+    # the subnet is the cluster's: without it the contract cannot be filled in
+    with pytest.raises(ConfigError, match=r"names \{subnet\}: give host_env the cluster's"):
+        t.spec.host_env("lb1", hosts, v)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("{subnet[0]}", "{subnet[...]}: an address's number is 1-254, not 0"),
+        ("{subnet[255]}", "an address's number is 1-254, not 255"),
+        ("{subnet[port]}", "an address's number is 1-254, not 8080"),
+        ("{subnet[app_prefix]}", "an address's number is 1-254, not 'app'"),
+        ("{subnet[gateway]}", "'gateway' is neither a number nor a variants key"),
+        ("{subnet[]}", "'' is neither a number nor a variants key"),
+        ("{subnet:>20}", "unknown placeholder {subnet}"),
+        ("{net[3]}", "unknown placeholder {net[3]}"),
+    ],
+)
+def test_bad_subnet_addresses_are_rejected(tmp_path: Path, value: str, message: str) -> None:
+    roles = ROLES.replace('ROLE = "{role}"', f'ROLE = "{{role}}"\nVIP = "{value}"')
+    problems = validate_layout(role_task(tmp_path, roles))
+    assert any(message in p for p in problems), problems
+
+
 def test_cluster_options_carry_each_roles_resources(tmp_path: Path) -> None:
     v = load_task(role_task(tmp_path)).spec.variant()
     opts = v.cluster_options(base=Limits(pids=64))
@@ -181,6 +215,10 @@ BAD = [
     (
         "[variants]\na_names = [1, 2]\n[topology.roles.a]\nhosts = 1\n",
         "variants.a_names: 'a_names' is a name of role a's names",
+    ),
+    (
+        "[variants]\nsubnet = [1, 2]\n[topology.roles.a]\nhosts = 1\n",
+        "variants.subnet: 'subnet' is a name the platform fills in itself",
     ),
     (
         "[variants]\nrole = [1, 2]\n[topology.roles.a]\nhosts = 1\n",

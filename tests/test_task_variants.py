@@ -424,7 +424,7 @@ def test_kv_replicated_deploys_with_the_contract_env_of_the_variant(kv: ModuleTy
     v = KV.spec.variant(seed_where(KV.spec.variant, lambda v: v["hosts"] == 5))
     names = list(v.host_names)
     hosts = [SimpleNamespace(name=n, address=f"198.18.4.{i}") for i, n in enumerate(names, 1)]
-    env = kv.service(v).contract.env(SimpleNamespace(hosts=hosts), hosts[3])
+    env = kv.service(v).contract.env(SimpleNamespace(hosts=hosts, subnet="198.18.4.0/24"), hosts[3])
     assert env == KV.spec.host_env(names[3], {h.name: h.address for h in hosts}, v)
     assert env["PORT"] == str(v["port"]) and env["NODE_ID"] == names[3]
     assert env["PEERS"] == ",".join(f"{h.name}={h.address}" for h in hosts)

@@ -165,7 +165,7 @@ def test_kv_replicated_declares_the_contract_its_grader_gives_production_hosts()
         variant = task.spec.variant(seed)
         hosts = [SimpleNamespace(name=n, address=f"198.18.4.{i}")
                  for i, n in enumerate(variant.host_names, 1)]
-        cluster = SimpleNamespace(hosts=hosts)
+        cluster = SimpleNamespace(hosts=hosts, subnet="198.18.4.0/24")
         addresses = {h.name: h.address for h in hosts}
         contract = grader.service(variant).contract
         assert contract.port == variant["port"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -21,6 +22,26 @@ from ._common import (
 )
 from ._play import cmd_play as cmd_play  # noqa: PLC0414 (_parser imports it from here)
 
+if TYPE_CHECKING:
+    from ..tasks import TaskSpec
+
+
+def role_counts(spec: TaskSpec) -> dict[str, list[int]]:
+    """Each role's host counts across the variants, smallest to largest ({} without roles)."""
+    return {
+        r.name: sorted({int(n) for n in r.choices("hosts", spec.variants)})
+        for r in spec.topology.roles
+    }
+
+
+def hosts_column(spec: TaskSpec) -> str:
+    """``4``, or with roles ``lb 2-3, app 2-3``."""
+    counts = role_counts(spec)
+    if not counts:
+        return str(spec.topology.hosts)
+    shown = (f"{c[0]}" if len(c) == 1 else f"{c[0]}-{c[-1]}" for c in counts.values())
+    return ", ".join(f"{r} {n}" for r, n in zip(counts, shown, strict=True))
+
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ..tasks import list_tasks
@@ -36,6 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "summary": t.spec.summary,
                         "tags": list(t.spec.tags),
                         "hosts": t.spec.topology.hosts,
+                        "roles": role_counts(t.spec),
                         "variants": t.spec.variant_count,
                         "requires": {"apt": list(t.spec.apt)},
                         "ready": not missing[t.name],
@@ -53,7 +75,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for task in tasks:
         t.add_row(
             task.name,
-            str(task.spec.topology.hosts),
+            hosts_column(task.spec),
             readiness(missing[task.name]),
             ", ".join(task.spec.tags),
             task.spec.summary,

@@ -138,7 +138,8 @@ class Env:
             raise
         assert ep.workstation is not None
         hosts = {h.name: h.address for h in ep.cluster.hosts} if ep.cluster else {}
-        contract = {n: self.task.spec.host_env(n, hosts, variant) for n in hosts}
+        subnet = ep.cluster.subnet if ep.cluster else None
+        contract = {n: self.task.spec.host_env(n, hosts, variant, subnet) for n in hosts}
         ep.toolbox = Toolbox(ep.workstation, ep.cluster, self.limits, self.options, contract)
         ep.started = time.monotonic()
         ep.deadline = ep.started + self.limits.agent_wall_s

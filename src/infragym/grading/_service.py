@@ -64,7 +64,8 @@ def env_from_spec(
     the default variant; give ``ctx.variant``): what the dev hosts got."""
 
     def env(cluster: Cluster, host: Host) -> dict[str, str]:
-        return spec.host_env(host.name, {h.name: h.address for h in cluster.hosts}, variant)
+        hosts = {h.name: h.address for h in cluster.hosts}
+        return spec.host_env(host.name, hosts, variant, cluster.subnet)
 
     return env
 

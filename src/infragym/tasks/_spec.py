@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
@@ -27,7 +28,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..probes import probe
-from ._contract import contract_env, env_table
+from ._contract import PREFIXLEN, SUBNET, Subnet, contract_env, env_table
 from ._packages import missing_packages, parse_requires, require_packages
 from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
 from ._validation import STARTER, Validation, parse_validation, probe_problems
@@ -105,14 +106,20 @@ class TaskSpec:
         return Variant(values, names, host_names(values, dev))
 
     def host_env(
-        self, node_id: str, hosts: Mapping[str, str], variant: Variant | None = None
+        self,
+        node_id: str,
+        hosts: Mapping[str, str],
+        variant: Variant | None = None,
+        subnet: ipaddress.IPv4Network | str | None = None,
     ) -> dict[str, str]:
         """The ``[contract.env]`` of one host of a cluster (``hosts``: name to address):
         ``{node_id}`` is its name, ``{address}`` its address, ``{peers}`` every host of the
         cluster as ``name=address`` joined by commas (itself included); a variant key
         (``{port}``) its value in ``variant`` (default: the default variant), ``{hosts}``
         the cluster's host count. With roles, ``{role}`` is the host's role, the role's
-        ``env`` is added and ``{r_names}`` etc. list each role's hosts of ``hosts``."""
+        ``env`` is added and ``{r_names}`` etc. list each role's hosts of ``hosts``.
+        ``{subnet}``, ``{subnet[n]}`` and ``{prefixlen}`` need the cluster's ``subnet``
+        (a ConfigError without it)."""
         v = variant if variant is not None else self.variant()
         values = {
             **v.env_values(),
@@ -123,11 +130,23 @@ class TaskSpec:
             "address": hosts[node_id],
             "peers": ",".join(f"{n}={a}" for n, a in hosts.items()),
         }
+        fields: dict[str, Any] = values
+        if subnet is not None:
+            net = Subnet(subnet, v)
+            fields = {**values, SUBNET: net, PREFIXLEN: str(net.net.prefixlen)}
         env = dict(self.contract_env)
         for role in self.topology.roles:
             if values[ROLE_FIELD] == role.name:
                 env.update(role.env)
-        return {k: val.format_map(values) for k, val in env.items()}
+        try:
+            return {k: val.format_map(fields) for k, val in env.items()}
+        except KeyError as exc:
+            if exc.args[0] not in (SUBNET, PREFIXLEN):
+                raise
+            raise ConfigError(
+                f"the contract of {self.name} names {{{exc.args[0]}}}: give host_env the "
+                "cluster's subnet"
+            ) from None
 
     def contract_names(self) -> list[str]:
         """Every variable name the contract sets on some host (``[contract.env]``, roles')."""

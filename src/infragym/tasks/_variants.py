@@ -38,8 +38,9 @@ MAX_VALUES = 64
 MAX_HOSTS = 16  # a cluster's (sandbox.Cluster)
 HOSTS = "hosts"
 HOST_PREFIX = "host_prefix"
-CONTRACT_FIELDS = ("node_id", "address", "peers")
-"""What the platform fills in per host in ``[contract.env]`` values."""
+CONTRACT_FIELDS = ("node_id", "address", "peers", "subnet", "prefixlen")
+"""What the platform fills in per host in ``[contract.env]`` values (``{subnet}``, the
+cluster's subnet, also as ``{subnet[n]}``: its ``n``-th address, see ``_contract``)."""
 DERIVED = (
     "host_names",  # "n1, n2 and n3"
     "majority",  # "2" of 3 hosts, "3" of 5

@@ -1,18 +1,19 @@
 """Hidden grader of ha-web: a highly available web tier at one virtual IP.
 
-The variant's load balancers (net_admin hosts: they may own the VIP) and application hosts
-run ``/bin/sh /srv/app/start.sh`` with the contract's environment (``ROLE`` and the tier's
-addresses, :func:`host_env`); each must listen (load balancers on ``PORT``, app hosts on
-``APP_PORT``) within 15 s. Functional tests through the VIP gate the reward; then open-loop
-``GET /whoami`` at the VIP from the client namespace (and a light probe of each load
-balancer's own address) through a full sweep: every host crashed, then every host paused,
-then every host isolated, one at a time. Meanwhile every load balancer's addresses are
-polled (from outside the hosts) to catch two of them holding the VIP at once. Then the
-checks of :func:`checkers` and :func:`rubric`. ``recheck(history)`` gives the same reward
-offline. The seed draws the variant only (the sweep has no randomness); the tests' tag and
-the workload's seed are fresh randomness.
+The variant's load balancers (role ``lb``: net_admin hosts, they may own the VIP) and
+application hosts (role ``app``), built by ``ctx.cluster()`` from ``[topology.roles]``, run
+``/bin/sh /srv/app/start.sh`` with the contract's environment (``[contract.env]``; the VIP
+is the subnet's address ``vip_host``: what the dev hosts get); each must listen (load
+balancers on ``PORT``, app hosts on ``APP_PORT``) within 15 s. Functional tests through
+the VIP gate the reward; then open-loop ``GET /whoami`` at the VIP from the client
+namespace (and a light probe of each load balancer's own address) through a full sweep:
+every host crashed, then every host paused, then every host isolated, one at a time.
+Meanwhile every load balancer's addresses are polled (from outside the hosts) to catch two
+of them holding the VIP at once. Then the checks of :func:`checkers` and :func:`rubric`.
+``recheck(history)`` gives the same reward offline. The seed draws the variant only (the
+sweep has no randomness); the tests' tag and the workload's seed are fresh randomness.
 
-Host addressing lives in :class:`Tier` and :func:`host_env` alone.
+Hosts are addressed by role alone (:class:`Tier`, from ``ctx.variant.hosts_of``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from infragym.grading import (
     GradeOutcome,
     HttpProbe,
     ProbeTest,
+    env_from_spec,
     finish,
     not_run,
     record_functional,
@@ -51,7 +53,7 @@ from infragym.grading import recheck as recheck_history
 from infragym.history import FaultAction, History
 from infragym.nemesis import Nemesis, Schedule, sweep_schedule
 from infragym.rubric import Criterion, RewardResult, Rubric, gate, linear
-from infragym.sandbox import Cluster, Host
+from infragym.sandbox import Cluster
 from infragym.tasks import Variant, load_task
 from infragym.workload import (
     HttpCall,
@@ -89,34 +91,28 @@ NO_EJECTION_CAP = 0.5
 VIP_NODE = "vip"
 
 
-# -- addressing: the one place that knows the tier's roles and addresses ----------------
+# -- addressing: the tier's roles and where clients reach the service -------------------
 
 
 @dataclass(frozen=True)
 class Tier:
-    """The variant's hosts by role, and where clients reach the service."""
+    """The variant's hosts by role (``[topology.roles]``), and the service's ports."""
 
     lbs: tuple[str, ...]
     apps: tuple[str, ...]
     port: int
     app_port: int
-    vip_host: int  # the VIP's offset in the cluster's subnet
     failover_s: float
 
     @classmethod
     def of(cls, v: Variant) -> Tier:
         return cls(
-            tuple(f"{v['lb_prefix']}{i + 1}" for i in range(int(v["lbs"]))),
-            tuple(f"{v['app_prefix']}{i + 1}" for i in range(int(v["apps"]))),
+            v.hosts_of("lb"),
+            v.hosts_of("app"),
             int(v["port"]),
             int(v["app_port"]),
-            int(v["vip_host"]),
             float(v["failover_s"]),
         )
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return (*self.lbs, *self.apps)
 
     def sweep_order(self) -> list[str]:
         """Load balancers and app hosts alternately, so a host has another's fault to
@@ -126,38 +122,22 @@ class Tier:
             order += [r[i] for r in (self.lbs, self.apps) if i < len(r)]
         return order
 
-    def vip(self, cluster: Cluster) -> str:
-        assert cluster.subnet is not None
-        vip = str(cluster.subnet.network_address + self.vip_host)
-        if vip not in cluster.free_addresses():
-            raise RuntimeError(f"the VIP {vip} is taken in {cluster.subnet}")
-        return vip
-
     def port_of(self, host: str) -> int:
         return self.port if host in self.lbs else self.app_port
 
-    def build(self, ctx: GradeContext) -> Cluster:
-        return ctx.cluster(list(self.hosts), net_admin=list(self.lbs))
+
+def contract_envs(variant: Variant, cluster: Cluster) -> dict[str, dict[str, str]]:
+    """Each host's environment by the task's ``[contract.env]`` (what the dev hosts get)."""
+    env = env_from_spec(TASK.spec, variant)
+    return {h.name: env(cluster, h) for h in cluster.hosts}
 
 
-def host_env(tier: Tier, cluster: Cluster, host: Host) -> dict[str, str]:
-    """The deployment contract's environment of ``host`` (instructions.md)."""
-    assert cluster.subnet is not None
-    addr = {h.name: h.address for h in cluster.hosts}
-    vip = tier.vip(cluster)
-    return {
-        "ROLE": "lb" if host.name in tier.lbs else "app",
-        "NODE_ID": host.name,
-        "NODE_ADDRESS": host.address,
-        "LBS": ",".join(f"{n}={addr[n]}" for n in tier.lbs),
-        "APPS": ",".join(f"{n}={addr[n]}" for n in tier.apps),
-        "VIP": vip,
-        "VIP_CIDR": f"{vip}/{cluster.subnet.prefixlen}",
-        "PORT": str(tier.port),
-        "APP_PORT": str(tier.app_port),
-        "FAILOVER_S": f"{tier.failover_s:g}",
-        "DATA_DIR": "/srv/data",
-    }
+def vip_of(cluster: Cluster, envs: Mapping[str, Mapping[str, str]]) -> str:
+    """The contract's VIP (the same on every host), which no endpoint of ``cluster`` holds."""
+    vip = {e["VIP"] for e in envs.values()}
+    if len(vip) != 1 or next(iter(vip)) not in cluster.free_addresses():
+        raise RuntimeError(f"the VIP {', '.join(sorted(vip))} is not one free address")
+    return vip.pop()
 
 
 # -- the load ------------------------------------------------------------------------------
@@ -493,10 +473,10 @@ GATED = (
 # -- the grading -----------------------------------------------------------------------------
 
 
-async def deploy(tier: Tier, cluster: Cluster) -> list[str]:
+async def deploy(tier: Tier, cluster: Cluster, envs: Mapping[str, Mapping[str, str]]) -> list[str]:
     """Start the contract's command on every host; why hosts did not listen in time."""
     procs = {
-        h.name: h.spawn("ha-web", list(START_CMD), env=host_env(tier, cluster, h), service=True)
+        h.name: h.spawn("ha-web", list(START_CMD), env=dict(envs[h.name]), service=True)
         for h in cluster.hosts
     }
     waits = (
@@ -562,13 +542,14 @@ async def under_faults(
 async def grade(ctx: GradeContext) -> GradeOutcome:
     tier = Tier.of(ctx.variant)
     ctx.progress(f"building {len(tier.lbs)} load balancers and {len(tier.apps)} app hosts")
-    cluster = tier.build(ctx)
-    vip = tier.vip(cluster)
+    cluster = ctx.cluster()  # each host with its role's resources; the lbs with net_admin
+    envs = contract_envs(ctx.variant, cluster)
+    vip = vip_of(cluster, envs)
     ctx.history.meta["tier"] = {
         "lbs": list(tier.lbs), "apps": list(tier.apps), "vip": vip, "failover_s": tier.failover_s
     }  # fmt: skip
     schedule = sweep_schedule(tier.sweep_order(), fault_s=FAULT_S, gap_s=GAP_S, start=START_S)
-    problems = await deploy(tier, cluster)
+    problems = await deploy(tier, cluster, envs)
     notes = list(problems)
     tests: dict[str, str | None] = {}
     if not problems:
@@ -595,5 +576,5 @@ def recheck(history: History, budget_s: float = 20.0) -> RewardResult:
     meta = history.meta.get("tier")
     if isinstance(meta, dict):
         tier = Tier(tuple(meta["lbs"]), tuple(meta["apps"]), tier.port, tier.app_port,
-                    tier.vip_host, float(meta["failover_s"]))  # fmt: skip
+                    float(meta["failover_s"]))  # fmt: skip
     return recheck_history(history, lambda: checkers(tier), rubric())
