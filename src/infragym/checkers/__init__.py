@@ -27,10 +27,10 @@ from ._run import check_all
 from ._stale_reads import StaleReads
 
 __all__ = [
+    "FAILOVER_SPAN_S",
     "Availability",
     "CheckResult",
     "Checker",
-    "FAILOVER_SPAN_S",
     "Latency",
     "Linearizable",
     "LostWrites",
