@@ -7,8 +7,9 @@ The taskset sends the model each observation with the server's action schema (ou
 ``ToolCallAction``) and parses the model's reply as the action, so the scripted model
 answers with ``{"name", "arguments", "id"}`` as JSON text. The agent's harness is
 ``tests/vfchat.py`` (a plain chat turn; see why there). Runs in ``.venv-openenv``, where
-verifiers 0.3.1 (mcp<2) sits beside openenv; the main ``.venv``'s verifiers has no
-OpenEnv taskset (tests/test_verifiers.py covers that integration).
+verifiers 0.3.1 (mcp<2) sits beside openenv; the main ``.venv``'s verifiers 0.4.0 ships
+the taskset too but pins mcp 2, which openenv refuses (tests/test_verifiers.py covers
+infragym's own verifiers integration there).
 """
 
 from __future__ import annotations
