@@ -106,22 +106,27 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; th
     echo "$WANT" > "$STAMP"
 fi
 
-# `infragym serve` needs openenv, whose mcp pin conflicts with verifiers' (the dev extra):
-# its tests run in a second virtualenv holding infragym[openenv] and no verifiers
-# (tests/test_serve_ray.py runs in .venv, which has Ray, and starts its servers with this
-# virtualenv's python)
+# `infragym serve` needs openenv, whose mcp pin (mcp<2, through fastmcp) conflicts with
+# that of the dev extra's verifiers: its tests run in a second virtualenv holding
+# infragym[openenv] (tests/test_serve_ray.py runs in .venv, which has Ray, and starts its
+# servers with this virtualenv's python). It also holds verifiers 0.3.1, pinned: the
+# release whose mcp pin (>=1.24,<2) sits beside openenv's and which ships the OpenEnv
+# taskset (verifiers.v1.tasksets.openenv) that tests/test_verifiers_openenv.py runs
+# against the server. OE_EXTRA is part of the stamp, so changing it rebuilds the venv.
 OE_STAMP=.venv-openenv/.infragym-installed
+OE_EXTRA=('verifiers==0.3.1')
 openenv_venv() {
-    if [ ! -x .venv-openenv/bin/python ] || [ "$(cat "$OE_STAMP" 2>/dev/null)" != "$WANT" ]; then
-        log "creating the virtualenv .venv-openenv (infragym[openenv], for the serve tests)"
+    local want="$WANT ${OE_EXTRA[*]}"
+    if [ ! -x .venv-openenv/bin/python ] || [ "$(cat "$OE_STAMP" 2>/dev/null)" != "$want" ]; then
+        log "creating the virtualenv .venv-openenv (infragym[openenv] and ${OE_EXTRA[*]}, for the serve tests)"
         rm -rf .venv-openenv
         "$PY" -m venv .venv-openenv
         .venv-openenv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-        .venv-openenv/bin/python -m pip install -q -e '.[openenv]' 'pytest>=8' 'pytest-timeout>=2.2' \
-            2>&1 | grep -v "is ignored" || true
-        .venv-openenv/bin/python -c 'import openenv, infragym.serve' ||
-            { echo "installing infragym[openenv] failed" >&2; exit 1; }
-        echo "$WANT" > "$OE_STAMP"
+        .venv-openenv/bin/python -m pip install -q -e '.[openenv]' "${OE_EXTRA[@]}" 'pytest>=8' \
+            'pytest-timeout>=2.2' 2>&1 | grep -v "is ignored" || true
+        .venv-openenv/bin/python -c 'import openenv, infragym.serve, verifiers.v1.tasksets.openenv' ||
+            { echo "installing infragym[openenv] and ${OE_EXTRA[*]} failed" >&2; exit 1; }
+        echo "$want" > "$OE_STAMP"
     fi
 }
 
@@ -140,9 +145,9 @@ case "${1:-}" in
         .venv/bin/python -m pytest -q -p no:randomly --durations=25 "$@"
         rc=$?
         if [ "$rc" -eq 0 ] && [ "$serve_too" -eq 1 ]; then
-            log "the serve and remote tests, with openenv (.venv-openenv)"
+            log "the serve, remote and verifiers-OpenEnv tests, with openenv (.venv-openenv)"
             .venv-openenv/bin/python -m pytest -q -p no:randomly tests/test_serve.py tests/test_serve_mcp.py \
-                tests/test_remote.py
+                tests/test_remote.py tests/test_verifiers_openenv.py
             rc=$?
         fi
         set -e
