@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +168,22 @@ def no_runs_left() -> Iterator[None]:
     yield
     left = [r.run_id for r in _state.all_records() if r.owner_pid == os.getpid()]
     assert not left, {r: leftovers(r) for r in left}
+
+
+@contextlib.contextmanager
+def recording_clusters() -> Iterator[list[str]]:
+    """The run ids of every cluster a grader builds with ``ctx.cluster()`` meanwhile (its
+    own arguments kept: the variant's hosts unless it names others)."""
+    from infragym.grading import GradeContext
+
+    run_ids: list[str] = []
+    original = GradeContext.cluster
+
+    def spy(self: GradeContext, hosts: Any = None, **kwargs: Any) -> Cluster:
+        c = original(self, hosts, **kwargs)
+        run_ids.append(c.run_id)
+        return c
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(GradeContext, "cluster", spy)
+        yield run_ids

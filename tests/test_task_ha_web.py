@@ -24,14 +24,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import assert_no_leftovers, needs_root
+from conftest import assert_no_leftovers, needs_root, recording_clusters
 from histories import HistoryBuilder
 
 from infragym.checkers import CheckResult, Verdict
 from infragym.env import SyncEnv, ToolCall, make
-from infragym.grading import GradeContext, grade_workspace, load_grader
+from infragym.grading import grade_workspace, load_grader
 from infragym.history import History
-from infragym.sandbox import Cluster, _state
+from infragym.sandbox import _state
 from infragym.tasks import find_task, validate_layout
 
 TASK = find_task("ha-web")
@@ -377,16 +377,7 @@ def test_kill_9_in_the_load_phase_then_cleanup_leaves_nothing(tmp_path: Path) ->
 def test_a_failed_grading_leaves_nothing(tier: str, tmp_path: Path) -> None:
     """broken never listens; the static VIP runs haproxy with the VIP on every load
     balancer and fails the functional phase: both cheap, both leave nothing."""
-    run_ids: list[str] = []
-    original = GradeContext.cluster
-
-    def spy(self: GradeContext, hosts: Any = None, **kwargs: Any) -> Cluster:
-        c = original(self, hosts, **kwargs)
-        run_ids.append(c.run_id)
-        return c
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(GradeContext, "cluster", spy)
+    with recording_clusters() as run_ids:
         result = asyncio.run(grade_workspace(TASK, TASK.solution(tier), 1, tmp_path))
     assert result.error is None and result.reward == 0.0
     if tier == "probe-static-vip":

@@ -21,14 +21,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import assert_no_leftovers, needs_root
+from conftest import assert_no_leftovers, needs_root, recording_clusters
 from histories import HistoryBuilder
 
 from infragym.checkers import CheckResult, Verdict, faulted_hosts
-from infragym.grading import GradeContext, GradeResult, grade_workspace
+from infragym.grading import GradeResult, grade_workspace
 from infragym.history import History
 from infragym.nemesis import build_fault
-from infragym.sandbox import Cluster
 from infragym.tasks import Task, find_task, load_task, validate_layout
 
 TASK = find_task("kv-replicated")
@@ -54,16 +53,7 @@ def grader_module() -> ModuleType:
 
 def grade(task: Task, workspace: Path, seed: int, artifacts: Path) -> GradeResult:
     """Grade for real, recording every cluster the grader builds, and check none is left."""
-    run_ids: list[str] = []
-    original = GradeContext.cluster
-
-    def spy(self: GradeContext, hosts: Any = None, **kwargs: Any) -> Cluster:
-        c = original(self, hosts, **kwargs)
-        run_ids.append(c.run_id)
-        return c
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(GradeContext, "cluster", spy)
+    with recording_clusters() as run_ids:
         result = asyncio.run(grade_workspace(task, workspace, seed, artifacts))
     assert run_ids, "the grader built no cluster"
     for run_id in run_ids:
