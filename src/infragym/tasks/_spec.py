@@ -12,7 +12,8 @@
       grader.py          hidden: ``async def grade(ctx: GradeContext) -> GradeOutcome``;
                          ``START_CMD``, if set, the argv grading deploys (its /srv/app/
                          files must be in workspace/ and every solution)
-      solutions/<tier>/  hidden reference solutions (broken, naive, robust, ...)
+      solutions/<tier>/  hidden reference solutions (broken, naive, robust, ...), whole
+                         workspaces or overlays on another tier (``_solutions``)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..probes import probe
 from ._contract import PREFIXLEN, SUBNET, Subnet, contract_env, env_table
 from ._packages import missing_packages, parse_requires, require_packages
 from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
+from ._solutions import materialize_solution, solution_problems
 from ._validation import STARTER, Validation, parse_validation, probe_problems
 from ._variants import (
     HOSTS,
@@ -206,6 +208,8 @@ class Task:
         require_packages(self.name, self.spec.apt)
 
     def solutions(self) -> dict[str, Path]:
+        """The tiers' folders by name (an overlay's folder holds only what it changes: its
+        files are ``solution(tier)``)."""
         d = self.path / "solutions"
         if not d.is_dir():
             return {}
@@ -218,7 +222,7 @@ class Task:
                 f"task {self.name} has no reference solution {tier!r} "
                 f"(it has: {', '.join(sols) or 'none'})"
             )
-        return sols[tier]
+        return materialize_solution(self.path, tier, self.name)
 
     def probe_base(self, name: str) -> Path | None:
         """The reference solution the catalogue's probe ``name`` is built on (the task's
@@ -408,6 +412,7 @@ def validate_layout(path: Path) -> list[str]:
                 f"solutions/{band}/ (bands name a solution folder, a listed probe or {STARTER!r})"
             )
         problems += probe_problems(spec, have)
+        problems += solution_problems(path)
     return problems
 
 

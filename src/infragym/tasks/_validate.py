@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from types import ModuleType
 
+from ._solutions import materialize_solution
 from ._spec import GRADE_MISSING, validate_layout
 
 APP_DIR = "/srv/app/"
@@ -94,11 +95,13 @@ def validate_task(path: str | Path) -> list[str]:
         start = _start_files(module, found)
         cmd = " ".join(getattr(module, "START_CMD", ()) or ())
         sols = path / "solutions"
-        trees = [("the starter workspace/", path / "workspace")] + [
-            (f"solutions/{p.name}/", p)
-            for p in (sorted(sols.iterdir()) if sols.is_dir() else [])
-            if p.is_dir()
-        ]
+        trees = [("the starter workspace/", path / "workspace")]
+        if not problems:  # overlays are built only from a valid folder
+            trees += [
+                (f"solutions/{p.name}/", materialize_solution(path, p.name, path.name))
+                for p in (sorted(sols.iterdir()) if sols.is_dir() else [])
+                if p.is_dir()
+            ]
         for rel in start:
             for label, tree in trees:
                 if tree.is_dir() and not (tree / rel).is_file():
