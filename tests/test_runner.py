@@ -18,11 +18,11 @@ from infragym.sandbox import _state, cleanup
 from infragym.sandbox._sys import list_netns
 from infragym.tasks import find_task
 
-SEEDS = list(range(1, 9))
+SEEDS = list(range(1, 5))  # four at once: every slot of concurrency 4 busy
 
 
 @needs_root
-def test_eight_episodes_at_concurrency_4_match_one_at_a_time(tmp_path: Path) -> None:
+def test_four_episodes_at_concurrency_4_match_one_at_a_time(tmp_path: Path) -> None:
     task = find_task("kv-replicated")
     before = set(list_netns())
 
