@@ -3,6 +3,7 @@ protocol."""
 
 from ._openai import (
     SYSTEM_PROMPT,
+    Compaction,
     ModelConfigError,
     ModelError,
     OpenAIAgent,
@@ -22,6 +23,7 @@ from ._scripted import (
 __all__ = [
     "SYSTEM_PROMPT",
     "Agent",
+    "Compaction",
     "ModelConfigError",
     "ModelError",
     "OpenAIAgent",
