@@ -5,13 +5,14 @@ assistant text, then the kept tool results, then anything) and keeps it whole in
 Over hundreds of turns that is not enough: the tool calls and the elision markers alone
 outgrow any budget. Compaction then replaces the conversation by a summary the model
 writes of it (:data:`SUMMARY_INSTRUCTION`), followed by the most recent turns
-(:func:`after_summary`); when no summary is to be had, :func:`drop_oldest_turns` keeps the
-request within budget by leaving the oldest turns out. Every compaction attempt is
-recorded as a :class:`Compaction`.
+(:func:`after_summary`); when no summary is to be had, :func:`drop_middle_turns` keeps
+the request within budget by leaving out whole turns between the earliest and the
+latest. Every compaction attempt is recorded as a :class:`Compaction`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ __all__ = [
     "COMPACTION_NAME",
     "Compaction",
     "after_summary",
-    "drop_oldest_turns",
+    "drop_middle_turns",
     "fit_stage",
     "fit_to_budget",
     "message_chars",
@@ -33,6 +34,8 @@ COMPACTION_NAME = "infragym_compaction"
 # after a compaction the conversation takes at most this share of the budget, so it has
 # room to grow before the next one
 COMPACT_TARGET = 0.5
+# when turns must be left out, the earliest ones kept may take this share of the room
+KEEP_FIRST = 0.25
 
 SUMMARY_INSTRUCTION = (
     "[infragym: context compaction] This conversation has outgrown the context budget. "
@@ -84,11 +87,16 @@ def fit_to_budget(
 
 
 def fit_stage(
-    messages: list[dict[str, Any]], budget: int, keep_tool_results: int, head: int = 2
+    messages: list[dict[str, Any]],
+    budget: int,
+    keep_tool_results: int,
+    head: int = 2,
+    last_stage: int = 4,
 ) -> tuple[list[dict[str, Any]], int]:
     """:func:`fit_to_budget`, and the last stage it needed: 0 nothing elided, 1 old tool
     outputs, 2 old assistant messages, 3 the kept tool results, 4 any message (the total
-    may still be over ``budget`` then: messages of 80 characters or less are not cut)."""
+    may still be over ``budget`` then: messages of 80 characters or less are not cut).
+    It stops after ``last_stage``, within budget or not."""
     out = [dict(m) for m in messages]
     total = total_chars(out)
     if total <= budget:
@@ -126,7 +134,7 @@ def fit_stage(
         if total <= budget:
             return out, 2
         shrink(i, "assistant message")
-    if total <= budget:
+    if total <= budget or last_stage <= 2:
         return out, 2
     for i in sorted(kept):
         if total <= budget:
@@ -154,27 +162,38 @@ def _turn_starts(messages: Sequence[Mapping[str, Any]], head: int) -> list[int]:
     return [i for i in range(head, len(messages)) if messages[i].get("role") == "assistant"]
 
 
-def drop_oldest_turns(
+def drop_middle_turns(
     messages: list[dict[str, Any]], budget: int, head: int = 2
 ) -> list[dict[str, Any]]:
-    """The hardest eliding: the first ``head`` messages, a note of what was left out, and
-    the latest whole turns within ``budget`` (always the last turn, whatever its size)."""
+    """The hardest eliding: the first ``head`` messages, the earliest whole turns (what
+    the episode found out first), a note of what was left out, and the latest whole turns
+    (what it is doing), within ``budget``: the latest get up to ``1 - KEEP_FIRST`` of the
+    room and always the last turn, the earliest what is left."""
     if total_chars(messages) <= budget:
         return messages
     starts = _turn_starts(messages, head)
     if not starts:
         return messages
-    fixed = total_chars(messages[:head]) + 120  # the note
-    cut = starts[-1]
-    for s in reversed(starts):
-        if fixed + total_chars(messages[s:]) > budget:
-            break
-        cut = s
+    bounds = [head, *starts[1:], len(messages)]
+    sizes = [total_chars(messages[a:b]) for a, b in itertools.pairwise(bounds)]
+    room = budget - total_chars(messages[:head]) - 120  # the note
+    late, used = len(sizes) - 1, sizes[-1]
+    while late > 0 and used + sizes[late - 1] <= room * (1 - KEEP_FIRST):
+        late -= 1
+        used += sizes[late]
+    early = 0
+    while early < late and used + sizes[early] <= room:
+        used += sizes[early]
+        early += 1
+    if early == late:
+        return messages
+    cut_from, cut_to = bounds[early], bounds[late]
     note = {
         "role": "user",
-        "content": f"[{cut - head} earlier messages left out to fit the context budget]",
+        "content": f"[{cut_to - cut_from} messages between the earliest and the latest turns "
+        "left out to fit the context budget]",
     }
-    return [*messages[:head], note, *messages[cut:]]
+    return [*messages[:cut_from], note, *messages[cut_to:]]
 
 
 def summary_instruction(limit: int) -> dict[str, Any]:
@@ -211,7 +230,7 @@ class Compaction:
     ``at_message`` is where it happened in the transcript (:attr:`OpenAIAgent.messages`):
     a successful one put its request and the summary there (named
     :data:`COMPACTION_NAME`); a failed one put nothing there. ``reason`` says why one
-    failed; the agent then elides harder (old assistant text, then the oldest turns) and,
+    failed; the agent then elides harder (old assistant text, then the middle turns) and,
     while ``retry_at_turn`` is not None, tries again at that turn.
     """
 

@@ -24,9 +24,9 @@ model, in a request of its own (the same endpoint and tools, ``tool_choice="none
 summarise the episode, and carries on from a fresh conversation: the system prompt, the
 instructions, the summary and the most recent turns that fit (:mod:`._context`). A
 summary that fails (an HTTP error, a timeout, an empty, cut-off or oversized answer) does
-not end the episode: the agent elides harder (old assistant text, then the oldest turns,
-so every request stays within budget) and tries again later, at most
-``compact_max_failures`` times in a row.
+not end the episode: the agent elides harder (old assistant text, then whole turns
+between the earliest and the latest, so every request stays within budget) and tries
+again later, at most ``compact_max_failures`` times in a row.
 
 :attr:`OpenAIAgent.messages` is the full transcript in chat format, unelided, with each
 compaction's request and summary in it where they happened;
@@ -51,7 +51,7 @@ from ._context import (
     COMPACTION_NAME,
     Compaction,
     after_summary,
-    drop_oldest_turns,
+    drop_middle_turns,
     fit_stage,
     fit_to_budget,
     message_chars,
@@ -283,10 +283,13 @@ class OpenAIAgent:
         return params
 
     def _fit(self, budget: int) -> list[dict[str, Any]]:
-        sent = fit_to_budget(self.context, budget, self.keep_tool_results, self._head)
-        if self.compaction and total_chars(sent) > budget:
-            sent = drop_oldest_turns(sent, budget, self._head)  # compaction's fallback
-        return sent
+        if not self.compaction:
+            return fit_to_budget(self.context, budget, self.keep_tool_results, self._head)
+        # compaction's fallback: old text elided, then middle turns left out, and only
+        # then the latest tool results cut
+        sent, _ = fit_stage(self.context, budget, self.keep_tool_results, self._head, 2)
+        sent = drop_middle_turns(sent, budget, self._head)
+        return fit_to_budget(sent, budget, self.keep_tool_results, self._head)
 
     def _record_usage(self, response: Any, start: float, sent: list[dict[str, Any]], kind: str
                       ) -> Any:  # fmt: skip
@@ -330,16 +333,17 @@ class OpenAIAgent:
         return choice.message
 
     async def _maybe_compact(self, client: AsyncOpenAI, tools: list[dict[str, Any]]) -> None:
-        """Compact when eliding the old tool outputs no longer keeps the conversation and
-        the summary request within budget (so the request asking for the summary still
-        shows the model all its own messages)."""
+        """Compact when eliding the old tool outputs will soon no longer keep the
+        conversation and the summary request within budget: the request asking for the
+        summary then shows the model all its own messages."""
         if self._next_compaction is None or self.turns < self._next_compaction:
             return
         head = total_chars(self.context[:2]) + len(summary_message("", 99, self.turns)["content"])
         limit = min(self.summary_chars, self.budget_chars // 2 - head)
         instruction = summary_instruction(limit)
         room = self.budget_chars - message_chars(instruction)
-        if fit_stage(self.context, room, self.keep_tool_results, self._head)[1] < 2:
+        margin = self.budget_chars // 20  # a turn's growth: the request fits at stage 1
+        if fit_stage(self.context, room - margin, self.keep_tool_results, self._head)[1] < 2:
             return
         before = total_chars(self.context)
         at = len(self.messages)
