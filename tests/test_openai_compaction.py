@@ -18,7 +18,7 @@ from conftest import needs_root
 from tinytask import WORKSPACE_GRADER, tiny_task
 
 from infragym import ConfigError
-from infragym.agent import OpenAIAgent, run_episode
+from infragym.agent import OpenAIAgent, agent_from_spec, run_episode
 from infragym.agent._context import (
     COMPACTION_NAME,
     after_summary,
@@ -30,6 +30,7 @@ from infragym.agent._context import (
 from infragym.env import StepResult, make
 from infragym.report._transcript import transcript_html
 from infragym.runner import build_trajectory
+from infragym.tasks import find_task
 from infragym.testing import Fail, Reply, ScriptedModelServer, with_summaries
 
 CLUE = "ANSWER=42"
@@ -296,3 +297,18 @@ def test_compaction_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="compact_keep_turns"):
         OpenAIAgent(model="m", api_key="k", compact_keep_turns=-1)
     assert OpenAIAgent(model="m", api_key="k").compaction is False  # off unless asked
+    # another configuration, another agent: a run store will not mix their episodes
+    task = find_task("kv-replicated")
+    on = agent_from_spec(task, "openai:m", "http://127.0.0.1:9/v1", compaction=True)
+    assert isinstance(on, OpenAIAgent) and on.compaction and on.name == "openai:m+compaction"
+    with pytest.raises(ConfigError, match="compaction is for openai"):
+        agent_from_spec(task, "reference:robust", compaction=True)
+
+
+def test_the_command_line_takes_compaction_for_model_agents_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infragym.cli.main import main
+
+    assert main(["run", "kv-replicated", "--agent", "noop", "--compaction"]) == 2
+    assert "compaction is for openai:MODEL agents, not 'noop'" in capsys.readouterr().err

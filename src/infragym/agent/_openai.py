@@ -200,7 +200,8 @@ class OpenAIAgent:
                 f"summary_chars must be between 200 and half of context_chars "
                 f"({self.context_chars // 2}), not {self.summary_chars}"
             )
-        self.name = self.name or f"openai:{self.model}"
+        # a run of another configuration is another agent (the run store tells them apart)
+        self.name = self.name or f"openai:{self.model}" + ("+compaction" if self.compaction else "")
 
     async def play(self, env: Env) -> StepResult:
         """Run the tool-calling loop until the episode ends. On a server failure the

@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default $OPENAI_BASE_URL; the key comes from $OPENAI_API_KEY)",
     )
     rn.add_argument(
+        "--compaction",
+        action="store_true",
+        help="with openai:MODEL: past its context budget the model summarises the episode "
+        "and carries on from the summary (for episodes of hundreds of turns)",
+    )
+    rn.add_argument(
         "--seed",
         "--seeds",
         dest="seeds",
