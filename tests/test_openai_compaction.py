@@ -291,7 +291,9 @@ def test_after_a_summary_come_the_latest_whole_turns_that_fit(keep: int) -> None
 
 def test_compaction_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="summary_chars"):
-        OpenAIAgent(model="m", api_key="k", context_chars=4_000, summary_chars=3_000)
+        OpenAIAgent(model="m", api_key="k", summary_chars=100)
+    # a limit above half the budget is cut to it when used: not an error, on or off
+    assert OpenAIAgent(model="m", api_key="k", context_chars=4_000).summary_chars == 8_000
     with pytest.raises(ConfigError, match="compact_max_failures"):
         OpenAIAgent(model="m", api_key="k", compact_max_failures=0)
     with pytest.raises(ConfigError, match="compact_keep_turns"):
