@@ -60,7 +60,7 @@ class Judgement:
     items: tuple[ItemVerdict, ...]
     score: float | None
     reason: str
-    attempts: int = 0
+    requests: int = 0  # chat completions sent (answers, re-asks, verification)
     removed: int = 0  # instruction-like passages removed from the artefact
     flagged: bool = False  # the judge reported instructions in the artefact
     voided: int = 0  # "met" claims without a verbatim, non-instruction evidence quote
@@ -73,7 +73,7 @@ class Judgement:
         """As a check result a rubric criterion scores: ``score`` is the weighted share of
         items met; pass when it is at least ``pass_share``; unknown stays unknown."""
         metrics: dict[str, float | int | str | bool | None] = {
-            "attempts": self.attempts,
+            "requests": self.requests,
             "instruction_like_removed": self.removed,
             "judge_flagged_instructions": self.flagged,
             "voided": self.voided,
@@ -151,9 +151,9 @@ class Judge:
             tuple(judged), score, reason, ask.requests, shown.removed, answer.flagged, voided
         )
 
-    def _unknown(self, reason: str, attempts: int, removed: int = 0) -> Judgement:
+    def _unknown(self, reason: str, requests: int, removed: int = 0) -> Judgement:
         items = tuple(ItemVerdict(i.id, i.weight, None, None, "") for i in self.rubric.items)
-        return Judgement(items, None, reason, attempts, removed)
+        return Judgement(items, None, reason, requests, removed)
 
     def _score(
         self, met: Mapping[str, bool], evidence: Mapping[str, str], shown: str
