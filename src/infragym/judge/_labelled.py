@@ -43,6 +43,8 @@ SETS = Path(__file__).resolve().parent / "sets"
 
 @dataclass(frozen=True)
 class Labelled:
+    """One labelled artefact: what a careful reviewer says of each item."""
+
     name: str
     kind: str
     note: str
@@ -54,6 +56,8 @@ class Labelled:
 
 @dataclass(frozen=True)
 class LabelledSet:
+    """A rubric, the ground truth, and artefacts labelled item by item."""
+
     path: Path
     rubric: JudgeRubric
     ground_truth: Mapping[str, Any]
