@@ -19,6 +19,7 @@ import hashlib
 import html
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,12 +63,24 @@ _INSTRUCTION = re.compile(
     ),
     re.IGNORECASE | re.DOTALL,
 )
-_SENTENCE = re.compile(r"[^\n.!?]*(?:[.!?]+|\n|$)")
+_SENTENCE = re.compile(r"[^\n]*?(?:[.!?]+(?=\s)|\n|$)")
+
+
+_NOT_WORD = re.compile(r"[^\w<>/|\[\]:\"]+")
+
+
+def invisible_removed(text: str) -> str:
+    """``text`` in NFKC form without format characters (zero-width spaces and joiners,
+    bidi controls): nothing the judge reads is hidden from the filter."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
 def instruction_like(text: str) -> bool:
-    """Whether ``text`` reads like an instruction to a grader rather than a report."""
-    return _INSTRUCTION.search(text) is not None
+    """Whether ``text`` reads like an instruction to a grader rather than a report; also
+    with punctuation read as spaces, so ``award.full.marks`` is caught."""
+    text = invisible_removed(text)
+    return any(_INSTRUCTION.search(t) for t in (text, _NOT_WORD.sub(" ", text)))
 
 
 def redact(text: str) -> tuple[str, int]:
@@ -95,7 +108,7 @@ class Shown:
 
 
 def show(artefact: str) -> Shown:
-    text, removed = redact(artefact)
+    text, removed = redact(invisible_removed(artefact))
     cut = max(0, len(text) - MAX_ARTEFACT_CHARS)
     if cut:
         text = text[:MAX_ARTEFACT_CHARS]
