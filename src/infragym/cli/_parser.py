@@ -15,6 +15,7 @@ from ._episodes import (
     cmd_run,
     cmd_runs,
 )
+from ._judge import add_judge
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
 from ._seeds import parse_seed, parse_seeds
 from ._serve import add_serve
@@ -334,4 +335,5 @@ def build_parser() -> argparse.ArgumentParser:
     gr.set_defaults(fn=cmd_grade)
 
     add_serve(sub)
+    add_judge(sub)
     return p
