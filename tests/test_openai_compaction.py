@@ -177,7 +177,7 @@ FAILURES = {
 
 
 @needs_root
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)  # a submit may wait for room on a busy machine
 @pytest.mark.parametrize("failure", list(FAILURES))
 def test_a_failed_summary_elides_harder_and_is_retried(failure: str, tmp_path: Path) -> None:
     bad, reason = FAILURES[failure]
@@ -202,7 +202,7 @@ def test_a_failed_summary_elides_harder_and_is_retried(failure: str, tmp_path: P
 
 
 @needs_root
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)  # a submit may wait for room on a busy machine
 def test_summaries_failing_for_good_stop_being_asked_and_the_episode_goes_on(
     tmp_path: Path,
 ) -> None:
