@@ -487,3 +487,32 @@ def test_verifiers_rollouts_carry_the_phase_rewards(
     assert_history_spans_every_phase(
         max((tmp_path / "art").glob("*/history.jsonl"), key=lambda p: p.stat().st_mtime).as_posix()
     )
+
+
+@needs_root
+@pytest.mark.timeout(180)
+def test_an_openenv_client_gets_each_phase_reward_at_its_step(tmp_path: Path) -> None:
+    core = pytest.importorskip("openenv.core", reason="needs the openenv extra (.venv-openenv)")
+    from serving import runs_of, server, wait_gone
+
+    with server(tmp_path, str(TASK)) as (proc, url):
+        env = core.GenericEnvClient(base_url=url, message_timeout_s=120).sync()
+        with env:
+            first = env.reset(task="live-config", seed=1)
+            assert "## Ticket 1 of 2: greeting" in first.observation["instructions"]
+            runs = runs_of(proc.pid)
+            assert runs, "the episode made no cluster on the server"
+            results = []
+            for call in ROBUST:
+                r = env.step({"name": call.name, "arguments": dict(call.arguments)})  # type: ignore[arg-type]
+                results.append(r)
+                if r.done:
+                    break
+            wait_gone(proc.pid, runs)
+    assert len(results) == len(ROBUST) and results[-1].done
+    assert [i for i, r in enumerate(results) if r.reward] == [6, 12]
+    assert results[6].metadata["phase"]["name"] == "greeting"
+    assert results[12].metadata["phase"]["name"] == "incident"
+    grade = results[12].metadata["grade"]
+    assert sum(r.reward for r in results) == pytest.approx(grade["reward"])
+    assert_history_spans_every_phase(grade["history_path"])
