@@ -96,6 +96,17 @@ def _variant(tmp_path: Path, edit: Any) -> Path:
     return dest
 
 
+def _toml_variant(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the test task whose task.toml has ``old`` replaced by ``new`` (once)."""
+
+    def edit(d: Path) -> None:
+        text = (d / "task.toml").read_text()
+        assert old in text
+        (d / "task.toml").write_text(text.replace(old, new, 1))
+
+    return _variant(tmp_path, edit)
+
+
 def test_bad_live_specs_are_refused_with_every_problem(tmp_path: Path) -> None:
     def edit(d: Path) -> None:
         text = (d / "task.toml").read_text()
@@ -113,14 +124,7 @@ def test_bad_live_specs_are_refused_with_every_problem(tmp_path: Path) -> None:
     assert "phases[1].name 'Incident!'" in joined
     assert "grader.py must define `async def audit(ctx)`" in joined
     with pytest.raises(ConfigError, match="mode must be"):
-        load_task(
-            _variant(
-                tmp_path / "b",
-                lambda d: (d / "task.toml").write_text(
-                    (d / "task.toml").read_text().replace('mode = "operate"', 'mode = "live"')
-                ),
-            )
-        )
+        load_task(_toml_variant(tmp_path / "b", 'mode = "operate"', 'mode = "live"'))
 
 
 def test_a_ticket_outside_the_task_and_a_missing_phase_grader_are_refused(tmp_path: Path) -> None:
@@ -273,12 +277,7 @@ def test_submit_ends_the_shift_and_unopened_tickets_score_nothing(tmp_path: Path
 @needs_root
 @pytest.mark.timeout(120)
 def test_the_phase_step_limit_ends_a_phase_and_tools_report_mistakes(tmp_path: Path) -> None:
-    task_dir = _variant(
-        tmp_path,
-        lambda d: (d / "task.toml").write_text(
-            (d / "task.toml").read_text().replace("max_steps = 15", "max_steps = 3", 1)
-        ),
-    )
+    task_dir = _toml_variant(tmp_path, "max_steps = 15", "max_steps = 3")
     env = make(str(task_dir), artifacts_dir=str(tmp_path / "art"))
     calls = [
         ToolCall("logs", {"host": "n1", "name": "nope"}),
@@ -328,16 +327,10 @@ def test_a_grader_failure_ends_the_episode_with_no_reward_and_removes_everything
 @needs_root
 @pytest.mark.timeout(120)
 def test_a_cancelled_step_with_a_fault_active_removes_everything(tmp_path: Path) -> None:
-    task_dir = _variant(
+    task_dir = _toml_variant(
         tmp_path,
-        lambda d: (d / "task.toml").write_text(
-            (d / "task.toml")
-            .read_text()
-            .replace(
-                'kind = "crash", host = "any", at = [0.5, 1.5], params = { restart = false }',
-                'kind = "pause", host = "n1", at = 0, duration = 600',
-            )
-        ),
+        'kind = "crash", host = "any", at = [0.5, 1.5], params = { restart = false }',
+        'kind = "pause", host = "n1", at = 0, duration = 600',
     )
     env = make(str(task_dir), artifacts_dir=str(tmp_path / "art"))
 
@@ -516,3 +509,4 @@ def test_an_openenv_client_gets_each_phase_reward_at_its_step(tmp_path: Path) ->
     grade = results[12].metadata["grade"]
     assert sum(r.reward for r in results) == pytest.approx(grade["reward"])
     assert_history_spans_every_phase(grade["history_path"])
+

@@ -231,6 +231,12 @@ class LiveEpisode:
     async def step(self, call: ToolCall) -> StepResult:
         ph = self.phase
         assert ph is not None and self.tools is not None
+        if self._load is not None and self._load.done():
+            why = "it was cancelled" if self._load.cancelled() else repr(self._load.exception())
+            raise EpisodeError(
+                f"the background workload stopped ({why}): the episode's history is "
+                "incomplete, so it is over and has no reward"
+            )
         self.steps += 1
         ph.steps += 1
         now = time.monotonic()
@@ -494,7 +500,10 @@ class LiveEpisode:
                 await self._nemesis.final_heal()
             except Exception as exc:
                 errors.append(f"healing: {exc}")
-        self._stop.set()
+        # the workload ends by itself once told (its last requests drain): before the
+        # cluster goes, so no request is cut off by the teardown
+        with contextlib.suppress(Exception):
+            await self.stop_load()
         cluster, self.cluster = self.cluster, None
         if cluster is not None:
             try:
