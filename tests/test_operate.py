@@ -258,6 +258,9 @@ def test_phase_rewards_arrive_at_their_steps_and_add_up_to_the_episode_reward(
     assert noop[0].info["phase"]["breakdown"]["served"] == 0.0
     assert noop[1].info["phase"]["reward"] == 0.0  # the crashed host is still down
     assert noop[1].info["episode"]["audit"]["reward"] < 0.5
+    # the handover: the clients went on after the shift, so the host left down spent the
+    # error budget (ending every phase at once does not end the outage's cost)
+    assert noop[1].info["episode"]["service"]["score"] < 0.5
     assert noop[1].info["grade"].reward < grade.reward - 0.4
 
 
@@ -509,4 +512,3 @@ def test_an_openenv_client_gets_each_phase_reward_at_its_step(tmp_path: Path) ->
     grade = results[12].metadata["grade"]
     assert sum(r.reward for r in results) == pytest.approx(grade["reward"])
     assert_history_spans_every_phase(grade["history_path"])
-

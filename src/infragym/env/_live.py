@@ -11,7 +11,8 @@ schedule, played by the nemesis from the phase's opening). It ends when the agen
 live cluster and that step's reward is the phase's share of the episode reward. Faults
 still active are healed after the phase is graded; the damage they did stays.
 
-After the last phase (or ``submit``, or the episode's limits) the audit runs, the
+After the last phase (or ``submit``, or the episode's limits) the clients go on for
+``handover_s`` (a system left broken spends the error budget), the audit runs, the
 workload stops, and the episode's reward is the weighted phase rewards, the service
 level of the whole history against the error budget, and the audit. The step rewards of
 an episode add up to its reward. Nothing is rebuilt between phases.
@@ -423,6 +424,9 @@ class LiveEpisode:
 
     async def _finish(self, obs: ToolObservation, info: StepInfo, reason: EndReason) -> StepResult:
         op = self.op
+        # the handover: the clients go on a while, so a system left broken (or a shift
+        # ended early) spends the error budget as it would for the next operator
+        await asyncio.sleep(op.handover_s)
         audit: PhaseScore | None = None
         if op.weights.get("audit", 0) > 0:
             audit = await self._grade("audit", "audit", "", op.audit_s, self._t0)

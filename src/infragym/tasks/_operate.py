@@ -12,6 +12,9 @@
     rate = 10                                 # requests per second, spread over the hosts
     slo = 0.95                                # availability objective: budget = 1 - slo
     latency_ms = 500                          # slower answers count against the budget
+    handover_s = 10                           # the clients keep going this long after
+                                              # the last phase: a system left broken
+                                              # spends the budget
 
     [operate.weights]                         # of the episode reward (normalised)
     phases = 0.6
@@ -94,6 +97,7 @@ class OperateSpec:
     latency_ms: float = 500.0
     listen_s: float = 10.0
     audit_s: float = 60.0
+    handover_s: float = 10.0
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"phases": 0.6, "service": 0.3, "audit": 0.1}
     )
@@ -203,7 +207,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         problems.append('task.toml: mode = "operate" needs an [operate] table')
         return None
     known = {"start", "port", "service", "probe", "rate", "timeout_s", "slo", "latency_ms"}
-    known |= {"listen_s", "audit_s", "weights"}
+    known |= {"listen_s", "audit_s", "handover_s", "weights"}
     _unknown(op, known, "[operate]", problems)
     start = op.get("start")
     if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
@@ -253,5 +257,6 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         float(_number(op, "latency_ms", 500.0, "operate", problems, 1.0, 60_000.0)),
         float(_number(op, "listen_s", 10.0, "operate", problems, 1.0, 600.0)),
         float(_number(op, "audit_s", 60.0, "operate", problems, 1.0, 3600.0)),
+        float(_number(op, "handover_s", 10.0, "operate", problems, 0.0, 3600.0)),
         weights,
     )
