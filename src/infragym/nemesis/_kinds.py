@@ -11,7 +11,7 @@ one, and what the cluster itself must offer. :func:`~._schedule.build_fault`,
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,13 @@ def _latency(tg: tuple[str, ...], params: Params, label: str, hosts: Sequence[st
     )
 
 
+def _flag(params: Mapping[str, Any], name: str, label: str) -> bool:
+    v = params.get(name, True)
+    if not isinstance(v, bool):
+        raise ConfigError(f"fault {label}: {name} must be true or false, not {v!r}")
+    return v
+
+
 def _faketime(cluster: Cluster) -> str | None:
     if cluster.faketime:
         return None
@@ -110,10 +117,11 @@ _KIND_LIST = (
     FaultKind(
         "crash",
         Crash,
-        "kill a host's processes (SIGKILL); the heal restarts its services",
+        "kill a host's processes (SIGKILL); the heal restarts its services (restart = "
+        "false: it leaves them down, an incident someone must fix)",
         needs=("cluster", "cgroups"),
-        params=(),
-        build=lambda tg, p, label, hosts: Crash(tg[0], label),
+        params=("restart",),
+        build=lambda tg, p, label, hosts: Crash(tg[0], label, restart=_flag(p, "restart", label)),
         draw=lambda rng, victim, hosts: FaultSpec("crash", (victim,)),
         one_host=_always,
     ),

@@ -30,6 +30,7 @@ from typing import Any
 from .._errors import ConfigError
 from ..probes import probe
 from ._contract import PREFIXLEN, SUBNET, Subnet, contract_env, env_table
+from ._operate import OperateSpec, parse_operate
 from ._packages import missing_packages, parse_requires, require_packages
 from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
 from ._solutions import materialize_solution, solution_problems
@@ -86,6 +87,12 @@ class TaskSpec:
     """``[grading] cores``: the CPU one grading uses, in cores (admission control)."""
     variants: Mapping[str, tuple[Scalar, ...]] = field(default_factory=dict)
     """``[variants]``: the values each key may take (the first: the default variant)."""
+    operate: OperateSpec | None = None
+    """``mode = "operate"``: a live episode in phases (``_operate``); None: build-then-submit."""
+
+    @property
+    def mode(self) -> str:
+        return "build" if self.operate is None else "operate"
 
     @property
     def variant_count(self) -> int:
@@ -270,7 +277,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         problems.append(f"{path}: not valid TOML ({exc})")
         return None
     known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "contract"}
-    known |= {"validation", "requires", "variants"}
+    known |= {"validation", "requires", "variants", "mode", "operate", "phases"}
     for k in sorted(set(raw) - known):
         problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
@@ -337,6 +344,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         if key in variants:
             problems.append(f"task.toml: variants.{key}: {key!r} is a name of {why}; rename it")
     apt = parse_requires(raw.get("requires"), problems)
+    operate = parse_operate(raw, problems)
     return TaskSpec(
         name,
         summary.strip(),
@@ -350,6 +358,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         apt,
         cores,
         variants,
+        operate,
     )
 
 
@@ -393,9 +402,11 @@ def validate_layout(path: Path) -> list[str]:
         problems += template_problems(
             text, list(spec.variant().template_values()), "instructions.md"
         )
+    grader = path / "grader.py"
+    if spec is not None and spec.operate is not None:
+        return problems + _operate_problems(path, spec.operate)
     if not (path / "workspace").is_dir():
         problems.append("workspace/ is missing (the agent's starter files)")
-    grader = path / "grader.py"
     if not grader.is_file():
         problems.append("grader.py is missing")
     elif "async def grade(" not in grader.read_text(encoding="utf-8", errors="replace"):
@@ -413,6 +424,29 @@ def validate_layout(path: Path) -> list[str]:
             )
         problems += probe_problems(spec, have)
         problems += solution_problems(path)
+    return problems
+
+
+def _operate_problems(path: Path, op: OperateSpec) -> list[str]:
+    """A live task's files: ``inherit/`` (the system the agent inherits), each phase's
+    ticket, and grader.py with ``grade_<phase>`` for every phase."""
+    problems: list[str] = []
+    if not (path / "inherit").is_dir():
+        problems.append("inherit/ is missing (the system the agent inherits, at /srv/app)")
+    for ph in op.phases:
+        ticket = (path / ph.ticket).resolve()
+        if not ticket.is_relative_to(path.resolve()) or not ticket.is_file():
+            problems.append(f"phase {ph.name}: its ticket {ph.ticket} is not a file of the task")
+    grader = path / "grader.py"
+    if not grader.is_file():
+        problems.append("grader.py is missing")
+        return problems
+    text = grader.read_text(encoding="utf-8", errors="replace")
+    for ph in op.phases:
+        if f"async def {ph.grader}(" not in text:
+            problems.append(f"grader.py must define `async def {ph.grader}(ctx)` (phase {ph.name})")
+    if op.weights.get("audit", 0) > 0 and "async def audit(" not in text:
+        problems.append("grader.py must define `async def audit(ctx)` (operate.weights.audit > 0)")
     return problems
 
 

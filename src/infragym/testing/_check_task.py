@@ -150,6 +150,11 @@ async def validate_tiers(
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+    if task.spec.operate is not None:
+        raise ConfigError(
+            f"task {task.name} is a live task (mode = \"operate\"): it has no workspace tiers "
+            "to grade; play its episodes with scripted operators (Env.step) instead"
+        )
     task.require_ready()  # missing packages would grade every tier 0: a platform error
     spec = task.spec.validation
     seeds = tuple(spec.seeds if seeds is None else seeds)
