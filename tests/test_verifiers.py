@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root
+from conftest import assert_no_namespaces_left, needs_root
 from tinytask import WORKSPACE_GRADER, tiny_task
 
 from infragym import ConfigError
@@ -132,7 +132,7 @@ def test_a_group_of_k_episodes_gives_k_message_reward_pairs_in_verifiers_types(
         assert t.task.data.seed == 7
     # every model call went through verifiers' interception to the server: 2 per episode
     assert len(server.completions) == 8
-    assert set(list_netns()) <= before, "episodes left namespaces behind"
+    assert_no_namespaces_left(before)
     assert not cleanup().removed_anything
 
 
