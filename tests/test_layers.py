@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "workload": 2,
     "checkers": 2,
     "rubric": 3,
+    "attack": 3,
     "grading": 4,
     "report": 8,
     "env": 5,

@@ -1,0 +1,38 @@
+#!/bin/sh
+# nginx: TLS only, the public files only, no admin or debug paths, small headers, no version
+cat >"$1" <<CONF
+daemon off;
+pid $RUN/nginx.pid;
+error_log $RUN/nginx-error.log;
+worker_processes 1;
+events { worker_connections 256; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path $RUN/body;
+    proxy_temp_path $RUN/proxy;
+    fastcgi_temp_path $RUN/fastcgi;
+    uwsgi_temp_path $RUN/uwsgi;
+    scgi_temp_path $RUN/scgi;
+    server_tokens off;
+    client_header_buffer_size 1k;
+    large_client_header_buffers 2 8k;
+    server {
+        listen $PORT ssl;
+        ssl_certificate $SECRETS_DIR/tls.crt;
+        ssl_certificate_key $SECRETS_DIR/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+        ssl_prefer_server_ciphers on;
+        location /static/ { alias $APP_DIR/static/; }
+        location /files/public/ { alias $DATA_DIR/public/; }
+        location /files/ { return 404; }
+        location ^~ /admin { return 404; }
+        location ^~ /debug { return 404; }
+        location / {
+            proxy_pass http://127.0.0.1:$APP_PORT;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+    }
+}
+CONF
