@@ -4,6 +4,7 @@ cat >"$1" <<CONF
 port $REDIS_PORT
 bind $REDIS_BIND
 protected-mode no
+enable-protected-configs yes
 dir $DATA_DIR
 dbfilename notes.rdb
 save 60 1
