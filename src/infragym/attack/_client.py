@@ -110,7 +110,9 @@ class Peer:
         """One HTTP/1.1 request on a new connection (TLS with ``context``). ``path`` is
         sent as is (no normalisation: traversal probes need ``..`` and ``%2f`` kept)."""
         sock: socket.socket = (
-            self.tls(address, port, context, host_header) if context else self.connect(address, port)
+            self.tls(address, port, context, host_header)
+            if context
+            else self.connect(address, port)
         )
         with sock:
             lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header or address}"]
@@ -158,11 +160,11 @@ class Peer:
                     if not events:
                         break
                     for key, _ in events:
-                        s = key.fileobj
-                        assert isinstance(s, socket.socket)
-                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        conn = key.fileobj
+                        assert isinstance(conn, socket.socket)
+                        if conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
                             found.append(int(key.data))
-                        sel.unregister(s)
+                        sel.unregister(conn)
                         pending -= 1
             finally:
                 sel.close()

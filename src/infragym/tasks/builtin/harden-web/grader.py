@@ -59,13 +59,13 @@ from infragym.grading import recheck as recheck_history
 from infragym.history import History
 from infragym.rubric import Criterion, RewardResult, Rubric, gate
 from infragym.sandbox import Cluster, Host
-from infragym.tasks import load_task
+from infragym.tasks import Variant, load_task
 
 TASK = load_task(Path(__file__).parent)
 START_CMD = ("/bin/sh", "/srv/app/start.sh")
 LISTEN_S = 15.0
 READY_S = 10.0  # then GET /health answers 200 within this
-CRITICAL_CAP = 0.3
+CRITICAL_CAP = 0.2
 LOCKOUT = 10  # failed logins per account the contract allows before refusing
 POOL = range(100, 200)  # the last byte of the addresses clients and attacker draw
 SECRET_FILES = ("tls.key", "secret.key", "users.txt", "admin.token", "redis.password")
@@ -118,7 +118,7 @@ class Secrets:
             d.mkdir(exist_ok=True)
             d.chmod(mode)
             os.chown(d, uid, gid)
-            for name, data in (self.files.items() if d == sdir else [("welcome.txt", self.public)]):
+            for name, data in self.files.items() if d == sdir else [("welcome.txt", self.public)]:
                 p = d / name
                 p.write_bytes(data)
                 p.chmod(0o600 if d == sdir else 0o644)
@@ -130,11 +130,28 @@ def certificate(names: Sequence[str], addresses: Sequence[str]) -> tuple[bytes, 
     san = ",".join([*(f"DNS:{n}" for n in names), *(f"IP:{a}" for a in addresses)])
     with tempfile.TemporaryDirectory() as d:
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", f"/CN={names[0]}", "-addext", f"subjectAltName={san}",
-             "-keyout", f"{d}/key.pem", "-out", f"{d}/crt.pem"],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={names[0]}",
+                "-addext",
+                f"subjectAltName={san}",
+                "-keyout",
+                f"{d}/key.pem",
+                "-out",
+                f"{d}/crt.pem",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         return Path(f"{d}/crt.pem").read_bytes(), Path(f"{d}/key.pem").read_bytes()
 
 
@@ -162,9 +179,14 @@ class Target:
     ) -> Response:
         ctx = tls_context(cafile=str(self.cafile)) if verify else tls_context()
         return peer.http(
-            self.web.address, self.port, method, path, context=ctx,
-            host_header=self.web.name, **kw,  # type: ignore[arg-type]
-        )  # fmt: skip
+            self.web.address,
+            self.port,
+            method,
+            path,
+            context=ctx,
+            host_header=self.web.name,
+            **kw,  # type: ignore[arg-type]
+        )
 
     @property
     def cafile(self) -> Path:
@@ -174,9 +196,13 @@ class Target:
         """The session cookie a login gives (None: refused)."""
         form = f"user={user}&password={password}".encode()
         r = self.https(
-            peer, "POST", "/login", verify=verify, body=form,
+            peer,
+            "POST",
+            "/login",
+            verify=verify,
+            body=form,
             headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )  # fmt: skip
+        )
         m = re.search(r"(?:^|[;,\s])sid=([^;,\s]+)", r.headers.get("set-cookie", ""))
         return f"sid={m.group(1)}" if r.status == 200 and m else None
 
@@ -223,8 +249,14 @@ def t_notes(t: Target, p: Peer) -> None:
     assert c1 is not None
     p.fresh()
     body = json.dumps({"text": f"note {tag}"}).encode()
-    r = t.https(p, "POST", "/api/notes", verify=True, body=body,
-                headers={"Cookie": c1, "Content-Type": "application/json"})  # fmt: skip
+    r = t.https(
+        p,
+        "POST",
+        "/api/notes",
+        verify=True,
+        body=body,
+        headers={"Cookie": c1, "Content-Type": "application/json"},
+    )
     expect(r.status == 201, f"POST /api/notes answered {r.status}, not 201")
     p.fresh()
     r = t.notes(p, c1, verify=True)
@@ -239,8 +271,14 @@ def t_notes(t: Target, p: Peer) -> None:
 
 def t_refusals(t: Target, p: Peer) -> None:
     user = list(t.secrets.users)[2]
-    r = t.https(p, "POST", "/login", verify=True, body=f"user={user}&password=nope".encode(),
-                headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    r = t.https(
+        p,
+        "POST",
+        "/login",
+        verify=True,
+        body=f"user={user}&password=nope".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     expect(r.status == 401, f"a wrong password answered {r.status}, not 401")
     r = t.https(p, "GET", "/api/notes", verify=True)
     expect(r.status == 401, f"GET /api/notes without a session answered {r.status}, not 401")
@@ -254,8 +292,10 @@ def t_few_failures(t: Target, p: Peer) -> None:
         p.fresh()
         t.login(p, user, "wrong-" + secrets.token_hex(3), verify=True)
     p.fresh()
-    expect(t.login(p, user, pw, verify=True) is not None,
-           f"{user} was locked out after 3 failed logins")  # fmt: skip
+    expect(
+        t.login(p, user, pw, verify=True) is not None,
+        f"{user} was locked out after 3 failed logins",
+    )
 
 
 def functional_tests() -> list[tuple[str, Callable[[Target, Peer], None]]]:
@@ -341,7 +381,9 @@ def get(t: Target, *paths: str, **kw: object) -> Callable[[Peer], Response]:
     """GETs of ``paths`` over TLS; the answers' bodies joined (and kept as loot)."""
 
     def request(peer: Peer) -> Response:
-        bodies, headers, status = [], {}, 0
+        bodies: list[bytes] = []
+        headers: dict[str, str] = {}
+        status = 0
         for path in paths:
             try:
                 r = t.https(peer, "GET", path, **kw)  # type: ignore[arg-type]
@@ -418,59 +460,139 @@ def attacks(t: Target) -> list[Attack]:
     marks = t.secrets.marks()
     users = list(t.secrets.users.items())
     redis_at = t.store.address
-    weak_ciphers = ("AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256:AES128-GCM-SHA256:"
-                    "AES256-GCM-SHA384:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:"
-                    "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:DES-CBC3-SHA")  # fmt: skip
+    weak_ciphers = (
+        "AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256:AES128-GCM-SHA256:"
+        "AES256-GCM-SHA384:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:"
+        "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:DES-CBC3-SHA"
+    )
     suite = [
         port_scan(f"port-scan-{h.name}", h.address, {t.port} if h is t.web else {t.redis_port})
         for h in t.hosts
     ]
     suite += [
         redis_command("redis-ping", redis_at, t.redis_port, ["PING"], lambda r: r == b"+PONG"),
-        redis_command("redis-config-set-dir", redis_at, t.redis_port,
-                      ["CONFIG", "SET", "dir", "/tmp"], lambda r: r == b"+OK"),  # fmt: skip
-        redis_command("redis-read-keys", redis_at, t.redis_port, ["KEYS", "*"],
-                      lambda r: r.startswith(b"*") and not r.startswith(b"*0")),  # fmt: skip
-        leak("secret-via-files", "critical",
-             get(t, "/files/", "/files/secrets/", "/files/secrets/secret.key",
-                 "/files/secrets/users.txt", "/files/public/../secrets/admin.token",
-                 "/files/public/..%2fsecrets/secret.key"), marks),  # fmt: skip
-        leak("secret-via-traversal", "critical",
-             get(t, "/download?name=../secrets/secret.key",
-                 "/download?name=..%2fsecrets%2fusers.txt",
-                 "/download?name=/srv/data/secrets/admin.token",
-                 "/download?name=%2e%2e/secrets/redis.password",
-                 "/static/../../../srv/data/secrets/secret.key"), marks),  # fmt: skip
-        leak("secret-via-app-port", "critical",
-             app_port_get(t, "/download?name=../secrets/secret.key"), marks),
-        leak("admin-remote", "critical",
-             get(t, "/admin/stats", "//admin/stats", "/%61dmin/stats", "/admin/./stats",
-                 "/admin/stats?x=1", headers={"X-Admin-Token": "admin"}), [ADMIN_MARK]),  # fmt: skip
+        redis_command(
+            "redis-config-set-dir",
+            redis_at,
+            t.redis_port,
+            ["CONFIG", "SET", "dir", "/tmp"],
+            lambda r: r == b"+OK",
+        ),
+        redis_command(
+            "redis-read-keys",
+            redis_at,
+            t.redis_port,
+            ["KEYS", "*"],
+            lambda r: r.startswith(b"*") and not r.startswith(b"*0"),
+        ),
+        leak(
+            "secret-via-files",
+            "critical",
+            get(
+                t,
+                "/files/",
+                "/files/secrets/",
+                "/files/secrets/secret.key",
+                "/files/secrets/users.txt",
+                "/files/public/../secrets/admin.token",
+                "/files/public/..%2fsecrets/secret.key",
+            ),
+            marks,
+        ),
+        leak(
+            "secret-via-traversal",
+            "critical",
+            get(
+                t,
+                "/download?name=../secrets/secret.key",
+                "/download?name=..%2fsecrets%2fusers.txt",
+                "/download?name=/srv/data/secrets/admin.token",
+                "/download?name=%2e%2e/secrets/redis.password",
+                "/static/../../../srv/data/secrets/secret.key",
+            ),
+            marks,
+        ),
+        leak(
+            "secret-via-app-port",
+            "critical",
+            app_port_get(t, "/download?name=../secrets/secret.key"),
+            marks,
+        ),
+        leak(
+            "admin-remote",
+            "critical",
+            get(
+                t,
+                "/admin/stats",
+                "//admin/stats",
+                "/%61dmin/stats",
+                "/admin/./stats",
+                "/admin/stats?x=1",
+                headers={"X-Admin-Token": "admin"},
+            ),
+            [ADMIN_MARK],
+        ),
         leak("admin-via-app-port", "critical", app_port_get(t, "/admin/stats"), [ADMIN_MARK]),
         on_host("admin-without-token", "high", lambda: admin_locally(t)),
-        leak("debug-endpoint", "high",
-             get(t, "/debug/env", "/debug", "/debug/", "/debug/vars"), marks),  # fmt: skip
-        leak("error-page-leak", "medium",
-             get(t, "/download", "/download?name=no-such-" + secrets.token_hex(3),
-                 "/download?name=", "/login"), TRACE_MARKS),  # fmt: skip
+        leak(
+            "debug-endpoint",
+            "high",
+            get(t, "/debug/env", "/debug", "/debug/", "/debug/vars"),
+            marks,
+        ),
+        leak(
+            "error-page-leak",
+            "medium",
+            get(
+                t,
+                "/download",
+                "/download?name=no-such-" + secrets.token_hex(3),
+                "/download?name=",
+                "/login",
+            ),
+            TRACE_MARKS,
+        ),
         leak("version-banner", "low", get(t, "/", "/no-such-page", "/%"), BANNER_MARKS),
         accepted_status("oversized-header", "medium", oversized(t)),
-        leak("plain-http", "high",
-             lambda peer: peer.http(t.web.address, t.port, "GET", "/"), [INDEX_MARK]),
-        tls_accepted("tls-legacy-version", "high", t.web.address, t.port,
-                     maximum=ssl.TLSVersion.TLSv1_1),  # fmt: skip
-        tls_accepted("tls-weak-cipher", "medium", t.web.address, t.port,
-                     maximum=ssl.TLSVersion.TLSv1_2, ciphers=weak_ciphers),  # fmt: skip
-        credentials("default-credentials", t,
-                    lambda: [("admin", "admin"), ("admin", "password"), ("root", "root"),
-                             ("test", "test"), ("guest", "guest")]),  # fmt: skip
+        leak(
+            "plain-http",
+            "high",
+            lambda peer: peer.http(t.web.address, t.port, "GET", "/"),
+            [INDEX_MARK],
+        ),
+        tls_accepted(
+            "tls-legacy-version", "high", t.web.address, t.port, maximum=ssl.TLSVersion.TLSv1_1
+        ),
+        tls_accepted(
+            "tls-weak-cipher",
+            "medium",
+            t.web.address,
+            t.port,
+            maximum=ssl.TLSVersion.TLSv1_2,
+            ciphers=weak_ciphers,
+        ),
+        credentials(
+            "default-credentials",
+            t,
+            lambda: [
+                ("admin", "admin"),
+                ("admin", "password"),
+                ("root", "root"),
+                ("test", "test"),
+                ("guest", "guest"),
+            ],
+        ),
         credentials("leaked-credentials", t, lambda: leaked_pairs(t)),
-        brute_force("brute-force", lambda peer, pw: login_ok(t)(peer, users[0][0], pw),
-                    [f"guess-{i}-{secrets.token_hex(3)}" for i in range(LOCKOUT + 2)],
-                    users[0][1]),  # fmt: skip
-        file_modes("secret-file-modes", {
-            f"{h.name}:{n}": h.data_dir / "secrets" / n for h in t.hosts for n in SECRET_FILES
-        }),  # fmt: skip
+        brute_force(
+            "brute-force",
+            lambda peer, pw: login_ok(t)(peer, users[0][0], pw),
+            [f"guess-{i}-{secrets.token_hex(3)}" for i in range(LOCKOUT + 2)],
+            users[0][1],
+        ),
+        file_modes(
+            "secret-file-modes",
+            {f"{h.name}:{n}": h.data_dir / "secrets" / n for h in t.hosts for n in SECRET_FILES},
+        ),
     ]
     return suite
 
@@ -486,7 +608,7 @@ def rubric() -> Rubric:
     """- functional (gate, cap 0): every legitimate use works, over verified TLS.
     - attacks (weight 1): the share of attacks that failed, weighted by severity
       (critical 4, high 3, medium 2, low 1).
-    - critical-attacks (gate, cap 0.3): no critical attack (a secret read, the data store
+    - critical-attacks (gate, cap 0.2): no critical attack (a secret read, the data store
       used without its password, the admin endpoint used from the network) succeeded.
     """
     return Rubric(
@@ -516,8 +638,9 @@ def deploy(cluster: Cluster, t: Target, envs: Mapping[str, Mapping[str, str]]) -
     for h in cluster.hosts:
         t.secrets.install(h, ident.uid, ident.gid)
     procs = {
-        h.name: h.spawn("harden-web", list(START_CMD),
-                        env={**envs[h.name], "SESSION_SALT": t.secrets.salt})  # fmt: skip
+        h.name: h.spawn(
+            "harden-web", list(START_CMD), env={**envs[h.name], "SESSION_SALT": t.secrets.salt}
+        )
         for h in cluster.hosts
     }
     waits = [(t.web, t.port)] + ([(t.store, t.redis_port)] if t.store is not t.web else [])
@@ -525,14 +648,20 @@ def deploy(cluster: Cluster, t: Target, envs: Mapping[str, Mapping[str, str]]) -
     return [p for p in problems if p]
 
 
-def target_of(ctx_variant: object, cluster: Cluster, sec: Secrets, app_dir: Path) -> Target:
-    v = ctx_variant
+def target_of(v: Variant, cluster: Cluster, sec: Secrets, app_dir: Path) -> Target:
+    """The deployment of variant ``v`` on ``cluster``: the first host the web front, the
+    last the store."""
     hosts = list(cluster.hosts)
     return Target(
-        web=hosts[0], store=hosts[-1], port=int(v["port"]),  # type: ignore[index]
-        app_port=int(v["app_port"]), redis_port=int(v["redis_port"]),  # type: ignore[index]
-        secrets=sec, app_dir=app_dir, hosts=hosts,
-    )  # fmt: skip
+        web=hosts[0],
+        store=hosts[-1],
+        port=int(v["port"]),
+        app_port=int(v["app_port"]),
+        redis_port=int(v["redis_port"]),
+        secrets=sec,
+        app_dir=app_dir,
+        hosts=hosts,
+    )
 
 
 async def grade(ctx: GradeContext) -> GradeOutcome:
@@ -557,7 +686,12 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
         json.dumps({"score": result.score, "tests": tests}, indent=2, ensure_ascii=False)
     )
     if result.verdict is not Verdict.PASS:
-        return finish(rubric(), {"functional": result, **not_run("the functional contract failed", GATED)}, result.score, notes)  # fmt: skip
+        return finish(
+            rubric(),
+            {"functional": result, **not_run("the functional contract failed", GATED)},
+            result.score,
+            notes,
+        )
     ctx.progress("the attack suite, from the attacker's drawn addresses")
     cluster.endpoint("attacker")
     attacker = Peer(cluster, "attacker", random.Random(secrets.randbits(64)), draws)

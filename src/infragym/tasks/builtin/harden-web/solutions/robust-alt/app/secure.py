@@ -42,11 +42,9 @@ class Store(server.App):
         self.db = db
         self.secret = server.read_file(os.environ["SECRET_FILE"])
         self.admin_token = server.read_file(os.environ["ADMIN_TOKEN_FILE"])
-        accounts = {}
-        for line in open(os.environ["USERS_FILE"]):
-            user, sep, pw = line.rstrip("\n").partition(":")
-            if sep and user:
-                accounts[user] = pw
+        with open(os.environ["USERS_FILE"]) as fh:
+            pairs = [line.rstrip("\n").partition(":") for line in fh]
+        accounts = {user: pw for user, sep, pw in pairs if sep and user}
         stale = [k for k in db.call("KEYS", "user:*") if k[5:] not in accounts]
         if stale:
             db.call("DEL", *stale)
@@ -131,7 +129,9 @@ class Public(Base):
         user = self.user()
         if user is None:
             return self.reply(401, {"error": "log in first"})
-        self.reply(200, {"user": user, "notes": self.store.db.call("LRANGE", f"notes:{user}", 0, -1)})
+        self.reply(
+            200, {"user": user, "notes": self.store.db.call("LRANGE", f"notes:{user}", 0, -1)}
+        )
 
     def add_note(self, q):
         user = self.user()
@@ -140,7 +140,7 @@ class Public(Base):
         try:
             text = json.loads(self.payload())["text"]
         except (ValueError, KeyError, TypeError):
-            return self.reply(400, {"error": "send {\"text\": ...}"})
+            return self.reply(400, {"error": 'send {"text": ...}'})
         self.store.db.call("RPUSH", f"notes:{user}", str(text))
         self.reply(201, {"ok": True})
 

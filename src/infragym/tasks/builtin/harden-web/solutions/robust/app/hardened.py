@@ -61,7 +61,9 @@ class Handler(server.Handler):
             server.APP.failed(name)
             return self.send(401, {"error": "bad credentials"})
         sid = server.APP.new_session(name)
-        self.send(200, {"user": name}, headers=[("Set-Cookie", f"sid={sid}; Path=/; HttpOnly; Secure")])
+        self.send(
+            200, {"user": name}, headers=[("Set-Cookie", f"sid={sid}; Path=/; HttpOnly; Secure")]
+        )
 
     def download(self, query):
         name = (query.get("name") or [""])[0]

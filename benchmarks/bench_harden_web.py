@@ -1,0 +1,85 @@
+"""harden-web: the time of one grading, against a kv-replicated grading in the same run.
+
+    .venv/bin/python benchmarks/bench_harden_web.py [--rounds 2] [--seeds 1,2]
+
+Each round grades harden-web's robust reference on each seed (1: one host, 2: two hosts)
+and kv-replicated's robust reference on seed 1, one after another, and prints each
+grading's time and its phases (deploy, functional tests, the attack suite). Target: a
+harden-web grading <= 90 s on 2 cores; the kv-replicated grading is the peer that says how
+busy the machine was (the ratio is the figure to compare across machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from infragym.grading import grade_workspace
+from infragym.sandbox import cleanup
+from infragym.tasks import find_task
+
+
+def grading_once(task_name: str, seed: int) -> tuple[float, float | None, dict[str, float]]:
+    task = find_task(task_name)
+    marks: list[tuple[float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = asyncio.run(
+            grade_workspace(
+                task, task.solution("robust"), seed, Path(tmp),
+                progress=lambda m: marks.append((time.perf_counter(), m)),
+            )
+        )  # fmt: skip
+        total = time.perf_counter() - t0
+    phases: dict[str, float] = {}
+    ends = [*marks[1:], (t0 + total, "end")]
+    for (t, what), (t_next, _) in zip(marks, ends, strict=True):
+        phases[" ".join(what.split(" ")[:2])] = t_next - t
+    reward = None if result.error else round(result.reward, 3)
+    return total, reward, phases
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seeds", default="1,2")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",")]
+    hw: dict[int, list[float]] = {s: [] for s in seeds}
+    kv: list[float] = []
+    for r in range(args.rounds):  # interleaved so machine noise hits both alike
+        for s in seeds:
+            total, reward, phases = grading_once("harden-web", s)
+            hw[s].append(total)
+            shown = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+            print(f"round {r + 1}: harden-web robust seed {s}: {total:.1f} s, "
+                  f"reward {reward} ({shown})")  # fmt: skip
+        total, reward, _ = grading_once("kv-replicated", 1)
+        kv.append(total)
+        print(f"round {r + 1}: kv-replicated robust seed 1: {total:.1f} s, reward {reward}")
+    kv_med = statistics.median(kv)
+    print(f"\n{'grading':<28} {'median s':>9} {'/ kv-replicated':>16}")
+    print(f"{'kv-replicated robust, 1':<28} {kv_med:>9.1f} {1.0:>16.2f}")
+    for s, times in hw.items():
+        med = statistics.median(times)
+        print(f"{f'harden-web robust, {s}':<28} {med:>9.1f} {med / kv_med:>16.2f}")
+    worst = max(max(t) for t in hw.values())
+    print(f"target <= 90 s per harden-web grading: {'met' if worst <= 90 else 'MISSED'} "
+          f"(slowest {worst:.1f} s)")  # fmt: skip
+    left = cleanup()
+    if left.removed_anything:
+        print(f"warning: something was left behind: {left.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
