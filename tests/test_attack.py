@@ -247,10 +247,13 @@ def test_the_grader_caps_a_critical_success() -> None:
     g = grader()
     h = History()
     h.meta["functional"] = {"tests": {"t": None}, "problem": None}
-    rs = [AttackResult(f"a{i}", "low", False, "", "x", 0.0) for i in range(20)]
+    rs = [AttackResult(f"a{i}", "low", False, "", "x", 0.0) for i in range(15)]
+    rs += [AttackResult(f"c{i}", "critical", False, "", "x", 0.0) for i in range(5)]
     record(h, [*rs, AttackResult("secret", "critical", True, "", "x", 0.0)])
-    reward = g.recheck(h)
-    assert reward.reward == pytest.approx(g.CRITICAL_CAP)
+    assert g.recheck(h).reward == pytest.approx(g.CRITICAL_CAP)
+    # too few critical attacks judged is no pass either
+    record(h, rs[:15])
+    assert g.recheck(h).reward == pytest.approx(g.CRITICAL_CAP)
     record(h, [*rs, AttackResult("secret", "critical", False, "", "x", 0.0)])
     assert g.recheck(h).reward == pytest.approx(1.0)
 

@@ -15,6 +15,7 @@ import random
 import selectors
 import socket
 import ssl
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -243,10 +244,12 @@ def tls_context(
         ctx.verify_mode = ssl.CERT_NONE
     else:
         ctx.load_verify_locations(cafile)
-    if minimum is not None:
-        ctx.minimum_version = minimum
-    if maximum is not None:
-        ctx.maximum_version = maximum
+    with warnings.catch_warnings():  # TLS 1.0 and 1.1 are deprecated: what a probe offers
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if minimum is not None:
+            ctx.minimum_version = minimum
+        if maximum is not None:
+            ctx.maximum_version = maximum
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
     return ctx
