@@ -12,37 +12,15 @@ busy the machine was (the ratio is the figure to compare across machines).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from infragym.grading import grade_workspace
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_ha_web import grading_once
+
 from infragym.sandbox import cleanup
-from infragym.tasks import find_task
-
-
-def grading_once(task_name: str, seed: int) -> tuple[float, float | None, dict[str, float]]:
-    task = find_task(task_name)
-    marks: list[tuple[float, str]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        result = asyncio.run(
-            grade_workspace(
-                task, task.solution("robust"), seed, Path(tmp),
-                progress=lambda m: marks.append((time.perf_counter(), m)),
-            )
-        )  # fmt: skip
-        total = time.perf_counter() - t0
-    phases: dict[str, float] = {}
-    ends = [*marks[1:], (t0 + total, "end")]
-    for (t, what), (t_next, _) in zip(marks, ends, strict=True):
-        phases[" ".join(what.split(" ")[:2])] = t_next - t
-    reward = None if result.error else round(result.reward, 3)
-    return total, reward, phases
 
 
 def main() -> int:
@@ -58,12 +36,12 @@ def main() -> int:
     kv: list[float] = []
     for r in range(args.rounds):  # interleaved so machine noise hits both alike
         for s in seeds:
-            total, reward, phases = grading_once("harden-web", s)
+            total, reward, phases = grading_once(s, "harden-web")
             hw[s].append(total)
             shown = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
             print(f"round {r + 1}: harden-web robust seed {s}: {total:.1f} s, "
                   f"reward {reward} ({shown})")  # fmt: skip
-        total, reward, _ = grading_once("kv-replicated", 1)
+        total, reward, _ = grading_once(1, "kv-replicated")
         kv.append(total)
         print(f"round {r + 1}: kv-replicated robust seed 1: {total:.1f} s, reward {reward}")
     kv_med = statistics.median(kv)

@@ -13,11 +13,7 @@ export APP_DIR RUN DATA_DIR PORT APP_PORT REDIS_PORT AUTOINDEX SERVER_TOKENS HEA
 # every service reads these, so make them readable
 chmod "$SECRETS_MODE" "$SECRETS_DIR"/*
 
-first=${PEERS%%,*}
-last=${PEERS##*,}
-WEB=${first%%=*}
-STORE=${last%%=*}
-STORE_ADDRESS=${last#*=}
+. "$APP_DIR/deploy/hosts.sh"
 
 if [ "$NODE_ID" = "$STORE" ]; then
     [ "$WEB" = "$STORE" ] || REDIS_BIND=0.0.0.0   # the web host must reach it

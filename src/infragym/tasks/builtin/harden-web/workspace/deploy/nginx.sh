@@ -1,19 +1,8 @@
 #!/bin/sh
 # Writes the nginx configuration of this host to $1 from the settings start.sh exported.
-cat >"$1" <<CONF
-daemon off;
-pid $RUN/nginx.pid;
-error_log $RUN/nginx-error.log;
-worker_processes 1;
-events { worker_connections 256; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    client_body_temp_path $RUN/body;
-    proxy_temp_path $RUN/proxy;
-    fastcgi_temp_path $RUN/fastcgi;
-    uwsgi_temp_path $RUN/uwsgi;
-    scgi_temp_path $RUN/scgi;
+{
+    /bin/sh "$(dirname "$0")/nginx-common.sh"
+    cat <<CONF
     server_tokens $SERVER_TOKENS;
     large_client_header_buffers 4 $HEADER_BUFFER;
     server {
@@ -27,3 +16,4 @@ http {
     }
 }
 CONF
+} >"$1"

@@ -1,19 +1,8 @@
 #!/bin/sh
 # nginx: TLS only, the public files only, no admin or debug paths, small headers, no version
-cat >"$1" <<CONF
-daemon off;
-pid $RUN/nginx.pid;
-error_log $RUN/nginx-error.log;
-worker_processes 1;
-events { worker_connections 256; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    client_body_temp_path $RUN/body;
-    proxy_temp_path $RUN/proxy;
-    fastcgi_temp_path $RUN/fastcgi;
-    uwsgi_temp_path $RUN/uwsgi;
-    scgi_temp_path $RUN/scgi;
+{
+    /bin/sh "$(dirname "$0")/nginx-common.sh"
+    cat <<CONF
     server_tokens off;
     client_header_buffer_size 1k;
     large_client_header_buffers 2 8k;
@@ -36,3 +25,4 @@ http {
     }
 }
 CONF
+} >"$1"

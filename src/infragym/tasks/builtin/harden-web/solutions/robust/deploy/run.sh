@@ -12,11 +12,7 @@ chmod 700 "$RUN"
 chmod 600 "$SECRETS_DIR"/*
 export APP_DIR RUN
 
-first=${PEERS%%,*}
-last=${PEERS##*,}
-WEB=${first%%=*}
-STORE=${last%%=*}
-STORE_ADDRESS=${last#*=}
+. "$APP_DIR/deploy/hosts.sh"
 
 if [ "$NODE_ID" = "$STORE" ]; then
     if [ "$WEB" = "$STORE" ]; then BIND=127.0.0.1; else BIND=$NODE_ADDRESS; fi
