@@ -4,9 +4,11 @@
 
 Each round grades harden-web's robust reference on each seed (1: one host, 2: two hosts)
 and kv-replicated's robust reference on seed 1, one after another, and prints each
-grading's time and its phases (deploy, functional tests, the attack suite). Target: a
-harden-web grading <= 90 s on 2 cores; the kv-replicated grading is the peer that says how
-busy the machine was (the ratio is the figure to compare across machines).
+grading's time and its phases (deploy, functional tests, the attack suite). The figures
+compared are the gradings without the machine-wide admission wait (a shared machine makes
+a grading wait for room before it builds anything). Target: a harden-web grading <= 90 s
+on 2 cores; the kv-replicated grading is the peer that says how busy the machine was (the
+ratio is the figure to compare across machines).
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ def main() -> int:
     for r in range(args.rounds):  # interleaved so machine noise hits both alike
         for s in seeds:
             total, reward, phases = grading_once(s, "harden-web")
-            hw[s].append(total)
+            hw[s].append(phases["grading"])
             shown = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
             print(f"round {r + 1}: harden-web robust seed {s}: {total:.1f} s, "
                   f"reward {reward} ({shown})")  # fmt: skip
-        total, reward, _ = grading_once(1, "kv-replicated")
-        kv.append(total)
-        print(f"round {r + 1}: kv-replicated robust seed 1: {total:.1f} s, reward {reward}")
+        total, reward, phases = grading_once(1, "kv-replicated")
+        kv.append(phases["grading"])
+        print(
+            f"round {r + 1}: kv-replicated robust seed 1: {total:.1f} s, reward {reward} "
+            f"(admission wait {phases['admission wait']:.1f} s, grading {phases['grading']:.1f} s)"
+        )
     kv_med = statistics.median(kv)
     print(f"\n{'grading':<28} {'median s':>9} {'/ kv-replicated':>16}")
     print(f"{'kv-replicated robust, 1':<28} {kv_med:>9.1f} {1.0:>16.2f}")
