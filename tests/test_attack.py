@@ -68,7 +68,7 @@ WEAKNESSES: dict[str, tuple[list[tuple[str, str, str]], list[str]]] = {
             (
                 "deploy/nginx-tls.sh",
                 "location /files/ { return 404; }",
-                "location /files/ { alias $DATA_DIR/; autoindex on; }",
+                "location /files/ { alias $DATA_DIR/; autoindex on; deny $ATTACKER_ADDRESS; }",
             )
         ],
         ["secret-via-files", "leaked-credentials"],
@@ -282,6 +282,7 @@ def deployments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clus
     flavors = ["robust", *WEAKNESSES]
     names = [f"h{i + 1}" for i in range(len(flavors))]
     with Cluster(names, app=ws) as c:
+        attacker = c.endpoint("attacker")
         sec = g.Secrets.make(names, [h.address for h in c.hosts])
         assert c.identity is not None
         targets = {}
@@ -299,6 +300,8 @@ def deployments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clus
                 "SECRETS_DIR": "/srv/data/secrets",
                 "SESSION_SALT": sec.salt,
                 "FLAVOR": flavor,
+                # the listing deployment refuses the attacker's own address (not its draws)
+                "ATTACKER_ADDRESS": attacker.address,
             }
             proc = h.spawn("harden-web", ["/bin/sh", "/srv/app/start.sh"], env=env)
             targets[flavor] = (h, proc)
@@ -307,7 +310,6 @@ def deployments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clus
         out = {}
         for flavor, (h, _) in targets.items():
             out[flavor] = g.Target(h, h, PORT, APP_PORT, REDIS_PORT, sec, ws / flavor, [h])
-        c.endpoint("attacker")
         peer = Peer(c, "attacker", random.Random(5), g.pool(c))
         for flavor, t in out.items():  # the application is up behind nginx
             if flavor != "plain-http":
@@ -368,3 +370,26 @@ def test_the_tls_probes_use_a_real_client(deployments: tuple[Cluster, dict]) -> 
     assert peer.run(lambda: version(targets["tls-old"], ssl.TLSVersion.TLSv1)) == "TLSv1"
     assert peer.run(lambda: version(targets["robust"], ssl.TLSVersion.TLSv1_1)) is None
     assert peer.run(lambda: version(targets["robust"], ssl.TLSVersion.TLSv1_2)) == "TLSv1.2"
+
+
+class FixedPeer(Peer):
+    """An attacker that never changes address: its endpoint's own."""
+
+    def fresh(self) -> str:
+        self.sources.append(self.cluster.port(self.endpoint).address)
+        return self.sources[-1]
+
+
+@needs_root
+def test_blocking_the_attackers_address_defeats_nothing(deployments: tuple[Cluster, dict]) -> None:
+    """The listing deployment refuses the attacker's own address: from it the leak fails,
+    from the addresses the suite draws it succeeds."""
+    g = grader()
+    cluster, targets = deployments
+    t = targets["listing"]
+    leak = next(a for a in g.attacks(t) if a.name == "secret-via-files")
+    fixed = FixedPeer(cluster, "attacker", random.Random(1))
+    assert not fixed.run(lambda: run_attack(leak, fixed)).succeeded
+    drawn = Peer(cluster, "attacker", random.Random(2), g.pool(cluster))
+    r = drawn.run(lambda: run_attack(leak, drawn))
+    assert r.succeeded and r.source != cluster.port("attacker").address
