@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "checkers": 2,
     "rubric": 3,
     "judge": 4,
+    "attack": 3,
     "grading": 4,
     "report": 8,
     "env": 5,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -40,6 +41,7 @@ from ._options import (
 )
 from ._switch import Port, Switch
 from ._sys import (
+    ip_batch,
     mount_tmpfs,
     mounts_under,
     umount,
@@ -146,6 +148,8 @@ class Cluster(Lifecycle):
         # event loops of run_client, so teardown can end their work instead of waiting
         self._clients: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[object]]] = set()
         self._clients_lock = threading.Lock()
+        self._drawn: dict[str, str] = {}  # address -> the endpoint it was drawn for
+        self._current: dict[str, str] = {}  # endpoint -> the address it holds from a draw
 
     def _set_run_id(self, run_id: str) -> None:
         self.run_id = run_id
@@ -346,6 +350,8 @@ class Cluster(Lifecycle):
             return self._network().client
         if name == LINK_PROXY:
             return self._network().proxy
+        if name not in self.names and name in self._network().ports:
+            return self._network().ports[name]
         return self.host(name).port
 
     def link_proxy(self) -> Port:
@@ -354,11 +360,64 @@ class Cluster(Lifecycle):
         return self._network().link_proxy()
 
     def free_addresses(self) -> list[str]:
-        """The addresses of the subnet no endpoint holds: a host granted ``net_admin`` may
-        claim one (a virtual IP) and announce it by gratuitous ARP."""
+        """The addresses of the subnet no endpoint holds and none was drawn for
+        (:meth:`draw_address`): a host granted ``net_admin`` may claim one (a virtual IP)
+        and announce it by gratuitous ARP."""
         net = self._network()
-        taken = {p.address for p in (net.client, net.proxy)} | {h.address for h in self.hosts}
+        taken = {p.address for p in (net.client, net.proxy, *net.ports.values())}
+        taken |= {h.address for h in self.hosts} | set(self._drawn)
         return [str(a) for a in net.subnet.hosts() if str(a) not in taken]
+
+    def endpoint(self, name: str) -> Port:
+        """A namespace of the platform's on the cluster's bridge besides the client's (an
+        attacker's, say), built on first use and removed with the cluster. It reaches every
+        host and nothing else, as the client does; its sockets come from
+        :meth:`endpoint_socket`."""
+        if name in (CLIENT, LINK_PROXY) or name in self.names:
+            raise ConfigError(f"{name!r} names the client, the link proxy or a host")
+        validate_names([name])
+        return self._network().add_endpoint(name)
+
+    def draw_address(
+        self, endpoint: str, rng: random.Random, pool: Collection[str] | None = None
+    ) -> str:
+        """Give ``endpoint`` (``"client"`` or one of :meth:`endpoint`) a new address drawn
+        by ``rng`` from ``pool`` (default: every free address of the subnet), in place of
+        the one it drew last; return it. Bind a socket to it (:meth:`endpoint_socket`) to
+        send from it. An address drawn for one endpoint is never drawn for another in this
+        cluster (the hosts' ARP caches would still send its replies to the first), so the
+        endpoints' addresses are interleaved in one range and a host cannot tell them
+        apart by address."""
+        port = self.port(endpoint)
+        with self._lock:
+            free = set(self.free_addresses())
+            mine = {a for a, e in self._drawn.items() if e == endpoint}
+            choices = sorted((free | mine) & set(pool) if pool is not None else free | mine)
+            choices = [a for a in choices if a != self._current.get(endpoint)] or choices
+            if not choices:
+                raise ResourceError(f"no address left to draw for {endpoint!r}")
+            address = rng.choice(choices)
+            lines = [f"addr add {address}/32 dev eth0"]
+            if (old := self._current.get(endpoint)) is not None:
+                lines.insert(0, f"addr del {old}/32 dev eth0")
+            ip_batch(lines, netns=port.netns)
+            self._drawn[address] = endpoint
+            self._current[endpoint] = address
+            return address
+
+    def endpoint_socket(
+        self, endpoint: str, source: str | None = None, type: int = socket.SOCK_STREAM
+    ) -> socket.socket:
+        """An IPv4 socket in ``endpoint``'s namespace (``"client"`` or one of
+        :meth:`endpoint`), bound to ``source`` (an address it holds) if given."""
+        sock = socket_in_netns(self.port(endpoint).netns, socket.AF_INET, type)
+        if source is not None:
+            try:
+                sock.bind((source, 0))
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     def _network(self) -> Network:
         if self.network is None:

@@ -43,6 +43,8 @@ CLIENT = "client"
 CLIENT_INDEX = 99
 LINK_PROXY = "link-proxy"  # not a valid host name: no host can take it
 LINK_PROXY_INDEX = 98
+EXTRA_INDEXES = range(97, 89, -1)
+"""The indexes (MACs, veths) of the extra endpoints :meth:`Network.add_endpoint` builds."""
 LINK_PROXY_LOCAL_MARK = 0x16A70001
 """Packets the link proxy's namespace marks so to deliver them to its own (transparent)
 sockets whatever their destination address."""
@@ -161,6 +163,29 @@ class Network:
             self._wait()
             run_in_netns(p.netns, _router)
             self.ports[LINK_PROXY] = p
+            return p
+
+    def add_endpoint(self, name: str) -> Port:
+        """Another namespace on the bridge like the client's (the platform's, unprivileged
+        to no one): guarded as every endpoint is, holding the next free address from the top
+        of the subnet (below the link proxy's). Built once per name; the same port after."""
+        with self._lock:
+            if name in self.ports:
+                return self.ports[name]
+            extra = [p for p in self.ports.values() if p.index in EXTRA_INDEXES]
+            if len(extra) == len(EXTRA_INDEXES):
+                raise ResourceError(
+                    f"a cluster has at most {len(EXTRA_INDEXES)} extra endpoints; "
+                    f"cannot add {name!r}"
+                )
+            index = EXTRA_INDEXES[len(extra)]
+            addrs = list(self.subnet.hosts())
+            p = self._port(name, index, str(addrs[-3 - len(extra)]))
+            ip_batch([f"netns add {p.netns}", *self._attach(p)])
+            self._configure(p, [])
+            self._wait()
+            self.ports[name] = p
+            self.guard()
             return p
 
     def _wait(self) -> None:

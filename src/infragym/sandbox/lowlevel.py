@@ -8,7 +8,7 @@ of the sandbox; not part of the task author's API.
 """
 
 from ._host import FAKETIME_LIB
-from ._netns import NetnsExecutor, interface_is_up, netns_path, socket_in_netns
+from ._netns import NetnsExecutor, interface_is_up, netns_path, run_in_netns, socket_in_netns
 from ._network import CLIENT, LINK_PROXY, LINK_PROXY_LOCAL_MARK, LINK_PROXY_PORTS
 from ._state import STATE_DIR
 from ._switch import Chain, Port
@@ -29,5 +29,6 @@ __all__ = [
     "pid_start_time",
     "remount_tmpfs_size",
     "run",
+    "run_in_netns",
     "socket_in_netns",
 ]
