@@ -50,7 +50,7 @@ from infragym.grading import (
 from infragym.grading import recheck as recheck_history
 from infragym.history import History, Operation, OpType
 from infragym.rubric import Criterion, RewardResult, Rubric, gate, linear
-from infragym.sandbox import Cluster, Host
+from infragym.sandbox import Cluster
 from infragym.tasks import Variant, load_task
 from infragym.workload import HttpCall, Op, Result, Runner, Stream, Target, status_outcome
 
@@ -210,8 +210,10 @@ class SessionCheck:
                 if op.ok and op.f == "visit" and isinstance(op.result[0], int)
             )
             for op in ops:
-                if not op.ok or not isinstance(op.result, list) or not isinstance(
-                    op.result[0], int
+                if (
+                    not op.ok
+                    or not isinstance(op.result, list)
+                    or not isinstance(op.result[0], int)
                 ):
                     continue
                 n = op.result[0]
@@ -323,8 +325,8 @@ class OneHost:
         r1 = capacities(history, self.p99_s)[1]
         steps = sum(1 for s in history.meta.get("steps") or [] if s["hosts"] == 1)
         if r1 > 0:
-            return CheckResult(self.name, Verdict.PASS, 1.0,
-                               f"one host served {r1:.1f}/s", {"rate": r1}, judged=steps)  # fmt: skip
+            what = f"one host served {r1:.1f}/s"
+            return CheckResult(self.name, Verdict.PASS, 1.0, what, {"rate": r1}, judged=steps)
         return CheckResult(
             self.name, Verdict.FAIL, 0.0,
             "one host met the p99 target at no step of the load", {"rate": 0.0}, judged=steps,
@@ -354,9 +356,7 @@ class Change:
         joined = added is not None and any(
             op.intended >= added and op.complete <= added + JOIN_S for op in served
         )
-        stale = (
-            sum(op.intended > removed + OUT_S for op in served) if removed is not None else 0
-        )
+        stale = sum(op.intended > removed + OUT_S for op in served) if removed is not None else 0
         problems = []
         if not joined:
             problems.append(f"{new} answered no request within {JOIN_S:g} s of its announcement")
@@ -423,16 +423,20 @@ def rubric(p99_s: float) -> Rubric:
             gate("state", min_judged=200),
             gate("capacity-1", min_judged=1),
             Criterion(
-                "scaling", weight=5.0,
-                score_fn=linear(EFFICIENCY_FLOOR, EFFICIENCY_FULL, "efficiency"), min_judged=3,
+                "scaling",
+                weight=5.0,
+                score_fn=linear(EFFICIENCY_FLOOR, EFFICIENCY_FULL, "efficiency"),
+                min_judged=3,
             ),
             Criterion("membership", weight=2.0, gate=True, cap=STATIC_CAP, min_judged=1),
             Criterion(
-                "change-errors", weight=2.0,
-                score_fn=linear(ERRORS_FLOOR, ERRORS_FULL, "error_fraction"), min_judged=50,
+                "change-errors",
+                weight=2.0,
+                score_fn=linear(ERRORS_FLOOR, ERRORS_FULL, "error_fraction"),
+                min_judged=50,
             ),
             Criterion("change-latency", weight=1.0, min_judged=50),
-        ]  # fmt: skip
+        ]
     )
 
 

@@ -25,8 +25,6 @@ WORK = int(os.environ.get("WORK", "10000"))
 USER = re.compile(r"^/users/([a-z0-9_-]{1,64})(/visit)?$")
 
 
-
-
 def token(user: str, visits: int) -> str:
     return hashlib.pbkdf2_hmac("sha256", f"{user}:{visits}".encode(), KEY, WORK).hex()
 

@@ -19,9 +19,7 @@ run = Path(sys.argv[1])
 run.mkdir(parents=True, exist_ok=True)
 sock_path = run / "haproxy.sock"
 apps = [p.split("=", 1) for p in env["APPS"].split(",")]
-servers = "".join(
-    f"    server {name} {addr}:{env['APP_PORT']} disabled\n" for name, addr in apps
-)
+servers = "".join(f"    server {name} {addr}:{env['APP_PORT']} disabled\n" for name, addr in apps)
 (run / "haproxy.cfg").write_text(f"""global
     maxconn 4096
     stats socket {sock_path} mode 600 level admin
