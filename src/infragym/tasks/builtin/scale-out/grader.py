@@ -150,9 +150,10 @@ class SessionClient:
 
 @dataclass(frozen=True)
 class Sessions:
-    """Visits and reads (half each) of ``users`` in a seeded random order."""
+    """Visits and reads (half each) of ``users`` in a seeded random order, sent to the
+    ``targets`` in turn."""
 
-    target: Target
+    targets: tuple[Target, ...]
     users: tuple[str, ...]
     seed: int
     name: str
@@ -160,9 +161,11 @@ class Sessions:
 
     def ops(self) -> Iterator[Op]:
         rng = random.Random(self.seed)
+        i = 0
         while True:
             f = "visit" if rng.random() < 0.5 else "read"
-            yield Op(f, self.target, key=rng.choice(self.users))
+            yield Op(f, self.targets[i % len(self.targets)], key=rng.choice(self.users))
+            i += 1
 
     def default_client(self) -> SessionClient:
         return self.client
@@ -563,22 +566,28 @@ class Load:
         ctx.history.meta["workload_seed"] = self.seed
         self.runs = 0
 
-    def streams(self, rate: float, duration: float) -> list[Stream]:
+    def streams(self, rate: float, duration: float, apps: Sequence[str]) -> list[Stream]:
+        """The load at the load balancer; the probes (tokens verified) at it and straight
+        at each of ``apps`` in turn (the state is the same whichever host answers)."""
         self.runs += 1
         lay = self.layout
-        load = Sessions(self.target, self.users, self.seed + self.runs, f"load{self.runs}",
+        load = Sessions((self.target,), self.users, self.seed + self.runs, f"load{self.runs}",
                         SessionClient())  # fmt: skip
-        probe = Sessions(self.target, self.probe_users, self.seed - self.runs, f"probe{self.runs}",
-                         SessionClient(lay))  # fmt: skip
+        direct = tuple(
+            Target(a, f"http://{self.cluster.host(a).address}:{lay.app_port}") for a in apps
+        )
+        probe = Sessions((self.target, *direct), self.probe_users, self.seed - self.runs,
+                         f"probe{self.runs}", SessionClient(lay))  # fmt: skip
         return [
             Stream(load, rate=rate, duration=duration, timeout=OP_TIMEOUT_S),
             Stream(probe, rate=PROBE_RATE, duration=duration, timeout=OP_TIMEOUT_S),
         ]
 
-    async def run(self, rate: float, duration: float) -> tuple[int, int]:
-        """One run at ``rate`` for ``duration`` s; the range of its operation ids."""
+    async def run(self, rate: float, duration: float, apps: Sequence[str]) -> tuple[int, int]:
+        """One run at ``rate`` for ``duration`` s, probing ``apps`` directly too; the range
+        of its operation ids."""
         first = max((e.id for e in self.ctx.history.ops), default=-1) + 1
-        streams = self.streams(rate, duration)
+        streams = self.streams(rate, duration, apps)
 
         async def go() -> None:
             async with Runner(self.ctx.history, self.ctx.clock, transport="lean") as runner:
@@ -602,13 +611,13 @@ def _time_token(lay: Layout) -> float:
     return time.perf_counter() - t0
 
 
-async def ladder(load: Load, hosts: int, start: float) -> float:
+async def ladder(load: Load, hosts: int, start: float, apps: Sequence[str]) -> float:
     """Steps up by ``STEP_FACTOR`` from ``start`` until one fails twice (the first failure
     is tried once more), or down while the first fails; the highest passing rate (0: none)."""
     lay, meta = load.layout, load.ctx.history.meta.setdefault("steps", [])
     best, rate, down, retried = 0.0, start, 0, False
     for _ in range(MAX_UP + MAX_DOWN + 1):
-        ids = await load.run(rate, STEP_S)
+        ids = await load.run(rate, STEP_S, apps)
         fig = step_figures(load.ctx.history, ids, lay.p99_s)
         meta.append({"hosts": hosts, "rate": round(rate, 2), "ids": list(ids), **fig})
         load.ctx.progress(
@@ -645,7 +654,7 @@ async def measure(fleet: Fleet, load: Load) -> dict[int, float]:
             if problems:
                 raise RuntimeError("; ".join(problems))
             await asyncio.sleep(SETTLE_S)
-        rates[n] = await ladder(load, n, start)
+        rates[n] = await ladder(load, n, start, list(fleet.live))
         start = max(start, rates[n])
         if SessionCheck().check(load.ctx.history).verdict is Verdict.FAIL:
             break  # the state gate has failed: nothing left to measure can count
@@ -669,7 +678,7 @@ async def live_change(fleet: Fleet, load: Load, rate: float) -> None:
         await asyncio.sleep(CHANGE_HOLD_S)
         meta["removed"] = round(await fleet.remove(new), 3)
 
-    ids, _ = await asyncio.gather(load.run(rate, duration), change())
+    ids, _ = await asyncio.gather(load.run(rate, duration, fleet.live[:2]), change())
     meta["ids"] = list(ids)
 
 
