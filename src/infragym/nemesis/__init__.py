@@ -8,6 +8,7 @@ schedule that says when, and a final heal that always runs.
 from ._balanced import balanced_schedule, taken_away
 from ._clock_skew import ClockSkew
 from ._disk_full import DiskFull
+from ._doctor import Capability, fault_support, probe, require_supported
 from ._drift import (
     DRIFT_FAULT,
     DRIFT_KINDS,
@@ -18,7 +19,6 @@ from ._drift import (
     listening_ports,
     service_pids,
 )
-from ._doctor import Capability, fault_support, probe, require_supported
 from ._fault import Fault, FaultSpec
 from ._latency import Latency
 from ._network_faults import Bandwidth, PacketLoss, Partition

@@ -106,7 +106,13 @@ def drift_schedule(
             rng.shuffle(plan)
         kind = plan.pop()
         drifts.append(
-            Drift(round(start + i * gap, 3), kind, order.pop(), rng.randrange(1 << 16), f"drift-{i}-{kind}")
+            Drift(
+                round(start + i * gap, 3),
+                kind,
+                order.pop(),
+                rng.randrange(1 << 16),
+                f"drift-{i}-{kind}",
+            )
         )
     return tuple(drifts)
 
@@ -222,7 +228,8 @@ def spawn_beside(host: Host, argv: Sequence[str]) -> subprocess.Popen[bytes]:
             trees.setdefault(ns, []).append(pid)
     if not trees:
         raise LookupError("no process runs on the host")
-    leader = min(max(trees.values(), key=len))
+    biggest = max(trees, key=lambda ns: len(trees[ns]))
+    leader = min(trees[biggest])
     ident = host.identity
     cgroups = host.cgroup.procs_files()
 

@@ -16,7 +16,7 @@ PATH = os.environ["DESIRED_FILE"]
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != "/desired.json":
             self._send(404, b"not found\n", "text/plain")
             return

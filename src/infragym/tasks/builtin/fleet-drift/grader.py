@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -35,9 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from infragym.checkers import Checker, CheckResult, Verdict, check_all
-from infragym.grading import GradeContext, GradeOutcome, env_from_spec, finish, not_run
+from infragym.grading import (
+    GradeContext,
+    GradeOutcome,
+    env_from_spec,
+    finish,
+    not_run,
+    record_functional,
+)
 from infragym.grading import recheck as recheck_history
-from infragym.grading import record_functional
 from infragym.history import History
 from infragym.nemesis import (
     DRIFT_FAULT,
@@ -50,8 +57,17 @@ from infragym.nemesis import (
 from infragym.rubric import Criterion, RewardResult, Rubric, gate, linear
 from infragym.sandbox import Cluster, Host
 from infragym.tasks import Variant, load_task
-from infragym.workload import HttpCall, Op, RequestClient, Result, Runner, Stream, Target
-from infragym.workload import parse_targets, status_result
+from infragym.workload import (
+    HttpCall,
+    Op,
+    RequestClient,
+    Result,
+    Runner,
+    Stream,
+    Target,
+    parse_targets,
+    status_result,
+)
 
 TASK = load_task(Path(__file__).parent)
 START_CMD = ("/bin/sh", "/srv/app/start.sh")
@@ -68,6 +84,7 @@ DRIFTS, DRIFT_GAP_S, FIRST_DRIFT_S = 12, 2.5, 2.0
 RELEASE_PAUSE_S = 4.0  # the release lands this long after the first half of the drifts
 TAIL_S = 6.0
 BREAK_GRACE_S = 0.5  # requests to a host a drift broke are not counted until this after
+SSI_RELEASE = '<!--# echo var="release" -->'  # the loaded configuration's tag
 RELOAD_CMD = ("/usr/sbin/nginx", "-c", NGINX_CONF, "-s", "reload")
 BYSTANDERS = {
     f"{ETC}/app/local.conf": (b"# local overrides kept by operations: not managed\n", 0o644),
@@ -147,7 +164,7 @@ def release_files(release: str, port: int, limit: int) -> dict[str, tuple[bytes,
     site = site_dir(release)
     return {
         f"{site}/index.html": (
-            f'<html><body>file={release} config=<!--# echo var="release" --></body></html>\n'.encode(),
+            f"<html><body>file={release} config={SSI_RELEASE}</body></html>\n".encode(),
             0o644,
         ),
         f"{site}/about.html": (f"<p>about release {release}</p>\n".encode(), 0o644),
@@ -169,11 +186,10 @@ def releases(port: int) -> tuple[Desired, Desired, Desired, bytes]:
     r1, r2, r0 = f"r1-{tag}", f"r2-{tag}", f"r0-{tag}"
     forbidden = (port + 1, 6379)
     f1, f2 = release_files(r1, port, 100), release_files(r2, port, 150)
-    only = lambda a, b: tuple(p for p in a if p not in b)  # noqa: E731
     return (
         Desired(1, r1, f1, (), forbidden),
-        Desired(2, r2, f2, only(f1, f2), forbidden),
-        Desired(3, r1, f1, only(f2, f1), forbidden),
+        Desired(2, r2, f2, tuple(p for p in f1 if p not in f2), forbidden),
+        Desired(3, r1, f1, tuple(p for p in f2 if p not in f1), forbidden),
         nginx_conf(r0, port),
     )
 
@@ -275,7 +291,10 @@ def sample(host: Host, want: Desired, port: int) -> dict[str, Any]:
 
 
 def served(host: Host, port: int, release: str) -> str:
-    for path, expect in (("/", f"file={release} config={release}"), ("/app", f"app={release} config={release}")):
+    for path, expect in (
+        ("/", f"file={release} config={release}"),
+        ("/app", f"app={release} config={release}"),
+    ):
         try:
             status, body = http_get(host, port, path)
         except OSError as exc:
@@ -305,10 +324,26 @@ class Sampler:
                 try:
                     s = sample(h, want, self.port)
                 except Exception as exc:  # a host torn down under us: not converged
-                    s = {"ok": False, "why": f"unreadable: {exc}", "rev": want.revision,
-                         "master": 0, "workers": [], "files": ""}  # fmt: skip
-                self.samples.append([round(t, 3), h.name, s["ok"], s["why"][:120], s["rev"],
-                                     s["master"], s["workers"], s["files"]])  # fmt: skip
+                    s = {
+                        "ok": False,
+                        "why": f"unreadable: {exc}",
+                        "rev": want.revision,
+                        "master": 0,
+                        "workers": [],
+                        "files": "",
+                    }
+                self.samples.append(
+                    [
+                        round(t, 3),
+                        h.name,
+                        s["ok"],
+                        s["why"][:120],
+                        s["rev"],
+                        s["master"],
+                        s["workers"],
+                        s["files"],
+                    ]
+                )
             self.stop.wait(max(0.0, SAMPLE_S - (time.monotonic() - begun)))
 
     def converged(self, name: str, since: float = 0.0) -> bool:
@@ -403,16 +438,26 @@ class ConvergeTime:
         times = sorted(math.inf if d is None else d for _, d, _ in rows)
         p95 = times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]
         worst = max(rows, key=lambda r: math.inf if r[1] is None else r[1])
-        metrics = {"p95_s": p95 if math.isfinite(p95) else -1.0, "events": len(rows),
-                   "median_s": times[len(times) // 2] if math.isfinite(times[len(times) // 2]) else -1.0}  # fmt: skip
-        score = 0.0 if not math.isfinite(p95) else min(1.0, max(0.0, (3 * self.target_s - p95) / (2 * self.target_s)))
+        metrics = {
+            "p95_s": p95 if math.isfinite(p95) else -1.0,
+            "events": len(rows),
+            "median_s": times[len(times) // 2] if math.isfinite(times[len(times) // 2]) else -1.0,
+        }
+        score = (
+            0.0
+            if not math.isfinite(p95)
+            else min(1.0, max(0.0, (3 * self.target_s - p95) / (2 * self.target_s)))
+        )
         return CheckResult(
-            self.name, Verdict.PASS if p95 <= self.target_s else Verdict.FAIL, score,
+            self.name,
+            Verdict.PASS if p95 <= self.target_s else Verdict.FAIL,
+            score,
             f"p95 time to converge {p95:.2f} s over {len(rows)} events (target "
             f"{self.target_s:g} s); slowest {worst[0]}"
             + (f" ({worst[1]:.2f} s)" if worst[1] is not None else f" never ({worst[2]})"),
-            metrics, judged=len(rows),
-        )  # fmt: skip
+            metrics,
+            judged=len(rows),
+        )
 
 
 @dataclass(frozen=True)
@@ -426,11 +471,14 @@ class Converged:
         missed = [r for r in rows if r[1] is None]
         share = 1 - len(missed) / len(rows)
         return CheckResult(
-            self.name, Verdict.PASS if share >= CONVERGED_MIN else Verdict.FAIL, share,
+            self.name,
+            Verdict.PASS if share >= CONVERGED_MIN else Verdict.FAIL,
+            share,
             f"{len(rows) - len(missed)} of {len(rows)} drifts and releases converged"
             + (f"; not {missed[0][0]} ({missed[0][2]})" if missed else ""),
-            {"events": len(rows), "missed": len(missed)}, judged=len(rows),
-        )  # fmt: skip
+            {"events": len(rows), "missed": len(missed)},
+            judged=len(rows),
+        )
 
 
 @dataclass(frozen=True)
@@ -448,7 +496,7 @@ class Churn:
         first = ""
         judged = 0
         for host, rows in per_host(history.meta.get("samples", [])).items():
-            for prev, cur in zip(rows, rows[1:], strict=False):
+            for prev, cur in itertools.pairwise(rows):
                 if not prev[2] or any(e[1] == host and prev[0] < e[0] <= cur[0] for e in evs):
                     continue
                 judged += 1
@@ -466,13 +514,16 @@ class Churn:
         allowed = max(1, len(fleet) // 2)
         score = max(0.0, 1 - total / (4 * max(1, len(fleet))))
         return CheckResult(
-            self.name, Verdict.PASS if total <= allowed else Verdict.FAIL, score,
+            self.name,
+            Verdict.PASS if total <= allowed else Verdict.FAIL,
+            score,
             f"{total} restarts, reloads or rewrites with nothing changed "
             f"({counts['restarts']} restarts, {counts['reloads']} reloads, "
             f"{counts['rewrites']} rewrites) over {judged} quiet intervals"
             + (f"; first: {first}" if first else ""),
-            {**counts, "quiet": judged}, judged=judged,
-        )  # fmt: skip
+            {**counts, "quiet": judged},
+            judged=judged,
+        )
 
 
 def broken_windows(history: History) -> dict[str, list[tuple[float, float]]]:
@@ -512,10 +563,13 @@ class Served:
         ok = sum(1 for op in ops if op.ok)
         share = ok / len(ops)
         return CheckResult(
-            self.name, Verdict.PASS if share >= 0.999 else Verdict.FAIL, share,
+            self.name,
+            Verdict.PASS if share >= 0.999 else Verdict.FAIL,
+            share,
             f"{ok} of {len(ops)} requests answered 200 outside the spans drifts broke",
-            {"availability": share, "requests": len(ops)}, judged=len(ops),
-        )  # fmt: skip
+            {"availability": share, "requests": len(ops)},
+            judged=len(ops),
+        )
 
 
 @dataclass(frozen=True)
@@ -538,10 +592,14 @@ class NoMixedRelease:
                 mixed += 1
                 first = first or f"{node} at {op.invoke:.1f} s: {op.result[:60]!r}"
         return CheckResult(
-            self.name, Verdict.PASS if not mixed else Verdict.FAIL, 1.0 if not mixed else 0.0,
-            f"{mixed} of {judged} answers mixed two releases" + (f"; first {first}" if first else ""),
-            {"mixed": mixed}, judged=judged,
-        )  # fmt: skip
+            self.name,
+            Verdict.PASS if not mixed else Verdict.FAIL,
+            1.0 if not mixed else 0.0,
+            f"{mixed} of {judged} answers mixed two releases"
+            + (f"; first {first}" if first else ""),
+            {"mixed": mixed},
+            judged=judged,
+        )
 
 
 @dataclass(frozen=True)
@@ -557,10 +615,15 @@ class Collateral:
             return CheckResult(self.name, Verdict.UNKNOWN, 0.0, "not read", judged=0)
         n = len(found)
         return CheckResult(
-            self.name, Verdict.PASS if not n else Verdict.FAIL, 1.0 if not n else 0.0,
-            "no file outside the spec changed" if not n else f"{n} collateral edits: {'; '.join(found[:3])}",
-            {"edits": n}, judged=max(1, len(history.meta.get("fleet", []))),
-        )  # fmt: skip
+            self.name,
+            Verdict.PASS if not n else Verdict.FAIL,
+            1.0 if not n else 0.0,
+            "no file outside the spec changed"
+            if not n
+            else f"{n} collateral edits: {'; '.join(found[:3])}",
+            {"edits": n},
+            judged=max(1, len(history.meta.get("fleet", []))),
+        )
 
 
 def checkers(target_s: float) -> list[Checker]:
@@ -586,9 +649,14 @@ def rubric() -> Rubric:
             Criterion("no-partial-state", weight=1.0, gate=True, cap=PARTIAL_CAP, min_judged=100),
             Criterion("collateral", weight=1.0, gate=True, cap=COLLATERAL_CAP),
             Criterion("converge-time", weight=3.0, min_judged=10),
-            Criterion("availability", weight=2.0, score_fn=linear(0.97, 0.999, "availability"), min_judged=200),
+            Criterion(
+                "availability",
+                weight=2.0,
+                score_fn=linear(0.97, 0.999, "availability"),
+                min_judged=200,
+            ),
         ]
-    )  # fmt: skip
+    )
 
 
 GATED = ("converged", "churn", "no-partial-state", "collateral", "converge-time", "availability")
@@ -622,7 +690,7 @@ def collateral(host: Host, want: Desired) -> list[str]:
             found.append(f"{host.name}:{path} {'gone' if r is None else 'changed'}")
     keep = set(want.files) | set(BYSTANDERS)
     root = host.etc_dir
-    for dirpath, dirs, files in os.walk(root):
+    for dirpath, _dirs, files in os.walk(root):
         for f in files:
             view = f"{ETC}/{os.path.relpath(os.path.join(dirpath, f), root)}"
             if view not in keep:
@@ -661,14 +729,28 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
     try:
         ctx.progress(f"waiting up to {GATE_S:g} s for every host to converge")
         deadline = time.monotonic() + GATE_S
-        while time.monotonic() < deadline and not all(sampler.converged(h.name, started) for h in fleet):
+        while time.monotonic() < deadline and not all(
+            sampler.converged(h.name, started) for h in fleet
+        ):
             await asyncio.sleep(0.2)
         late = [h.name for h in fleet if not sampler.converged(h.name, started)]
-        tests = {f"converged-{h.name}": (f"not converged within {GATE_S:g} s: {sampler.last_reason(h.name)}" if h.name in late else None) for h in fleet}  # fmt: skip
+        tests = {
+            f"converged-{h.name}": (
+                f"not converged within {GATE_S:g} s: {sampler.last_reason(h.name)}"
+                if h.name in late
+                else None
+            )
+            for h in fleet
+        }
         result = record_functional(ctx.history, tests, None)
         notes += [e for e in tests.values() if e]
         if result.verdict is not Verdict.PASS:
-            return finish(rubric(), {"functional": result, **not_run("the gate failed", GATED)}, result.score, notes)
+            return finish(
+                rubric(),
+                {"functional": result, **not_run("the gate failed", GATED)},
+                result.score,
+                notes,
+            )
         await drift_phase(ctx, cluster, fleet, cfg, sampler, (first, second, rollback, stale), port)
     finally:
         sampler.stop.set()
@@ -691,20 +773,37 @@ async def drift_phase(
 ) -> None:
     first, second, rollback, stale = plan
     names = [h.name for h in fleet]
-    drifts = drift_schedule(ctx.seed, names, count=DRIFTS, start=FIRST_DRIFT_S, gap=DRIFT_GAP_S, salt=TASK.name)
+    drifts = drift_schedule(
+        ctx.seed, names, count=DRIFTS, start=FIRST_DRIFT_S, gap=DRIFT_GAP_S, salt=TASK.name
+    )
     half = DRIFTS // 2
     release_at = FIRST_DRIFT_S + half * DRIFT_GAP_S + RELEASE_PAUSE_S / 2
-    shifted = [d if i < half else type(d)(d.at + RELEASE_PAUSE_S, d.kind, d.host, d.pick, d.label) for i, d in enumerate(drifts)]  # fmt: skip
+    shifted = [
+        d if i < half else type(d)(d.at + RELEASE_PAUSE_S, d.kind, d.host, d.pick, d.label)
+        for i, d in enumerate(drifts)
+    ]
     rollback_at = shifted[-1].at + DRIFT_GAP_S + RELEASE_PAUSE_S / 2
     end = rollback_at + TAIL_S
     colleague = Colleague(
-        cluster, ctx.history, ctx.clock,
-        DriftTargets(files=lambda _h: list(sampler.current.files), service="nginx:",
-                     ports=first.forbidden, stale=lambda _h: (NGINX_CONF, stale), reload=RELOAD_CMD),
-    )  # fmt: skip
-    timeline = sorted([(d.at, d) for d in shifted] + [(release_at, second), (rollback_at, rollback)], key=lambda x: x[0])  # fmt: skip
+        cluster,
+        ctx.history,
+        ctx.clock,
+        DriftTargets(
+            files=lambda _h: list(sampler.current.files),
+            service="nginx:",
+            ports=first.forbidden,
+            stale=lambda _h: (NGINX_CONF, stale),
+            reload=RELOAD_CMD,
+        ),
+    )
+    timeline = sorted(
+        [(d.at, d) for d in shifted] + [(release_at, second), (rollback_at, rollback)],
+        key=lambda x: x[0],
+    )
     targets = parse_targets({h.name: f"http://{h.address}:{port}" for h in fleet})
-    stream = Stream(FleetProbe(targets), rate=PROBE_RATE * len(fleet), duration=end, timeout=OP_TIMEOUT_S)
+    stream = Stream(
+        FleetProbe(targets), rate=PROBE_RATE * len(fleet), duration=end, timeout=OP_TIMEOUT_S
+    )
 
     async def load() -> None:
         async with Runner(ctx.history, ctx.clock) as runner:
@@ -717,7 +816,9 @@ async def drift_phase(
             if isinstance(what, Desired):
                 await asyncio.to_thread(publish, cfg, what)
                 sampler.current = what
-                ctx.history.meta["releases"].append({"t": ctx.clock.now(), "revision": what.revision, "release": what.release})  # fmt: skip
+                ctx.history.meta["releases"].append(
+                    {"t": ctx.clock.now(), "revision": what.revision, "release": what.release}
+                )
             else:
                 await asyncio.to_thread(colleague.apply, what)
         await asyncio.sleep(max(0.0, t0 + end - ctx.clock.now()))
@@ -725,7 +826,9 @@ async def drift_phase(
 
     ctx.progress(f"{len(shifted)} drifts and two releases over {end:.0f} s under probes")
     try:
-        outcomes = await asyncio.gather(asyncio.to_thread(cluster.run_client, load), act(), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            asyncio.to_thread(cluster.run_client, load), act(), return_exceptions=True
+        )
     finally:
         colleague.close()
     for o in outcomes:

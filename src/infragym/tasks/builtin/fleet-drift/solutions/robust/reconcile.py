@@ -110,7 +110,8 @@ def remove_absent(paths):
 
 def master_pid():
     try:
-        pid = int(open(PIDFILE).read().strip())
+        with open(PIDFILE) as fh:
+            pid = int(fh.read().strip())
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             if fh.read().startswith(b"nginx: master"):
                 return pid
@@ -124,7 +125,8 @@ def listeners():
     out = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            lines = open(table).read().splitlines()[1:]
+            with open(table) as fh:
+                lines = fh.read().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
