@@ -722,8 +722,9 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
     sampler = Sampler(fleet, port, ctx.clock, first)
     thread = threading.Thread(target=sampler.run, name="fleet-sampler", daemon=True)
     started = ctx.clock.now()
-    for h in fleet:
-        h.spawn("fleet-drift", list(START_CMD), env=env(cluster, h), service=True)
+    procs = [
+        h.spawn("fleet-drift", list(START_CMD), env=env(cluster, h), service=True) for h in fleet
+    ]
     thread.start()
     notes: list[str] = []
     try:
@@ -732,6 +733,9 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
         while time.monotonic() < deadline and not all(
             sampler.converged(h.name, started) for h in fleet
         ):
+            if not any(p.alive() for p in procs):
+                notes.append("every host's start command exited")
+                break
             await asyncio.sleep(0.2)
         late = [h.name for h in fleet if not sampler.converged(h.name, started)]
         tests = {
