@@ -5,16 +5,7 @@ exec /usr/bin/python3 -u -c '
 import os, sys, time
 sys.path.insert(0, "/srv/app")
 import reconcile as r
-p = r.Puller()
-while True:
-    d = p.pull()
-    if d is not None:
-        break
-    time.sleep(0.3)
-state = {}
-for _ in range(3):
-    r.converge(d, int(os.environ["PORT"]), state)
-    time.sleep(0.5)
+r.settle(r.first_state()[0])
 while True:
     if r.master_pid() is None:
         os.system("/usr/sbin/nginx -c /srv/etc/nginx/nginx.conf")

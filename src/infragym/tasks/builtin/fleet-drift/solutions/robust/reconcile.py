@@ -203,6 +203,25 @@ def converge(doc, port, state):
     end_listeners(doc.get("must_not_listen", []))
 
 
+def first_state():
+    """The first desired state the config host gives (waiting for it), and a puller."""
+    puller = Puller()
+    while True:
+        doc = puller.pull()
+        if doc is not None:
+            return doc, puller
+        time.sleep(0.3)
+
+
+def settle(doc):
+    """Converge a few loops (nginx starts in one and is checked in the next): what a
+    one-shot apply does (the naive tier and probes build on it)."""
+    state = {}
+    for _ in range(3):
+        converge(doc, int(os.environ.get("PORT", "8080")), state)
+        time.sleep(0.5)
+
+
 def main():
     port = int(os.environ.get("PORT", "8080"))
     puller = Puller()
