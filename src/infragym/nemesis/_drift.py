@@ -137,20 +137,21 @@ class Colleague:
         self.children.clear()
 
     def apply(self, drift: Drift) -> FaultEvent:
-        """Perform ``drift`` now (blocking until it shows) and record it; a drift that
-        found nothing to act on is recorded with ``detail["skipped"]``."""
+        """Perform ``drift`` now (blocking until it shows) and record it at the time it
+        began (a system under test may undo it before it shows, and its work then must
+        not look unprompted); a drift that found nothing to act on, or did not show, is
+        recorded with ``detail["skipped"]``."""
         host = self.cluster.host(drift.host)
         act = getattr(self, "_" + drift.kind.replace("-", "_"), None)
         if act is None:
             raise ConfigError(f"unknown drift kind {drift.kind!r}; known: {DRIFT_KINDS}")
         detail: dict[str, object] = {"kind": drift.kind}
+        begun = self.clock.now()  # the event's time: what it changes may be undone at once
         try:
             detail.update(act(host, drift.pick))
         except Exception as exc:  # the host may be broken by the system under test
             detail["skipped"] = f"{type(exc).__name__}: {exc}"
-        event = FaultEvent(
-            self.clock.now(), DRIFT_FAULT, FaultAction.APPLY, drift.label, (host.name,), detail
-        )
+        event = FaultEvent(begun, DRIFT_FAULT, FaultAction.APPLY, drift.label, (host.name,), detail)
         self.history.record_fault(event)
         self.applied.append(event)
         return event

@@ -818,10 +818,11 @@ async def drift_phase(
         for at, what in timeline:
             await asyncio.sleep(max(0.0, t0 + at - ctx.clock.now()))
             if isinstance(what, Desired):
-                await asyncio.to_thread(publish, cfg, what)
+                t = ctx.clock.now()  # before a reconciler can see it
                 sampler.current = what
+                await asyncio.to_thread(publish, cfg, what)
                 ctx.history.meta["releases"].append(
-                    {"t": ctx.clock.now(), "revision": what.revision, "release": what.release}
+                    {"t": t, "revision": what.revision, "release": what.release}
                 )
             else:
                 await asyncio.to_thread(colleague.apply, what)
