@@ -159,3 +159,15 @@ def test_the_rubric_caps_each_failed_gate(failed: str, cap: float) -> None:
         failed, Verdict.FAIL, 0.0, "bad", {"availability": 1.0}, judged=1000
     )
     assert g.rubric().score(results).reward <= cap
+
+
+def test_work_inside_a_colleagues_span_is_not_churn() -> None:
+    g = grader()
+    # the colleague began at 1.0 and its reload ran until 1.5: the new worker seen at
+    # 1.4 (after a converged sample at 1.2) is the colleague's doing
+    rows = steady("w1", 0, 1.3) + steady("w1", 1.4, 3, workers=(12,))
+    h = history(rows, [(1.0, "w1", "stale-config")])
+    h.faults[-1].detail["done"] = 1.5
+    assert g.Churn().check(h).metrics["reloads"] == 0
+    h.faults[-1].detail["done"] = 1.05  # it ended before: the reload was unprompted
+    assert g.Churn().check(h).metrics["reloads"] == 1

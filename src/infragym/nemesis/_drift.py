@@ -140,7 +140,7 @@ class Colleague:
         """Perform ``drift`` now (blocking until it shows) and record it at the time it
         began (a system under test may undo it before it shows, and its work then must
         not look unprompted); a drift that found nothing to act on, or did not show, is
-        recorded with ``detail["skipped"]``."""
+        recorded with ``detail["skipped"]``; ``detail["done"]`` is when it ended."""
         host = self.cluster.host(drift.host)
         act = getattr(self, "_" + drift.kind.replace("-", "_"), None)
         if act is None:
@@ -151,6 +151,7 @@ class Colleague:
             detail.update(act(host, drift.pick))
         except Exception as exc:  # the host may be broken by the system under test
             detail["skipped"] = f"{type(exc).__name__}: {exc}"
+        detail["done"] = round(self.clock.now(), 3)
         event = FaultEvent(begun, DRIFT_FAULT, FaultAction.APPLY, drift.label, (host.name,), detail)
         self.history.record_fault(event)
         self.applied.append(event)

@@ -403,6 +403,20 @@ def events(history: History) -> list[tuple[float, str, str]]:
     return sorted(out)
 
 
+def spans(history: History) -> list[tuple[float, float, str]]:
+    """(begin, end, host) of everything done to a host from outside, skipped drifts
+    included (a drift undone before it showed still happened)."""
+    out = [
+        (e.time, float(e.detail.get("done", e.time)), e.targets[0])
+        for e in history.faults
+        if e.fault == DRIFT_FAULT and e.targets
+    ]
+    for r in history.meta.get("releases", []):
+        t = float(r["t"])
+        out += [(t, float(r.get("done", t)), h) for h in history.meta["fleet"]]
+    return out
+
+
 def per_host(samples: Sequence[Sequence[Any]]) -> dict[str, list[Sequence[Any]]]:
     out: dict[str, list[Sequence[Any]]] = {}
     for s in samples:
@@ -485,19 +499,22 @@ class Converged:
 class Churn:
     """Restarts (a new nginx master), reloads (a new worker) and file rewrites (a managed
     file's inode or mtime changed) seen on a host that was converged at the previous
-    sample, with no event on it since: work done when nothing had changed."""
+    sample, with nothing done to it from outside since (a drift or release whose span
+    reaches into the interval): work done when nothing had changed."""
 
     name: str = "churn"
 
     def check(self, history: History) -> CheckResult:
-        evs = events(history)
+        done = spans(history)
         fleet = history.meta.get("fleet", [])
         counts = {"restarts": 0, "reloads": 0, "rewrites": 0}
         first = ""
         judged = 0
         for host, rows in per_host(history.meta.get("samples", [])).items():
             for prev, cur in itertools.pairwise(rows):
-                if not prev[2] or any(e[1] == host and prev[0] < e[0] <= cur[0] for e in evs):
+                if not prev[2] or any(
+                    h == host and a <= cur[0] and b > prev[0] for a, b, h in done
+                ):
                     continue
                 judged += 1
                 what = []
@@ -822,7 +839,12 @@ async def drift_phase(
                 sampler.current = what
                 await asyncio.to_thread(publish, cfg, what)
                 ctx.history.meta["releases"].append(
-                    {"t": t, "revision": what.revision, "release": what.release}
+                    {
+                        "t": t,
+                        "done": ctx.clock.now(),
+                        "revision": what.revision,
+                        "release": what.release,
+                    }
                 )
             else:
                 await asyncio.to_thread(colleague.apply, what)
