@@ -92,7 +92,8 @@ BYSTANDERS = {
     f"{ETC}/nginx/extra-mime.types": (b"types { text/x-notes notes; }\n", 0o644),
 }
 CONVERGED_MIN = 0.8
-CHURN_CAP = NAIVE_CAP = 0.3
+NAIVE_CAP = 0.3
+CHURN_CAP = 0.2
 PARTIAL_CAP = COLLATERAL_CAP = 0.5
 
 
@@ -652,7 +653,7 @@ def rubric() -> Rubric:
 
     - functional (gate, cap 0): every fleet host converged to the first release in time.
     - converged (gate, cap 0.3; weight 3): >= 80 % of drifts and releases converged.
-    - churn (gate, cap 0.3; weight 2): at most one restart, reload or rewrite per two
+    - churn (gate, cap 0.2; weight 2): at most one restart, reload or rewrite per two
       hosts with nothing changed.
     - no-partial-state (gate, cap 0.5; weight 1); collateral (gate, cap 0.5; weight 1).
     - converge-time (weight 3): p95 at the target full, 0 at three times it.
