@@ -1,4 +1,5 @@
-"""Faults, seeded schedules, the nemesis that plays them, and the capability probe.
+"""Faults, seeded schedules, the nemesis that plays them, the capability probe, and a
+colleague who drifts hosts from their declared configuration (:class:`Colleague`).
 
 A fault is a package in the Jepsen sense: the fault itself (``apply`` / ``heal``), a
 schedule that says when, and a final heal that always runs.
@@ -8,6 +9,16 @@ from ._balanced import balanced_schedule, taken_away
 from ._clock_skew import ClockSkew
 from ._disk_full import DiskFull
 from ._doctor import Capability, fault_support, probe, require_supported
+from ._drift import (
+    DRIFT_FAULT,
+    DRIFT_KINDS,
+    Colleague,
+    Drift,
+    DriftTargets,
+    drift_schedule,
+    listening_ports,
+    service_pids,
+)
 from ._fault import Fault, FaultSpec
 from ._latency import Latency
 from ._network_faults import Bandwidth, PacketLoss, Partition
@@ -18,13 +29,18 @@ from ._sweep import SWEEP_KINDS, sweep_length, sweep_schedule
 from ._target import FaultTarget, arp_answerers, host_addresses
 
 __all__ = [
+    "DRIFT_FAULT",
+    "DRIFT_KINDS",
     "FAULT_KINDS",
     "SWEEP_KINDS",
     "Bandwidth",
     "Capability",
     "ClockSkew",
+    "Colleague",
     "Crash",
     "DiskFull",
+    "Drift",
+    "DriftTargets",
     "Fault",
     "FaultSpec",
     "FaultTarget",
@@ -38,11 +54,14 @@ __all__ = [
     "arp_answerers",
     "balanced_schedule",
     "build_fault",
+    "drift_schedule",
     "fault_support",
     "host_addresses",
+    "listening_ports",
     "probe",
     "random_schedule",
     "require_supported",
+    "service_pids",
     "sweep_length",
     "sweep_schedule",
     "taken_away",
