@@ -1,0 +1,5 @@
+"""The application host's entry point: the server of server.py with its handler."""
+
+import server
+
+server.main(server.Handler)
