@@ -49,7 +49,9 @@ class Handler(BaseHTTPRequestHandler):
             ).fetchall()
             orders = []
             for order_id, item_id, qty in rows:
-                (name,) = conn.execute("SELECT name FROM items WHERE id = %s", (item_id,)).fetchone()
+                (name,) = conn.execute(
+                    "SELECT name FROM items WHERE id = %s", (item_id,)
+                ).fetchone()
                 orders.append({"id": order_id, "item": name, "qty": qty})
         self.reply(200, {"user": user, "orders": orders})
 
@@ -61,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
             doc = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             item, qty = int(doc["item"]), int(doc["qty"])
         except (ValueError, KeyError, TypeError):
-            return self.reply(400, {"error": "expected {\"item\": id, \"qty\": n}"})
+            return self.reply(400, {"error": 'expected {"item": id, "qty": n}'})
         if qty <= 0:
             return self.reply(400, {"error": "qty must be positive"})
         user = int(m.group(1))

@@ -95,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
             doc = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             item, qty = int(doc["item"]), int(doc["qty"])
         except (ValueError, KeyError, TypeError):
-            return self.reply(400, {"error": "expected {\"item\": id, \"qty\": n}"})
+            return self.reply(400, {"error": 'expected {"item": id, "qty": n}'})
         if qty <= 0:
             return self.reply(400, {"error": "qty must be positive"})
         with POOL.connection() as conn:
