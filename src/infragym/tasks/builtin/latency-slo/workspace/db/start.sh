@@ -1,6 +1,6 @@
 #!/bin/sh
 # PostgreSQL 15 on the db host: a fresh cluster on the data disk, the schema and the
-# shop's data (schema.sql, seed.sql), then the server in the foreground.
+# shop's data (schema.sql, seed.sql, migrations/), then the server in the foreground.
 set -eu
 PG=/usr/lib/postgresql/15/bin
 D="$DATA_DIR/pg"
@@ -25,9 +25,11 @@ HBA
 CREATE ROLE "$DB_USER" LOGIN PASSWORD '$DB_PASSWORD';
 CREATE DATABASE "$DB_NAME" OWNER "$DB_USER";
 SQL
-    for f in schema.sql seed.sql; do
+    # the schema, the data, then any migrations (db/migrations/*.sql, in name order)
+    for f in /srv/app/db/schema.sql /srv/app/db/seed.sql /srv/app/db/migrations/*.sql; do
+        [ -f "$f" ] || continue
         "$PG/psql" -h /tmp -p "$DB_PORT" -U "$DB_USER" -d "$DB_NAME" -q -v ON_ERROR_STOP=1 \
-            -v users="$USERS" -v orders="$ORDERS" -f "/srv/app/db/$f"
+            -v users="$USERS" -v orders="$ORDERS" -f "$f"
     done
     "$PG/pg_ctl" -D "$D" -w stop >/dev/null
 fi

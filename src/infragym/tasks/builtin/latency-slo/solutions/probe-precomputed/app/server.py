@@ -1,12 +1,12 @@
 """Every user's orders loaded once at start and served from memory; writes still insert."""
 
-import server
+import shop
 
 TABLE = {}
 
 
 def load():
-    with server.POOL.connection() as conn:
+    with shop.POOL.connection() as conn:
         for (user,) in conn.execute("SELECT id FROM users").fetchall():
             TABLE[user] = []
         rows = conn.execute(
@@ -17,9 +17,9 @@ def load():
         TABLE[user].append({"id": order, "item": name, "qty": qty})
 
 
-class Precomputed(server.Handler):
+class Precomputed(shop.Handler):
     def do_GET(self):
-        m = server.ORDERS.match(self.path)
+        m = shop.ORDERS.match(self.path)
         if m and int(m.group(1)) in TABLE:
             user = int(m.group(1))
             return self.reply(200, {"user": user, "orders": TABLE[user]})
@@ -27,4 +27,4 @@ class Precomputed(server.Handler):
 
 
 load()
-server.main(Precomputed)
+shop.main(Precomputed)

@@ -2,13 +2,13 @@
 
 import threading
 
-import server
+import shop
 
 CACHE = {}
 LOCK = threading.Lock()
 
 
-class Cached(server.Handler):
+class Cached(shop.Handler):
     def reply(self, status, doc):
         if self.command == "GET" and status == 200:
             with LOCK:
@@ -23,4 +23,4 @@ class Cached(server.Handler):
         super().do_GET()
 
 
-server.main(Cached)
+shop.main(Cached)

@@ -2,15 +2,15 @@
 
 import itertools
 
-import server
+import shop
 
 IDS = itertools.count(10**9)
 
 
-class DropWrites(server.Handler):
+class DropWrites(shop.Handler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.reply(201, {"id": next(IDS)})
 
 
-server.main(DropWrites)
+shop.main(DropWrites)

@@ -3,7 +3,7 @@
 import threading
 import time
 
-import server
+import shop
 
 RATE = 10.0
 STATE = {"tokens": RATE, "t": time.monotonic()}
@@ -21,7 +21,7 @@ def admit():
         return False
 
 
-class Shed(server.Handler):
+class Shed(shop.Handler):
     def do_GET(self):
         if self.path == "/health" or admit():
             return super().do_GET()
@@ -34,4 +34,4 @@ class Shed(server.Handler):
         self.reply(503, {"error": "overloaded"})
 
 
-server.main(Shed)
+shop.main(Shed)
