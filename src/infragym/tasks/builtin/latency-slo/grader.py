@@ -53,7 +53,8 @@ from infragym.workload import HttpCall, Op, Result, Runner, Stream, Target, stat
 TASK = load_task(Path(__file__).parent)
 START_CMD = ("/bin/sh", "/srv/app/start.sh")
 DB_LISTEN_S, LISTEN_S = 90.0, 15.0
-TARGET_S = 20.0  # load at the variant's rate
+WARMUP_S = 3.0  # load at the variant's rate, not judged: pools fill, caches warm
+TARGET_S = 20.0  # load at the variant's rate, judged
 STEPS = (1.5, 2.0, 3.0)  # then these multiples of it, STEP_S each
 STEP_S = 8.0
 WRITE_SHARE = 0.1
@@ -154,9 +155,9 @@ class ShopLoad:
 
 
 def phases(shop: Shop) -> list[tuple[str, float, float, float]]:
-    """(phase, rate, start, duration) of the load: the target, then each step."""
-    out = [("target", shop.rate, 0.0, TARGET_S)]
-    t = TARGET_S
+    """(phase, rate, start, duration) of the load: a warm-up, the target, then each step."""
+    out = [("warmup", shop.rate, 0.0, WARMUP_S), ("target", shop.rate, WARMUP_S, TARGET_S)]
+    t = WARMUP_S + TARGET_S
     for m in STEPS:
         out.append((f"x{m:g}", shop.rate * m, t, STEP_S))
         t += STEP_S
@@ -496,7 +497,7 @@ async def under_load(
     seed = secrets.randbits(31)
     ctx.history.meta["workload_seed"] = seed
     load = streams(Target(SHOP, url), shop, seed)
-    end = TARGET_S + STEP_S * len(STEPS)
+    end = WARMUP_S + TARGET_S + STEP_S * len(STEPS)
 
     async def run() -> list[tuple[float, str, str | None]]:
         async with Runner(ctx.history, ctx.clock, transport="lean") as runner:
