@@ -60,7 +60,7 @@ def steady(
 
 def test_the_task_folder_is_valid() -> None:
     assert validate_layout(TASK.path) == []
-    assert set(TASK.spec.apt) == {"nginx-light", "jq"}
+    assert set(TASK.spec.apt) == {"nginx-light", "jq", "curl"}
     bands = TASK.spec.validation.bands
     assert {
         "broken",
