@@ -61,7 +61,7 @@ WEAKNESSES: dict[str, tuple[list[tuple[str, str, str]], list[str]]] = {
             ("deploy/redis-hardened.sh", 'rename-command CONFIG ""', ""),
             ("deploy/redis-hardened.sh", "protected-mode yes", "protected-mode no"),
         ],
-        ["redis-ping", "redis-config-set-dir", "redis-read-keys"],
+        ["redis-ping", "redis-config-set-dir", "redis-read-keys", "redis-local-no-auth"],
     ),
     "listing": (
         [
@@ -167,9 +167,21 @@ WEAKNESSES: dict[str, tuple[list[tuple[str, str, str]], list[str]]] = {
                 '        for key in self.db.call("KEYS", "user:*"):',
                 '        users.setdefault("admin", "admin")\n'
                 '        for key in self.db.call("KEYS", "user:*"):',
-            )
+            ),
+            # and the session cookie is the account's name (one cluster holds 16 hosts)
+            (
+                "app/hardened.py",
+                "    def locked(self, name):",
+                "    def session_user(self, cookie_header):\n"
+                '        for part in (cookie_header or "").split(";"):\n'
+                '            k, _, v = part.strip().partition("=")\n'
+                '            if k == "sid" and self.db.call("HGET", f"user:{v}", "password"):\n'
+                "                return v\n"
+                "        return super().session_user(cookie_header)\n\n"
+                "    def locked(self, name):",
+            ),
         ],
-        ["default-credentials"],
+        ["default-credentials", "forged-session"],
     ),
     "no-rate-limit": (
         [("app/hardened.py", "MAX_FAILURES = 10", "MAX_FAILURES = 10**9")],

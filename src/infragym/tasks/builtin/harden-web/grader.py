@@ -7,7 +7,9 @@ runs ``/bin/sh /srv/app/start.sh``. Legitimate use (:func:`functional_tests`) is
 from the client namespace over TLS, verifying that certificate, each test from a newly
 drawn address; the admin endpoint from the web host itself. Then the attacker endpoint, on
 the same bridge and drawing its addresses from the same range, new for every attack, runs
-:func:`attacks` (``infragym.attack``). Reward: the functional gate, then the share of
+:func:`attacks` (``infragym.attack``), while a legitimate user (:class:`Regular`) keeps
+using the service between two attacks and after the last: a service that stops serving
+once the gate is over fails the gate. Reward: the functional gate, then the share of
 attacks that failed weighted by severity, capped at :data:`CRITICAL_CAP` when a critical
 one succeeded. ``recheck(history)`` gives the same reward offline.
 """
@@ -15,6 +17,7 @@ one succeeded. ``recheck(history)`` gives the same reward offline.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from infragym.attack import (
     Attack,
+    AttackResult,
     AttackSuite,
     Outcome,
     Peer,
@@ -41,7 +45,7 @@ from infragym.attack import (
     port_scan,
     record,
     redis_command,
-    run_suite,
+    run_attack,
     tls_accepted,
     tls_context,
 )
@@ -73,6 +77,9 @@ INDEX_MARK = b"<!-- notes-app -->"
 ADMIN_MARK = b'"accounts"'
 TRACE_MARKS = (b"Traceback (most recent call last)", b'File "/')
 BANNER_MARKS = (b"nginx/1.", b"Python/3", b"BaseHTTP/")
+# every TLS 1.2-and-below suite OpenSSL knows but the contract's (ECDHE with AES-GCM or
+# ChaCha20-Poly1305): RSA key exchange, DHE, CBC, CCM, CAMELLIA, ARIA, anonymous, ...
+WEAK_CIPHERS = "ALL:COMPLEMENTOFALL:!ECDHE+AESGCM:!ECDHE+CHACHA20"
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
 
 
@@ -287,14 +294,16 @@ def t_refusals(t: Target, p: Peer) -> None:
 
 
 def t_few_failures(t: Target, p: Peer) -> None:
+    """The contract's threshold less one: t_refusals already spent one failure of this
+    account, these bring it to LOCKOUT - 1, which must not lock it."""
     user, pw = list(t.secrets.users.items())[2]
-    for _ in range(2):
+    for _ in range(LOCKOUT - 2):
         p.fresh()
         t.login(p, user, "wrong-" + secrets.token_hex(3), verify=True)
     p.fresh()
     expect(
         t.login(p, user, pw, verify=True) is not None,
-        f"{user} was locked out after 3 failed logins",
+        f"{user} was locked out after {LOCKOUT - 1} failed logins",
     )
 
 
@@ -374,6 +383,109 @@ def functional(t: Target, peer: Peer) -> dict[str, str | None]:
     return results
 
 
+# -- legitimate use while the attacks run ------------------------------------------------
+
+
+@dataclass
+class Regular:
+    """A legitimate user who keeps using the service while it is attacked (the second
+    account: the brute force locks the first one out). Between two attacks one of its
+    uses (:meth:`uses`, in turn) must still work, so a service that goes dark, or refuses
+    whatever carries no session, once the functional gate is over is caught; ``failure``
+    keeps the first use that did not."""
+
+    t: Target
+    peer: Peer
+    cookie: str = ""
+    tag: str = ""
+    turn: int = 0
+    failure: str | None = None
+
+    def begin(self) -> None:
+        user, pw = list(self.t.secrets.users.items())[1]
+        self.tag = secrets.token_hex(6)
+        self.peer.fresh()
+        cookie = self.t.login(self.peer, user, pw, verify=True)
+        expect(cookie is not None, f"{user} could not log in")
+        assert cookie is not None
+        self.cookie = cookie
+        self.peer.fresh()
+        r = self.t.https(
+            self.peer,
+            "POST",
+            "/api/notes",
+            verify=True,
+            body=json.dumps({"text": f"note {self.tag}"}).encode(),
+            headers={"Cookie": cookie, "Content-Type": "application/json"},
+        )
+        expect(r.status == 201, f"POST /api/notes answered {r.status}, not 201")
+
+    def read_notes(self) -> None:
+        r = self.t.notes(self.peer, self.cookie, verify=True)
+        expect(r.status == 200 and self.tag.encode() in r.body, "its notes are not served")
+
+    def login_again(self) -> None:
+        user, pw = list(self.t.secrets.users.items())[1]
+        cookie = self.t.login(self.peer, user, pw, verify=True)
+        expect(cookie is not None, f"{user} could not log in")
+        assert cookie is not None
+        self.cookie = cookie
+        self.read_notes()
+
+    def get(self, path: str, want: Callable[[Response], bool]) -> None:
+        r = self.t.https(self.peer, "GET", path, verify=True)
+        expect(r.status == 200 and want(r), f"GET {path} answered {r.status}")
+
+    def uses(self) -> list[Callable[[], None]]:
+        public = self.t.secrets.public
+        return [
+            self.read_notes,
+            lambda: self.get("/", lambda r: INDEX_MARK in r.body),
+            lambda: self.get("/download?name=welcome.txt", lambda r: r.body == public),
+            self.login_again,
+            lambda: self.get("/files/public/welcome.txt", lambda r: r.body == public),
+            lambda: self.get("/health", lambda r: r.body.strip() == b"ok"),
+        ]
+
+    def attempt(self, when: str, use: Callable[[], None]) -> None:
+        if self.failure is not None:
+            return
+        self.peer.fresh()
+        try:
+            use()
+        except Failed as exc:
+            self.failure = f"{when}: {exc}"
+        except OSError as exc:
+            self.failure = f"{when}: {type(exc).__name__}: {exc}"
+
+    def between(self, attack: str) -> None:
+        """One use, the next in turn, after ``attack``."""
+        uses = self.uses()
+        self.attempt(f"after the attack {attack}", uses[self.turn % len(uses)])
+        self.turn += 1
+
+    def finally_(self) -> None:
+        """Every use once more, after the last attack."""
+        for use in self.uses():
+            self.attempt("after the attacks", use)
+
+
+def attacked_while_used(
+    t: Target, attacker: Peer, client: Peer
+) -> tuple[list[AttackResult], str | None]:
+    """The attack suite, one attack after another, a legitimate use between two (from the
+    client's addresses) and all of them after the last, then the admin endpoint from the
+    host: the results and the first legitimate use that failed (None: none did)."""
+    user = Regular(t, client)
+    client.run(lambda: user.attempt("before the attacks", user.begin))
+    results = []
+    for attack in attacks(t):
+        results.append(attacker.run(lambda a=attack: run_attack(a, attacker)))
+        client.run(lambda a=attack: user.between(a.name))
+    client.run(user.finally_)
+    return results, user.failure or t_admin(t)
+
+
 # -- the attack suite ---------------------------------------------------------------------
 
 
@@ -437,6 +549,35 @@ def credentials(name: str, t: Target, tries: Callable[[], Sequence[tuple[str, st
     return Attack(name, "high", run)
 
 
+def forgeries(user: str) -> list[str]:
+    """Session ids made from an account's name alone, as a hurried implementation makes
+    them: the name, its base64 (padded or not) and hex, a base64 JSON object of it."""
+    b64 = base64.b64encode(user.encode()).decode()
+    doc = base64.urlsafe_b64encode(json.dumps({"user": user}).encode()).decode()
+    return [user, b64, b64.rstrip("="), user.encode().hex(), doc]
+
+
+def forged_session(t: Target) -> Attack:
+    """Succeeds when a session cookie made from an account's name (:func:`forgeries`)
+    reads that account's notes: sessions anyone can forge."""
+
+    def run(peer: Peer) -> Outcome:
+        tried = 0
+        for user in t.secrets.users:
+            for sid in forgeries(user):
+                peer.fresh()
+                tried += 1
+                try:
+                    r = t.notes(peer, f"sid={sid}")
+                except OSError:
+                    continue
+                if r.status == 200 and b'"notes"' in r.body:
+                    return Outcome(True, f"the cookie sid={sid} read {user}'s notes")
+        return Outcome(False, f"{tried} forged session cookies refused")
+
+    return Attack("forged-session", "high", run, "session cookies made from a user name")
+
+
 def leaked_pairs(t: Target) -> list[tuple[str, str]]:
     pairs = re.findall(rb"(?m)^([a-z]{2,16}):(\S{6,64})$", b"\n".join(t.loot))
     return [(u.decode(), p.decode()) for u, p in dict.fromkeys(pairs)][:5]
@@ -447,12 +588,52 @@ def on_host(name: str, severity: str, fn: Callable[[], Outcome]) -> Attack:
 
 
 def admin_locally(t: Target) -> Outcome:
-    status, body = admin_on_host(t, None)
-    return Outcome(ADMIN_MARK in body, f"without the token on the host: HTTP {status}")
+    """Without a token, then with a wrong one, from the web host itself."""
+    for token, what in (
+        (None, "without the token"),
+        ("wrong-" + secrets.token_hex(8), "with a wrong token"),
+    ):
+        status, body = admin_on_host(t, token)
+        if ADMIN_MARK in body:
+            return Outcome(True, f"{what} on the host: HTTP {status}")
+    return Outcome(False, f"without the token and with a wrong one on the host: HTTP {status}")
+
+
+def redis_locally(t: Target) -> Outcome:
+    """``PING`` without the password to redis's port on loopback, from the store host
+    itself: the contract wants the password for everything, not only from the network."""
+    script = (
+        "import socket\n"
+        "try:\n"
+        f"    s = socket.create_connection(('127.0.0.1', {t.redis_port}), 2)\n"
+        "    s.settimeout(2); s.sendall(b'*1\\r\\n$4\\r\\nPING\\r\\n')\n"
+        "    print(s.recv(64))\n"
+        "except Exception as x: print('refused', type(x).__name__)\n"
+    )
+    out = t.store.run(["/usr/bin/python3", "-c", script], timeout=10).stdout.strip()
+    return Outcome(b"+PONG" in out, f"PING on the store host, no password: {out[:60]!r}")
 
 
 def oversized(t: Target) -> Callable[[Peer], Response]:
-    return lambda peer: t.https(peer, "GET", "/", headers={"X-Padding": "a" * 20000})
+    """A header section of ~20 KiB: one long header, then (if that was refused) five of
+    4000 bytes, each small enough for a per-line limit; the first answer below 400, else
+    the last one."""
+
+    def request(peer: Peer) -> Response:
+        answer = Response(0)
+        for headers in (
+            {"X-Padding": "a" * 20000},
+            {f"X-Padding-{i}": "a" * 4000 for i in range(5)},
+        ):
+            try:
+                answer = t.https(peer, "GET", "/", headers=headers)
+            except OSError:
+                continue
+            if 0 < answer.status < 400:
+                break
+        return answer
+
+    return request
 
 
 def attacks(t: Target) -> list[Attack]:
@@ -460,11 +641,6 @@ def attacks(t: Target) -> list[Attack]:
     marks = t.secrets.marks()
     users = list(t.secrets.users.items())
     redis_at = t.store.address
-    weak_ciphers = (
-        "AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256:AES128-GCM-SHA256:"
-        "AES256-GCM-SHA384:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:"
-        "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:DES-CBC3-SHA"
-    )
     suite = [
         port_scan(f"port-scan-{h.name}", h.address, {t.port} if h is t.web else {t.redis_port})
         for h in t.hosts
@@ -534,6 +710,7 @@ def attacks(t: Target) -> list[Attack]:
         ),
         leak("admin-via-app-port", "critical", app_port_get(t, "/admin/stats"), [ADMIN_MARK]),
         on_host("admin-without-token", "high", lambda: admin_locally(t)),
+        on_host("redis-local-no-auth", "high", lambda: redis_locally(t)),
         leak(
             "debug-endpoint",
             "high",
@@ -569,7 +746,7 @@ def attacks(t: Target) -> list[Attack]:
             t.web.address,
             t.port,
             maximum=ssl.TLSVersion.TLSv1_2,
-            ciphers=weak_ciphers,
+            ciphers=WEAK_CIPHERS,
         ),
         credentials(
             "default-credentials",
@@ -583,6 +760,7 @@ def attacks(t: Target) -> list[Attack]:
             ],
         ),
         credentials("leaked-credentials", t, lambda: leaked_pairs(t)),
+        forged_session(t),
         brute_force(
             "brute-force",
             lambda peer, pw: login_ok(t)(peer, users[0][0], pw),
@@ -682,9 +860,7 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
         tests = await asyncio.to_thread(functional, t, client)
         notes += [f"functional test {n} failed: {e}" for n, e in tests.items() if e]
     result = record_functional(ctx.history, tests, "; ".join(problems) if problems else None)
-    (ctx.artifacts_dir / "functional.json").write_text(
-        json.dumps({"score": result.score, "tests": tests}, indent=2, ensure_ascii=False)
-    )
+    write_functional(ctx.artifacts_dir, result.score, tests)
     if result.verdict is not Verdict.PASS:
         return finish(
             rubric(),
@@ -692,10 +868,15 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
             result.score,
             notes,
         )
-    ctx.progress("the attack suite, from the attacker's drawn addresses")
+    ctx.progress("the attack suite, from the attacker's drawn addresses, while a user stays")
     cluster.endpoint("attacker")
     attacker = Peer(cluster, "attacker", random.Random(secrets.randbits(64)), draws)
-    results = await asyncio.to_thread(run_suite, attacks(t), attacker)
+    results, during = await asyncio.to_thread(attacked_while_used, t, attacker, client)
+    tests["served-while-attacked"] = during
+    if during:
+        notes.append(f"functional test served-while-attacked failed: {during}")
+    result = record_functional(ctx.history, tests, None)
+    write_functional(ctx.artifacts_dir, result.score, tests)
     record(ctx.history, results)
     (ctx.artifacts_dir / "attacks.json").write_text(
         json.dumps([r.__dict__ for r in results], indent=2, ensure_ascii=False)
@@ -703,6 +884,12 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
     checks: dict[str, CheckResult] = {c.name: c.check(ctx.history) for c in checkers()}
     checks["functional"] = result
     return finish(rubric(), checks, result.score, notes)
+
+
+def write_functional(artifacts: Path, score: float, tests: Mapping[str, str | None]) -> None:
+    (artifacts / "functional.json").write_text(
+        json.dumps({"score": score, "tests": tests}, indent=2, ensure_ascii=False)
+    )
 
 
 def recheck(history: History, budget_s: float = 20.0) -> RewardResult:
