@@ -9,6 +9,7 @@ files' fingerprint]`` as the grader's sampler records it.
 
 from __future__ import annotations
 
+import os
 import sys
 from types import ModuleType
 from typing import Any
@@ -73,7 +74,7 @@ def test_the_task_folder_is_valid() -> None:
     } <= set(bands)
 
 
-def test_convergence_is_timed_per_event_and_cut_by_the_next() -> None:
+def test_convergence_is_timed_per_event() -> None:
     g = grader()
     samples = (steady("w1", 0, 5) + steady("w1", 5.1, 6.3, ok=False) + steady("w1", 6.4, 12)
                + steady("w2", 0, 7) + steady("w2", 7.1, 30, ok=False))  # fmt: skip
@@ -85,6 +86,21 @@ def test_convergence_is_timed_per_event_and_cut_by_the_next() -> None:
     assert res.score == 0.5 and res.verdict is Verdict.FAIL
     t = g.ConvergeTime(3.0).check(h)
     assert t.score == 0.0  # one of two never converged: the p95 is infinite
+
+
+def test_an_event_the_next_one_interrupts_is_timed_until_the_host_converges() -> None:
+    """A release, then a drift on the same host 1 s later, before it caught up: both
+    are timed to the host's first converged sample (seed 3's robust-shell, where the
+    release was judged never converged though the host converged 3.8 s after it)."""
+    g = grader()
+    samples = (steady("w1", 0, 10) + steady("w1", 10.1, 13.6, ok=False)
+               + steady("w1", 13.7, 30) + steady("w2", 0, 30))  # fmt: skip
+    h = history(samples, [(11.0, "w1", "kill-service")], releases=[{"t": 10.0, "revision": 2}])
+    rows = dict((k, v) for k, v, _ in g.convergence(h))
+    assert rows["release-2@w1"] == pytest.approx(3.7, abs=0.01)
+    assert rows["d-11.0@w1"] == pytest.approx(2.7, abs=0.01)
+    assert rows["release-2@w2"] == pytest.approx(0.2, abs=0.01)
+    assert g.Converged().check(h).score == 1.0
 
 
 def test_churn_counts_work_on_a_converged_host_with_no_event() -> None:
@@ -171,3 +187,19 @@ def test_work_inside_a_colleagues_span_is_not_churn() -> None:
     assert g.Churn().check(h).metrics["reloads"] == 0
     h.faults[-1].detail["done"] = 1.05  # it ended before: the reload was unprompted
     assert g.Churn().check(h).metrics["reloads"] == 1
+
+
+def test_a_process_forked_by_the_master_is_not_taken_for_a_new_master() -> None:
+    """A worker nginx has just forked keeps the title "nginx: master" for an instant;
+    the sampler knows it by its parent (seed 3 counted such a worker as a restart)."""
+    import subprocess
+
+    g = grader()
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        assert g.parent_pid(child.pid) == os.getpid()
+        assert g.parent_pid(os.getpid()) == os.getppid()
+    finally:
+        child.kill()
+        child.wait()
+    assert g.parent_pid(child.pid) == 0  # gone

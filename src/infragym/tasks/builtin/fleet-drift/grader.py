@@ -271,7 +271,10 @@ def sample(host: Host, want: Desired, port: int) -> dict[str, Any]:
             if p is not None and os.path.lexists(p):
                 reason = f"{path} exists"
                 break
-    masters = service_pids(host, "nginx: master")
+    # a worker nginx has just forked carries the master's title for an instant: a
+    # master is one whose parent is no nginx master (a reload is not a restart)
+    titled = service_pids(host, "nginx: master")
+    masters = [p for p in titled if parent_pid(p) not in titled]
     workers = sorted(p for p in service_pids(host, "nginx: worker"))
     if not reason and not masters:
         reason = "nginx is not running"
@@ -289,6 +292,15 @@ def sample(host: Host, want: Desired, port: int) -> dict[str, Any]:
         "workers": workers,
         "files": fingerprint(reads),
     }
+
+
+def parent_pid(pid: int) -> int:
+    """``pid``'s parent, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def served(host: Host, port: int, release: str) -> str:
@@ -426,17 +438,19 @@ def per_host(samples: Sequence[Sequence[Any]]) -> dict[str, list[Sequence[Any]]]
 
 
 def convergence(history: History) -> list[tuple[str, float | None, str]]:
-    """(label@host, seconds to converge or None, why not) per event, in order; an event
-    is not converged if the next event on its host or the end came first."""
+    """(label@host, seconds to converge or None, why not) per event, in order: the time
+    from the event to the host's next converged sample, whatever else happened to the
+    host meanwhile (a drift that lands before the host caught up with a release leaves
+    it off the spec for that release until it converges at last); None if it never did
+    before the end."""
     by_host = per_host(history.meta.get("samples", []))
     evs = events(history)
     end = float(history.meta.get("phase_end", 0.0))
     out = []
-    for i, (t, host, label) in enumerate(evs):
-        nxt = min((e[0] for e in evs[i + 1 :] if e[1] == host and e[0] > t), default=end)
-        hit = next((s for s in by_host.get(host, []) if t < s[0] <= nxt and s[2]), None)
-        last = [s for s in by_host.get(host, []) if t < s[0] <= nxt]
-        why = str(last[-1][3]) if last and not hit else ""
+    for t, host, label in evs:
+        after = [s for s in by_host.get(host, []) if t < s[0] <= end]
+        hit = next((s for s in after if s[2]), None)
+        why = str(after[-1][3]) if after and not hit else ""
         out.append((f"{label}@{host}", None if hit is None else float(hit[0]) - t, why))
     return out
 

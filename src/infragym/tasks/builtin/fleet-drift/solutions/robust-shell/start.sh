@@ -18,14 +18,18 @@ fetch() {  # 0 when a new document arrived
     mv "$S/new.json" "$S/doc.json"
     etag=$(sed -n 's/^[Ee][Tt][Aa][Gg]: *//p' "$S/hdr" | tr -d '\r')
     rm -rf "$S/want"; mkdir -p "$S/want"
-    n=$(jq '.files | length' "$S/doc.json"); i=0; : > "$S/sums"; : > "$S/modes"
-    while [ "$i" -lt "$n" ]; do
-        jq -j ".files[$i].content" "$S/doc.json" > "$S/want/$i"
-        path=$(jq -r ".files[$i].path" "$S/doc.json"); mode=$(jq -r ".files[$i].mode" "$S/doc.json")
-        printf '%s  %s\n' "$(sha256sum < "$S/want/$i" | cut -d' ' -f1)" "$path" >> "$S/sums"
-        printf '%s %s %s\n' "$i" "$(printf '%o' "0$mode")" "$path" >> "$S/modes"
-        i=$((i + 1))
-    done
+    # one jq for every file (a process per file and field made a release take 4 s on
+    # eight hosts sharing two cores): index, mode, content in base64, then the path
+    jq -r '.files | to_entries[] | "\(.key) \(.value.mode) \(.value.content | @base64) \(.value.path)"' \
+        "$S/doc.json" > "$S/list"
+    : > "$S/modes"
+    while read -r i mode b64 path; do
+        printf '%s' "$b64" | base64 -d > "$S/want/$i"
+        printf '%s %o %s\n' "$i" "0$mode" "$path" >> "$S/modes"
+    done < "$S/list"
+    # the manifest sha256sum -c reads: each wanted file's hash against its real path
+    (cd "$S/want" && sha256sum -- *) | awk 'NR == FNR { path[$1] = $3; next }
+        { print $1 "  " path[$2] }' "$S/modes" - > "$S/sums"
     jq -r '.absent[]?' "$S/doc.json" > "$S/absent"
     jq -r '.must_not_listen[]?' "$S/doc.json" > "$S/ports"
     jq -r '.services[]? | select(.name == "nginx") | .reload_when_changed[]?' "$S/doc.json" > "$S/reload_on"
