@@ -59,6 +59,7 @@ HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_PYTHON = "/usr/bin/python3"
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 FAKETIME_FILE = "faketime.rc"
+HOSTS_FILE = "hosts"  # of the platform dir: the view's /etc/hosts
 FAKETIME_VIEW_PATH = "/run/faketime.rc"
 NET_CAPS = ("net_admin", "net_raw", "net_bind_service")
 
@@ -270,8 +271,11 @@ class Host:
                 "FAKETIME_DONT_FAKE_MONOTONIC=0",
                 "FAKETIME_DISABLE_SHM=1",
             ]
-        hosts = (self.platform_dir / "hosts").read_bytes()
-        files = [(hosts, "/etc/hosts"), *self.identity.view_files()]
+        # a bind, not a copy: a cluster that grows appends the new hosts' lines in place,
+        # and processes already running resolve them (mountinfo shows the file as
+        # /.platform/hosts of the host's scratch disk, as it does the faketime file)
+        options += ["--ro-bind", str(self.platform_dir / HOSTS_FILE), "/etc/hosts"]
+        files = self.identity.view_files()
         return Launch.prepare(self._bwrap, options, privdrop, [*argv, *spec.argv], files)
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:

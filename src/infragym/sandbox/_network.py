@@ -106,6 +106,36 @@ class Network:
         for p in ends:
             self._configure(p, [])
 
+    def add_hosts(self, hosts: Sequence[Port], owned: Collection[str], uid: int) -> None:
+        """Put more hosts on the running bridge (a cluster that grows): their namespaces,
+        veths and addresses as :meth:`start` and :meth:`finish` make them, then the guard
+        again with them in it. The link proxy, if built, learns their MACs (it speaks no
+        ARP). Each port is recorded before it is made, so :meth:`remove` takes what a
+        failure left."""
+        with self._lock:
+            for p in hosts:
+                self.ports[p.name] = p
+                if p.name in owned:
+                    add_owned_netns(p.netns, uid)
+            lines = [f"netns add {p.netns}" for p in hosts if p.name not in owned]
+            for p in hosts:
+                lines += self._attach(p)
+            ip_batch(lines)
+            for p in hosts:
+                self._configure(p, [])
+            self._wait()
+            for p in hosts:
+                run_in_netns(p.netns, _allow_low_ports)
+            if LINK_PROXY in self.ports:
+                ip_batch(
+                    [
+                        f"neigh replace {p.address} lladdr {p.mac} dev eth0 nud permanent"
+                        for p in hosts
+                    ],
+                    netns=self.proxy.netns,
+                )
+            self.guard()
+
     def _attach(self, p: Port) -> list[str]:
         return [
             f"link add {p.link} type veth peer name eth0 address {p.mac} netns {p.netns}",
