@@ -11,8 +11,7 @@ import pytest
 from conftest import ROOT, assert_no_leftovers, needs_root, start_http
 
 from infragym import ConfigError
-from infragym.sandbox import HOST_PYTHON, Cluster, Limits
-from infragym.sandbox import _state
+from infragym.sandbox import HOST_PYTHON, Cluster, Limits, _state
 
 # resolves a name with glibc each time it is asked (as a service dialling a peer does)
 RESOLVER = r"""

@@ -46,7 +46,7 @@ from ..grading import (
 )
 from ..history import Clock, History
 from ..nemesis import FaultSpec, Nemesis, Schedule, ScheduledFault, build_fault
-from ..sandbox import Cluster
+from ..sandbox import Cluster, ServiceSpec
 from ..tasks import Limits as TaskLimits
 from ..tasks import OperateSpec, PhaseSpec, Task, Variant, hidden_paths
 from ..workload import Op, RequestGenerator, Runner, Stream, parse_targets
@@ -63,7 +63,7 @@ from ._types import (
     ToolObservation,
 )
 
-__all__ = ["LiveEpisode", "phase_schedule", "ticket_text"]
+__all__ = ["LiveEpisode", "episode_hosts", "growth_plan", "phase_schedule", "ticket_text"]
 
 LOAD_STOP_S = 10.0  # the workload drains within its requests' timeout; this bounds it
 
@@ -77,6 +77,27 @@ def ticket_text(task: Task, ph: PhaseSpec, index: int) -> str:
         f"## Ticket {index + 1} of {len(op.phases)}: {ph.name}\n\n{body}\n\n"
         "(Call end_phase with a summary when this ticket is done.)"
     )
+
+
+def growth_plan(task: Task, variant: Variant) -> list[tuple[Variant, tuple[str, ...]]]:
+    """Per phase, the variant of the production cluster once it opened (grown by its
+    ``add_hosts``, if any) and the hosts it added (a pure function of the task and the
+    variant: the names and addresses of added hosts are known before they exist)."""
+    op = task.spec.operate
+    assert op is not None
+    out = []
+    for ph in op.phases:
+        new: tuple[str, ...] = ()
+        if ph.add_hosts is not None:
+            variant, new = task.spec.grow(variant, ph.add_hosts)
+        out.append((variant, new))
+    return out
+
+
+def episode_hosts(task: Task, variant: Variant) -> tuple[str, ...]:
+    """Every production host of an episode of ``variant``: those at reset, then those
+    phases add (the operator's tools name them all; one not added yet is an error)."""
+    return growth_plan(task, variant)[-1][0].host_names
 
 
 def phase_schedule(task: Task, ph: PhaseSpec, seed: int, hosts: list[str]) -> Schedule:
@@ -152,6 +173,8 @@ class LiveEpisode:
     _load: asyncio.Task[Any] | None = None
     _t0: float = field(default_factory=time.monotonic)
     _schedules: dict[str, Schedule] = field(default_factory=dict)
+    _plan: list[tuple[Variant, tuple[str, ...]]] = field(default_factory=list)
+    _in_thread: Callable[[Callable[[], None]], Any] | None = None
 
     @property
     def op(self) -> OperateSpec:
@@ -178,12 +201,15 @@ class LiveEpisode:
     async def start(self, in_thread: Callable[[Callable[[], None]], Any]) -> None:
         """Build, deploy, start the workload and open the first phase."""
         self._module = import_grader(self.task)
+        self._in_thread = in_thread
+        self._plan = growth_plan(self.task, self.variant)
         await in_thread(self._build)
         c = self.cluster
         assert c is not None
         op = self.op
         self._schedules = {
-            ph.name: phase_schedule(self.task, ph, self.seed, c.names) for ph in op.phases
+            ph.name: phase_schedule(self.task, ph, self.seed, list(grown.host_names))
+            for ph, (grown, _) in zip(op.phases, self._plan, strict=True)
         }
         deployed = await deploy(
             c, op.start, lambda h: self.env[h.name], port=op.port, timeout=op.listen_s,
@@ -204,7 +230,7 @@ class LiveEpisode:
         self.tools = LiveTools(c, op, self.limits, self.options, self.history, self.clock, self.env)
         self.started = time.monotonic()
         self.deadline = self.started + self.limits.agent_wall_s
-        self._open(0)
+        await self._open(0)
 
     async def _run_load(self) -> None:
         op = self.op
@@ -214,12 +240,62 @@ class LiveEpisode:
         async with Runner(self.history, self.clock, max_in_flight=256) as runner:
             await runner.run(Stream(gen, rate=op.rate, duration=duration, timeout=op.timeout_s))
 
-    def _open(self, index: int) -> None:
+    async def _grow(self, index: int) -> dict[str, str]:
+        """Add the hosts phase ``index`` adds (see ``_operate``); their names and
+        addresses. The new hosts' contract is the grown cluster's; the others keep theirs."""
         ph = self.op.phases[index]
+        grown, new = self._plan[index]
+        add = ph.add_hosts
+        c = self.cluster
+        assert add is not None and c is not None and self._in_thread is not None
+        options = grown.cluster_options(new, None)
+
+        def build() -> None:
+            c.add_hosts(new, **options)
+
+        try:
+            await self._in_thread(build)
+        except Exception as exc:
+            raise EpisodeError(
+                f"the platform could not add the hosts of phase {ph.name} ({exc}); the episode "
+                "is over and has no reward"
+            ) from exc
+        self.variant = grown
+        hosts = {h.name: h.address for h in c.hosts}
+        for n in new:
+            self.env[n] = self.task.spec.host_env(n, hosts, grown, c.subnet)
+            self.urls[n] = f"http://{hosts[n]}:{self.op.port}"
+        op = self.op
+        if add.start:
+            deployed = await deploy(
+                c, op.start, lambda h: self.env[h.name], port=op.port, timeout=op.listen_s,
+                name=op.service, hosts=new,
+            )  # fmt: skip
+            if deployed.problems:
+                raise EpisodeError(
+                    f"the service did not start on the hosts phase {ph.name} adds (a bug of "
+                    "the task): " + "; ".join(deployed.problems)
+                )
+        else:
+            for n in new:  # the service tool starts it, as on the other hosts
+                c.host(n).services[op.service] = ServiceSpec(
+                    op.service, tuple(op.start), dict(self.env[n])
+                )
+        added = {n: hosts[n] for n in new}
+        self.history.meta.setdefault("hosts_added", []).append(
+            {"time": self.clock.now(), "phase": ph.name, "role": add.role, "hosts": added,
+             "started": add.start}
+        )  # fmt: skip
+        return added
+
+    async def _open(self, index: int) -> None:
+        ph = self.op.phases[index]
+        added = await self._grow(index) if ph.add_hosts is not None else {}
         self.phase = _Phase(ph, index, time.monotonic(), self.clock.now())
-        self.history.meta.setdefault("phases", []).append(
-            {"name": ph.name, "opened": self.phase.opened_clock}
-        )
+        entry: dict[str, Any] = {"name": ph.name, "opened": self.phase.opened_clock}
+        if added:
+            entry["added_hosts"] = added
+        self.history.meta.setdefault("phases", []).append(entry)
         schedule = self._schedules[ph.name]
         if schedule.faults and self._nemesis is not None:
             (self.dir / f"schedule-{ph.name}.json").write_text(
@@ -312,9 +388,9 @@ class LiveEpisode:
     def specs(self) -> tuple[Any, ...]:
         from ._live_tools import live_tool_specs
 
-        return live_tool_specs(
-            self.cluster.names if self.cluster else [], self.op, self.limits, self.options
-        )
+        # the plan's, not the grown variant's: every host the episode will ever have
+        hosts = self._plan[-1][0].host_names if self._plan else self.variant.host_names
+        return live_tool_specs(hosts, self.op, self.limits, self.options)
 
     # -- phase ends ----------------------------------------------------------------------
 
@@ -403,7 +479,7 @@ class LiveEpisode:
             )  # fmt: skip
             return await self._finish(obs, info, end)
         self.rewarded += contribution
-        self._open(ph.index + 1)
+        await self._open(ph.index + 1)
         head = f"Ticket {ph.spec.name} closed ({reason.replace('_', ' ')})."
         text = "\n\n".join(
             t

@@ -29,11 +29,27 @@
     weight = 1.0
     faults = [{ kind = "crash", host = "any", at = [2, 5], params = { restart = false } }]
 
+    [[phases]]
+    name = "capacity"
+    ticket = "tickets/capacity.md"
+    add_hosts = { role = "kv", count = 2 }    # the platform adds them as the phase opens
+
 The inherited system is the task's ``inherit/`` folder, deployed read-only at ``/srv/app``
 of every production host. A fault's ``host`` is a host name or ``"any"`` (drawn from the
 seed), ``at`` seconds after the phase opens (a number, or ``[lo, hi]`` drawn from the
 seed), ``duration`` seconds (default 0: applied and healed at once, e.g. a crash whose
 heal restarts nothing), ``params`` the nemesis kind's parameters.
+
+``add_hosts`` grows the production cluster as the phase opens (before its ticket and
+faults): ``count`` hosts of ``role`` (a role of ``[topology.roles]``; left out for a task
+without roles), named after the role's prefix with the next numbers (``kv4``, ``kv5``),
+built with the role's resources, the same ``/srv/app`` and the next addresses of the
+subnet. Their contract environment is computed for the grown cluster (``{peers}``,
+``{kv_names}`` list every host); the hosts already there keep the one they were deployed
+with (a restart is not a redeploy: joining the new hosts is the operator's job). The
+service is registered on them but not started unless ``start = true`` (then the phase
+opens once it listens there). The background clients keep their targets (the hosts at
+reset).
 """
 
 from __future__ import annotations
@@ -44,12 +60,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OperateSpec", "PhaseFault", "PhaseSpec", "parse_operate"]
+__all__ = ["AddHosts", "OperateSpec", "PhaseFault", "PhaseSpec", "parse_operate"]
 
 PHASE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 MAX_PHASES = 32
 MAX_RATE = 100.0  # requests per second: a steady, bounded load for hours
 MAX_FAULTS_PER_PHASE = 16
+MAX_ADDED = 15  # hosts one phase adds (a cluster has at most 16)
 WEIGHT_KEYS = ("phases", "service", "audit")
 
 
@@ -65,6 +82,16 @@ class PhaseFault:
 
 
 @dataclass(frozen=True)
+class AddHosts:
+    """``add_hosts`` of a phase: ``count`` hosts of ``role`` (None: a task without roles)
+    added as it opens, their service started if ``start`` (see the module doc)."""
+
+    count: int
+    role: str | None = None
+    start: bool = False
+
+
+@dataclass(frozen=True)
 class PhaseSpec:
     """A phase: its ticket, limits, weight and incident schedule; graded by
     ``grade_<name>`` (dashes as underscores) of the task's grader.py."""
@@ -76,6 +103,7 @@ class PhaseSpec:
     weight: float = 1.0
     grade_s: float = 60.0
     faults: tuple[PhaseFault, ...] = ()
+    add_hosts: AddHosts | None = None
 
     @property
     def grader(self) -> str:
@@ -156,12 +184,34 @@ def _fault(raw: Any, where: str, problems: list[str]) -> PhaseFault | None:
     return PhaseFault(kind, host, (float(pair[0]), float(pair[1])), float(duration), params)
 
 
+def _add_hosts(raw: Any, where: str, problems: list[str]) -> AddHosts | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f'task.toml: {where} must be a table ({{ role = "kv", count = 2 }})')
+        return None
+    _unknown(raw, {"role", "count", "start"}, where, problems)
+    if "count" not in raw:
+        problems.append(f"task.toml: {where}.count is missing (how many hosts to add)")
+        return None
+    count = int(_number(raw, "count", 0, where, problems, 1, MAX_ADDED, whole=True))
+    role = raw.get("role")
+    if role is not None and (not isinstance(role, str) or not role):
+        problems.append(f"task.toml: {where}.role must be the name of a role, not {role!r}")
+        role = None
+    start = raw.get("start", False)
+    if not isinstance(start, bool):
+        problems.append(f"task.toml: {where}.start must be true or false, not {start!r}")
+        start = False
+    return AddHosts(count, role, start) if count >= 1 else None
+
+
 def _phase(raw: Any, i: int, problems: list[str]) -> PhaseSpec | None:
     where = f"phases[{i}]"
     if not isinstance(raw, dict):
         problems.append(f"task.toml: {where} must be a table")
         return None
-    known = {"name", "ticket", "max_steps", "max_s", "weight", "grade_s", "faults"}
+    known = {"name", "ticket", "max_steps", "max_s", "weight", "grade_s", "faults", "add_hosts"}
     _unknown(raw, known, where, problems)
     name = raw.get("name")
     if not isinstance(name, str) or not PHASE_RE.match(name):
@@ -188,6 +238,7 @@ def _phase(raw: Any, i: int, problems: list[str]) -> PhaseSpec | None:
         float(_number(raw, "weight", 1.0, where, problems, 0.0, 1000.0)),
         float(_number(raw, "grade_s", 60.0, where, problems, 1.0, 3600.0)),
         tuple(f for f in faults if f is not None),
+        _add_hosts(raw.get("add_hosts"), f"{where}.add_hosts", problems),
     )
 
 

@@ -1,0 +1,43 @@
+"""Hidden grader of live-grow, a live test task whose cluster grows.
+
+- ``warmup``: every host at reset answers ``/health`` (1 when it does).
+- ``capacity``: what the platform did when it added kv3 and kv4, each part 0 or 1: the
+  cluster has the four hosts, the new hosts' contract lists the grown cluster while the
+  old ones keep theirs, the new hosts hold the same /srv/app, a host running since reset
+  resolves the new names, and the new hosts answer (the operator started them).
+"""
+
+from __future__ import annotations
+
+from infragym.grading import LiveContext, PhaseScore
+
+
+async def _answers(ctx: LiveContext, host: str) -> bool:
+    status, body = await ctx.request(host, "/health")
+    return status == 200 and body.decode() == host
+
+
+async def grade_warmup(ctx: LiveContext) -> PhaseScore:
+    ok = [await _answers(ctx, h) for h in ctx.cluster.names]
+    return PhaseScore(float(all(ok)), {"healthy": float(all(ok))})
+
+
+async def grade_capacity(ctx: LiveContext) -> PhaseScore:
+    names = ctx.cluster.names
+    peers = {h: ctx.env[h]["PEERS"].split(",") for h in names}
+    app = (await ctx.run("kv4", "cat /srv/app/start.sh")).stdout.decode()
+    resolved = (await ctx.run("kv1", "getent hosts kv4")).stdout.decode().split()
+    parts = {
+        "grown": float(names == ["kv1", "kv2", "kv3", "kv4"]),
+        "contract": float(
+            [p.split("=")[0] for p in peers["kv3"]] == ["kv1", "kv2", "kv3", "kv4"]
+            and peers["kv4"] == peers["kv3"]
+            and [p.split("=")[0] for p in peers["kv1"]] == ["kv1", "kv2"]
+        ),
+        "app": float("exec /usr/bin/python3 /srv/app/server.py" in app),
+        "resolves": float(resolved[:2] == [ctx.cluster.host("kv4").address, "kv4"]),
+        "serving": float(await _answers(ctx, "kv3") and await _answers(ctx, "kv4")),
+        "role": float(ctx.variant.roles.get("kv") == ("kv1", "kv2", "kv3", "kv4")),
+    }
+    notes = [f"{h}: PEERS={','.join(peers[h])}" for h in names]
+    return PhaseScore(sum(parts.values()) / len(parts), parts, notes)

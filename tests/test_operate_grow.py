@@ -1,0 +1,178 @@
+"""A live episode whose production cluster grows (a phase's ``add_hosts``), on the test
+task ``tests/tasks/live-grow``: the declaration's checks, the names the growth gives, the
+hosts as the operator's tools and the phase grader see them, the history's record of
+the growth, and nothing left after the episode."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import assert_no_leftovers, needs_root
+
+from infragym import ConfigError
+from infragym.env import ToolCall, make
+from infragym.env._live import episode_hosts, growth_plan
+from infragym.history import History
+from infragym.tasks import AddHosts, load_task, validate_task
+
+TASK = Path(__file__).parent / "tasks" / "live-grow"
+LIVE_CONFIG = Path(__file__).parent / "tasks" / "live-config"
+
+
+def _edited(tmp_path: Path, task: Path, old: str, new: str) -> Path:
+    dest = tmp_path / task.name
+    shutil.copytree(task, dest)
+    text = (dest / "task.toml").read_text()
+    assert old in text
+    (dest / "task.toml").write_text(text.replace(old, new, 1))
+    return dest
+
+
+GROW = 'add_hosts = { role = "kv", count = 2 }'
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        ('add_hosts = { role = "db", count = 2 }', "add_hosts.role must be one of the roles: kv"),
+        ("add_hosts = { count = 2 }", "add_hosts.role must be one of the roles: kv (not None)"),
+        ('add_hosts = { role = "kv", count = 0 }', "add_hosts.count must be a whole number in"),
+        ('add_hosts = { role = "kv" }', "add_hosts.count is missing"),
+        ('add_hosts = { role = "kv", count = 1.5 }', "add_hosts.count must be a whole number"),
+        ('add_hosts = { role = "kv", count = 15 }', "the phases add 15 hosts to a cluster of up"),
+        ('add_hosts = { role = "kv", count = 2, when = 3 }', "unknown key 'when'"),
+        ('add_hosts = { role = "kv", count = 2, start = "yes" }', "start must be true or false"),
+        ('add_hosts = "kv"', "add_hosts must be a table"),
+    ],
+)
+def test_bad_add_hosts_declarations_are_refused(tmp_path: Path, new: str, message: str) -> None:
+    problems = validate_task(_edited(tmp_path, TASK, GROW, new))
+    assert any(message in p for p in problems), problems
+
+
+def test_a_role_in_a_task_without_roles_is_refused(tmp_path: Path) -> None:
+    task = _edited(
+        tmp_path,
+        LIVE_CONFIG,
+        "grade_s = 20\nfaults",
+        'grade_s = 20\nadd_hosts = { role = "kv", count = 1 }\nfaults',
+    )
+    problems = validate_task(task)
+    assert any("declares no [topology.roles]; leave role out" in p for p in problems), problems
+
+
+def test_the_growth_plan_names_the_next_hosts_of_the_role_with_its_resources(
+    tmp_path: Path,
+) -> None:
+    task = load_task(TASK)
+    v = task.spec.variant(1)
+    plan = growth_plan(task, v)
+    assert [new for _, new in plan] == [(), ("kv3", "kv4")]
+    grown = plan[1][0]
+    assert grown.roles == {"kv": ("kv1", "kv2", "kv3", "kv4")}
+    assert grown.resources["kv4"] == v.resources["kv1"]  # disk_mb = 4, as the role says
+    assert grown.cluster_options(["kv3", "kv4"])["data_sizes"] == {"kv3": 4 << 20, "kv4": 4 << 20}
+    assert episode_hosts(task, v) == ("kv1", "kv2", "kv3", "kv4")
+    # the grown cluster's contract on a new host, the old one's on an old host
+    hosts = {n: f"198.18.0.{i + 1}" for i, n in enumerate(grown.host_names)}
+    assert task.spec.host_env("kv3", hosts, grown)["PEERS"] == ",".join(
+        f"{n}={a}" for n, a in hosts.items()
+    )
+    with pytest.raises(ConfigError, match="no role of the task: 'db'"):
+        task.spec.grow(v, AddHosts(1, "db"))
+    # without roles: the host prefix and the next numbers
+    plain = load_task(LIVE_CONFIG)
+    grown2, new = plain.spec.grow(plain.spec.variant(1), AddHosts(2))
+    assert new == ("n3", "n4") and grown2.host_names == ("n1", "n2", "n3", "n4")
+    with pytest.raises(ConfigError, match="must name a role"):
+        task.spec.grow(v, AddHosts(1))
+
+
+OPERATOR: list[ToolCall] = [
+    ToolCall("service", {"host": "kv3", "action": "status"}),  # not there yet
+    ToolCall("end_phase", {"summary": "kv1 and kv2 run the store"}),
+    ToolCall("host_bash", {"host": "kv3", "command": 'echo "$PEERS"; ls /srv/data'}),
+    ToolCall("service", {"host": "kv3", "action": "status"}),
+    ToolCall("service", {"host": "kv3", "action": "start"}),
+    ToolCall("service", {"host": "kv4", "action": "start"}),
+    ToolCall("host_bash", {"host": "kv1", "command": 'echo "$PEERS"'}),
+    ToolCall("end_phase", {"summary": "kv3 and kv4 run the store"}),
+]
+
+
+@needs_root
+@pytest.mark.timeout(180)
+def test_a_phase_adds_hosts_the_operator_starts_and_the_grader_sees(tmp_path: Path) -> None:
+    env = make(str(TASK), artifacts_dir=str(tmp_path / "art"))
+    host_enum = env.tools[0].parameters["properties"]["host"]["enum"]
+    assert host_enum == ["kv1", "kv2", "kv3", "kv4"]
+
+    async def main() -> tuple[str, list]:  # type: ignore[type-arg]
+        await env.reset(seed=1)
+        assert env.live is not None and env.live.cluster is not None
+        run_id = env.live.cluster.run_id
+        assert env.live.cluster.names == ["kv1", "kv2"]
+        out = []
+        try:
+            for call in OPERATOR:
+                out.append(await env.step(call))
+                if out[-1].terminated or out[-1].truncated:
+                    break
+        finally:
+            await env.close()
+        return run_id, out
+
+    run_id, out = asyncio.run(main())
+    assert_no_leftovers(run_id)
+    early = out[0].observation
+    assert early.is_error and "kv3 is not in the cluster yet" in early.content
+    assert "## Ticket 2 of 2: capacity" in out[1].observation.content
+    peers_new = out[2].observation.content
+    assert "kv1=" in peers_new and "kv4=" in peers_new and "[exit code 0]" in peers_new
+    assert "not running" in out[3].observation.content  # registered, not started
+    assert "started and listens on port 8080" in out[4].observation.content
+    assert "started and listens on port 8080" in out[5].observation.content
+    assert "kv3=" not in out[6].observation.content  # an old host keeps its contract
+    last = out[-1]
+    assert last.terminated
+    phase = last.info["phase"]
+    assert phase["name"] == "capacity"
+    assert phase["breakdown"] == {
+        "grown": 1.0, "contract": 1.0, "app": 1.0, "resolves": 1.0, "serving": 1.0, "role": 1.0
+    }  # fmt: skip
+    history = History.read_jsonl(last.info["grade"].history_path)
+    (added,) = history.meta["hosts_added"]
+    assert added["phase"] == "capacity" and added["role"] == "kv" and not added["started"]
+    assert list(added["hosts"]) == ["kv3", "kv4"]
+    cap = history.meta["phases"][1]
+    assert cap["added_hosts"] == added["hosts"] and added["time"] <= cap["opened"]
+
+
+@needs_root
+@pytest.mark.timeout(180)
+def test_added_hosts_can_start_with_the_service_running(tmp_path: Path) -> None:
+    task = _edited(tmp_path, TASK, GROW, 'add_hosts = { role = "kv", count = 1, start = true }')
+    grader = task / "grader.py"
+    grader.write_text(
+        grader.read_text() + "\n\nasync def grade_capacity(ctx):  # noqa: F811\n"
+        "    return float(await _answers(ctx, 'kv3'))\n"
+    )
+    env = make(str(task), artifacts_dir=str(tmp_path / "art"))
+
+    async def main() -> tuple[str, float]:
+        await env.reset(seed=2)
+        assert env.live is not None and env.live.cluster is not None
+        run_id = env.live.cluster.run_id
+        try:
+            await env.step(ToolCall("end_phase", {"summary": "x"}))
+            r = await env.step(ToolCall("end_phase", {"summary": "x"}))
+        finally:
+            await env.close()
+        return run_id, r.info["phase"]["reward"]
+
+    run_id, reward = asyncio.run(main())
+    assert reward == 1.0
+    assert_no_leftovers(run_id)
