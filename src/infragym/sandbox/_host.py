@@ -353,17 +353,22 @@ class Host:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         service: bool = True,
+        output: Path | None = None,
     ) -> HostProcess:
-        """Start a long-running process; output goes to ``logs/<name>.log``.
+        """Start a long-running process; output goes to ``logs/<name>.log``, or to
+        ``output``, a file of :attr:`platform_dir` (out of the host's sight: the
+        platform's own processes on a host, a fault's, report there).
 
         A ``service`` is restarted by :meth:`restart` after a crash.
         """
         spec = ServiceSpec(name, tuple(argv), dict(env or {}), cwd)
         if not name or "/" in name or name.startswith("."):
             raise ConfigError(f"invalid process name {name!r}: use letters, digits, - and _")
+        if output is not None and Path(output).parent != self.platform_dir:
+            raise ConfigError(f"output must be a file of {self.platform_dir}, not {output}")
         with self._lock:
             self._check_not_frozen(f"start {name!r}")
-            log_path = self.logs_dir / f"{name}.log"
+            log_path = self.logs_dir / f"{name}.log" if output is None else Path(output)
             log = open_log(log_path)
             try:
                 popen = self._popen(spec, log, subprocess.STDOUT)

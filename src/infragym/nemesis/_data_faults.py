@@ -1,0 +1,322 @@
+"""Faults of a host's data disk as incidents: a runaway log (:class:`RunawayLog`) and a
+crash that leaves the data directory damaged (:class:`DamagedData`).
+
+Both act through processes of the host itself, as its service user in its own view of
+the disk (``/srv/data``): whatever the code under test left there (a link to a file of
+the machine, say) cannot make the platform write outside the host's disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+import re
+import secrets
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._errors import ConfigError, InfraGymError, ResourceError
+from ..sandbox import HOST_PYTHON, Cluster, HostProcess
+from ._fault import OneHostFault
+from ._process_faults import Crash
+from ._target import FaultTarget, Pick
+
+__all__ = ["DAMAGE_KINDS", "DamagedData", "RunawayLog"]
+
+DATA_VIEW = "/srv/data"
+PATH_RE = re.compile(r"^[A-Za-z0-9_.*?\[\]/-]{1,200}$")
+MAX_RATE_BPS = 256 << 20
+MIN_RATE_BPS = 1 << 10
+DAMAGE_KINDS = ("truncate", "corrupt", "delete")
+MAX_DAMAGED = 32
+MAX_CORRUPT_BYTES = 1 << 20
+OPTIONS: dict[str, tuple[tuple[str, float, float, float], ...]] = {
+    "truncate": (("keep", 0.5, 0.0, 0.999),),  # keeping all of it is no damage
+    "corrupt": (("bytes", 64, 1, MAX_CORRUPT_BYTES), ("at", 0.5, 0.0, 1.0)),
+    "delete": (),
+}
+"""Each damage's options: (name, default, lowest, highest); an int default: whole."""
+STOP_S = 5.0
+
+# The runaway writer: appends log lines to argv[1] at argv[2] bytes per second until the
+# disk is full (persist: until stopped, writing again whenever room frees), reporting
+# "<state> <bytes written> <seconds running> <seconds until first full or ->" lines on
+# stdout (the platform's file) at most twice a second and when it stops.
+WRITER = r"""
+import errno, os, signal, sys, time
+path, rate = sys.argv[1], float(sys.argv[2])
+reopen, persist = sys.argv[3] == "1", sys.argv[4] == "1"
+stop = False
+def term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, term)
+t0 = time.monotonic()
+written, full, last, fd, seq, state = 0, None, 0.0, None, 0, "healed"
+def report(what):
+    f = "-" if full is None else f"{full:.3f}"
+    print(f"{what} {written} {time.monotonic() - t0:.3f} {f}", flush=True)
+chunk = int(min(max(rate / 10, 4096), 1 << 20))
+due = t0
+report("started")
+while not stop:
+    try:
+        if fd is None:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        lines = []
+        size = 0
+        while size < chunk:
+            seq += 1
+            line = (f"{time.strftime('%Y-%m-%dT%H:%M:%S')} DEBUG request trace seq={seq} "
+                    "cache=miss upstream=primary retries=0 state=ok\n")
+            lines.append(line)
+            size += len(line)
+        buf = "".join(lines).encode()
+        while buf:
+            n = os.write(fd, buf)
+            written += n
+            buf = buf[n:]
+        if reopen:
+            os.close(fd)
+            fd = None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            state = "error " + (errno.errorcode.get(exc.errno or 0) or str(exc.errno))
+            break
+        if full is None:
+            full = time.monotonic() - t0
+            report("full")
+        if not persist:
+            state = "disk-full"
+            break
+        if reopen and fd is not None:
+            os.close(fd)
+            fd = None
+        time.sleep(0.2)
+        due = time.monotonic()
+        continue
+    due += size / rate
+    now = time.monotonic()
+    if now - last >= 0.5:
+        last = now
+        report("writing")
+    if due > now:
+        time.sleep(due - now)
+    elif now - due > 1.0:
+        due = now
+report(state)
+"""
+
+# The damager: as the host's user, in the host's view, damages what ``argv[1]`` (JSON)
+# declares and prints what it did (JSON).
+DAMAGER = r"""
+import glob, json, os, stat, sys
+root = "/srv/data"
+out = {"damaged": [], "unmatched": [], "skipped": []}
+for item in json.loads(sys.argv[1]):
+    names = sorted(glob.glob(item["path"], root_dir=root, recursive=True))
+    if not names:
+        out["unmatched"].append(item["path"])
+    for name in names:
+        full = os.path.join(root, name)
+        st = os.lstat(full)
+        inside = os.path.realpath(full).startswith(root + "/")
+        if not stat.S_ISREG(st.st_mode) or not inside:
+            out["skipped"].append(name)
+            continue
+        size = st.st_size
+        rec = {"path": full, "how": item["how"], "size": size}
+        if item["how"] == "delete":
+            os.unlink(full)
+        elif item["how"] == "truncate":
+            rec["kept"] = int(size * item["keep"])
+            os.truncate(full, rec["kept"])
+        else:
+            n = min(item["bytes"], size)
+            at = min(int(size * item["at"]), size - n)
+            fd = os.open(full, os.O_RDWR | os.O_NOFOLLOW)
+            try:
+                data = os.pread(fd, n, at)
+                os.pwrite(fd, bytes(b ^ 0x5A for b in data), at)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            rec.update(offset=at, bytes=len(data))
+        out["damaged"].append(rec)
+print(json.dumps(out))
+"""
+
+
+def _data_path(value: object, what: str) -> str:
+    """A path under the data directory: relative, normalised, no ``..``."""
+    if (
+        not isinstance(value, str)
+        or not PATH_RE.match(value)
+        or value.startswith("/")
+        or posixpath.normpath(value) != value
+        or ".." in value.split("/")
+    ):
+        raise ConfigError(
+            f"{what} must be a path relative to the host's data directory (letters, digits, "
+            f"._-/ and glob characters; no .. or leading /), not {value!r}"
+        )
+    return value
+
+
+class RunawayLog(OneHostFault):
+    """A log that runs away on a host: a process of the host, as its service user, appends
+    log lines to ``path`` (under ``/srv/data``) at ``rate_bps`` until the data disk is full
+    (``persist``: until healed, writing again whenever room frees) or the fault heals.
+
+    The writer holds the file open, as a logger does: deleting the file frees nothing
+    while it runs (``reopen``: it opens the file for every write, so deleting it does).
+    The operator's tools cannot see or signal it (it runs in a process namespace of its
+    own); a crash of the host kills it. The heal stops it and records the path, the bytes
+    it wrote, how long it ran, after how long the disk was full and why it stopped
+    (``healed``, ``disk-full``, ``killed`` by a crash, or a write ``error``).
+    """
+
+    kind = "runaway-log"
+
+    def __init__(
+        self,
+        host: str | FaultTarget | Pick,
+        label: str | None = None,
+        path: str = "log/debug.log",
+        rate_bps: float = 1 << 20,
+        reopen: bool = False,
+        persist: bool = False,
+    ) -> None:
+        super().__init__(host, label)
+        self.path = _data_path(path, f"{self.kind} fault {self.label!r}: path")
+        rate = self._number("rate_bps", rate_bps)
+        if not MIN_RATE_BPS <= rate <= MAX_RATE_BPS:
+            raise self._bad(f"rate_bps must be in [{MIN_RATE_BPS}, {MAX_RATE_BPS}], not {rate}")
+        for name, flag in (("reopen", reopen), ("persist", persist)):
+            if not isinstance(flag, bool):
+                raise self._bad(f"{name} must be true or false, not {flag!r}")
+        self.rate_bps = rate
+        self.reopen = reopen
+        self.persist = persist
+        self.process: HostProcess | None = None
+        self._report: dict[str, Any] = {}
+
+    @property
+    def view_path(self) -> str:
+        return f"{DATA_VIEW}/{self.path}"
+
+    def _inflict(self, cluster: Cluster) -> dict[str, Any]:
+        host = cluster.host(self.victim)
+        out = host.platform_dir / f"runaway-{secrets.token_hex(6)}.out"
+        argv = [HOST_PYTHON, "-c", WRITER, self.view_path, repr(self.rate_bps),
+                str(int(self.reopen)), str(int(self.persist))]  # fmt: skip
+        self._report = {}
+        self.process = host.spawn("runaway-log", argv, cwd=DATA_VIEW, service=False, output=out)
+        return {"path": self.view_path, "rate_bps": self.rate_bps, "reopen": self.reopen,
+                "persist": self.persist}  # fmt: skip
+
+    def _restore(self, cluster: Cluster) -> None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        if proc.alive():
+            try:
+                proc.stop(STOP_S)
+            except InfraGymError:  # a paused host: it dies when thawed
+                proc.signal(signal.SIGKILL)
+        self._report = self._read(proc)
+
+    def _read(self, proc: HostProcess) -> dict[str, Any]:
+        lines = proc.output(1 << 16).split("\n")
+        fields = [ln.split() for ln in lines if len(ln.split()) == 4]
+        detail: dict[str, Any] = {"path": self.view_path, "bytes_written": 0}
+        if not fields:
+            return {**detail, "stopped": "killed"}
+        state, written, ran, full = fields[-1]
+        detail["bytes_written"] = int(written)
+        detail["ran_s"] = float(ran)
+        detail["full_after_s"] = None if full == "-" else float(full)
+        final = state not in ("started", "writing", "full")
+        detail["stopped"] = state if final else "killed"
+        return detail
+
+    def heal_detail(self) -> dict[str, Any]:
+        return dict(self._report)
+
+
+def damage_plan(files: object, label: str) -> list[dict[str, Any]]:
+    """``files`` of a damaged-data fault, checked: a list of tables, each a ``path`` (a
+    glob under the data directory) and ``how`` (truncate: keep the first ``keep`` share
+    of it, default 0.5; corrupt: flip ``bytes`` bytes, default 64, from ``at`` of the way
+    in, default 0.5; delete)."""
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"damaged-data fault {label!r}: {what}")
+
+    if isinstance(files, (str, bytes)) or not isinstance(files, Sequence) or not files:
+        raise bad(
+            f"files must be a list of 1-{MAX_DAMAGED} tables ({{ path, how }}), not {files!r}"
+        )
+    if len(files) > MAX_DAMAGED:
+        raise bad(f"files lists at most {MAX_DAMAGED} entries, not {len(files)}")
+    plan = []
+    for i, item in enumerate(files):
+        where = f"files[{i}]"
+        if not isinstance(item, Mapping):
+            raise bad(f"{where} must be a table {{ path = ..., how = ... }}, not {item!r}")
+        unknown = sorted(set(item) - {"path", "how", "keep", "bytes", "at"})
+        if unknown:
+            raise bad(f"{where}: unknown keys {unknown} (known: path, how, keep, bytes, at)")
+        path = _data_path(item.get("path"), f"damaged-data fault {label!r}: {where}.path")
+        how = item.get("how")
+        if how not in DAMAGE_KINDS:
+            raise bad(f"{where}.how must be one of {', '.join(DAMAGE_KINDS)}, not {how!r}")
+        entry: dict[str, Any] = {"path": path, "how": how}
+        for key, default, lo, hi in OPTIONS[how]:
+            v = item.get(key, default)
+            whole = isinstance(default, int)
+            ok = isinstance(v, int if whole else (int, float)) and not isinstance(v, bool)
+            if not ok or not math.isfinite(v) or not lo <= v <= hi:
+                kind = "whole number" if whole else "number"
+                raise bad(f"{where}.{key} must be a {kind} in [{lo:g}, {hi:g}], not {v!r}")
+            entry[key] = v
+        extra = sorted(set(item) - {"path", "how"} - {o[0] for o in OPTIONS[how]})
+        if extra:
+            raise bad(f"{where}: {', '.join(extra)} does not apply to how = {how!r}")
+        plan.append(entry)
+    return plan
+
+
+class DamagedData(Crash):
+    """A crash that leaves the data directory damaged: every process of the host is
+    SIGKILLed, then the files ``files`` declares (see :func:`damage_plan`) are truncated,
+    corrupted or deleted, by a process of the host as its user. The timeline records
+    each file damaged (size, what was kept or flipped where) and the patterns that
+    matched nothing. The heal restarts the host's services (``restart``, as a crash's),
+    on the damaged directory."""
+
+    kind = "damaged-data"
+
+    def __init__(
+        self,
+        host: str | FaultTarget | Pick,
+        label: str | None = None,
+        files: object = (),
+        restart: bool = True,
+    ) -> None:
+        super().__init__(host, label, restart)
+        self.plan = damage_plan(files, self.label)
+
+    def _inflict(self, cluster: Cluster) -> dict[str, Any]:
+        detail = super()._inflict(cluster)
+        host = cluster.host(self.victim)
+        r = host.run([HOST_PYTHON, "-c", DAMAGER, json.dumps(self.plan)], timeout=30.0)
+        if r.returncode != 0:
+            raise ResourceError(
+                f"damaged-data fault {self.label!r} could not damage {host.name}'s data: "
+                f"{r.stderr.decode(errors='replace')[-500:]}"
+            )
+        return {**detail, **json.loads(r.stdout)}
