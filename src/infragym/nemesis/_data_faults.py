@@ -8,17 +8,21 @@ the machine, say) cannot make the platform write outside the host's disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import posixpath
 import re
 import secrets
 import signal
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, InfraGymError, ResourceError
-from ..sandbox import HOST_PYTHON, Cluster, HostProcess
+from ..sandbox import HOST_PYTHON, Cluster, Host, HostProcess
 from ._fault import OneHostFault
 from ._process_faults import Crash
 from ._target import FaultTarget, Pick
@@ -202,6 +206,7 @@ class RunawayLog(OneHostFault):
         self.reopen = reopen
         self.persist = persist
         self.process: HostProcess | None = None
+        self._marker = ""
         self._report: dict[str, Any] = {}
 
     @property
@@ -210,9 +215,10 @@ class RunawayLog(OneHostFault):
 
     def _inflict(self, cluster: Cluster) -> dict[str, Any]:
         host = cluster.host(self.victim)
-        out = host.platform_dir / f"runaway-{secrets.token_hex(6)}.out"
+        self._marker = f"runaway-{secrets.token_hex(6)}"
+        out = host.platform_dir / f"{self._marker}.out"
         argv = [HOST_PYTHON, "-c", WRITER, self.view_path, repr(self.rate_bps),
-                str(int(self.reopen)), str(int(self.persist))]  # fmt: skip
+                str(int(self.reopen)), str(int(self.persist)), self._marker]  # fmt: skip
         self._report = {}
         self.process = host.spawn("runaway-log", argv, cwd=DATA_VIEW, service=False, output=out)
         return {"path": self.view_path, "rate_bps": self.rate_bps, "reopen": self.reopen,
@@ -222,12 +228,32 @@ class RunawayLog(OneHostFault):
         proc, self.process = self.process, None
         if proc is None:
             return
-        if proc.alive():
-            try:
-                proc.stop(STOP_S)
-            except InfraGymError:  # a paused host: it dies when thawed
-                proc.signal(signal.SIGKILL)
+        host = cluster.host(self.victim)
+        # the writer, not bubblewrap's monitor, holds the file (and its space): the heal
+        # is over when it is gone. Asked to stop, it reports its last count; a writer
+        # that does not stop in time (a paused host) is killed
+        proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_S
+        while self._writers(host) and time.monotonic() < deadline and not host.cgroup.frozen():
+            time.sleep(0.01)
+        for pid in self._writers(host):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(InfraGymError):
+            proc.stop(STOP_S)
         self._report = self._read(proc)
+
+    def _writers(self, host: Host) -> list[int]:
+        """The host's processes running this fault's writer (its marker in the argv)."""
+        out = []
+        for pid in host.pids():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if self._marker.encode() in argv and argv[0] == HOST_PYTHON.encode():
+                out.append(pid)
+        return out
 
     def _read(self, proc: HostProcess) -> dict[str, Any]:
         lines = proc.output(1 << 16).split("\n")
