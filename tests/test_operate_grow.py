@@ -14,7 +14,7 @@ from conftest import assert_no_leftovers, needs_root
 
 from infragym import ConfigError
 from infragym.env import ToolCall, make
-from infragym.env._live import episode_hosts, growth_plan
+from infragym.env._live import episode_hosts, growth_plan, phase_schedules
 from infragym.history import History
 from infragym.tasks import AddHosts, load_task, validate_task
 
@@ -70,8 +70,9 @@ def test_the_growth_plan_names_the_next_hosts_of_the_role_with_its_resources(
     task = load_task(TASK)
     v = task.spec.variant(1)
     plan = growth_plan(task, v)
-    assert [new for _, new in plan] == [(), ("kv3", "kv4")]
+    assert [new for _, new in plan] == [(), ("kv3", "kv4"), (), ()]
     grown = plan[1][0]
+    assert plan[3][0].host_names == grown.host_names
     assert grown.roles == {"kv": ("kv1", "kv2", "kv3", "kv4")}
     assert grown.resources["kv4"] == v.resources["kv1"]  # disk_mb = 4, as the role says
     assert grown.cluster_options(["kv3", "kv4"])["data_sizes"] == {"kv3": 4 << 20, "kv4": 4 << 20}
@@ -91,8 +92,31 @@ def test_the_growth_plan_names_the_next_hosts_of_the_role_with_its_resources(
         task.spec.grow(v, AddHosts(1))
 
 
+BACKUP = "seq 1 100 > /srv/data/store/records.log && cp /srv/data/store/records.log /srv/etc/b"
+FREE = (
+    'until [ "$(df --output=avail /srv/data | tail -1)" -eq 0 ]; do sleep 0.1; done; '
+    ": > /srv/data/store/debug.log; df --output=avail -B1 /srv/data | tail -1"
+)
+# the crash kills whatever runs on kv2, this wait too if it came first: waited for twice
+DAMAGED = 'until [ "$(wc -l < /srv/data/store/records.log)" -lt 100 ]; do sleep 0.1; done'
+RESTORE = (
+    "cp /srv/etc/b /srv/data/store/records.log; "
+    "until python3 -c \"import urllib.request as u; u.urlopen('http://kv2:8080/health')\" "
+    "2>/dev/null; do sleep 0.1; done"
+)
+
+
+def test_a_later_phases_incident_may_hit_an_added_host(tmp_path: Path) -> None:
+    task = load_task(_edited(tmp_path, TASK, 'host = "kv1", at = 0', 'host = "any", at = 0'))
+    v = task.spec.variant(1)
+    hit = {phase_schedules(task, v, seed)["disk"].faults[0].spec.targets for seed in range(40)}
+    assert hit == {("kv1",), ("kv2",), ("kv3",), ("kv4",)}
+    assert phase_schedules(task, v, 7) == phase_schedules(task, v, 7)
+
+
 OPERATOR: list[ToolCall] = [
     ToolCall("service", {"host": "kv3", "action": "status"}),  # not there yet
+    ToolCall("host_bash", {"host": "kv2", "command": BACKUP}),
     ToolCall("end_phase", {"summary": "kv1 and kv2 run the store"}),
     ToolCall("host_bash", {"host": "kv3", "command": 'echo "$PEERS"; ls /srv/data'}),
     ToolCall("service", {"host": "kv3", "action": "status"}),
@@ -100,6 +124,12 @@ OPERATOR: list[ToolCall] = [
     ToolCall("service", {"host": "kv4", "action": "start"}),
     ToolCall("host_bash", {"host": "kv1", "command": 'echo "$PEERS"'}),
     ToolCall("end_phase", {"summary": "kv3 and kv4 run the store"}),
+    ToolCall("host_bash", {"host": "kv1", "command": FREE}),
+    ToolCall("end_phase", {"summary": "truncated the runaway debug log"}),
+    ToolCall("host_bash", {"host": "kv2", "command": DAMAGED}),
+    ToolCall("host_bash", {"host": "kv2", "command": DAMAGED}),
+    ToolCall("host_bash", {"host": "kv2", "command": RESTORE}),
+    ToolCall("end_phase", {"summary": "restored kv2's records from the backup"}),
 ]
 
 
@@ -127,23 +157,39 @@ def test_a_phase_adds_hosts_the_operator_starts_and_the_grader_sees(tmp_path: Pa
 
     run_id, out = asyncio.run(main())
     assert_no_leftovers(run_id)
+    assert len(out) == len(OPERATOR)
     early = out[0].observation
     assert early.is_error and "kv3 is not in the cluster yet" in early.content
-    assert "## Ticket 2 of 2: capacity" in out[1].observation.content
-    peers_new = out[2].observation.content
+    assert "## Ticket 2 of 4: capacity" in out[2].observation.content
+    peers_new = out[3].observation.content
     assert "kv1=" in peers_new and "kv4=" in peers_new and "[exit code 0]" in peers_new
-    assert "not running" in out[3].observation.content  # registered, not started
-    assert "started and listens on port 8080" in out[4].observation.content
+    assert "not running" in out[4].observation.content  # registered, not started
     assert "started and listens on port 8080" in out[5].observation.content
-    assert "kv3=" not in out[6].observation.content  # an old host keeps its contract
-    last = out[-1]
-    assert last.terminated
-    phase = last.info["phase"]
+    assert "started and listens on port 8080" in out[6].observation.content
+    assert "kv3=" not in out[7].observation.content  # an old host keeps its contract
+    phase = out[8].info["phase"]
     assert phase["name"] == "capacity"
     assert phase["breakdown"] == {
         "grown": 1.0, "contract": 1.0, "app": 1.0, "resolves": 1.0, "serving": 1.0, "role": 1.0
     }  # fmt: skip
+    # the incidents of the fault schedules: a runaway log, a damaged data directory
+    disk, restore = out[10].info["phase"], out[14].info["phase"]
+    assert "[exit code 0]" in out[12].observation.content
+    assert disk["name"] == "disk" and disk["breakdown"] == {"applied": 1.0, "freed": 1.0}
+    assert restore["name"] == "restore"
+    assert restore["breakdown"] == {"damaged": 1.0, "back": 1.0, "restored": 1.0}
+    last = out[-1]
+    assert last.terminated
     history = History.read_jsonl(last.info["grade"].history_path)
+    runaway = [e for e in history.faults if e.fault == "runaway-log"]
+    assert [e.action.value for e in runaway] == ["apply", "heal"]
+    healed = runaway[1].detail
+    assert healed["path"] == "/srv/data/store/debug.log" and healed["stopped"] == "disk-full"
+    assert 0 < healed["bytes_written"] <= 4 << 20
+    damaged = [e for e in history.faults if e.fault == "damaged-data"]
+    assert [(e.action.value, e.targets) for e in damaged] == [
+        ("apply", ("kv2",)), ("heal", ("kv2",))
+    ]  # fmt: skip
     (added,) = history.meta["hosts_added"]
     assert added["phase"] == "capacity" and added["role"] == "kv" and not added["started"]
     assert list(added["hosts"]) == ["kv3", "kv4"]

@@ -63,7 +63,14 @@ from ._types import (
     ToolObservation,
 )
 
-__all__ = ["LiveEpisode", "episode_hosts", "growth_plan", "phase_schedule", "ticket_text"]
+__all__ = [
+    "LiveEpisode",
+    "episode_hosts",
+    "growth_plan",
+    "phase_schedule",
+    "phase_schedules",
+    "ticket_text",
+]
 
 LOAD_STOP_S = 10.0  # the workload drains within its requests' timeout; this bounds it
 
@@ -113,6 +120,17 @@ def phase_schedule(task: Task, ph: PhaseSpec, seed: int, hosts: list[str]) -> Sc
     for sf in faults:
         build_fault(sf.spec, sf.label, hosts)  # a bad kind, host or parameter: fail now
     return Schedule(tuple(faults), seed)
+
+
+def phase_schedules(task: Task, variant: Variant, seed: int) -> dict[str, Schedule]:
+    """Every phase's incident schedule of ``seed``, its hosts drawn among those the
+    cluster has once the phase opened (the hosts it adds included)."""
+    op = task.spec.operate
+    assert op is not None
+    return {
+        ph.name: phase_schedule(task, ph, seed, list(grown.host_names))
+        for ph, (grown, _) in zip(op.phases, growth_plan(task, variant), strict=True)
+    }
 
 
 @dataclass(frozen=True)
@@ -207,10 +225,7 @@ class LiveEpisode:
         c = self.cluster
         assert c is not None
         op = self.op
-        self._schedules = {
-            ph.name: phase_schedule(self.task, ph, self.seed, list(grown.host_names))
-            for ph, (grown, _) in zip(op.phases, self._plan, strict=True)
-        }
+        self._schedules = phase_schedules(self.task, self.variant, self.seed)
         deployed = await deploy(
             c, op.start, lambda h: self.env[h.name], port=op.port, timeout=op.listen_s,
             name=op.service,

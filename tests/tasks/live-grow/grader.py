@@ -5,9 +5,14 @@
   cluster has the four hosts, the new hosts' contract lists the grown cluster while the
   old ones keep theirs, the new hosts hold the same /srv/app, a host running since reset
   resolves the new names, and the new hosts answer (the operator started them).
+- ``disk``: a runaway log filled kv1's disk; the timeline names it, the operator freed it.
+- ``restore``: a crash truncated kv2's records to half and the store came back; the
+  operator restored the 100 records from a backup.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from infragym.grading import LiveContext, PhaseScore
 
@@ -41,3 +46,38 @@ async def grade_capacity(ctx: LiveContext) -> PhaseScore:
     }
     notes = [f"{h}: PEERS={','.join(peers[h])}" for h in names]
     return PhaseScore(sum(parts.values()) / len(parts), parts, notes)
+
+
+def _events(ctx: LiveContext, kind: str, action: str) -> list[dict[str, Any]]:
+    return [f for f in ctx.faults() if f["fault"] == kind and f["action"] == action]
+
+
+async def grade_disk(ctx: LiveContext) -> PhaseScore:
+    """The runaway log was applied on kv1 and the operator freed its disk (>= half free)."""
+    (apply,) = _events(ctx, "runaway-log", "apply")
+    df = (await ctx.run("kv1", "df --output=avail,size -B1 /srv/data | tail -1")).stdout
+    avail, size = (int(x) for x in df.split())
+    parts = {
+        "applied": float(
+            apply["targets"] == ["kv1"] and apply["detail"]["path"] == "/srv/data/store/debug.log"
+        ),
+        "freed": float(avail >= size // 2),
+    }
+    return PhaseScore(sum(parts.values()) / 2, parts, [f"kv1: {avail} of {size} bytes free"])
+
+
+async def grade_restore(ctx: LiveContext) -> PhaseScore:
+    """The crash damaged kv2's records (half kept), the store came back, and the operator
+    restored the 100 records."""
+    (apply,) = _events(ctx, "damaged-data", "apply")
+    (damage,) = apply["detail"]["damaged"]
+    status, body = await ctx.request("kv2", "/count")
+    parts = {
+        "damaged": float(
+            damage["path"] == "/srv/data/store/records.log"
+            and damage["kept"] == damage["size"] // 2
+        ),
+        "back": float(await _answers(ctx, "kv2")),
+        "restored": float(status == 200 and body == b"100"),
+    }
+    return PhaseScore(sum(parts.values()) / 3, parts, [f"kv2 holds {body!r} records"])
