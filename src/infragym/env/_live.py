@@ -49,7 +49,7 @@ from ..nemesis import FaultSpec, Nemesis, Schedule, ScheduledFault, build_fault
 from ..sandbox import Cluster, ServiceSpec
 from ..tasks import Limits as TaskLimits
 from ..tasks import OperateSpec, PhaseSpec, Task, Variant, hidden_paths
-from ..workload import Op, RequestGenerator, Runner, Stream, parse_targets
+from ..workload import KVGenerator, Mix, Op, RequestGenerator, Runner, Stream, parse_targets
 from ._live_tools import LiveTools
 from ._tools import validate_arguments
 from ._types import (
@@ -137,7 +137,7 @@ def phase_schedules(task: Task, variant: Variant, seed: int) -> dict[str, Schedu
 class _Until:
     """A generator that stops yielding once ``stop`` is set (the episode's end)."""
 
-    inner: RequestGenerator
+    inner: RequestGenerator | KVGenerator
     stop: threading.Event
 
     @property
@@ -249,7 +249,14 @@ class LiveEpisode:
 
     async def _run_load(self) -> None:
         op = self.op
-        gen = _Until(RequestGenerator(parse_targets(self.urls), op.probe, name="live"), self._stop)
+        targets = parse_targets(self.urls)
+        inner: RequestGenerator | KVGenerator
+        if op.workload == "kv":
+            mix = Mix(read=1.0 - op.writes, write=op.writes)
+            inner = KVGenerator(targets, seed=self.seed, mix=mix, keys=op.keys, name="live")
+        else:
+            inner = RequestGenerator(targets, op.probe, name="live")
+        gen = _Until(inner, self._stop)
         # long enough for any episode: the stop event ends it
         duration = self.limits.agent_wall_s * 2 + 3600
         async with Runner(self.history, self.clock, max_in_flight=256) as runner:
@@ -518,12 +525,20 @@ class LiveEpisode:
         # the handover: the clients go on a while, so a system left broken (or a shift
         # ended early) spends the error budget as it would for the next operator
         await asyncio.sleep(op.handover_s)
+        writes = op.workload == "kv"
+        if writes:
+            # the writers stop first: the audit's final reads then judge every write
+            # acknowledged, and the service level is the clients' alone
+            await self.stop_load()
+            end = self.clock.now()
+            ops = self.history.operations()
         audit: PhaseScore | None = None
         if op.weights.get("audit", 0) > 0:
             audit = await self._grade("audit", "audit", "", op.audit_s, self._t0)
-        end = self.clock.now()
-        await self.stop_load()
-        ops = self.history.operations()
+        if not writes:
+            end = self.clock.now()
+            await self.stop_load()
+            ops = self.history.operations()
         sl = service_level(ops, op.slo, op.latency_ms, end=end)
         ep = episode_reward(
             {n: s.reward for n, s in self.scores.items()},

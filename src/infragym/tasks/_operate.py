@@ -9,6 +9,9 @@
     port = 8080                               # it must listen there on every host
     service = "app"                           # its service name (logs/<service>.log)
     probe = "/health"                         # the background workload GETs this
+    workload = "probe"                        # or "kv": reads and writes of a key-value
+    keys = 16                                 # API (GET/PUT /kv/<key>) on this many
+    writes = 0.5                              # keys, this share of them writes
     rate = 10                                 # requests per second, spread over the hosts
     slo = 0.95                                # availability objective: budget = 1 - slo
     latency_ms = 500                          # slower answers count against the budget
@@ -68,6 +71,7 @@ MAX_RATE = 100.0  # requests per second: a steady, bounded load for hours
 MAX_FAULTS_PER_PHASE = 16
 MAX_ADDED = 15  # hosts one phase adds (a cluster has at most 16)
 WEIGHT_KEYS = ("phases", "service", "audit")
+WORKLOADS = ("probe", "kv")
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,12 @@ class OperateSpec:
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"phases": 0.6, "service": 0.3, "audit": 0.1}
     )
+    workload: str = "probe"
+    """``probe``: GETs of ``probe``; ``kv``: reads and writes of a key-value API (the
+    clients stop before the audit, whose ``ctx.lost_writes()`` judges every acknowledged
+    write)."""
+    keys: int = 16
+    writes: float = 0.5
 
 
 def _number(
@@ -258,7 +268,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         problems.append('task.toml: mode = "operate" needs an [operate] table')
         return None
     known = {"start", "port", "service", "probe", "rate", "timeout_s", "slo", "latency_ms"}
-    known |= {"listen_s", "audit_s", "handover_s", "weights"}
+    known |= {"listen_s", "audit_s", "handover_s", "weights", "workload", "keys", "writes"}
     _unknown(op, known, "[operate]", problems)
     start = op.get("start")
     if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
@@ -272,6 +282,15 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
     if not isinstance(probe, str) or not probe.startswith("/"):
         problems.append(f"task.toml: operate.probe must be a path starting with /, not {probe!r}")
         probe = "/"
+    workload = op.get("workload", "probe")
+    if workload not in WORKLOADS:
+        problems.append(
+            f"task.toml: operate.workload must be one of {', '.join(WORKLOADS)}, not {workload!r}"
+        )
+        workload = "probe"
+    for key in ("keys", "writes"):
+        if key in op and workload != "kv":
+            problems.append(f'task.toml: operate.{key} needs workload = "kv"')
     weights_raw = op.get("weights", {"phases": 0.6, "service": 0.3, "audit": 0.1})
     if not isinstance(weights_raw, dict):
         problems.append("task.toml: [operate.weights] must be a table")
@@ -310,4 +329,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         float(_number(op, "audit_s", 60.0, "operate", problems, 1.0, 3600.0)),
         float(_number(op, "handover_s", 10.0, "operate", problems, 0.0, 3600.0)),
         weights,
+        workload,
+        int(_number(op, "keys", 16, "operate", problems, 1, 10_000, whole=True)),
+        float(_number(op, "writes", 0.5, "operate", problems, 0.01, 1.0)),
     )
