@@ -4,6 +4,7 @@ guard and the client reach them, and they go with the cluster, also after a fail
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -185,3 +186,37 @@ def test_a_closed_or_unstarted_cluster_does_not_grow() -> None:
     with pytest.raises(ConfigError, match="started cluster"):
         c.add_hosts(["n2"])
     assert_no_leftovers(c.run_id)
+
+
+@needs_root
+def test_an_added_host_may_hold_capabilities_and_be_slowed_through_the_link_proxy() -> None:
+    from infragym.nemesis import Latency
+
+    admin = "ip addr add {vip}/24 dev eth0 && echo ADMIN-OK"
+
+    async def main(c: Cluster) -> None:
+        first = Latency(["n1"], 0.01, label="first")
+        await first.apply_async(c)  # builds the link proxy before the growth
+        (n3,) = await asyncio.to_thread(c.add_hosts, ["n3"], net_admin=["n3"])
+        vip = c.free_addresses()[0]
+        r = n3.run(["sh", "-c", admin.format(vip=vip)])
+        assert b"ADMIN-OK" in r.stdout, r.stderr
+        assert b"ADMIN-OK" not in c.host("n2").run(["sh", "-c", admin.format(vip=vip)]).stdout
+        start_http(c.host("n1"))
+        start_http(n3)
+        # the proxy (which speaks no ARP) relays the new host's links: it learnt its MAC
+        second = Latency(["n3"], 0.01, label="second")
+        await second.apply_async(c)
+        try:
+            got = await asyncio.to_thread(_get, n3, c.host("n1").address, 8080)
+            assert got == "n1"
+            got = await asyncio.to_thread(_get, c.host("n2"), n3.address, 8080)
+            assert got == "n3"
+        finally:
+            await second.heal_async(c)
+            await first.heal_async(c)
+
+    with Cluster(2) as c:
+        asyncio.run(main(c))
+        run_id = c.run_id
+    assert_no_leftovers(run_id)
