@@ -31,7 +31,7 @@ def _edited(tmp_path: Path, task: Path, old: str, new: str) -> Path:
     return dest
 
 
-GROW = 'add_hosts = { role = "kv", count = 2 }'
+GROW = 'add_hosts = { role = "kv", count = 2, clients = true }'
 
 
 @pytest.mark.parametrize(
@@ -45,6 +45,7 @@ GROW = 'add_hosts = { role = "kv", count = 2 }'
         ('add_hosts = { role = "kv", count = 15 }', "the phases add 15 hosts to a cluster of up"),
         ('add_hosts = { role = "kv", count = 2, when = 3 }', "unknown key 'when'"),
         ('add_hosts = { role = "kv", count = 2, start = "yes" }', "start must be true or false"),
+        ('add_hosts = { role = "kv", count = 2, clients = 1 }', "clients must be true or false"),
         ('add_hosts = "kv"', "add_hosts must be a table"),
     ],
 )
@@ -195,6 +196,15 @@ def test_a_phase_adds_hosts_the_operator_starts_and_the_grader_sees(tmp_path: Pa
     assert list(added["hosts"]) == ["kv3", "kv4"]
     cap = history.meta["phases"][1]
     assert cap["added_hosts"] == added["hosts"] and added["time"] <= cap["opened"]
+    # clients = true: the clients send to the new hosts once the capacity phase is graded
+    (retarget,) = history.meta["client_targets"]
+    assert retarget["phase"] == "capacity" and retarget["time"] >= cap["ended"]
+    assert retarget["hosts"] == ["kv1", "kv2", "kv3", "kv4"]
+    ops = history.operations()
+    new_hosts = [op for op in ops if op.node in ("kv3", "kv4")]
+    assert new_hosts and min(op.invoke for op in new_hosts) >= retarget["time"]
+    assert {op.node for op in ops if op.invoke > retarget["time"]} == set(retarget["hosts"])
+    assert sum(op.ok for op in new_hosts) > len(new_hosts) / 2  # they were started
 
 
 @needs_root

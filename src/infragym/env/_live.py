@@ -135,23 +135,29 @@ def phase_schedules(task: Task, variant: Variant, seed: int) -> dict[str, Schedu
 
 @dataclass(frozen=True)
 class _Until:
-    """A generator that stops yielding once ``stop`` is set (the episode's end)."""
+    """The live clients' generator: the last of ``gens`` (a growth may add one with more
+    targets, taken from the next operation on), until ``stop`` is set (the episode's
+    end)."""
 
-    inner: RequestGenerator | KVGenerator
+    gens: list[RequestGenerator | KVGenerator]
     stop: threading.Event
 
     @property
     def name(self) -> str:
-        return self.inner.name
+        return self.gens[0].name
 
     def ops(self) -> Iterator[Op]:
-        for op in self.inner.ops():
-            if self.stop.is_set():
-                return
-            yield op
+        while not self.stop.is_set():
+            gen = self.gens[-1]
+            for op in gen.ops():
+                if self.stop.is_set():
+                    return
+                if self.gens[-1] is not gen:
+                    break
+                yield op
 
     def default_client(self) -> Any:
-        return self.inner.default_client()
+        return self.gens[0].default_client()
 
 
 @dataclass
@@ -192,6 +198,7 @@ class LiveEpisode:
     _t0: float = field(default_factory=time.monotonic)
     _schedules: dict[str, Schedule] = field(default_factory=dict)
     _plan: list[tuple[Variant, tuple[str, ...]]] = field(default_factory=list)
+    _gens: list[RequestGenerator | KVGenerator] = field(default_factory=list)
     _in_thread: Callable[[Callable[[], None]], Any] | None = None
 
     @property
@@ -247,16 +254,32 @@ class LiveEpisode:
         self.deadline = self.started + self.limits.agent_wall_s
         await self._open(0)
 
-    async def _run_load(self) -> None:
+    def _generator(self, hosts: list[str]) -> RequestGenerator | KVGenerator:
+        """The clients' generator over ``hosts``: the n-th of the episode is named
+        ``live`` then ``live-2``..., so every value the clients write stays unique."""
         op = self.op
-        targets = parse_targets(self.urls)
-        inner: RequestGenerator | KVGenerator
+        n = len(self._gens) + 1
+        name = "live" if n == 1 else f"live-{n}"
+        targets = parse_targets({h: self.urls[h] for h in hosts})
         if op.workload == "kv":
             mix = Mix(read=1.0 - op.writes, write=op.writes)
-            inner = KVGenerator(targets, seed=self.seed, mix=mix, keys=op.keys, name="live")
-        else:
-            inner = RequestGenerator(targets, op.probe, name="live")
-        gen = _Until(inner, self._stop)
+            return KVGenerator(targets, seed=self.seed + n - 1, mix=mix, keys=op.keys, name=name)
+        return RequestGenerator(targets, op.probe, name=name)
+
+    def _serve_added(self, ph: PhaseSpec) -> None:
+        """After a phase that added hosts with ``clients = true`` is graded, the clients
+        send to every host of the cluster from their next request on."""
+        assert self.cluster is not None
+        hosts = list(self.cluster.names)
+        self._gens.append(self._generator(hosts))
+        self.history.meta.setdefault("client_targets", []).append(
+            {"time": self.clock.now(), "phase": ph.name, "hosts": hosts}
+        )
+
+    async def _run_load(self) -> None:
+        op = self.op
+        self._gens.append(self._generator(list(self.urls)))
+        gen = _Until(self._gens, self._stop)
         # long enough for any episode: the stop event ends it
         duration = self.limits.agent_wall_s * 2 + 3600
         async with Runner(self.history, self.clock, max_in_flight=256) as runner:
@@ -485,6 +508,8 @@ class LiveEpisode:
         self.history.meta["phases"][-1].update(
             {"ended": self.clock.now(), "reward": score.reward, "end_reason": reason}
         )
+        if ph.spec.add_hosts is not None and ph.spec.add_hosts.clients:
+            self._serve_added(ph.spec)
         op = self.op
         shares = phase_shares({p.name: p.weight for p in op.phases}, op.weights)
         contribution = shares[ph.spec.name] * score.reward

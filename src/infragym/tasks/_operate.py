@@ -52,7 +52,8 @@ subnet. Their contract environment is computed for the grown cluster (``{peers}`
 with (a restart is not a redeploy: joining the new hosts is the operator's job). The
 service is registered on them but not started unless ``start = true`` (then the phase
 opens once it listens there). The background clients keep their targets (the hosts at
-reset).
+reset) unless ``clients = true``: then, once the phase is graded, they send to every host
+of the grown cluster for the rest of the episode (the new hosts must serve by then).
 """
 
 from __future__ import annotations
@@ -88,11 +89,13 @@ class PhaseFault:
 @dataclass(frozen=True)
 class AddHosts:
     """``add_hosts`` of a phase: ``count`` hosts of ``role`` (None: a task without roles)
-    added as it opens, their service started if ``start`` (see the module doc)."""
+    added as it opens, their service started if ``start``, served by the clients after
+    the phase if ``clients`` (see the module doc)."""
 
     count: int
     role: str | None = None
     start: bool = False
+    clients: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def _add_hosts(raw: Any, where: str, problems: list[str]) -> AddHosts | None:
     if not isinstance(raw, dict):
         problems.append(f'task.toml: {where} must be a table ({{ role = "kv", count = 2 }})')
         return None
-    _unknown(raw, {"role", "count", "start"}, where, problems)
+    _unknown(raw, {"role", "count", "start", "clients"}, where, problems)
     if "count" not in raw:
         problems.append(f"task.toml: {where}.count is missing (how many hosts to add)")
         return None
@@ -209,11 +212,13 @@ def _add_hosts(raw: Any, where: str, problems: list[str]) -> AddHosts | None:
     if role is not None and (not isinstance(role, str) or not role):
         problems.append(f"task.toml: {where}.role must be the name of a role, not {role!r}")
         role = None
-    start = raw.get("start", False)
-    if not isinstance(start, bool):
-        problems.append(f"task.toml: {where}.start must be true or false, not {start!r}")
-        start = False
-    return AddHosts(count, role, start) if count >= 1 else None
+    flags = {}
+    for key in ("start", "clients"):
+        flags[key] = raw.get(key, False)
+        if not isinstance(flags[key], bool):
+            problems.append(f"task.toml: {where}.{key} must be true or false, not {flags[key]!r}")
+            flags[key] = False
+    return AddHosts(count, role, flags["start"], flags["clients"]) if count >= 1 else None
 
 
 def _phase(raw: Any, i: int, problems: list[str]) -> PhaseSpec | None:
