@@ -211,7 +211,7 @@ class LiveEpisode:
     def _build(self) -> None:
         names = list(self.variant.host_names)
         app = self.dir / "inherit"
-        copy_workspace(self.task.path / "inherit", app)
+        copy_workspace(self.task.inherited(), app)
         roles = self.variant.cluster_options(names, None)
         self.cluster = Cluster(
             names, app=app, artifacts_dir=self.dir / "hosts",
@@ -512,11 +512,12 @@ class LiveEpisode:
             self._serve_added(ph.spec)
         op = self.op
         shares = phase_shares({p.name: p.weight for p in op.phases}, op.weights)
-        contribution = shares[ph.spec.name] * score.reward
+        contribution = 0.0 if score.unknown else shares[ph.spec.name] * score.reward
         info["phase"] = {
             "name": ph.spec.name, "index": ph.index, "reward": score.reward,
             "contribution": contribution, "breakdown": dict(score.breakdown),
             "notes": list(score.notes), "end_reason": reason, "summary": summary,
+            "unknown": score.unknown,
         }  # fmt: skip
         last = ph.index + 1 >= len(op.phases)
         if reason in ("submit", "max_steps", "wall_time") or last:
@@ -565,23 +566,37 @@ class LiveEpisode:
             await self.stop_load()
             ops = self.history.operations()
         sl = service_level(ops, op.slo, op.latency_ms, end=end)
+        # a phase graded unknown (a judged artefact with no judge) is left out, weight and all
+        unknown = {n for n, s in self.scores.items() if s.unknown}
+        # a shift ended early earns the service level and the audit in proportion to the
+        # tickets it reached: a quiet system nobody operated proves nothing
+        total_w = sum(p.weight for p in op.phases)
+        reached_w = sum(p.weight for p in op.phases if p.name in self.scores)
+        reached_share = reached_w / total_w if total_w > 0 else 1.0
         ep = episode_reward(
-            {n: s.reward for n, s in self.scores.items()},
-            {p.name: p.weight for p in op.phases},
-            sl.score,
-            None if audit is None else audit.reward,
+            {n: s.reward for n, s in self.scores.items() if n not in unknown},
+            {p.name: p.weight for p in op.phases if p.name not in unknown},
+            sl.score * reached_share,
+            None if audit is None else audit.reward * reached_share,
             op.weights,
         )
         history_path = self.history.write_jsonl(self.dir / "history.jsonl")
         reached = [p.name for p in op.phases if p.name in self.scores]
         notes = [
-            f"phase {n}: {self.scores[n].reward:.3f} ({self.reasons[n].replace('_', ' ')})"
+            f"phase {n}: unknown, left out of the reward ({self.reasons[n].replace('_', ' ')})"
+            if n in unknown
+            else f"phase {n}: {self.scores[n].reward:.3f} ({self.reasons[n].replace('_', ' ')})"
             for n in reached
         ] + [f"phase {p.name}: not reached, 0" for p in op.phases if p.name not in self.scores]
         notes.append(
             f"service level: {sl.bad} of {sl.total} requests bad, availability "
             f"{sl.availability:.2%} against {op.slo:.2%}: {sl.score:.3f} of the error budget left"
         )
+        if reached_share < 1.0:
+            notes.append(
+                f"the shift ended with {reached_share:.0%} of the tickets' weight reached: the "
+                "service level and the audit count in that proportion"
+            )
         if audit is not None:
             notes.append(f"audit: {audit.reward:.3f}")
             notes += list(audit.notes)

@@ -138,14 +138,20 @@ class LiveContext:
 
 @dataclass(frozen=True)
 class PhaseScore:
-    """A phase's (or the audit's) reward in [0, 1], its breakdown and notes."""
+    """A phase's (or the audit's) reward in [0, 1], its breakdown and notes. ``unknown``:
+    the phase could not be graded (a judged artefact with no judge configured): it is
+    left out of the episode's reward, its weight with it, and ``reward`` is 0."""
 
     reward: float
     breakdown: Mapping[str, float] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reward": self.reward, "breakdown": dict(self.breakdown), "notes": list(self.notes)}
+        out = {"reward": self.reward, "breakdown": dict(self.breakdown), "notes": list(self.notes)}
+        if self.unknown:
+            out["unknown"] = True
+        return out
 
 
 def phase_score(value: object, what: str) -> PhaseScore:

@@ -38,7 +38,9 @@
     add_hosts = { role = "kv", count = 2 }    # the platform adds them as the phase opens
 
 The inherited system is the task's ``inherit/`` folder, deployed read-only at ``/srv/app``
-of every production host. A fault's ``host`` is a host name or ``"any"`` (drawn from the
+of every production host; with ``inherit_base = "<task>:<tier>"`` in ``[operate]``, it is
+that task's reference tier with ``inherit/`` laid over it (reuse a reference without
+copying it). A fault's ``host`` is a host name or ``"any"`` (drawn from the
 seed), ``at`` seconds after the phase opens (a number, or ``[lo, hi]`` drawn from the
 seed), ``duration`` seconds (default 0: applied and healed at once, e.g. a crash whose
 heal restarts nothing), ``params`` the nemesis kind's parameters.
@@ -142,6 +144,9 @@ class OperateSpec:
     write)."""
     keys: int = 16
     writes: float = 0.5
+    inherit_base: tuple[str, str] | None = None
+    """``(task, tier)``: the inherited system is that task's reference ``tier`` with the
+    task's ``inherit/`` laid over it (``inherit_base = "kv-replicated:robust"``)."""
 
 
 def _number(
@@ -274,6 +279,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         return None
     known = {"start", "port", "service", "probe", "rate", "timeout_s", "slo", "latency_ms"}
     known |= {"listen_s", "audit_s", "handover_s", "weights", "workload", "keys", "writes"}
+    known |= {"inherit_base"}
     _unknown(op, known, "[operate]", problems)
     start = op.get("start")
     if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
@@ -296,6 +302,17 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
     for key in ("keys", "writes"):
         if key in op and workload != "kv":
             problems.append(f'task.toml: operate.{key} needs workload = "kv"')
+    base = op.get("inherit_base")
+    inherit_base = None
+    if base is not None:
+        task, _, tier = base.partition(":") if isinstance(base, str) else ("", "", "")
+        if not task or not tier:
+            problems.append(
+                f'task.toml: operate.inherit_base must be "<task>:<tier>" (a reference of '
+                f'another task, e.g. "kv-replicated:robust"), not {base!r}'
+            )
+        else:
+            inherit_base = (task, tier)
     weights_raw = op.get("weights", {"phases": 0.6, "service": 0.3, "audit": 0.1})
     if not isinstance(weights_raw, dict):
         problems.append("task.toml: [operate.weights] must be a table")
@@ -337,4 +354,5 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         workload,
         int(_number(op, "keys", 16, "operate", problems, 1, 10_000, whole=True)),
         float(_number(op, "writes", 0.5, "operate", problems, 0.01, 1.0)),
+        inherit_base,
     )

@@ -9,8 +9,10 @@ for every built-in task, so a new task is under CI the moment it exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,10 +153,7 @@ async def validate_tiers(
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
     if task.spec.operate is not None:
-        raise ConfigError(
-            f"task {task.name} is a live task (mode = \"operate\"): it has no workspace tiers "
-            "to grade; play its episodes with scripted operators (Env.step) instead"
-        )
+        return await validate_live_tiers(task, seeds, tiers, out_dir=out_dir, on_result=on_result)
     task.require_ready()  # missing packages would grade every tier 0: a platform error
     spec = task.spec.validation
     seeds = tuple(spec.seeds if seeds is None else seeds)
@@ -239,6 +238,107 @@ async def probe_episode(
     return grade
 
 
+LIVE_NOOP = "noop"
+
+
+def live_tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
+    """A live task's tiers: its operators (``solutions/<tier>/operator.py``) and ``noop``
+    (every ticket closed at once, doing nothing)."""
+    have = [*task.solutions(), LIVE_NOOP]
+    if tiers is None:
+        return have
+    chosen = list(dict.fromkeys(tiers))
+    unknown = [t for t in chosen if t not in have]
+    if unknown:
+        raise ConfigError(
+            f"live task {task.name} has no tier {', '.join(map(repr, unknown))} "
+            f"(it has: {', '.join(have)})"
+        )
+    return chosen
+
+
+async def live_episode(task: Task, tier: str, seed: int, where: Path) -> GradeResult:
+    """The grade of one episode of a live task played by its operator ``tier`` (or the
+    no-op); a failed episode is a grade with an error, no reward."""
+    from ..agent import OperatorAgent, live_noop_agent
+
+    agent = live_noop_agent() if tier == LIVE_NOOP else OperatorAgent(task, tier)
+    try:
+        last = await run_episode(Env(task, EnvOptions(artifacts_dir=where)), agent, seed)
+    except EpisodeError as exc:
+        return GradeResult(task=task.name, seed=seed, reward=None, error=str(exc))
+    grade = last.info.get("grade")
+    if not isinstance(grade, GradeResult):
+        return GradeResult(
+            task=task.name, seed=seed, reward=None,
+            error=f"the {tier} operator's episode ended without a grade ({last.info})",
+        )  # fmt: skip
+    return grade
+
+
+@contextlib.asynccontextmanager
+async def _scripted_judge(name: str | None) -> AsyncIterator[None]:
+    """With ``name`` (a labelled set), the judge of this process is the scripted judge of
+    its rubric on a loopback server while the block runs; the environment is restored."""
+    if name is None:
+        yield
+        return
+    from ..judge import LabelledSet, builtin_set
+    from .model_server import ScriptedModelServer
+    from .scripted_judge import scripted_judge
+
+    rubric = LabelledSet.load(builtin_set(name)).rubric
+    keys = ("INFRAGYM_JUDGE_MODEL", "INFRAGYM_JUDGE_BASE_URL", "INFRAGYM_JUDGE_API_KEY")
+    saved = {k: os.environ.get(k) for k in keys}
+    async with ScriptedModelServer(then=scripted_judge(rubric)) as server:
+        os.environ.update(dict(zip(keys, ("scripted-judge", server.url, server.api_key or ""))))
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+async def validate_live_tiers(
+    task: Task,
+    seeds: Sequence[int] | None = None,
+    tiers: Iterable[str] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    on_result: Callable[[str, int, GradeResult], None] | None = None,
+) -> TierReport:
+    """:func:`validate_tiers` of a live task: each operator tier (and the no-op) plays a
+    whole episode per seed, one at a time (a live cluster runs for the whole episode),
+    judged by the task's ``[validation] scripted_judge`` if it names one."""
+    spec = task.spec.validation
+    seeds = tuple(spec.seeds if seeds is None else seeds)
+    names = live_tier_names(task, tiers)
+    problems = static_problems(task)
+    if problems:
+        return TierReport(task.name, seeds, [], problems)
+    results: dict[tuple[str, int], GradeResult] = {}
+    with tempfile.TemporaryDirectory(prefix="infragym-validate-") as tmp:
+        root = Path(out_dir) if out_dir is not None else Path(tmp)
+        async with _scripted_judge(spec.scripted_judge):
+            for tier in names:
+                for seed in seeds:
+                    r = await live_episode(task, tier, seed, root / f"{tier}-seed{seed}")
+                    results[tier, seed] = r
+                    if on_result is not None:
+                        on_result(tier, seed, r)
+    rows = []
+    for tier in names:
+        band = spec.bands.get(tier, Band())
+        rewards = {s: results[tier, s].reward for s in seeds}
+        errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
+        spread = spec.max_spread if band.min > 0 else None
+        rows.append(TierRow(tier, band, rewards, errors, spread))
+    return TierReport(task.name, seeds, rows)
+
+
 def check_task(
     task: Task | str | Path,
     seeds: Sequence[int] = (1,),
@@ -253,6 +353,7 @@ def check_task(
     """
     t = task if isinstance(task, Task) else load_task(task)
     report = asyncio.run(validate_tiers(t, seeds, tiers, concurrency=concurrency))
+
     unbanded = [r.tier for r in report.rows if r.tier not in t.spec.validation.bands]
     problems = report.problems + [
         f"{name}: no band in task.toml [validation.bands]; state what it must score"
