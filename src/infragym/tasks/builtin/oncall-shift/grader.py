@@ -31,7 +31,6 @@ from infragym.grading import LiveContext, PhaseScore
 from infragym.judge import Judge, JudgeConfig, JudgeRubric, builtin_set, incident_truth
 
 PORT = 8080
-Stamp = tuple[int, str]
 BURST = 160  # requests of the disk trigger, each traced with a HEADER-byte header
 HEADER = 60_000
 WINDOW_S = 1.0  # the change's error windows: seconds in which most requests failed
@@ -61,30 +60,44 @@ async def _json(ctx: LiveContext, host: str, path: str) -> Any:
         return None
 
 
-async def _stamps(ctx: LiveContext, host: str) -> dict[str, Stamp] | None:
-    """The host's local entry of every key (None: the node does not answer)."""
+async def _values(ctx: LiveContext, host: str) -> dict[str, Any] | None:
+    """The host's local value of every key (None: the node does not answer)."""
     dump = await _json(ctx, host, "/admin/dump")
     if dump is None:
         return None
-    return {r["k"]: (int(r["c"]), str(r["n"])) for r in dump if r.get("v") is not None}
+    return {r["k"]: r["v"] for r in dump}
 
 
-async def _holds(ctx: LiveContext, hosts: list[str], refs: list[str]) -> dict[str, float]:
-    """Per host of ``hosts``: the share of keys (of the history's, as ``refs`` hold them)
-    it holds at least as new as the newest of ``refs`` (read first)."""
-    keys = {op.key for op in ctx.operations() if op.f == "write" and op.key}
-    newest: dict[str, Stamp] = {}
-    for r in refs:
-        for k, s in ((await _stamps(ctx, r)) or {}).items():
-            if k in keys and s > newest.get(k, (0, "")):
-                newest[k] = s
+def stable_values(ctx: LiveContext, before: float) -> dict[str, Any]:
+    """The keys the clients last wrote before ``before`` and never since, each with the
+    value of that last write: acknowledged, and begun after every other write of the key
+    ended (so no concurrent write may have won). Every node must hold these values."""
+    writes: dict[str, list[Any]] = {}
+    for op in ctx.operations():
+        if op.f == "write" and op.key:
+            writes.setdefault(op.key, []).append(op)
+    out = {}
+    for key, ops in writes.items():
+        last = max(ops, key=lambda op: op.invoke)
+        others = [op for op in ops if op is not last]
+        if (
+            last.invoke < before and last.ok
+            and all(op.complete < last.invoke for op in others)
+        ):  # fmt: skip
+            out[key] = last.value
+    return out
+
+
+async def _holds(ctx: LiveContext, hosts: list[str], before: float) -> dict[str, float]:
+    """Per host: the share of the keys stable since ``before`` whose value it holds."""
+    want = stable_values(ctx, before)
     out = {}
     for h in hosts:
-        mine = await _stamps(ctx, h)
-        if mine is None or not newest:
+        mine = await _values(ctx, h)
+        if mine is None or not want:
             out[h] = 0.0
             continue
-        out[h] = sum(mine.get(k, (0, "")) >= s for k, s in newest.items()) / len(newest)
+        out[h] = sum(mine.get(k) == v for k, v in want.items()) / len(want)
     return out
 
 
@@ -200,12 +213,14 @@ async def grade_orientation(ctx: LiveContext) -> PhaseScore:
 async def grade_disk(ctx: LiveContext) -> PhaseScore:
     (apply,) = _events(ctx, "runaway-log", "apply")
     host = apply["targets"][0]
+    # the log fills the disk within a second of starting: grade what it left
+    await asyncio.sleep(max(0.0, apply["time"] + 3.0 - ctx.clock.now()))
     serving = await _writes_locally(ctx, host)
     df = await _df(ctx, host)
     room = df is not None and df[0] < df[1] * 0.5
     recur, note = await _no_recurrence(ctx, host) if serving else (0.0, f"{host}: not serving")
     parts = {"serving": float(serving), "room": float(room), "no-recurrence": recur}
-    score = 0.3 * parts["serving"] + 0.2 * parts["room"] + 0.5 * recur
+    score = parts["serving"] * (0.3 + 0.2 * parts["room"] + 0.5 * recur)
     return PhaseScore(score, parts, [f"the runaway log hit {host}", note])
 
 
@@ -217,22 +232,23 @@ async def grade_capacity(ctx: LiveContext) -> PhaseScore:
         serve.append(await _writes_locally(ctx, h))
         status, _ = await ctx.request(h, "/kv/k1", timeout=3.0)
         serve[-1] = serve[-1] and status in (200, 404)
-    holds = await _holds(ctx, added, old)
-    pairs = []
+    holds = await _holds(ctx, added, ctx.phase_started)
+    reached = []  # a write through an old node, then a new one, reaches every node
     for writer in (old[0], added[-1]):
+        got = []
         key = f"oncall-join-{secrets.token_hex(4)}"
         status, _ = await ctx.request(writer, f"/kv/{key}", "PUT", b"join", timeout=3.0)
         await asyncio.sleep(1.0)
         for h in ctx.cluster.names:
             st, body = await ctx.request(h, f"/internal/{key}", timeout=3.0)
-            got = st == 200 and json.loads(body).get("v") == "join"
-            pairs.append(200 <= status < 300 and got)
+            got.append(st == 200 and json.loads(body).get("v") == "join")
+        reached.append(200 <= status < 300 and all(got))
     parts = {
         "serving": sum(serve) / len(serve),
         "holds-data": min(holds.values()),
-        "replicates": sum(pairs) / len(pairs),
+        "replicates": sum(reached) / len(reached),
     }
-    score = 0.3 * parts["serving"] + 0.4 * parts["holds-data"] + 0.3 * parts["replicates"]
+    score = 0.2 * parts["serving"] + 0.6 * parts["holds-data"] + 0.2 * parts["replicates"]
     return PhaseScore(score, parts, [f"{h} holds {v:.0%} of the keys" for h, v in holds.items()])
 
 
@@ -240,12 +256,9 @@ async def grade_host(ctx: LiveContext) -> PhaseScore:
     (apply,) = _events(ctx, "damaged-data", "apply")
     host = apply["targets"][0]
     serving = await _writes_locally(ctx, host)
-    others = [h for h in ctx.cluster.names if h != host]
-    held = (await _holds(ctx, [host], others))[host] if serving else 0.0
+    held = (await _holds(ctx, [host], apply["time"]))[host] if serving else 0.0
     parts = {"serving": float(serving), "holds-data": held}
-    return PhaseScore(
-        0.3 * parts["serving"] + 0.7 * held, parts, [f"{host}'s data was damaged"]
-    )
+    return PhaseScore(held, parts, [f"{host}'s data was damaged; it holds {held:.0%} of the keys"])
 
 
 def _error_windows(ctx: LiveContext) -> tuple[int, float, int]:
@@ -266,7 +279,7 @@ async def grade_change(ctx: LiveContext) -> PhaseScore:
     on_v2 = [
         h for h in released if str(statuses[h].get("data_file", "")).endswith("kv2/store.dat")
     ]
-    holds = await _holds(ctx, on_v2, hosts) if on_v2 else {}
+    holds = await _holds(ctx, on_v2, ctx.phase_started) if on_v2 else {}
     windows, failed, total = _error_windows(ctx)
     share = len(on_v2) / len(hosts)
     parts = {
@@ -309,20 +322,19 @@ def incident(ctx: LiveContext) -> dict[str, Any]:
 
 
 async def grade_postmortem(ctx: LiveContext) -> PhaseScore:
-    check = await Judge(RUBRIC, JudgeConfig.from_env()).check(
-        "postmortem", ctx.summary, incident(ctx)
-    )
+    truth = incident(ctx)
+    check = await Judge(RUBRIC, JudgeConfig.from_env()).check("postmortem", ctx.summary, truth)
     items = {k[5:]: float(v) for k, v in check.metrics.items() if k.startswith("item:") and v is not None}  # fmt: skip
     if check.verdict.value == "unknown":
         return PhaseScore(0.0, {}, [f"unknown: {check.explanation}"], unknown=True)
-    return PhaseScore(check.score, items, [check.explanation])
+    return PhaseScore(check.score, items, [check.explanation, f"impact: {truth['impact']}"])
 
 
 async def audit(ctx: LiveContext) -> PhaseScore:
-    lost = await ctx.lost_writes()
     hosts = list(ctx.cluster.names)
+    holds = await _holds(ctx, hosts, math.inf)  # before the final reads repair anything
     healthy = [await _writes_locally(ctx, h) for h in hosts]
-    holds = await _holds(ctx, hosts, hosts)
+    lost = await ctx.lost_writes()
     recur = [await _no_recurrence(ctx, h) for h in hosts]
     parts = {
         "no-lost-writes": float(lost.verdict.value == "pass"),
@@ -331,7 +343,7 @@ async def audit(ctx: LiveContext) -> PhaseScore:
         "no-recurrence": sum(r for r, _ in recur) / len(recur),
     }
     score = parts["no-lost-writes"] * (
-        0.4 * parts["healthy"] + 0.3 * parts["complete"] + 0.3 * parts["no-recurrence"]
+        0.3 * parts["healthy"] + 0.35 * parts["complete"] + 0.35 * parts["no-recurrence"]
     )
     notes = [f"lost writes: {lost.verdict.value}: {lost.explanation}"]
     notes += [n for _, n in recur]
