@@ -19,6 +19,9 @@ BUILTIN = infragym.tasks.BUILTIN_DIR
 # tables, and CI grades here the tiers that bound the reward from both sides
 EVERY_TIER = {"kv-replicated", "ha-web"}
 CORE_TIERS = ("starter", "broken", "naive", "robust")
+# a live task's tiers are operators, each a whole episode on a live cluster (oncall-shift's
+# robust one ~60 s, the others ~20-30 s): the do-nothing one and the three references
+LIVE_TIERS = ("noop", "broken", "naive", "robust")
 
 
 @needs_root
@@ -30,6 +33,11 @@ def test_builtin_task_passes_check_task(task: Task) -> None:
     # two gradings at once, as `infragym validate --concurrency 2` grades the README's
     # tables: admission control and the health check keep the rewards those of one at a
     # time (a withheld grading fails the check), and the suite stays within its budget
+    if task.spec.operate is not None:  # one episode at a time: a live cluster each
+        have = {*task.solutions(), "noop"}
+        report = check_task(task, seeds=(1,), tiers=[t for t in LIVE_TIERS if t in have])
+        assert {r.tier for r in report.rows} >= {"robust", "noop"}
+        return
     have = {*task.solutions(), "starter"}
     tiers = None if task.name in EVERY_TIER else [t for t in CORE_TIERS if t in have]
     report = check_task(task, seeds=(1,), tiers=tiers, concurrency=2)

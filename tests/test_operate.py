@@ -275,6 +275,43 @@ def test_submit_ends_the_shift_and_unopened_tickets_score_nothing(tmp_path: Path
     assert r.info["grade"].breakdown["phase:incident"] == 0.0
     assert any("phase incident: not reached, 0" in n for n in r.info["grade"].notes)
     assert r.reward == pytest.approx(r.info["grade"].reward)
+    # half the tickets' weight reached: the service level and the audit count half
+    grade, episode = r.info["grade"], r.info["episode"]
+    assert any("count in that proportion" in n for n in grade.notes)
+    assert grade.breakdown["service"] == pytest.approx(episode["service"]["score"] / 2)
+    assert grade.breakdown["audit"] == pytest.approx(episode["audit"]["reward"] / 2)
+
+
+UNKNOWN_INCIDENT = """
+
+async def grade_incident(ctx):  # noqa: F811
+    return PhaseScore(0.0, {}, ["unknown: no judge"], unknown=True)
+"""
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_a_phase_graded_unknown_is_left_out_of_the_reward_with_its_weight(
+    tmp_path: Path,
+) -> None:
+    task_dir = _variant(
+        tmp_path,
+        lambda d: (d / "grader.py").write_text((d / "grader.py").read_text() + UNKNOWN_INCIDENT),
+    )
+    env = make(str(task_dir), artifacts_dir=str(tmp_path / "art"))
+    out = asyncio.run(play(env, ROBUST, seed=1))
+    first, last = out[6], out[-1]
+    assert last.terminated and last.info["phase"]["unknown"] is True
+    assert last.info["phase"]["contribution"] == 0.0
+    grade = last.info["grade"]
+    assert "phase:incident" not in grade.breakdown
+    assert any("phase incident: unknown, left out of the reward" in n for n in grade.notes)
+    # the greeting alone carries the phases' weight (0.6 of 1.0)
+    b = grade.breakdown
+    want = 0.6 * b["phase:greeting"] + 0.3 * b["service"] + 0.1 * b["audit"]
+    assert grade.reward == pytest.approx(want)
+    assert sum(r.reward for r in out) == pytest.approx(grade.reward)
+    assert first.info["phase"]["unknown"] is False
 
 
 @needs_root

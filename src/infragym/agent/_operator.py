@@ -10,7 +10,9 @@ the path a model's episode takes.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +27,7 @@ __all__ = ["OPERATOR_FILE", "OperatorAgent", "Shift", "ShiftOver", "live_noop_ag
 OPERATOR_FILE = "operator.py"
 
 
-class ShiftOver(Exception):  # noqa: N818  (a signal to the operator, not a failure)
+class ShiftOver(Exception):
     """The episode ended (the last ticket closed, or a limit): the operator stops."""
 
 
@@ -101,6 +103,7 @@ class OperatorAgent:
     tier: str
     transcript: list[StepResult] = field(default_factory=list)
     name: str = field(init=False)
+    operate: Callable[[Shift], Awaitable[None]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = f"reference:{self.tier}"
@@ -111,9 +114,10 @@ class OperatorAgent:
                 "(a live task's tier is an operator: async def operate(shift))"
             )
         mod = f"infragym_operator_{self.task.name}_{self.tier}".replace("-", "_")
-        self.operate = getattr(_import(path, mod), "operate", None)
-        if self.operate is None:
+        operate = getattr(_import(path, mod), "operate", None)
+        if operate is None or not inspect.iscoroutinefunction(operate):
             raise ConfigError(f"{path} must define `async def operate(shift)`")
+        self.operate = operate
 
     async def play(self, env: Env) -> StepResult:
         shift = Shift(env, transcript=self.transcript)

@@ -515,7 +515,8 @@ def _operate_problems(
     sols = path / "solutions"
     tiers = {p.name for p in sols.iterdir() if p.is_dir()} if sols.is_dir() else set()
     for tier in sorted(tiers):
-        if not (sols / tier / "operator.py").is_file() and not (sols / tier / "solution.toml").is_file():
+        here = sols / tier
+        if not (here / "operator.py").is_file() and not (here / "solution.toml").is_file():
             problems.append(
                 f"solutions/{tier}/ has no operator.py (a live task's tier is an operator: "
                 "async def operate(shift))"

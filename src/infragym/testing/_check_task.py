@@ -291,7 +291,8 @@ async def _scripted_judge(name: str | None) -> AsyncIterator[None]:
     keys = ("INFRAGYM_JUDGE_MODEL", "INFRAGYM_JUDGE_BASE_URL", "INFRAGYM_JUDGE_API_KEY")
     saved = {k: os.environ.get(k) for k in keys}
     async with ScriptedModelServer(then=scripted_judge(rubric)) as server:
-        os.environ.update(dict(zip(keys, ("test-model", server.url, server.api_key or ""))))
+        values = ("test-model", server.url, server.api_key or "")
+        os.environ.update(dict(zip(keys, values, strict=True)))
         try:
             yield
         finally:
