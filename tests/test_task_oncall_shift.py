@@ -86,7 +86,12 @@ def _kvctl(app: Path, data: Path, *args: str) -> subprocess.CompletedProcess[str
     env = {"DATA_DIR": str(data), "KV_CONF": str(data / "etc"), "NODE_ID": "kv1",
            "PEERS": "kv1=127.0.0.1", "PORT": "9", "PATH": os.environ["PATH"]}  # fmt: skip
     return subprocess.run(
-        [PY, str(app / "kvctl.py"), *args], env=env, capture_output=True, text=True, timeout=30
+        [PY, str(app / "kvctl.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -101,7 +106,7 @@ def _open_v2(app: Path, data: Path) -> subprocess.CompletedProcess[str]:
         f"r = store_v2.open_store({str(data)!r})\n"
         "print(sorted((k, v) for k, (_, v) in r.entries.items()))"
     )
-    return subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30)
+    return subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_release_2_refuses_release_1_data_until_kvctl_migrates_it(tmp_path: Path) -> None:

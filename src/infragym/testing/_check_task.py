@@ -111,10 +111,7 @@ def static_problems(task: Task) -> list[str]:
     return validate_task(task.path)
 
 
-def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
-    """The tiers to grade: those asked for, else every solution folder, the starter and
-    the catalogue's probes the task lists."""
-    have = [*task.solutions(), STARTER, *task.spec.validation.probes]
+def _chosen(task: Task, have: list[str], tiers: Iterable[str] | None) -> list[str]:
     if tiers is None:
         return have
     chosen = list(dict.fromkeys(tiers))
@@ -125,6 +122,27 @@ def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
             f"(it has: {', '.join(have)})"
         )
     return chosen
+
+
+def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
+    """The tiers to grade: those asked for, else every solution folder, the starter and
+    the catalogue's probes the task lists."""
+    return _chosen(task, [*task.solutions(), STARTER, *task.spec.validation.probes], tiers)
+
+
+def _row(
+    task: Task, tier: str, seeds: Sequence[int], results: dict[tuple[str, int], GradeResult]
+) -> TierRow:
+    """One tier's rewards against its band; a tier that must score is held to the task's
+    ``max_spread``."""
+    spec = task.spec.validation
+    band = spec.bands.get(tier, Band())
+    rewards = {s: results[tier, s].reward for s in seeds}
+    errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
+    spread = spec.max_spread if band.min > 0 else None
+    functional = {s: results[tier, s].functional for s in seeds}
+    must = tier in spec.probes and probe(tier).passes_functional
+    return TierRow(tier, band, rewards, errors, spread, functional, must)
 
 
 async def validate_tiers(
@@ -203,16 +221,7 @@ async def validate_tiers(
 
         await asyncio.gather(*(one(t, s) for t in names for s in seeds))
 
-    rows = []
-    for tier in names:
-        band = spec.bands.get(tier, Band())
-        rewards = {s: results[tier, s].reward for s in seeds}
-        errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
-        spread = spec.max_spread if band.min > 0 else None
-        functional = {s: results[tier, s].functional for s in seeds}
-        must = tier in task.spec.validation.probes and probe(tier).passes_functional
-        rows.append(TierRow(tier, band, rewards, errors, spread, functional, must))
-    return TierReport(task.name, seeds, rows)
+    return TierReport(task.name, seeds, [_row(task, t, seeds, results) for t in names])
 
 
 async def probe_episode(
@@ -244,17 +253,7 @@ LIVE_NOOP = "noop"
 def live_tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
     """A live task's tiers: its operators (``solutions/<tier>/operator.py``) and ``noop``
     (every ticket closed at once, doing nothing)."""
-    have = [*task.solutions(), LIVE_NOOP]
-    if tiers is None:
-        return have
-    chosen = list(dict.fromkeys(tiers))
-    unknown = [t for t in chosen if t not in have]
-    if unknown:
-        raise ConfigError(
-            f"live task {task.name} has no tier {', '.join(map(repr, unknown))} "
-            f"(it has: {', '.join(have)})"
-        )
-    return chosen
+    return _chosen(task, [*task.solutions(), LIVE_NOOP], tiers)
 
 
 async def live_episode(task: Task, tier: str, seed: int, where: Path) -> GradeResult:
@@ -330,14 +329,7 @@ async def validate_live_tiers(
                     results[tier, seed] = r
                     if on_result is not None:
                         on_result(tier, seed, r)
-    rows = []
-    for tier in names:
-        band = spec.bands.get(tier, Band())
-        rewards = {s: results[tier, s].reward for s in seeds}
-        errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
-        spread = spec.max_spread if band.min > 0 else None
-        rows.append(TierRow(tier, band, rewards, errors, spread))
-    return TierReport(task.name, seeds, rows)
+    return TierReport(task.name, seeds, [_row(task, t, seeds, results) for t in names])
 
 
 def check_task(
