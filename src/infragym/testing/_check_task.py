@@ -266,6 +266,11 @@ async def live_episode(task: Task, tier: str, seed: int, where: Path) -> GradeRe
         last = await run_episode(Env(task, EnvOptions(artifacts_dir=where)), agent, seed)
     except EpisodeError as exc:
         return GradeResult(task=task.name, seed=seed, reward=None, error=str(exc))
+    except Exception as exc:  # the operator's own bug: no reward, and the others go on
+        return GradeResult(
+            task=task.name, seed=seed, reward=None,
+            error=f"the {tier} operator failed: {type(exc).__name__}: {exc}",
+        )  # fmt: skip
     grade = last.info.get("grade")
     if not isinstance(grade, GradeResult):
         return GradeResult(
