@@ -198,13 +198,19 @@ async def grade_orientation(ctx: LiveContext) -> PhaseScore:
     parts = {
         "data": float(files == {data} and all(exists)),
         "quorum": float(
-            len(majorities) == 1 and re.findall(r"\d+", _field(ctx.summary, "quorum"))[:1]
+            len(majorities) == 1
+            and re.findall(r"\d+", _field(ctx.summary, "quorum"))[:1]
             == [str(next(iter(majorities)))]
         ),
         "restart": float(
-            bool(re.search(r"one (node )?at a time|one by one|one after (the )?other",
-                           _field(ctx.summary, "restart"), re.IGNORECASE))
-        ),  # fmt: skip
+            bool(
+                re.search(
+                    r"one (node )?at a time|one by one|one after (the )?other",
+                    _field(ctx.summary, "restart"),
+                    re.IGNORECASE,
+                )
+            )
+        ),
     }
     score = 0.4 * parts["data"] + 0.3 * parts["quorum"] + 0.3 * parts["restart"]
     return PhaseScore(score, parts, [f"data files {sorted(files)}, majority {majorities}"])
@@ -276,9 +282,7 @@ async def grade_change(ctx: LiveContext) -> PhaseScore:
     hosts = list(ctx.cluster.names)
     statuses = {h: await _json(ctx, h, "/admin/status") for h in hosts}
     released = [h for h, s in statuses.items() if s and s.get("release") == "2"]
-    on_v2 = [
-        h for h in released if str(statuses[h].get("data_file", "")).endswith("kv2/store.dat")
-    ]
+    on_v2 = [h for h in released if str(statuses[h].get("data_file", "")).endswith("kv2/store.dat")]
     holds = await _holds(ctx, on_v2, ctx.phase_started) if on_v2 else {}
     windows, failed, total = _error_windows(ctx)
     share = len(on_v2) / len(hosts)
@@ -324,7 +328,9 @@ def incident(ctx: LiveContext) -> dict[str, Any]:
 async def grade_postmortem(ctx: LiveContext) -> PhaseScore:
     truth = incident(ctx)
     check = await Judge(RUBRIC, JudgeConfig.from_env()).check("postmortem", ctx.summary, truth)
-    items = {k[5:]: float(v) for k, v in check.metrics.items() if k.startswith("item:") and v is not None}  # fmt: skip
+    items = {
+        k[5:]: float(v) for k, v in check.metrics.items() if k.startswith("item:") and v is not None
+    }
     if check.verdict.value == "unknown":
         return PhaseScore(0.0, {}, [f"unknown: {check.explanation}"], unknown=True)
     return PhaseScore(check.score, items, [check.explanation, f"impact: {truth['impact']}"])

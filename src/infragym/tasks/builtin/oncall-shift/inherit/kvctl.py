@@ -1,9 +1,9 @@
 """kvctl: operating a kvnode from its host (see RUNBOOK.md).
 
-    python3 /srv/app/kvctl.py status [HOST ...]  the nodes' /admin/status (default: this one)
-    python3 /srv/app/kvctl.py sync               pull every peer's data into this running node
-    python3 /srv/app/kvctl.py restore            rebuild this stopped node's data from its peers
-    python3 /srv/app/kvctl.py migrate            convert this stopped node's data to release 2
+python3 /srv/app/kvctl.py status [HOST ...]  the nodes' /admin/status (default: this one)
+python3 /srv/app/kvctl.py sync               pull every peer's data into this running node
+python3 /srv/app/kvctl.py restore            rebuild this stopped node's data from its peers
+python3 /srv/app/kvctl.py migrate            convert this stopped node's data to release 2
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "release-2"))
 
-import kvnode  # noqa: E402
-import server  # noqa: E402
-import store_v2  # noqa: E402
+import kvnode
+import server
+import store_v2
 
 PORT = int(os.environ.get("PORT", "8080"))
 DATA = os.environ.get("DATA_DIR", "/srv/data")

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 APP = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, APP)
@@ -43,8 +43,8 @@ def read_conf(path: str) -> dict[str, str]:
     out: dict[str, str] = {}
     try:
         with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.split("#", 1)[0].strip()
+            for raw in fh:
+                line = raw.split("#", 1)[0].strip()
                 if "=" in line:
                     k, v = line.split("=", 1)
                     out[k.strip()] = v.strip()
@@ -98,7 +98,7 @@ class Trace:
 
 class NodeHandler(server.Handler):
     trace: Trace | None = None
-    status: dict[str, Any] = {}
+    status: ClassVar[dict[str, Any]] = {}
 
     def _guarded(self, fn: Callable[[], None]) -> None:
         try:

@@ -58,7 +58,7 @@ def write_store(path: str, entries: dict[str, server.Entry]) -> None:
 
 
 class ReplicaV2(server.Replica):
-    def __init__(self, data_dir: str) -> None:  # noqa: D107
+    def __init__(self, data_dir: str) -> None:
         self.path = os.path.join(data_dir, "kv2", "store.dat")
         self.lock = threading.Lock()
         self.entries: dict[str, server.Entry] = {}

@@ -16,8 +16,11 @@ STATUS = "curl -sf http://localhost:8080/admin/status"
 
 
 async def check(shift: Any, host: str) -> None:
-    out = await shift.bash(host, f"sleep 1; {STATUS} && echo && curl -s -o /dev/null -w '%{{http_code}}' "
-                           "http://localhost:8080/kv/k1")  # fmt: skip
+    out = await shift.bash(
+        host,
+        f"sleep 1; {STATUS} && echo && curl -s -o /dev/null -w '%{{http_code}}' "
+        "http://localhost:8080/kv/k1",
+    )
     if '"node"' not in out:
         raise RuntimeError(f"{host} does not answer: {out}")
 
@@ -36,7 +39,9 @@ async def operate(shift: Any) -> None:
 
     disk = victim = await full_host(shift, old)
     await shift.bash(victim, "sleep 4; du -a /srv/data | sort -n | tail -5")
-    began = first_error_time(await shift.bash(victim, "grep -m2 ERROR /srv/logs/kvnode.log")) or now()
+    began = (
+        first_error_time(await shift.bash(victim, "grep -m2 ERROR /srv/logs/kvnode.log")) or now()
+    )
     restored = now()
     for h in [victim] + [x for x in old if x != victim]:
         await shift.bash(h, f"printf '{CONF}' > /srv/etc/kv/kv.conf")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,34 +34,40 @@ def statuses(text: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-async def full_host(shift: Any, among: list[str], wait_s: float = 20.0) -> str:
-    """The host whose data disk is (nearly) full, polling until one is."""
+async def _first(
+    shift: Any, among: list[str], hit: Callable[[str], Awaitable[bool]], what: str
+) -> str:
+    """The first host of ``among`` that ``hit`` says is the paged one, looking again
+    every 2 s for up to 20 s once the page had 5 s to come in."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    await shift.bash(among[0], "sleep 5")  # the page comes in
+    deadline = loop.time() + 20.0
+    await shift.bash(among[0], "sleep 5")
     while True:
         for h in among:
-            out = await shift.bash(h, "df --output=pcent /srv/data | tail -1")
-            m = re.search(r"(\d+)%", out)
-            if m and int(m.group(1)) >= 90:
+            if await hit(h):
                 return h
         if loop.time() > deadline:
-            raise RuntimeError("no host's data disk filled")
+            raise RuntimeError(f"no host {what}")
         await shift.bash(among[0], "sleep 2")
 
 
-async def down_host(shift: Any, among: list[str], wait_s: float = 20.0) -> str:
-    """The host whose node is not running, polling until one is down."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    await shift.bash(among[0], "sleep 5")  # the page comes in
-    while True:
-        for h in among:
-            if "not running" in await shift.service(h, "status"):
-                return h
-        if loop.time() > deadline:
-            raise RuntimeError("no node went down")
-        await shift.bash(among[0], "sleep 2")
+async def full_host(shift: Any, among: list[str]) -> str:
+    """The host whose data disk is (nearly) full."""
+
+    async def full(h: str) -> bool:
+        m = re.search(r"(\d+)%", await shift.bash(h, "df --output=pcent /srv/data | tail -1"))
+        return m is not None and int(m.group(1)) >= 90
+
+    return await _first(shift, among, full, "has a full data disk")
+
+
+async def down_host(shift: Any, among: list[str]) -> str:
+    """The host whose node is not running."""
+
+    async def down(h: str) -> bool:
+        return "not running" in await shift.service(h, "status")
+
+    return await _first(shift, among, down, "went down")
 
 
 def first_error_time(log: str) -> str | None:

@@ -6,8 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from oncall_ops import KVCTL, RUNBOOK_CONF, down_host, first_error_time, full_host, hosts, now
-from oncall_ops import seconds, statuses
+from oncall_ops import (
+    KVCTL,
+    RUNBOOK_CONF,
+    down_host,
+    first_error_time,
+    full_host,
+    hosts,
+    now,
+    seconds,
+    statuses,
+)
 
 
 async def orientation(shift: Any, old: list[str]) -> None:
