@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ConfigError
-from ..agent import ProbeAgent, run_episode
+from ..agent import Agent, ProbeAgent, run_episode
 from ..env import Env, EnvOptions, EpisodeError
 from ..grading import GradeResult, grade_workspace, wait_for_calm
 from ..probes import probe
@@ -232,17 +232,30 @@ async def probe_episode(
     options = EnvOptions(
         artifacts_dir=where, grade_retries=retries, grade_retry_wait_s=retry_wait_s
     )
+    return await _played(
+        task, seed, Env(task, options), ProbeAgent(task, name), f"the {name} probe"
+    )
+
+
+async def _played(task: Task, seed: int, env: Env, agent: Agent, who: str) -> GradeResult:
+    """The grade of ``agent``'s whole episode; a failed one is a grade with an error and
+    no reward (the agent's own bug too: the other tiers go on)."""
     try:
-        last = await run_episode(Env(task, options), ProbeAgent(task, name), seed)
+        last = await run_episode(env, agent, seed)
     except EpisodeError as exc:
         if exc.grade is not None:
             return exc.grade
         return GradeResult(task=task.name, seed=seed, reward=None, error=str(exc))
+    except Exception as exc:
+        return GradeResult(
+            task=task.name, seed=seed, reward=None,
+            error=f"{who} failed: {type(exc).__name__}: {exc}",
+        )  # fmt: skip
     grade = last.info.get("grade")
     if not isinstance(grade, GradeResult):
         return GradeResult(
             task=task.name, seed=seed, reward=None,
-            error=f"the {name} probe's episode ended without a grade ({last.info})",
+            error=f"{who}'s episode ended without a grade ({last.info})",
         )  # fmt: skip
     return grade
 
@@ -262,22 +275,8 @@ async def live_episode(task: Task, tier: str, seed: int, where: Path) -> GradeRe
     from ..agent import OperatorAgent, live_noop_agent
 
     agent = live_noop_agent() if tier == LIVE_NOOP else OperatorAgent(task, tier)
-    try:
-        last = await run_episode(Env(task, EnvOptions(artifacts_dir=where)), agent, seed)
-    except EpisodeError as exc:
-        return GradeResult(task=task.name, seed=seed, reward=None, error=str(exc))
-    except Exception as exc:  # the operator's own bug: no reward, and the others go on
-        return GradeResult(
-            task=task.name, seed=seed, reward=None,
-            error=f"the {tier} operator failed: {type(exc).__name__}: {exc}",
-        )  # fmt: skip
-    grade = last.info.get("grade")
-    if not isinstance(grade, GradeResult):
-        return GradeResult(
-            task=task.name, seed=seed, reward=None,
-            error=f"the {tier} operator's episode ended without a grade ({last.info})",
-        )  # fmt: skip
-    return grade
+    env = Env(task, EnvOptions(artifacts_dir=where))
+    return await _played(task, seed, env, agent, f"the {tier} operator")
 
 
 @contextlib.asynccontextmanager
