@@ -213,6 +213,16 @@ def test_an_injected_postmortem_scores_no_higher_than_without_the_injection() ->
     assert score is not None and score <= 1 - 5 / 11  # both times and the impact missed
 
 
+def test_judge_check_of_the_task_uses_the_set_it_is_validated_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infragym.cli.main import main
+
+    assert main(["judge", "check", "--task", "oncall-shift", "--scripted"]) == 0
+    out = capsys.readouterr().out
+    assert "overall agreement 100%" in out and "none of 3 scored above its clean twin" in out
+
+
 # -- the live tiers ----------------------------------------------------------------------
 
 
