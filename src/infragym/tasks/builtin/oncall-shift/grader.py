@@ -5,16 +5,18 @@ system does now and what the recorded history shows, never by the commands typed
   against the running nodes (their data file, their majority).
 - ``disk``: the host the runaway log hit takes writes on its own disk again, has room,
   and the trigger (requests traced with large headers) no longer grows its data disk.
-- ``capacity``: the added hosts serve, hold every key as new as the old nodes do, and
-  writes through any node reach every node.
-- ``host``: the node whose data was damaged serves again and holds every key as new as
-  its peers.
+- ``capacity``: the added hosts serve, hold the value of every key last written before
+  the ticket (and not since), and a write through an old node and through a new one
+  reaches every node.
+- ``host``: the node whose data was damaged serves again and holds the value of every
+  key last written before the crash (and not since).
 - ``change``: every node runs release 2 and holds the data, and the rollout never had a
   second in which most client requests failed (and few failed at all).
 - ``postmortem``: the summary, judged against the nemesis's record of the disk incident
   and the impact measured from the history (unknown, so left out, with no judge).
-- ``audit``: no acknowledged write lost (a gate), every node healthy and complete, and
-  the disk trigger harmless on every node.
+- ``audit``: no acknowledged write lost (a gate), every node taking writes and holding
+  every key's last value (read before the final reads repair anything), and the disk
+  trigger harmless on every node.
 """
 
 from __future__ import annotations
