@@ -52,6 +52,8 @@ from ._tree import copy_tree, remove_tree
 ARTIFACT_MAX_NAMES = 1000
 ARTIFACT_MAX_BYTES = 16 << 20
 ARTIFACT_MAX_DEPTH = 32
+PLATFORM_SIZE = 1 << 20  # a host's .platform disk: its hosts file, clock offset, fault reports
+PLATFORM_INODES = 1024
 T = TypeVar("T")
 
 
@@ -210,6 +212,10 @@ class Cluster(Lifecycle):
         for d in (h.logs_dir, h.etc_dir):
             os.chown(d, ident.uid, ident.gid)
         h.tmp_dir.chmod(0o1777)
+        # the platform's files (the hosts file, the clock offset, what its processes on
+        # the host report) on a small disk of their own: a host that fills its scratch
+        # disk cannot make them fail (removed with the host's other mounts)
+        mount_tmpfs(h.platform_dir, PLATFORM_SIZE, mode=0o755, inodes=PLATFORM_INODES)
         size = self.data_sizes.get(h.name, self.data_size)
         mount_tmpfs(h.data_dir, size, mode=0o755, uid=ident.uid, gid=ident.gid)
         (h.platform_dir / HOSTS_FILE).write_text(hosts_file)
