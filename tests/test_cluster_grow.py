@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, assert_no_leftovers, needs_root, start_http
 
-from infragym import ConfigError
+from infragym import ConfigError, ProcessError
 from infragym.sandbox import HOST_PYTHON, Cluster, Limits, _state
 
 # resolves a name with glibc each time it is asked (as a service dialling a peer does)
@@ -135,6 +135,33 @@ def test_bad_names_to_add_are_refused_and_nothing_is_made(
     with pytest.raises(ConfigError, match=message):
         cluster2.add_hosts(names)  # type: ignore[arg-type]
     assert cluster2.names == before and len(cluster2.hosts) == 2
+
+
+@needs_root
+def test_capabilities_for_added_hosts_are_a_list_of_their_names(cluster2: Cluster) -> None:
+    for bad, message in ((True, "net_admin is a list of the new hosts' names"),
+                         ("n3", "net_admin must be True, False or a list"),
+                         (["n1"], "net_admin")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            cluster2.add_hosts(["n3"], net_admin=bad)  # type: ignore[arg-type]
+    assert cluster2.names == ["n1", "n2"]
+
+
+@needs_root
+def test_a_platform_process_cannot_write_over_the_platforms_own_files(cluster2: Cluster) -> None:
+    n1 = cluster2.host("n1")
+    hosts = (n1.platform_dir / "hosts").read_text()
+    for name in ("hosts", "faketime.rc"):
+        with pytest.raises(ConfigError, match="output must be a new file of"):
+            n1.spawn("x", ["true"], service=False, output=n1.platform_dir / name)
+    assert (n1.platform_dir / "hosts").read_text() == hosts
+    # an error names a platform script shortly, not by its whole text
+    with pytest.raises(ProcessError) as caught:
+        n1.run([HOST_PYTHON, "-c", "import time\n" + "x = 1\n" * 200 + "time.sleep(9)"],
+               timeout=0.5)  # fmt: skip
+    assert "x = 1" not in str(caught.value) and "import time..." in str(caught.value)
+    with pytest.raises(ProcessError, match="the probe on host n1 did not finish"):
+        n1.run(["sleep", "9"], timeout=0.5, name="the probe")
 
 
 @pytest.fixture

@@ -461,7 +461,7 @@ class DamagedData(Crash):
         argv = [HOST_PYTHON, "-I", "-c", DAMAGER, json.dumps(self.plan), str(MAX_WALK),
                 repr(WALK_S)]  # fmt: skip
         try:
-            r = host.run(argv, timeout=DAMAGE_TIMEOUT_S, cwd="/")
+            r = host.run(argv, timeout=DAMAGE_TIMEOUT_S, cwd="/", name="the damager")
         except ProcessError as exc:
             return {**detail, "damaged": [], "error": str(exc)[:500]}
         try:

@@ -254,7 +254,12 @@ class Cluster(Lifecycle):
             clash = [n for n in new if n in net.ports]
             if clash:
                 raise ConfigError(f"{', '.join(clash)} already names an endpoint of the cluster")
-            admin = validate_net_admin(list(net_admin), new)
+            if isinstance(net_admin, bool):
+                raise ConfigError(
+                    "add_hosts: net_admin is a list of the new hosts' names to grant "
+                    f"capabilities, not {net_admin!r}"
+                )
+            admin = validate_net_admin(net_admin, new)
             limits = per_host("host_limits", host_limits, new, check_limits)
             sizes = per_host("data_sizes", data_sizes, new, check_size("a data size"))
             first = len(self.hosts) + len(self._pending)
