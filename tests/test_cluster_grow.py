@@ -247,3 +247,45 @@ def test_an_added_host_may_hold_capabilities_and_be_slowed_through_the_link_prox
         asyncio.run(main(c))
         run_id = c.run_id
     assert_no_leftovers(run_id)
+
+
+@needs_root
+def test_an_address_a_host_holds_as_a_virtual_ip_is_not_handed_to_a_new_host() -> None:
+    """n1 (net_admin) claims the address the next host would get; the growth is refused
+    until it lets it go, and the client then reaches the new host at once (its ARP cache
+    still held n1's MAC for that address: the new host's entry is permanent)."""
+    import subprocess
+
+    from infragym import ResourceError
+
+    with Cluster(2, net_admin=["n1"]) as c:
+        n1 = c.host("n1")
+        vip = c.free_addresses()[0]
+        r = n1.run(["ip", "addr", "add", f"{vip}/24", "dev", "eth0"])
+        assert r.returncode == 0, r.stderr
+        start_http(n1)
+        s = c.client_socket()
+        s.settimeout(3)
+        s.connect((vip, 8080))  # the client learns n1's MAC for the address
+        s.close()
+        with pytest.raises(ResourceError, match=rf"in use: {vip} \(by n1\)"):
+            c.add_hosts(["n3"])
+        assert c.names == ["n1", "n2"]
+        assert n1.run(["ip", "addr", "del", f"{vip}/24", "dev", "eth0"]).returncode == 0
+        (n3,) = c.add_hosts(["n3"])
+        assert n3.address == vip
+        neigh = subprocess.run(["ip", "-n", c.client_netns, "neigh", "show", vip],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert n3.mac in neigh and "PERMANENT" in neigh, neigh
+        start_http(n3)
+        s = c.client_socket()
+        s.settimeout(3)
+        s.connect((vip, 8080))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        assert data.split(b"\r\n\r\n")[-1] == b"n3"
+        s.close()
+        run_id = c.run_id
+    assert_no_leftovers(run_id)

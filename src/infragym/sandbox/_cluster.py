@@ -271,6 +271,13 @@ class Cluster(Lifecycle):
                     f"the addresses the new hosts would take ({', '.join(held)}) are held by "
                     "an endpoint of the cluster"
                 )
+            vips = net.held_addresses()  # a net_admin host's virtual IPs too
+            held = [f"{p.address} (by {vips[p.address]})" for p in ports if p.address in vips]
+            if held:
+                raise ResourceError(
+                    f"the addresses the new hosts would take are in use: {', '.join(held)}; "
+                    "release them (ip addr del) before the cluster grows"
+                )
             self._record.hosts = everyone
             self._record.save()
             added = [
