@@ -335,15 +335,25 @@ class RunawayLog(OneHostFault):
         # the writer, not bubblewrap's monitor, holds the file (and its space): the heal
         # is over when it is gone. Asked to stop, it reports its last count; a writer
         # that does not stop in time (a paused host) is killed
+        # that does not stop in time (a paused host) is killed. An exiting writer loses
+        # its command line before it has closed its file: it is gone when its pid is
+        # (or is a zombie), not when its command line is
+        writers = set(self._writers(host))
         proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_S
-        while self._writers(host) and time.monotonic() < deadline and not host.cgroup.frozen():
+        while time.monotonic() < deadline and not host.cgroup.frozen():
+            writers |= set(self._writers(host))
+            if not _running(writers & set(host.pids())):
+                break
             time.sleep(0.01)
         for pid in self._writers(host):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(InfraGymError):
             proc.stop(STOP_S)
+        deadline = time.monotonic() + STOP_S
+        while _running(writers & set(host.pids())) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._report = self._read(proc)
 
     def _writers(self, host: Host) -> list[int]:
@@ -374,6 +384,20 @@ class RunawayLog(OneHostFault):
 
     def heal_detail(self) -> dict[str, Any]:
         return dict(self._report)
+
+
+def _running(pids: set[int]) -> list[int]:
+    """Those of ``pids`` that still run (neither gone nor a zombie, whose files are
+    closed)."""
+    out = []
+    for pid in pids:
+        try:
+            stat_line = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat_line.rsplit(")", 1)[-1].split()[0] not in ("Z", "X"):
+            out.append(pid)
+    return out
 
 
 def parse_report(line: str) -> tuple[str, int, float, float | None] | None:
