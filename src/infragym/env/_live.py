@@ -46,10 +46,10 @@ from ..grading import (
 )
 from ..history import Clock, History
 from ..nemesis import FaultSpec, Nemesis, Schedule, ScheduledFault, build_fault
-from ..sandbox import Cluster
+from ..sandbox import Cluster, ServiceSpec
 from ..tasks import Limits as TaskLimits
 from ..tasks import OperateSpec, PhaseSpec, Task, Variant, hidden_paths
-from ..workload import Op, RequestGenerator, Runner, Stream, parse_targets
+from ..workload import KVGenerator, Mix, Op, RequestGenerator, Runner, Stream, parse_targets
 from ._live_tools import LiveTools
 from ._tools import validate_arguments
 from ._types import (
@@ -63,7 +63,14 @@ from ._types import (
     ToolObservation,
 )
 
-__all__ = ["LiveEpisode", "phase_schedule", "ticket_text"]
+__all__ = [
+    "LiveEpisode",
+    "episode_hosts",
+    "growth_plan",
+    "phase_schedule",
+    "phase_schedules",
+    "ticket_text",
+]
 
 LOAD_STOP_S = 10.0  # the workload drains within its requests' timeout; this bounds it
 
@@ -77,6 +84,27 @@ def ticket_text(task: Task, ph: PhaseSpec, index: int) -> str:
         f"## Ticket {index + 1} of {len(op.phases)}: {ph.name}\n\n{body}\n\n"
         "(Call end_phase with a summary when this ticket is done.)"
     )
+
+
+def growth_plan(task: Task, variant: Variant) -> list[tuple[Variant, tuple[str, ...]]]:
+    """Per phase, the variant of the production cluster once it opened (grown by its
+    ``add_hosts``, if any) and the hosts it added (a pure function of the task and the
+    variant: the names and addresses of added hosts are known before they exist)."""
+    op = task.spec.operate
+    assert op is not None
+    out = []
+    for ph in op.phases:
+        new: tuple[str, ...] = ()
+        if ph.add_hosts is not None:
+            variant, new = task.spec.grow(variant, ph.add_hosts)
+        out.append((variant, new))
+    return out
+
+
+def episode_hosts(task: Task, variant: Variant) -> tuple[str, ...]:
+    """Every production host of an episode of ``variant``: those at reset, then those
+    phases add (the operator's tools name them all; one not added yet is an error)."""
+    return growth_plan(task, variant)[-1][0].host_names
 
 
 def phase_schedule(task: Task, ph: PhaseSpec, seed: int, hosts: list[str]) -> Schedule:
@@ -94,25 +122,42 @@ def phase_schedule(task: Task, ph: PhaseSpec, seed: int, hosts: list[str]) -> Sc
     return Schedule(tuple(faults), seed)
 
 
+def phase_schedules(task: Task, variant: Variant, seed: int) -> dict[str, Schedule]:
+    """Every phase's incident schedule of ``seed``, its hosts drawn among those the
+    cluster has once the phase opened (the hosts it adds included)."""
+    op = task.spec.operate
+    assert op is not None
+    return {
+        ph.name: phase_schedule(task, ph, seed, list(grown.host_names))
+        for ph, (grown, _) in zip(op.phases, growth_plan(task, variant), strict=True)
+    }
+
+
 @dataclass(frozen=True)
 class _Until:
-    """A generator that stops yielding once ``stop`` is set (the episode's end)."""
+    """The live clients' generator: the last of ``gens`` (a growth may add one with more
+    targets, taken from the next operation on), until ``stop`` is set (the episode's
+    end)."""
 
-    inner: RequestGenerator
+    gens: list[RequestGenerator | KVGenerator]
     stop: threading.Event
 
     @property
     def name(self) -> str:
-        return self.inner.name
+        return self.gens[0].name
 
     def ops(self) -> Iterator[Op]:
-        for op in self.inner.ops():
-            if self.stop.is_set():
-                return
-            yield op
+        while not self.stop.is_set():
+            gen = self.gens[-1]
+            for op in gen.ops():
+                if self.stop.is_set():
+                    return
+                if self.gens[-1] is not gen:
+                    break
+                yield op
 
     def default_client(self) -> Any:
-        return self.inner.default_client()
+        return self.gens[0].default_client()
 
 
 @dataclass
@@ -152,6 +197,9 @@ class LiveEpisode:
     _load: asyncio.Task[Any] | None = None
     _t0: float = field(default_factory=time.monotonic)
     _schedules: dict[str, Schedule] = field(default_factory=dict)
+    _plan: list[tuple[Variant, tuple[str, ...]]] = field(default_factory=list)
+    _gens: list[RequestGenerator | KVGenerator] = field(default_factory=list)
+    _in_thread: Callable[[Callable[[], None]], Any] | None = None
 
     @property
     def op(self) -> OperateSpec:
@@ -178,13 +226,13 @@ class LiveEpisode:
     async def start(self, in_thread: Callable[[Callable[[], None]], Any]) -> None:
         """Build, deploy, start the workload and open the first phase."""
         self._module = import_grader(self.task)
+        self._in_thread = in_thread
+        self._plan = growth_plan(self.task, self.variant)
         await in_thread(self._build)
         c = self.cluster
         assert c is not None
         op = self.op
-        self._schedules = {
-            ph.name: phase_schedule(self.task, ph, self.seed, c.names) for ph in op.phases
-        }
+        self._schedules = phase_schedules(self.task, self.variant, self.seed)
         deployed = await deploy(
             c, op.start, lambda h: self.env[h.name], port=op.port, timeout=op.listen_s,
             name=op.service,
@@ -204,22 +252,95 @@ class LiveEpisode:
         self.tools = LiveTools(c, op, self.limits, self.options, self.history, self.clock, self.env)
         self.started = time.monotonic()
         self.deadline = self.started + self.limits.agent_wall_s
-        self._open(0)
+        await self._open(0)
+
+    def _generator(self, hosts: list[str]) -> RequestGenerator | KVGenerator:
+        """The clients' generator over ``hosts``: the n-th of the episode is named
+        ``live`` then ``live-2``..., so every value the clients write stays unique."""
+        op = self.op
+        n = len(self._gens) + 1
+        name = "live" if n == 1 else f"live-{n}"
+        targets = parse_targets({h: self.urls[h] for h in hosts})
+        if op.workload == "kv":
+            mix = Mix(read=1.0 - op.writes, write=op.writes)
+            return KVGenerator(targets, seed=self.seed + n - 1, mix=mix, keys=op.keys, name=name)
+        return RequestGenerator(targets, op.probe, name=name)
+
+    def _serve_added(self, ph: PhaseSpec) -> None:
+        """After a phase that added hosts with ``clients = true`` is graded, the clients
+        send to every host of the cluster from their next request on."""
+        assert self.cluster is not None
+        hosts = list(self.cluster.names)
+        self._gens.append(self._generator(hosts))
+        self.history.meta.setdefault("client_targets", []).append(
+            {"time": self.clock.now(), "phase": ph.name, "hosts": hosts}
+        )
 
     async def _run_load(self) -> None:
         op = self.op
-        gen = _Until(RequestGenerator(parse_targets(self.urls), op.probe, name="live"), self._stop)
+        self._gens.append(self._generator(list(self.urls)))
+        gen = _Until(self._gens, self._stop)
         # long enough for any episode: the stop event ends it
         duration = self.limits.agent_wall_s * 2 + 3600
         async with Runner(self.history, self.clock, max_in_flight=256) as runner:
             await runner.run(Stream(gen, rate=op.rate, duration=duration, timeout=op.timeout_s))
 
-    def _open(self, index: int) -> None:
+    async def _grow(self, index: int) -> dict[str, str]:
+        """Add the hosts phase ``index`` adds (see ``_operate``); their names and
+        addresses. The new hosts' contract is the grown cluster's; the others keep theirs."""
         ph = self.op.phases[index]
+        grown, new = self._plan[index]
+        add = ph.add_hosts
+        c = self.cluster
+        assert add is not None and c is not None and self._in_thread is not None
+        options = grown.cluster_options(new, None)
+
+        def build() -> None:
+            c.add_hosts(new, **options)
+
+        try:
+            await self._in_thread(build)
+        except Exception as exc:
+            raise EpisodeError(
+                f"the platform could not add the hosts of phase {ph.name} ({exc}); the episode "
+                "is over and has no reward"
+            ) from exc
+        self.variant = grown
+        hosts = {h.name: h.address for h in c.hosts}
+        for n in new:
+            self.env[n] = self.task.spec.host_env(n, hosts, grown, c.subnet)
+            self.urls[n] = f"http://{hosts[n]}:{self.op.port}"
+        op = self.op
+        if add.start:
+            deployed = await deploy(
+                c, op.start, lambda h: self.env[h.name], port=op.port, timeout=op.listen_s,
+                name=op.service, hosts=new,
+            )  # fmt: skip
+            if deployed.problems:
+                raise EpisodeError(
+                    f"the service did not start on the hosts phase {ph.name} adds (a bug of "
+                    "the task): " + "; ".join(deployed.problems)
+                )
+        else:
+            for n in new:  # the service tool starts it, as on the other hosts
+                c.host(n).services[op.service] = ServiceSpec(
+                    op.service, tuple(op.start), dict(self.env[n])
+                )
+        added = {n: hosts[n] for n in new}
+        self.history.meta.setdefault("hosts_added", []).append(
+            {"time": self.clock.now(), "phase": ph.name, "role": add.role, "hosts": added,
+             "started": add.start}
+        )  # fmt: skip
+        return added
+
+    async def _open(self, index: int) -> None:
+        ph = self.op.phases[index]
+        added = await self._grow(index) if ph.add_hosts is not None else {}
         self.phase = _Phase(ph, index, time.monotonic(), self.clock.now())
-        self.history.meta.setdefault("phases", []).append(
-            {"name": ph.name, "opened": self.phase.opened_clock}
-        )
+        entry: dict[str, Any] = {"name": ph.name, "opened": self.phase.opened_clock}
+        if added:
+            entry["added_hosts"] = added
+        self.history.meta.setdefault("phases", []).append(entry)
         schedule = self._schedules[ph.name]
         if schedule.faults and self._nemesis is not None:
             (self.dir / f"schedule-{ph.name}.json").write_text(
@@ -312,9 +433,9 @@ class LiveEpisode:
     def specs(self) -> tuple[Any, ...]:
         from ._live_tools import live_tool_specs
 
-        return live_tool_specs(
-            self.cluster.names if self.cluster else [], self.op, self.limits, self.options
-        )
+        # the plan's, not the grown variant's: every host the episode will ever have
+        hosts = self._plan[-1][0].host_names if self._plan else self.variant.host_names
+        return live_tool_specs(hosts, self.op, self.limits, self.options)
 
     # -- phase ends ----------------------------------------------------------------------
 
@@ -387,6 +508,8 @@ class LiveEpisode:
         self.history.meta["phases"][-1].update(
             {"ended": self.clock.now(), "reward": score.reward, "end_reason": reason}
         )
+        if ph.spec.add_hosts is not None and ph.spec.add_hosts.clients:
+            self._serve_added(ph.spec)
         op = self.op
         shares = phase_shares({p.name: p.weight for p in op.phases}, op.weights)
         contribution = shares[ph.spec.name] * score.reward
@@ -403,7 +526,7 @@ class LiveEpisode:
             )  # fmt: skip
             return await self._finish(obs, info, end)
         self.rewarded += contribution
-        self._open(ph.index + 1)
+        await self._open(ph.index + 1)
         head = f"Ticket {ph.spec.name} closed ({reason.replace('_', ' ')})."
         text = "\n\n".join(
             t
@@ -427,12 +550,20 @@ class LiveEpisode:
         # the handover: the clients go on a while, so a system left broken (or a shift
         # ended early) spends the error budget as it would for the next operator
         await asyncio.sleep(op.handover_s)
+        writes = op.workload == "kv"
+        if writes:
+            # the writers stop first: the audit's final reads then judge every write
+            # acknowledged, and the service level is the clients' alone
+            await self.stop_load()
+            end = self.clock.now()
+            ops = self.history.operations()
         audit: PhaseScore | None = None
         if op.weights.get("audit", 0) > 0:
             audit = await self._grade("audit", "audit", "", op.audit_s, self._t0)
-        end = self.clock.now()
-        await self.stop_load()
-        ops = self.history.operations()
+        if not writes:
+            end = self.clock.now()
+            await self.stop_load()
+            ops = self.history.operations()
         sl = service_level(ops, op.slo, op.latency_ms, end=end)
         ep = episode_reward(
             {n: s.reward for n, s in self.scores.items()},

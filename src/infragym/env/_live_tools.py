@@ -37,7 +37,10 @@ def live_tool_specs(
 ) -> tuple[ToolSpec, ...]:
     """The tools of a live episode on production ``hosts``."""
     t = f"{limits.command_timeout_s:g}"
-    host = {"type": "string", "enum": list(hosts), "description": "The production host."}
+    host = {
+        "type": "string", "enum": list(hosts),
+        "description": "The production host (a host a ticket adds exists once it opens).",
+    }  # fmt: skip
     timeout = {
         "type": "number", "exclusiveMinimum": 0,
         "description": f"Seconds before the command and everything it started are killed "
@@ -191,10 +194,18 @@ class LiveTools:
     env: dict[str, dict[str, str]]
     _background: int = 0
 
+    def _host(self, args: dict[str, object]) -> Host:
+        name = str(args["host"])
+        if name not in self.cluster.names:
+            raise ToolError(
+                f"{name} is not in the cluster yet (its hosts now: {', '.join(self.cluster.names)})"
+            )
+        return self.cluster.host(name)
+
     async def host_bash(
         self, args: dict[str, object], timeout: float
     ) -> tuple[str, dict[str, object]]:
-        host = self.cluster.host(str(args["host"]))
+        host = self._host(args)
         env = self.env.get(host.name)
         if args.get("background"):
             self._background += 1
@@ -211,14 +222,14 @@ class LiveTools:
         return render_exec(r, timeout), info
 
     async def service(self, args: dict[str, object]) -> str:
-        host = self.cluster.host(str(args["host"]))
+        host = self._host(args)
         return await asyncio.to_thread(
             service_action, host, self.op.service, str(args["action"]), self.op.port,
             self.op.listen_s,
         )  # fmt: skip
 
     def logs(self, args: dict[str, object]) -> str:
-        host = self.cluster.host(str(args["host"]))
+        host = self._host(args)
         name = str(args["name"])
         size = int(args["bytes"])  # type: ignore[call-overload]
         size = min(size, self.options.max_output_bytes)

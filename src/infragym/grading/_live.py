@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkers import CheckResult, LostWrites
 from ..history import Clock, History, Operation
 from ..rubric import RewardResult
 from ..sandbox import Cluster
 from ..tasks import Variant
+from ..workload import Runner, final_read_stream, parse_targets
 from ._context import GradeOutcome
 from ._probe import HttpProbe
 
@@ -96,6 +98,29 @@ class LiveContext:
                     return 0, b""
 
         return await asyncio.to_thread(self.cluster.run_client, ask)
+
+    async def lost_writes(
+        self, hosts: Sequence[str] | None = None, settle_s: float = 0.0, timeout: float = 2.0
+    ) -> CheckResult:
+        """Read every key the workload wrote on each of ``hosts`` (default: every host of
+        the cluster now, those a phase added included), into the history, and check that
+        no acknowledged write was lost (:class:`~infragym.checkers.LostWrites`: pass, fail
+        with witnesses, or unknown when nothing was acknowledged or a write is left
+        unjudged). For the audit of a task whose workload writes (``workload = "kv"``):
+        the clients have stopped by then, so every acknowledged write is judged."""
+        names = list(self.cluster.names if hosts is None else hosts)
+        unknown = [h for h in names if h not in self.urls]
+        if unknown or not names:
+            raise ValueError(f"lost_writes: no such hosts {unknown or names} of this episode")
+        targets = parse_targets({h: self.urls[h] for h in names})
+        stream = final_read_stream(self.history, targets, timeout=timeout)
+
+        async def read() -> None:
+            async with Runner(self.history, self.clock) as runner:
+                await runner.run(stream)
+
+        await asyncio.to_thread(self.cluster.run_client, read)
+        return LostWrites(settle_s).check(self.history)
 
     def operations(self, since: float | None = None) -> list[Operation]:
         """The workload's operations so far (invoked at or after ``since``, if given)."""

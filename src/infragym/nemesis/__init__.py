@@ -7,6 +7,7 @@ schedule that says when, and a final heal that always runs.
 
 from ._balanced import balanced_schedule, taken_away
 from ._clock_skew import ClockSkew
+from ._data_faults import DAMAGE_KINDS, DamagedData, RunawayLog
 from ._disk_full import DiskFull
 from ._doctor import Capability, fault_support, probe, require_supported
 from ._drift import (
@@ -29,6 +30,7 @@ from ._sweep import SWEEP_KINDS, sweep_length, sweep_schedule
 from ._target import FaultTarget, arp_answerers, host_addresses
 
 __all__ = [
+    "DAMAGE_KINDS",
     "DRIFT_FAULT",
     "DRIFT_KINDS",
     "FAULT_KINDS",
@@ -38,6 +40,7 @@ __all__ = [
     "ClockSkew",
     "Colleague",
     "Crash",
+    "DamagedData",
     "DiskFull",
     "Drift",
     "DriftTargets",
@@ -49,6 +52,7 @@ __all__ = [
     "PacketLoss",
     "Partition",
     "Pause",
+    "RunawayLog",
     "Schedule",
     "ScheduledFault",
     "arp_answerers",

@@ -27,7 +27,7 @@ from typing import TypeVar
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
-from ._host import FAKETIME_LIB, Host
+from ._host import FAKETIME_LIB, HOSTS_FILE, Host
 from ._identity import Identity, identity_of
 from ._lifecycle import Lifecycle
 from ._netns import run_in_netns, socket_in_netns
@@ -52,6 +52,8 @@ from ._tree import copy_tree, remove_tree
 ARTIFACT_MAX_NAMES = 1000
 ARTIFACT_MAX_BYTES = 16 << 20
 ARTIFACT_MAX_DEPTH = 32
+PLATFORM_SIZE = 1 << 20  # a host's .platform disk: its hosts file, clock offset, fault reports
+PLATFORM_INODES = 1024
 T = TypeVar("T")
 
 
@@ -142,6 +144,8 @@ class Cluster(Lifecycle):
         self.client_address = ""
         self.network: Network | None = None
         self._record: _state.RunRecord | None = None
+        self._pending: list[Host] = []  # hosts add_hosts is building
+        self._tools: tuple[str, str] = ("bwrap", "setpriv")
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
@@ -166,6 +170,7 @@ class Cluster(Lifecycle):
 
     def _build(self, bwrap: str, setpriv: str) -> None:
         assert self._record is not None
+        self._tools = (bwrap, setpriv)
         self.subnet = _state.allocate_subnet(self.run_id)
         self._record.subnet = str(self.subnet)
         self._record.save()
@@ -187,28 +192,119 @@ class Cluster(Lifecycle):
             _make_world_readable(app_dir)
             for h in self.hosts:
                 h.app_dir = app_dir
-        hosts_file = "127.0.0.1 localhost\n" + "".join(
-            f"{h.address} {h.name}\n" for h in self.hosts
-        )
+        hosts_file = _hosts_lines(self.hosts, head=True)
         for h in self.hosts:
-            h.hidden = self.hidden
-            h.cgroup.create(self.host_limits.get(h.name, self.limits))
-            # the host's scratch disk (logs, etc, tmp) and its data disk are sized tmpfs, so
-            # a host cannot fill the machine's disk; DiskFull shrinks the data one
-            h.root.mkdir(parents=True, exist_ok=True)
-            mount_tmpfs(h.root, self.scratch_size, mode=0o755)
-            for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir, h.platform_dir):
-                d.mkdir(exist_ok=True)
-            for d in (h.logs_dir, h.etc_dir):
-                os.chown(d, ident.uid, ident.gid)
-            h.tmp_dir.chmod(0o1777)
-            size = self.data_sizes.get(h.name, self.data_size)
-            mount_tmpfs(h.data_dir, size, mode=0o755, uid=ident.uid, gid=ident.gid)
-            (h.platform_dir / "hosts").write_text(hosts_file)
-            if self.faketime:
-                h.faketime = True
-                h.set_clock_offset(0.0)
+            self._prepare(h, hosts_file)
         net.finish()
+
+    def _prepare(self, h: Host, hosts_file: str) -> None:
+        """A host's cgroup, disks, directories and files (its network exists already)."""
+        ident = self.identity
+        assert ident is not None
+        h.hidden = self.hidden
+        h.cgroup.create(self.host_limits.get(h.name, self.limits))
+        # the host's scratch disk (logs, etc, tmp) and its data disk are sized tmpfs, so
+        # a host cannot fill the machine's disk; DiskFull shrinks the data one
+        h.root.mkdir(parents=True, exist_ok=True)
+        mount_tmpfs(h.root, self.scratch_size, mode=0o755)
+        for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir, h.platform_dir):
+            d.mkdir(exist_ok=True)
+        for d in (h.logs_dir, h.etc_dir):
+            os.chown(d, ident.uid, ident.gid)
+        h.tmp_dir.chmod(0o1777)
+        # the platform's files (the hosts file, the clock offset, what its processes on
+        # the host report) on a small disk of their own: a host that fills its scratch
+        # disk cannot make them fail (removed with the host's other mounts)
+        mount_tmpfs(h.platform_dir, PLATFORM_SIZE, mode=0o755, inodes=PLATFORM_INODES)
+        size = self.data_sizes.get(h.name, self.data_size)
+        mount_tmpfs(h.data_dir, size, mode=0o755, uid=ident.uid, gid=ident.gid)
+        (h.platform_dir / HOSTS_FILE).write_text(hosts_file)
+        if self.faketime:
+            h.faketime = True
+            h.set_clock_offset(0.0)
+
+    def add_hosts(
+        self,
+        names: Sequence[str],
+        *,
+        host_limits: Mapping[str, Limits] | None = None,
+        data_sizes: Mapping[str, int] | None = None,
+        net_admin: Collection[str] = (),
+    ) -> list[Host]:
+        """Add hosts ``names`` to the running cluster (it grows; it never shrinks) and
+        return them. Each is built as the first ones were: the same app copy and hidden
+        paths, its cgroup (``host_limits``, else the cluster's ``limits``), data disk
+        (``data_sizes``, else ``data_size``), capabilities (``net_admin``: the names of
+        those granted them) and the next addresses of the subnet after the hosts'. Every
+        host's ``/etc/hosts`` gains their lines, also for processes already running. They
+        are removed with the cluster; a failure midway leaves what was made to
+        :meth:`close`, the hosts already there untouched."""
+        if isinstance(names, str):
+            raise ConfigError(f"add_hosts takes a list of host names, not {names!r}")
+        new = list(names)
+        with self._lock:
+            if not self._started or self._closed:
+                raise ConfigError("add_hosts needs a started cluster that is not closed")
+            net = self._network()
+            ident = self.identity
+            assert ident is not None and self._record is not None
+            if not new:
+                raise ConfigError("add_hosts needs at least one host name")
+            everyone = validate_names([*self.names, *new])
+            clash = [n for n in new if n in net.ports]
+            if clash:
+                raise ConfigError(f"{', '.join(clash)} already names an endpoint of the cluster")
+            if isinstance(net_admin, bool):
+                raise ConfigError(
+                    "add_hosts: net_admin is a list of the new hosts' names to grant "
+                    f"capabilities, not {net_admin!r}"
+                )
+            admin = validate_net_admin(net_admin, new)
+            limits = per_host("host_limits", host_limits, new, check_limits)
+            sizes = per_host("data_sizes", data_sizes, new, check_size("a data size"))
+            first = len(self.hosts) + len(self._pending)
+            ports = [net.host_port(n, first + i) for i, n in enumerate(new)]
+            taken = {p.address for p in net.ports.values()} | set(self._drawn)
+            held = [p.address for p in ports if p.address in taken]
+            if held:
+                raise ResourceError(
+                    f"the addresses the new hosts would take ({', '.join(held)}) are held by "
+                    "an endpoint of the cluster"
+                )
+            vips = net.held_addresses()  # a net_admin host's virtual IPs too
+            held = [f"{p.address} (by {vips[p.address]})" for p in ports if p.address in vips]
+            if held:
+                raise ResourceError(
+                    f"the addresses the new hosts would take are in use: {', '.join(held)}; "
+                    "release them (ip addr del) before the cluster grows"
+                )
+            self._record.hosts = everyone
+            self._record.save()
+            added = [
+                Host(p, self.root / p.name, HostCgroup(f"{PARENT}/{self.run_id}/{p.name}"),
+                     ident, self._tools[0], self._tools[1], p.name in admin)
+                for p in ports
+            ]  # fmt: skip
+            self._pending += added  # torn down with the cluster whatever happens next
+            self.host_limits.update(limits)
+            self.data_sizes.update(sizes)
+            net.add_hosts(ports, admin, ident.uid)
+            if self.app_source is not None:
+                for h in added:
+                    h.app_dir = self.root / "app"
+            hosts_file = _hosts_lines([*self.hosts, *added], head=True)
+            for h in added:
+                self._prepare(h, hosts_file)
+            lines = _hosts_lines(added).encode()
+            for h in self.hosts:
+                # appended in place: a reader sees the old lines, then the new ones too
+                with open(h.platform_dir / HOSTS_FILE, "ab") as fh:
+                    fh.write(lines)
+            self._pending = [h for h in self._pending if h not in added]
+            self.hosts = [*self.hosts, *added]
+            self.names = everyone
+            self.net_admin = frozenset(self.net_admin | admin)
+            return added
 
     def close(self) -> None:
         """Remove every process, namespace, link, cgroup, mount and directory. Idempotent.
@@ -232,9 +328,10 @@ class Cluster(Lifecycle):
             except Exception as exc:
                 into.append(f"{what}: {type(exc).__name__}: {exc}")
 
-        for h in self.hosts:
+        hosts = [*self.hosts, *self._pending]
+        for h in hosts:
             step(f"cgroup of {h.name}", partial(_remove_host_processes, h))
-        for h in self.hosts:
+        for h in hosts:
             step(f"saving logs of {h.name}", partial(self._save_artifacts, h), unsaved)
         step("network", self._remove_network)
         step("cgroups", lambda: remove_run_tree(self.run_id))
@@ -441,6 +538,13 @@ class Cluster(Lifecycle):
 
     def __repr__(self) -> str:
         return f"Cluster({self.run_id}, {self.names}, {self.subnet})"
+
+
+def _hosts_lines(hosts: Sequence[Host], head: bool = False) -> str:
+    """The ``/etc/hosts`` lines of ``hosts`` (with the localhost line first if ``head``)."""
+    return ("127.0.0.1 localhost\n" if head else "") + "".join(
+        f"{h.address} {h.name}\n" for h in hosts
+    )
 
 
 def _remove_host_processes(h: Host) -> None:

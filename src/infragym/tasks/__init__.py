@@ -1,6 +1,6 @@
 """Tasks: folders with instructions, a starter workspace, a hidden grader and solutions."""
 
-from ._operate import OperateSpec, PhaseFault, PhaseSpec
+from ._operate import AddHosts, OperateSpec, PhaseFault, PhaseSpec
 from ._registry import BUILTIN_DIR, find_task, hidden_paths, list_tasks, task_dirs
 from ._spec import (
     DEFAULT_GRADING_CORES,
@@ -19,6 +19,7 @@ __all__ = [
     "BUILTIN_DIR",
     "DEFAULT_GRADING_CORES",
     "STARTER",
+    "AddHosts",
     "Band",
     "Limits",
     "OperateSpec",

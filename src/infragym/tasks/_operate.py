@@ -9,6 +9,9 @@
     port = 8080                               # it must listen there on every host
     service = "app"                           # its service name (logs/<service>.log)
     probe = "/health"                         # the background workload GETs this
+    workload = "probe"                        # or "kv": reads and writes of a key-value
+    keys = 16                                 # API (GET/PUT /kv/<key>) on this many
+    writes = 0.5                              # keys, this share of them writes
     rate = 10                                 # requests per second, spread over the hosts
     slo = 0.95                                # availability objective: budget = 1 - slo
     latency_ms = 500                          # slower answers count against the budget
@@ -29,11 +32,28 @@
     weight = 1.0
     faults = [{ kind = "crash", host = "any", at = [2, 5], params = { restart = false } }]
 
+    [[phases]]
+    name = "capacity"
+    ticket = "tickets/capacity.md"
+    add_hosts = { role = "kv", count = 2 }    # the platform adds them as the phase opens
+
 The inherited system is the task's ``inherit/`` folder, deployed read-only at ``/srv/app``
 of every production host. A fault's ``host`` is a host name or ``"any"`` (drawn from the
 seed), ``at`` seconds after the phase opens (a number, or ``[lo, hi]`` drawn from the
 seed), ``duration`` seconds (default 0: applied and healed at once, e.g. a crash whose
 heal restarts nothing), ``params`` the nemesis kind's parameters.
+
+``add_hosts`` grows the production cluster as the phase opens (before its ticket and
+faults): ``count`` hosts of ``role`` (a role of ``[topology.roles]``; left out for a task
+without roles), named after the role's prefix with the next numbers (``kv4``, ``kv5``),
+built with the role's resources, the same ``/srv/app`` and the next addresses of the
+subnet. Their contract environment is computed for the grown cluster (``{peers}``,
+``{kv_names}`` list every host); the hosts already there keep the one they were deployed
+with (a restart is not a redeploy: joining the new hosts is the operator's job). The
+service is registered on them but not started unless ``start = true`` (then the phase
+opens once it listens there). The background clients keep their targets (the hosts at
+reset) unless ``clients = true``: then, once the phase is graded, they send to every host
+of the grown cluster for the rest of the episode (the new hosts must serve by then).
 """
 
 from __future__ import annotations
@@ -44,13 +64,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OperateSpec", "PhaseFault", "PhaseSpec", "parse_operate"]
+__all__ = ["AddHosts", "OperateSpec", "PhaseFault", "PhaseSpec", "parse_operate"]
 
 PHASE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 MAX_PHASES = 32
 MAX_RATE = 100.0  # requests per second: a steady, bounded load for hours
 MAX_FAULTS_PER_PHASE = 16
+MAX_ADDED = 15  # hosts one phase adds (a cluster has at most 16)
 WEIGHT_KEYS = ("phases", "service", "audit")
+WORKLOADS = ("probe", "kv")
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,18 @@ class PhaseFault:
 
 
 @dataclass(frozen=True)
+class AddHosts:
+    """``add_hosts`` of a phase: ``count`` hosts of ``role`` (None: a task without roles)
+    added as it opens, their service started if ``start``, served by the clients after
+    the phase if ``clients`` (see the module doc)."""
+
+    count: int
+    role: str | None = None
+    start: bool = False
+    clients: bool = False
+
+
+@dataclass(frozen=True)
 class PhaseSpec:
     """A phase: its ticket, limits, weight and incident schedule; graded by
     ``grade_<name>`` (dashes as underscores) of the task's grader.py."""
@@ -76,6 +110,7 @@ class PhaseSpec:
     weight: float = 1.0
     grade_s: float = 60.0
     faults: tuple[PhaseFault, ...] = ()
+    add_hosts: AddHosts | None = None
 
     @property
     def grader(self) -> str:
@@ -101,6 +136,12 @@ class OperateSpec:
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"phases": 0.6, "service": 0.3, "audit": 0.1}
     )
+    workload: str = "probe"
+    """``probe``: GETs of ``probe``; ``kv``: reads and writes of a key-value API (the
+    clients stop before the audit, whose ``ctx.lost_writes()`` judges every acknowledged
+    write)."""
+    keys: int = 16
+    writes: float = 0.5
 
 
 def _number(
@@ -156,12 +197,36 @@ def _fault(raw: Any, where: str, problems: list[str]) -> PhaseFault | None:
     return PhaseFault(kind, host, (float(pair[0]), float(pair[1])), float(duration), params)
 
 
+def _add_hosts(raw: Any, where: str, problems: list[str]) -> AddHosts | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f'task.toml: {where} must be a table ({{ role = "kv", count = 2 }})')
+        return None
+    _unknown(raw, {"role", "count", "start", "clients"}, where, problems)
+    if "count" not in raw:
+        problems.append(f"task.toml: {where}.count is missing (how many hosts to add)")
+        return None
+    count = int(_number(raw, "count", 0, where, problems, 1, MAX_ADDED, whole=True))
+    role = raw.get("role")
+    if role is not None and (not isinstance(role, str) or not role):
+        problems.append(f"task.toml: {where}.role must be the name of a role, not {role!r}")
+        role = None
+    flags = {}
+    for key in ("start", "clients"):
+        flags[key] = raw.get(key, False)
+        if not isinstance(flags[key], bool):
+            problems.append(f"task.toml: {where}.{key} must be true or false, not {flags[key]!r}")
+            flags[key] = False
+    return AddHosts(count, role, flags["start"], flags["clients"]) if count >= 1 else None
+
+
 def _phase(raw: Any, i: int, problems: list[str]) -> PhaseSpec | None:
     where = f"phases[{i}]"
     if not isinstance(raw, dict):
         problems.append(f"task.toml: {where} must be a table")
         return None
-    known = {"name", "ticket", "max_steps", "max_s", "weight", "grade_s", "faults"}
+    known = {"name", "ticket", "max_steps", "max_s", "weight", "grade_s", "faults", "add_hosts"}
     _unknown(raw, known, where, problems)
     name = raw.get("name")
     if not isinstance(name, str) or not PHASE_RE.match(name):
@@ -188,6 +253,7 @@ def _phase(raw: Any, i: int, problems: list[str]) -> PhaseSpec | None:
         float(_number(raw, "weight", 1.0, where, problems, 0.0, 1000.0)),
         float(_number(raw, "grade_s", 60.0, where, problems, 1.0, 3600.0)),
         tuple(f for f in faults if f is not None),
+        _add_hosts(raw.get("add_hosts"), f"{where}.add_hosts", problems),
     )
 
 
@@ -207,7 +273,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         problems.append('task.toml: mode = "operate" needs an [operate] table')
         return None
     known = {"start", "port", "service", "probe", "rate", "timeout_s", "slo", "latency_ms"}
-    known |= {"listen_s", "audit_s", "handover_s", "weights"}
+    known |= {"listen_s", "audit_s", "handover_s", "weights", "workload", "keys", "writes"}
     _unknown(op, known, "[operate]", problems)
     start = op.get("start")
     if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
@@ -221,6 +287,15 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
     if not isinstance(probe, str) or not probe.startswith("/"):
         problems.append(f"task.toml: operate.probe must be a path starting with /, not {probe!r}")
         probe = "/"
+    workload = op.get("workload", "probe")
+    if workload not in WORKLOADS:
+        problems.append(
+            f"task.toml: operate.workload must be one of {', '.join(WORKLOADS)}, not {workload!r}"
+        )
+        workload = "probe"
+    for key in ("keys", "writes"):
+        if key in op and workload != "kv":
+            problems.append(f'task.toml: operate.{key} needs workload = "kv"')
     weights_raw = op.get("weights", {"phases": 0.6, "service": 0.3, "audit": 0.1})
     if not isinstance(weights_raw, dict):
         problems.append("task.toml: [operate.weights] must be a table")
@@ -259,4 +334,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         float(_number(op, "audit_s", 60.0, "operate", problems, 1.0, 3600.0)),
         float(_number(op, "handover_s", 10.0, "operate", problems, 0.0, 3600.0)),
         weights,
+        workload,
+        int(_number(op, "keys", 16, "operate", problems, 1, 10_000, whole=True)),
+        float(_number(op, "writes", 0.5, "operate", problems, 0.01, 1.0)),
     )

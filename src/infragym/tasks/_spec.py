@@ -30,13 +30,15 @@ from typing import Any
 from .._errors import ConfigError
 from ..probes import probe
 from ._contract import PREFIXLEN, SUBNET, Subnet, contract_env, env_table
-from ._operate import OperateSpec, parse_operate
+from ._operate import AddHosts, OperateSpec, parse_operate
 from ._packages import missing_packages, parse_requires, require_packages
 from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
 from ._solutions import materialize_solution, solution_problems
 from ._validation import STARTER, Validation, parse_validation, probe_problems
 from ._variants import (
+    HOST_PREFIX,
     HOSTS,
+    MAX_HOSTS,
     Scalar,
     Variant,
     count_variants,
@@ -113,6 +115,32 @@ class TaskSpec:
         if HOSTS in values and dev:
             dev = hosts
         return Variant(values, names, host_names(values, dev))
+
+    def grow(self, variant: Variant, add: AddHosts) -> tuple[Variant, tuple[str, ...]]:
+        """The variant of a production cluster grown by ``add`` (a phase's
+        ``add_hosts``), and the new hosts' names: the role's prefix (``host_prefix``, or
+        ``n``, without roles) with the numbers after the hosts it has, each with the
+        role's resources. A ConfigError for a role the task does not have."""
+        values = variant.to_dict()
+        if add.role is None:
+            if self.topology.roles:
+                raise ConfigError(f"{self.name}: add_hosts must name a role of the task")
+            prefix = str(values.get(HOST_PREFIX, "n"))
+            have = len(variant.host_names)
+            new = tuple(f"{prefix}{have + i + 1}" for i in range(add.count))
+            return Variant(values, [*variant.host_names, *new], variant.dev_host_names), new
+        role = next((r for r in self.topology.roles if r.name == add.role), None)
+        if role is None:
+            raise ConfigError(f"{self.name}: add_hosts names no role of the task: {add.role!r}")
+        prefix = role.value("prefix", values)
+        have = len(variant.roles.get(role.name, ()))
+        new = tuple(f"{prefix}{have + i + 1}" for i in range(add.count))
+        clash = sorted(set(new) & set(variant.host_names))
+        if clash:
+            raise ConfigError(f"{self.name}: the added hosts' names {clash} are taken")
+        res = {**variant.resources, **{n: resources(role, values) for n in new}}
+        grown = Variant(values, [*variant.host_names, *new], variant.dev_host_names, res)
+        return grown, new
 
     def host_env(
         self,
@@ -345,6 +373,8 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
             problems.append(f"task.toml: variants.{key}: {key!r} is a name of {why}; rename it")
     apt = parse_requires(raw.get("requires"), problems)
     operate = parse_operate(raw, problems)
+    if operate is not None:
+        problems += _growth_problems(operate, roles, variants, int(hosts))
     return TaskSpec(
         name,
         summary.strip(),
@@ -360,6 +390,39 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         variants,
         operate,
     )
+
+
+def _growth_problems(
+    op: OperateSpec, roles: tuple[Role, ...], variants: Mapping[str, Any], hosts: int
+) -> list[str]:
+    """Each phase's ``add_hosts`` names a role the task has (or none, without roles), and
+    the largest variant's cluster stays within a cluster's hosts once every phase grew it."""
+    out = []
+    names = [r.name for r in roles]
+    added = 0
+    for i, ph in enumerate(op.phases):
+        add = ph.add_hosts
+        if add is None:
+            continue
+        added += add.count
+        where = f"task.toml: phases[{i}].add_hosts"
+        if roles and add.role not in names:
+            out.append(
+                f"{where}.role must be one of the roles: {', '.join(names)} (not {add.role!r})"
+            )
+        elif not roles and add.role is not None:
+            out.append(f"{where}.role: the task declares no [topology.roles]; leave role out")
+    if added:
+        if roles:
+            most = sum(max(r.choices("hosts", variants)) for r in roles)
+        else:
+            most = max((int(v) for v in variants.get(HOSTS, ())), default=hosts)
+        if most + added > MAX_HOSTS:
+            out.append(
+                f"task.toml: the phases add {added} hosts to a cluster of up to {most}: a "
+                f"cluster has at most {MAX_HOSTS}"
+            )
+    return out
 
 
 def _variant_topology(
