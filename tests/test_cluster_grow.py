@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, assert_no_leftovers, needs_root, start_http
 
-from infragym import ConfigError
+from infragym import ConfigError, ProcessError
 from infragym.sandbox import HOST_PYTHON, Cluster, Limits, _state
 
 # resolves a name with glibc each time it is asked (as a service dialling a peer does)
@@ -137,6 +137,33 @@ def test_bad_names_to_add_are_refused_and_nothing_is_made(
     assert cluster2.names == before and len(cluster2.hosts) == 2
 
 
+@needs_root
+def test_capabilities_for_added_hosts_are_a_list_of_their_names(cluster2: Cluster) -> None:
+    for bad, message in ((True, "net_admin is a list of the new hosts' names"),
+                         ("n3", "net_admin must be True, False or a list"),
+                         (["n1"], "net_admin")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            cluster2.add_hosts(["n3"], net_admin=bad)  # type: ignore[arg-type]
+    assert cluster2.names == ["n1", "n2"]
+
+
+@needs_root
+def test_a_platform_process_cannot_write_over_the_platforms_own_files(cluster2: Cluster) -> None:
+    n1 = cluster2.host("n1")
+    hosts = (n1.platform_dir / "hosts").read_text()
+    for name in ("hosts", "faketime.rc"):
+        with pytest.raises(ConfigError, match="output must be a new file of"):
+            n1.spawn("x", ["true"], service=False, output=n1.platform_dir / name)
+    assert (n1.platform_dir / "hosts").read_text() == hosts
+    # an error names a platform script shortly, not by its whole text
+    with pytest.raises(ProcessError) as caught:
+        n1.run([HOST_PYTHON, "-c", "import time\n" + "x = 1\n" * 200 + "time.sleep(9)"],
+               timeout=0.5)  # fmt: skip
+    assert "x = 1" not in str(caught.value) and "import time..." in str(caught.value)
+    with pytest.raises(ProcessError, match="the probe on host n1 did not finish"):
+        n1.run(["sleep", "9"], timeout=0.5, name="the probe")
+
+
 @pytest.fixture
 def cluster2():  # type: ignore[no-untyped-def]
     if not ROOT:
@@ -218,5 +245,47 @@ def test_an_added_host_may_hold_capabilities_and_be_slowed_through_the_link_prox
 
     with Cluster(2) as c:
         asyncio.run(main(c))
+        run_id = c.run_id
+    assert_no_leftovers(run_id)
+
+
+@needs_root
+def test_an_address_a_host_holds_as_a_virtual_ip_is_not_handed_to_a_new_host() -> None:
+    """n1 (net_admin) claims the address the next host would get; the growth is refused
+    until it lets it go, and the client then reaches the new host at once (its ARP cache
+    still held n1's MAC for that address: the new host's entry is permanent)."""
+    import subprocess
+
+    from infragym import ResourceError
+
+    with Cluster(2, net_admin=["n1"]) as c:
+        n1 = c.host("n1")
+        vip = c.free_addresses()[0]
+        r = n1.run(["ip", "addr", "add", f"{vip}/24", "dev", "eth0"])
+        assert r.returncode == 0, r.stderr
+        start_http(n1)
+        s = c.client_socket()
+        s.settimeout(3)
+        s.connect((vip, 8080))  # the client learns n1's MAC for the address
+        s.close()
+        with pytest.raises(ResourceError, match=rf"in use: {vip} \(by n1\)"):
+            c.add_hosts(["n3"])
+        assert c.names == ["n1", "n2"]
+        assert n1.run(["ip", "addr", "del", f"{vip}/24", "dev", "eth0"]).returncode == 0
+        (n3,) = c.add_hosts(["n3"])
+        assert n3.address == vip
+        neigh = subprocess.run(["ip", "-n", c.client_netns, "neigh", "show", vip],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert n3.mac in neigh and "PERMANENT" in neigh, neigh
+        start_http(n3)
+        s = c.client_socket()
+        s.settimeout(3)
+        s.connect((vip, 8080))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        assert data.split(b"\r\n\r\n")[-1] == b"n3"
+        s.close()
         run_id = c.run_id
     assert_no_leftovers(run_id)

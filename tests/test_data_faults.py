@@ -159,6 +159,100 @@ def test_a_slow_log_healed_early_stops_and_a_crash_kills_one(cluster: Cluster) -
     assert 0 <= heal["bytes_written"] <= ylog.stat().st_size
 
 
+HOOK = (
+    "import os\n"
+    "open('/srv/data/hooked', 'a').write('ran\\n')\n"
+    "print('healed 1 0.001 -', flush=True)\n"
+    "os._exit(0)\n"
+)
+
+
+def test_host_code_on_the_import_path_never_runs_in_the_platforms_processes(
+    cluster: Cluster,
+) -> None:
+    """A user site under HOME=/tmp (usercustomize) and modules in /srv/data shadowing the
+    standard library: the writer and the damager run isolated (python -I, the damager
+    from /), so neither forges their records nor cancels the fault."""
+    n1 = cluster.host("n1")
+    user_site = sh(n1, "python3 -c 'import site; print(site.getusersitepackages())'").strip()
+    assert user_site.startswith("/tmp/")
+    for where in (f"{user_site}/usercustomize.py", "/srv/data/signal.py", "/srv/data/json.py"):
+        n1.run(["sh", "-c", f"mkdir -p {os.path.dirname(where)} && cat > {where}"],
+               input=HOOK.encode(), timeout=20)  # fmt: skip
+    # the hooks work on an ordinary python of the host
+    assert sh(n1, "cd /srv/data && python3 -c 'import signal'; cat hooked").endswith("ran\n")
+    (n1.data_dir / "hooked").unlink()
+    fault = RunawayLog("n1", "rl", path="debug.log", rate_bps=16 << 20)
+
+    def between() -> None:
+        wait_for("the disk filling", lambda: free(n1) == 0)
+
+    heal = play(cluster, fault, between).faults[-1].detail
+    assert heal["stopped"] == "disk-full" and heal["bytes_written"] > DISK // 2
+    (n1.data_dir / "debug.log").unlink()
+    sh(n1, "echo precious > /srv/data/db.dat")
+    damage = DamagedData("n1", "dd", files=[{"path": "db.dat", "how": "delete"}], restart=False)
+    apply = play(cluster, damage, lambda: None).faults[0].detail
+    assert [d["path"] for d in apply["damaged"]] == ["/srv/data/db.dat"]
+    assert not (n1.data_dir / "db.dat").exists()
+    assert not (n1.data_dir / "hooked").exists()
+
+
+def test_a_full_scratch_disk_does_not_keep_the_runaway_log_from_running(
+    cluster: Cluster,
+) -> None:
+    """The writer reports to the platform's own small disk, not the host's /tmp."""
+    n1 = cluster.host("n1")
+    n1.run(["sh", "-c", "dd if=/dev/zero of=/tmp/fill bs=64k"], timeout=60)
+    assert os.statvfs(n1.tmp_dir).f_bavail == 0
+    fault = RunawayLog("n1", "rl", path="debug.log", rate_bps=16 << 20)
+
+    def between() -> None:
+        wait_for("the disk filling", lambda: free(n1) == 0)
+
+    heal = play(cluster, fault, between).faults[-1].detail
+    assert heal["stopped"] == "disk-full" and heal["bytes_written"] > DISK // 2
+
+
+@pytest.mark.parametrize(
+    ("setup", "path"),
+    [
+        ("mkdir -p /srv/data/log && ln -s /dev/null /srv/data/log/debug.log", "log/debug.log"),
+        ("mkfifo /srv/data/debug.log", "debug.log"),
+        ("ln -s /tmp /srv/data/elsewhere", "elsewhere/debug.log"),  # another disk
+    ],
+)
+def test_a_runaway_log_never_writes_through_a_link_or_to_what_is_no_file(
+    cluster: Cluster, setup: str, path: str
+) -> None:
+    """What the host put at the log's name stops the writer with a write error (the
+    record says so) instead of swallowing its bytes elsewhere."""
+    n1 = cluster.host("n1")
+    sh(n1, setup)
+    fault = RunawayLog("n1", "rl", path=path, rate_bps=16 << 20)
+
+    def between() -> None:
+        assert fault.process is not None
+        wait_for("the writer stopping", lambda: not fault.process.alive())  # type: ignore[union-attr]
+
+    heal = play(cluster, fault, between).faults[-1].detail
+    assert heal["stopped"].startswith("error E"), heal
+    assert heal["bytes_written"] == 0
+    assert (
+        free(n1) > DISK // 2
+        and os.statvfs(n1.tmp_dir).f_bfree * 2 > os.statvfs(n1.tmp_dir).f_blocks
+    )
+
+
+def test_the_writers_report_lines_are_parsed_whatever_the_state() -> None:
+    from infragym.nemesis._data_faults import parse_report
+
+    assert parse_report("error ELOOP 0 0.004 -") == ("error ELOOP", 0, 0.004, None)
+    assert parse_report("full 4190208 0.262 0.261") == ("full", 4190208, 0.262, 0.261)
+    for bad in ("", "garbage", "started x 1 -", "a b c", " 1 2 -"):
+        assert parse_report(bad) is None, bad
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -244,6 +338,49 @@ def test_a_damaged_data_directory_after_a_crash(
     assert heal.fault == "damaged-data"
     running = [p for p in n1.processes if p.name == "store" and p.alive()]
     assert len(running) == (1 if restart else 0)
+
+
+def test_damage_walks_past_link_loops_and_follows_links_that_stay_inside(
+    cluster: Cluster,
+) -> None:
+    """Two links to the directory itself (a walk that follows them never ends) and one
+    to a file of the disk: the damage applies, links to directories are not walked, a
+    link to a regular file of the disk damages that file."""
+    n1 = cluster.host("n1")
+    sh(n1, "mkdir -p /srv/data/store && seq 1 100 > /srv/data/store/r.log && "
+           "seq 1 100 > /srv/data/store/s.log && cd /srv/data && ln -s . a && ln -s . b && "
+           "ln -s store/s.log current")  # fmt: skip
+    plan = [{"path": "**/*.log", "how": "truncate", "keep": 0.0},
+            {"path": "current", "how": "corrupt", "bytes": 4, "at": 0.0}]  # fmt: skip
+    fault = DamagedData("n1", "dd", files=plan, restart=False)
+    apply = play(cluster, fault, lambda: None).faults[0].detail
+    assert apply["truncated"] is False and "error" not in apply
+    assert (n1.data_dir / "store" / "r.log").read_bytes() == b""
+    damaged = {d["path"]: d for d in apply["damaged"]}
+    assert set(damaged) == {"/srv/data/store/r.log", "/srv/data/store/s.log", "/srv/data/current"}
+    assert damaged["/srv/data/current"]["target"] == "/srv/data/store/s.log"
+
+
+def test_a_damage_cut_short_or_failed_is_the_faults_outcome(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infragym.nemesis import _data_faults
+
+    n1 = cluster.host("n1")
+    sh(n1, "mkdir -p /srv/data/many && cd /srv/data/many && seq 1 300 | xargs touch && "
+           "echo x > /srv/data/locked && chmod 0 /srv/data/locked")  # fmt: skip
+    monkeypatch.setattr(_data_faults, "MAX_WALK", 50)
+    plan = [{"path": "locked", "how": "truncate"}, {"path": "many/*", "how": "delete"}]
+    apply = play(cluster, DamagedData("n1", "dd", files=plan, restart=False), lambda: None)
+    detail = apply.faults[0].detail
+    assert detail["truncated"] is True
+    assert [f["path"] for f in detail["failed"]] == ["/srv/data/locked"]
+    assert 0 < len(detail["damaged"]) < 50
+    assert len(os.listdir(n1.data_dir / "many")) == 300 - len(detail["damaged"])
+    monkeypatch.setattr(_data_faults, "DAMAGER", "import sys; sys.exit('broken')")
+    apply = play(cluster, DamagedData("n1", "dd2", files=plan, restart=False), lambda: None)
+    detail = apply.faults[0].detail
+    assert detail["damaged"] == [] and "broken" in detail["error"]
 
 
 @pytest.mark.parametrize(

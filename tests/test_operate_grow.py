@@ -232,3 +232,30 @@ def test_added_hosts_can_start_with_the_service_running(tmp_path: Path) -> None:
     run_id, reward = asyncio.run(main())
     assert reward == 1.0
     assert_no_leftovers(run_id)
+
+
+def test_the_restore_grade_is_zero_when_the_crash_damaged_nothing() -> None:
+    """A damage that matched nothing (or failed: no ``damaged`` list) grades 0, not an
+    error of the grader."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("live_grow_grader", TASK / "grader.py")
+    assert spec is not None and spec.loader is not None
+    grader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grader)
+
+    class Ctx:
+        def __init__(self, detail: dict[str, object]) -> None:
+            self.detail = detail
+
+        def faults(self) -> list[dict[str, object]]:
+            return [{"fault": "damaged-data", "action": "apply", "detail": self.detail}]
+
+        async def request(self, host: str, path: str) -> tuple[int, bytes]:
+            return 200, (host.encode() if path == "/health" else b"100")
+
+    for detail in ({"damaged": [], "unmatched": ["store/records.log"]}, {"error": "failed"}):
+        score = asyncio.run(grader.grade_restore(Ctx(detail)))
+        assert score.breakdown["damaged"] == 0.0 and score.breakdown["restored"] == 1.0
+    ok = {"damaged": [{"path": "/srv/data/store/records.log", "kept": 5, "size": 10}]}
+    assert asyncio.run(grader.grade_restore(Ctx(ok))).breakdown["damaged"] == 1.0

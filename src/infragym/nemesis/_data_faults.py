@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigError, InfraGymError, ResourceError
+from .._errors import ConfigError, InfraGymError, ProcessError
 from ..sandbox import HOST_PYTHON, Cluster, Host, HostProcess
 from ._fault import OneHostFault
 from ._process_faults import Crash
@@ -43,33 +43,54 @@ OPTIONS: dict[str, tuple[tuple[str, float, float, float], ...]] = {
 }
 """Each damage's options: (name, default, lowest, highest); an int default: whole."""
 STOP_S = 5.0
+MAX_WALK = 100_000
+"""Names the damager looks at (directory entries and matches) before it stops walking."""
+WALK_S = 10.0
+"""Seconds the damager walks before it stops (it runs under a 30 s limit)."""
+DAMAGE_TIMEOUT_S = 30.0
 
 # The runaway writer: appends log lines to argv[1] at argv[2] bytes per second until the
 # disk is full (persist: until stopped, writing again whenever room frees), reporting
 # "<state> <bytes written> <seconds running> <seconds until first full or ->" lines on
-# stdout (the platform's file) at most twice a second and when it stops.
+# stdout (the platform's file) when its state changes: started, full, and why it stopped.
+# It writes only to a regular file of the data disk (never through a link at the last
+# name, never to a pipe or a device, nowhere else a directory link leads): anything else
+# stops it with a write error. A report that cannot be written is dropped.
 WRITER = r"""
-import errno, os, signal, sys, time
+import errno, os, signal, stat, sys, time
 path, rate = sys.argv[1], float(sys.argv[2])
 reopen, persist = sys.argv[3] == "1", sys.argv[4] == "1"
+disk = os.stat("/srv/data").st_dev
 stop = False
 def term(*_):
     global stop
     stop = True
 signal.signal(signal.SIGTERM, term)
 t0 = time.monotonic()
-written, full, last, fd, seq, state = 0, None, 0.0, None, 0, "healed"
+written, full, fd, seq, state = 0, None, None, 0, "healed"
 def report(what):
     f = "-" if full is None else f"{full:.3f}"
-    print(f"{what} {written} {time.monotonic() - t0:.3f} {f}", flush=True)
+    try:
+        os.write(1, f"{what} {written} {time.monotonic() - t0:.3f} {f}\n".encode())
+    except OSError:
+        pass
+def open_log():
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o644)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_dev != disk:
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file of the data disk")
+    os.set_blocking(fd, True)
+    return fd
 chunk = int(min(max(rate / 10, 4096), 1 << 20))
 due = t0
 report("started")
 while not stop:
     try:
         if fd is None:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_log()
         lines = []
         size = 0
         while size < chunk:
@@ -104,9 +125,6 @@ while not stop:
         continue
     due += size / rate
     now = time.monotonic()
-    if now - last >= 0.5:
-        last = now
-        report("writing")
     if due > now:
         time.sleep(due - now)
     elif now - due > 1.0:
@@ -115,41 +133,124 @@ report(state)
 """
 
 # The damager: as the host's user, in the host's view, damages what ``argv[1]`` (JSON)
-# declares and prints what it did (JSON).
+# declares and prints what it did (JSON). It walks the directory itself, never through a
+# link to a directory (a link loop cannot hold it), and stops at MAX_MATCHES names or
+# WALK_S seconds ("truncated": true). A link at a matched name is followed only to a
+# regular file of the data disk (its resolved path, "target", is what is damaged).
 DAMAGER = r"""
-import glob, json, os, stat, sys
+import fnmatch, json, os, stat, sys, time
 root = "/srv/data"
-out = {"damaged": [], "unmatched": [], "skipped": []}
-for item in json.loads(sys.argv[1]):
-    names = sorted(glob.glob(item["path"], root_dir=root, recursive=True))
-    if not names:
-        out["unmatched"].append(item["path"])
-    for name in names:
+disk = os.stat(root).st_dev
+plan, limit = json.loads(sys.argv[1]), int(sys.argv[2])
+deadline = time.monotonic() + float(sys.argv[3])
+out = {"damaged": [], "unmatched": [], "skipped": [], "failed": [], "truncated": False}
+seen = 0
+class Stop(Exception):
+    pass
+def tick():
+    global seen
+    seen += 1
+    if seen > limit or time.monotonic() > deadline:
+        out["truncated"] = True
+        raise Stop
+def entries(rel):
+    try:
+        with os.scandir(os.path.join(root, rel) if rel else root) as it:
+            for e in it:
+                tick()
+                yield e
+    except (NotADirectoryError, FileNotFoundError, PermissionError):
+        return
+def is_dir(e):
+    try:
+        return e.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+def join(rel, name):
+    return f"{rel}/{name}" if rel else name
+def match(rel, parts):
+    if not parts:
+        yield rel
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        yield from match(rel, rest)
+        for e in entries(rel):
+            if not e.name.startswith(".") and is_dir(e):
+                yield from match(join(rel, e.name), parts)
+    elif any(c in head for c in "*?["):
+        for e in entries(rel):
+            hidden = e.name.startswith(".") and not head.startswith(".")
+            if not hidden and fnmatch.fnmatchcase(e.name, head) and (not rest or is_dir(e)):
+                yield from match(join(rel, e.name), rest)
+    else:
+        tick()
+        name = join(rel, head)
         full = os.path.join(root, name)
-        st = os.lstat(full)
-        inside = os.path.realpath(full).startswith(root + "/")
-        if not stat.S_ISREG(st.st_mode) or not inside:
-            out["skipped"].append(name)
-            continue
-        size = st.st_size
-        rec = {"path": full, "how": item["how"], "size": size}
-        if item["how"] == "delete":
-            os.unlink(full)
-        elif item["how"] == "truncate":
-            rec["kept"] = int(size * item["keep"])
-            os.truncate(full, rec["kept"])
-        else:
-            n = min(item["bytes"], size)
-            at = min(int(size * item["at"]), size - n)
-            fd = os.open(full, os.O_RDWR | os.O_NOFOLLOW)
-            try:
+        if rest:
+            if os.path.isdir(full) and not os.path.islink(full):
+                yield from match(name, rest)
+        elif os.path.lexists(full):
+            yield name
+def damage(item, name):
+    full = os.path.join(root, name)
+    real = os.path.realpath(full)
+    if not real.startswith(root + "/"):
+        out["skipped"].append(name)
+        return
+    try:
+        st = os.stat(real, follow_symlinks=False)
+    except OSError:
+        out["skipped"].append(name)
+        return
+    if not stat.S_ISREG(st.st_mode) or st.st_dev != disk:
+        out["skipped"].append(name)
+        return
+    size = st.st_size
+    rec = {"path": full, "how": item["how"], "size": size}
+    if real != full:
+        rec["target"] = real
+    if item["how"] == "delete":
+        os.unlink(real)
+    else:
+        fd = os.open(real, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                out["skipped"].append(name)
+                return
+            if item["how"] == "truncate":
+                rec["kept"] = int(size * item["keep"])
+                os.ftruncate(fd, rec["kept"])
+            else:
+                n = min(item["bytes"], size)
+                at = min(int(size * item["at"]), size - n)
                 data = os.pread(fd, n, at)
                 os.pwrite(fd, bytes(b ^ 0x5A for b in data), at)
                 os.fsync(fd)
-            finally:
-                os.close(fd)
-            rec.update(offset=at, bytes=len(data))
-        out["damaged"].append(rec)
+                rec.update(offset=at, bytes=len(data))
+        finally:
+            os.close(fd)
+    out["damaged"].append(rec)
+for item in plan:
+    found = []
+    try:
+        for name in match("", item["path"].split("/")):
+            if name:
+                found.append(name)
+                tick()
+    except Stop:
+        pass
+    names = sorted(set(found))
+    if not names:
+        out["unmatched"].append(item["path"])
+    for name in names:
+        try:
+            damage(item, name)
+        except OSError as exc:
+            err = exc.strerror or str(exc)
+            out["failed"].append({"path": os.path.join(root, name), "error": err})
+    if out["truncated"]:
+        break
 print(json.dumps(out))
 """
 
@@ -217,7 +318,9 @@ class RunawayLog(OneHostFault):
         host = cluster.host(self.victim)
         self._marker = f"runaway-{secrets.token_hex(6)}"
         out = host.platform_dir / f"{self._marker}.out"
-        argv = [HOST_PYTHON, "-c", WRITER, self.view_path, repr(self.rate_bps),
+        # -I: isolated (no user site under HOME=/tmp, no PYTHON* variables, no script
+        # directory or cwd on the import path): nothing the host wrote runs in it
+        argv = [HOST_PYTHON, "-I", "-c", WRITER, self.view_path, repr(self.rate_bps),
                 str(int(self.reopen)), str(int(self.persist)), self._marker]  # fmt: skip
         self._report = {}
         self.process = host.spawn("runaway-log", argv, cwd=DATA_VIEW, service=False, output=out)
@@ -232,15 +335,25 @@ class RunawayLog(OneHostFault):
         # the writer, not bubblewrap's monitor, holds the file (and its space): the heal
         # is over when it is gone. Asked to stop, it reports its last count; a writer
         # that does not stop in time (a paused host) is killed
+        # that does not stop in time (a paused host) is killed. An exiting writer loses
+        # its command line before it has closed its file: it is gone when its pid is
+        # (or is a zombie), not when its command line is
+        writers = set(self._writers(host))
         proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_S
-        while self._writers(host) and time.monotonic() < deadline and not host.cgroup.frozen():
+        while time.monotonic() < deadline and not host.cgroup.frozen():
+            writers |= set(self._writers(host))
+            if not _running(writers & set(host.pids())):
+                break
             time.sleep(0.01)
         for pid in self._writers(host):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(InfraGymError):
             proc.stop(STOP_S)
+        deadline = time.monotonic() + STOP_S
+        while _running(writers & set(host.pids())) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._report = self._read(proc)
 
     def _writers(self, host: Host) -> list[int]:
@@ -256,21 +369,48 @@ class RunawayLog(OneHostFault):
         return out
 
     def _read(self, proc: HostProcess) -> dict[str, Any]:
-        lines = proc.output(1 << 16).split("\n")
-        fields = [ln.split() for ln in lines if len(ln.split()) == 4]
         detail: dict[str, Any] = {"path": self.view_path, "bytes_written": 0}
-        if not fields:
+        report = None
+        for line in proc.output(1 << 16).split("\n"):
+            parsed = parse_report(line)
+            if parsed is not None:
+                report = parsed
+        if report is None:
             return {**detail, "stopped": "killed"}
-        state, written, ran, full = fields[-1]
-        detail["bytes_written"] = int(written)
-        detail["ran_s"] = float(ran)
-        detail["full_after_s"] = None if full == "-" else float(full)
+        state, detail["bytes_written"], detail["ran_s"], detail["full_after_s"] = report
         final = state not in ("started", "writing", "full")
         detail["stopped"] = state if final else "killed"
         return detail
 
     def heal_detail(self) -> dict[str, Any]:
         return dict(self._report)
+
+
+def _running(pids: set[int]) -> list[int]:
+    """Those of ``pids`` that still run (neither gone nor a zombie, whose files are
+    closed)."""
+    out = []
+    for pid in pids:
+        try:
+            stat_line = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat_line.rsplit(")", 1)[-1].split()[0] not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
+def parse_report(line: str) -> tuple[str, int, float, float | None] | None:
+    """A line of the writer's report (``<state> <bytes> <ran s> <full after s or ->``,
+    the state possibly two words: ``error ELOOP``); None for anything else."""
+    parts = line.rsplit(" ", 3)
+    if len(parts) != 4 or not parts[0]:
+        return None
+    state, written, ran, full = parts
+    try:
+        return state, int(written), float(ran), None if full == "-" else float(full)
+    except ValueError:
+        return None
 
 
 def damage_plan(files: object, label: str) -> list[dict[str, Any]]:
@@ -339,10 +479,20 @@ class DamagedData(Crash):
     def _inflict(self, cluster: Cluster) -> dict[str, Any]:
         detail = super()._inflict(cluster)
         host = cluster.host(self.victim)
-        r = host.run([HOST_PYTHON, "-c", DAMAGER, json.dumps(self.plan)], timeout=30.0)
-        if r.returncode != 0:
-            raise ResourceError(
-                f"damaged-data fault {self.label!r} could not damage {host.name}'s data: "
-                f"{r.stderr.decode(errors='replace')[-500:]}"
-            )
-        return {**detail, **json.loads(r.stdout)}
+        # -I and cwd /: nothing the host wrote (a user site under HOME=/tmp, a module in
+        # /srv/data) runs in it. What it could not do (a walk cut short, files it could
+        # not touch, even its failure) is the fault's outcome, not the platform's error
+        argv = [HOST_PYTHON, "-I", "-c", DAMAGER, json.dumps(self.plan), str(MAX_WALK),
+                repr(WALK_S)]  # fmt: skip
+        try:
+            r = host.run(argv, timeout=DAMAGE_TIMEOUT_S, cwd="/", name="the damager")
+        except ProcessError as exc:
+            return {**detail, "damaged": [], "error": str(exc)[:500]}
+        try:
+            outcome = json.loads(r.stdout)
+            if r.returncode != 0 or not isinstance(outcome, dict):
+                raise ValueError(f"exit status {r.returncode}")
+        except ValueError as exc:
+            err = r.stderr.decode(errors="replace")[-500:]
+            return {**detail, "damaged": [], "error": f"the damager failed ({exc}): {err}"}
+        return {**detail, **outcome}

@@ -203,7 +203,8 @@ class Colleague:
         if not ports:
             raise LookupError("no forbidden ports")
         port = ports[pick % len(ports)]
-        self.children.append(spawn_beside(host, ["/usr/bin/python3", "-c", LISTENER, str(port)]))
+        argv = ["/usr/bin/python3", "-I", "-c", LISTENER, str(port)]  # -I: no host hooks
+        self.children.append(spawn_beside(host, argv))
         _until(lambda: port in listening_ports(host))
         return {"port": port}
 

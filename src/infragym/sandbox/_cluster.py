@@ -52,6 +52,8 @@ from ._tree import copy_tree, remove_tree
 ARTIFACT_MAX_NAMES = 1000
 ARTIFACT_MAX_BYTES = 16 << 20
 ARTIFACT_MAX_DEPTH = 32
+PLATFORM_SIZE = 1 << 20  # a host's .platform disk: its hosts file, clock offset, fault reports
+PLATFORM_INODES = 1024
 T = TypeVar("T")
 
 
@@ -210,6 +212,10 @@ class Cluster(Lifecycle):
         for d in (h.logs_dir, h.etc_dir):
             os.chown(d, ident.uid, ident.gid)
         h.tmp_dir.chmod(0o1777)
+        # the platform's files (the hosts file, the clock offset, what its processes on
+        # the host report) on a small disk of their own: a host that fills its scratch
+        # disk cannot make them fail (removed with the host's other mounts)
+        mount_tmpfs(h.platform_dir, PLATFORM_SIZE, mode=0o755, inodes=PLATFORM_INODES)
         size = self.data_sizes.get(h.name, self.data_size)
         mount_tmpfs(h.data_dir, size, mode=0o755, uid=ident.uid, gid=ident.gid)
         (h.platform_dir / HOSTS_FILE).write_text(hosts_file)
@@ -248,7 +254,12 @@ class Cluster(Lifecycle):
             clash = [n for n in new if n in net.ports]
             if clash:
                 raise ConfigError(f"{', '.join(clash)} already names an endpoint of the cluster")
-            admin = validate_net_admin(list(net_admin), new)
+            if isinstance(net_admin, bool):
+                raise ConfigError(
+                    "add_hosts: net_admin is a list of the new hosts' names to grant "
+                    f"capabilities, not {net_admin!r}"
+                )
+            admin = validate_net_admin(net_admin, new)
             limits = per_host("host_limits", host_limits, new, check_limits)
             sizes = per_host("data_sizes", data_sizes, new, check_size("a data size"))
             first = len(self.hosts) + len(self._pending)
@@ -259,6 +270,13 @@ class Cluster(Lifecycle):
                 raise ResourceError(
                     f"the addresses the new hosts would take ({', '.join(held)}) are held by "
                     "an endpoint of the cluster"
+                )
+            vips = net.held_addresses()  # a net_admin host's virtual IPs too
+            held = [f"{p.address} (by {vips[p.address]})" for p in ports if p.address in vips]
+            if held:
+                raise ResourceError(
+                    f"the addresses the new hosts would take are in use: {', '.join(held)}; "
+                    "release them (ip addr del) before the cluster grows"
                 )
             self._record.hosts = everyone
             self._record.save()

@@ -139,6 +139,16 @@ class HostProcess:
         return read_tail(self.log_path, max_bytes)
 
 
+def shown(argv: Sequence[str], width: int = 60) -> str:
+    """``argv`` for a message: each argument's first line, cut at ``width`` characters
+    (a script passed with ``-c`` is not repeated whole in an error)."""
+    out = []
+    for a in argv:
+        line = a.split("\n", 1)[0]
+        out.append(line[:width] + "..." if line != a or len(line) > width else a)
+    return " ".join(out)
+
+
 def read_tail(path: Path, max_bytes: int) -> str:
     """The end of a log the platform wrote. The logs directory belongs to the code under
     test, which may have put a link or a pipe there: never follow or wait on one."""
@@ -243,7 +253,7 @@ class Host:
             options += ["--ro-bind", str(self.app_dir), f"{VIEW_ROOT}/app"]
         if self.faketime:
             # a bind, not a copy: ClockSkew rewrites the file in place (mountinfo shows
-            # it as /.platform/faketime.rc of the host's scratch disk)
+            # it as /faketime.rc of the host's platform disk, a tmpfs: no machine path)
             options += ["--ro-bind", str(self.platform_dir / FAKETIME_FILE), FAKETIME_VIEW_PATH]
         if spec.cwd is not None:
             options += ["--chdir", spec.cwd]
@@ -273,7 +283,7 @@ class Host:
             ]
         # a bind, not a copy: a cluster that grows appends the new hosts' lines in place,
         # and processes already running resolve them (mountinfo shows the file as
-        # /.platform/hosts of the host's scratch disk, as it does the faketime file)
+        # /hosts of the host's platform disk, as it does the faketime file)
         options += ["--ro-bind", str(self.platform_dir / HOSTS_FILE), "/etc/hosts"]
         files = self.identity.view_files()
         return Launch.prepare(self._bwrap, options, privdrop, [*argv, *spec.argv], files)
@@ -340,7 +350,7 @@ class Host:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ProcessError(
-                f"cannot start {spec.name!r} ({' '.join(spec.argv)}) on host {self.name}: {exc}"
+                f"cannot start {spec.name!r} ({shown(spec.argv)}) on host {self.name}: {exc}"
             ) from exc
         finally:
             launch.close()
@@ -364,8 +374,14 @@ class Host:
         spec = ServiceSpec(name, tuple(argv), dict(env or {}), cwd)
         if not name or "/" in name or name.startswith("."):
             raise ConfigError(f"invalid process name {name!r}: use letters, digits, - and _")
-        if output is not None and Path(output).parent != self.platform_dir:
-            raise ConfigError(f"output must be a file of {self.platform_dir}, not {output}")
+        if output is not None and (
+            Path(output).parent != self.platform_dir
+            or Path(output).name in (HOSTS_FILE, FAKETIME_FILE)
+        ):
+            raise ConfigError(
+                f"output must be a new file of {self.platform_dir} (not its {HOSTS_FILE} or "
+                f"{FAKETIME_FILE}), not {output}"
+            )
         with self._lock:
             self._check_not_frozen(f"start {name!r}")
             log_path = self.logs_dir / f"{name}.log" if output is None else Path(output)
@@ -393,15 +409,19 @@ class Host:
         env: Mapping[str, str] | None = None,
         input: bytes | None = None,
         cwd: str | None = None,
+        name: str | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run a command on the host to completion; it and its children die on timeout.
+        Errors name it ``name`` (a platform script's short name), else by its argv (long
+        or multi-line arguments cut).
 
         The command has its own PID namespace, so killing it on timeout kills every process
         it started, even ones that left its process group.
         """
-        spec = ServiceSpec("run", tuple(argv), dict(env or {}), cwd)
+        spec = ServiceSpec(name or "run", tuple(argv), dict(env or {}), cwd)
+        what = name or f"`{shown(argv)}`"
         with self._lock:
-            self._check_not_frozen(f"run `{' '.join(argv)}`")
+            self._check_not_frozen(f"run {what}")
             popen = self._popen(
                 spec,
                 subprocess.PIPE,
@@ -422,7 +442,7 @@ class Host:
                 popen.kill()
                 popen.wait(5.0)
             raise ProcessError(
-                f"`{' '.join(argv)}` on host {self.name} did not finish within {timeout} s "
+                f"{what} on host {self.name} did not finish within {timeout} s "
                 "and was killed with its children"
             ) from None
         return subprocess.CompletedProcess(list(argv), popen.returncode, out, err)

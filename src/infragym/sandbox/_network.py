@@ -11,6 +11,7 @@ parallel while the caller prepares the hosts' disks; removing takes one batch.
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import threading
 from collections.abc import Collection, Sequence
@@ -26,6 +27,7 @@ from ._sys import (
     finish,
     ip_batch,
     list_links,
+    run,
     start,
     wait_links_gone,
 )
@@ -126,15 +128,34 @@ class Network:
             self._wait()
             for p in hosts:
                 run_in_netns(p.netns, _allow_low_ports)
+            neighbours = [
+                f"neigh replace {p.address} lladdr {p.mac} dev eth0 nud permanent" for p in hosts
+            ]
             if LINK_PROXY in self.ports:
-                ip_batch(
-                    [
-                        f"neigh replace {p.address} lladdr {p.mac} dev eth0 nud permanent"
-                        for p in hosts
-                    ],
-                    netns=self.proxy.netns,
-                )
+                ip_batch(neighbours, netns=self.proxy.netns)
+            # the client's ARP cache may still map a new host's address to a host that
+            # held it as a virtual IP: it learns the new host's MAC for good
+            ip_batch(neighbours, netns=self.client.netns)
             self.guard()
+
+    def held_addresses(self) -> dict[str, str]:
+        """Every IPv4 address of the subnet some endpoint's namespace holds (a virtual
+        IP a ``net_admin`` host added included), to the endpoint's name."""
+        held: dict[str, str] = {}
+        with self._lock:
+            ports = [p for p in self.ports.values() if p.name != LINK_PROXY]
+        for p in ports:
+            out = run(["ip", "-n", p.netns, "-j", "-4", "addr", "show"], check=False).stdout
+            try:
+                links = json.loads(out or "[]")
+            except ValueError:
+                continue
+            for link in links:
+                for a in link.get("addr_info", []):
+                    local = a.get("local")
+                    if local and ipaddress.ip_address(local) in self.subnet:
+                        held.setdefault(local, p.name)
+        return held
 
     def _attach(self, p: Port) -> list[str]:
         return [

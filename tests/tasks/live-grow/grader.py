@@ -69,13 +69,15 @@ async def grade_disk(ctx: LiveContext) -> PhaseScore:
 async def grade_restore(ctx: LiveContext) -> PhaseScore:
     """The crash damaged kv2's records (half kept), the store came back, and the operator
     restored the 100 records."""
-    (apply,) = _events(ctx, "damaged-data", "apply")
-    (damage,) = apply["detail"]["damaged"]
+    applied = _events(ctx, "damaged-data", "apply")
+    # a damage the fault could not do (nothing matched, the damager failed) grades 0
+    damaged = applied[0]["detail"].get("damaged", []) if len(applied) == 1 else []
     status, body = await ctx.request("kv2", "/count")
     parts = {
         "damaged": float(
-            damage["path"] == "/srv/data/store/records.log"
-            and damage["kept"] == damage["size"] // 2
+            len(damaged) == 1
+            and damaged[0]["path"] == "/srv/data/store/records.log"
+            and damaged[0]["kept"] == damaged[0]["size"] // 2
         ),
         "back": float(await _answers(ctx, "kv2")),
         "restored": float(status == 200 and body == b"100"),

@@ -328,7 +328,7 @@ def admin_on_host(t: Target, token: str | None) -> tuple[int, bytes]:
         "except e.HTTPError as h: print(h.code)\n"
         "except Exception as x: print(0, x)\n"
     )
-    out = t.web.run(["/usr/bin/python3", "-c", script], timeout=10).stdout
+    out = t.web.run(["/usr/bin/python3", "-I", "-c", script], timeout=10).stdout
     head, _, body = out.partition(b"\n")
     return int(head.split()[0] or 0) if head.strip() else 0, body
 
@@ -610,7 +610,7 @@ def redis_locally(t: Target) -> Outcome:
         "    print(s.recv(64))\n"
         "except Exception as x: print('refused', type(x).__name__)\n"
     )
-    out = t.store.run(["/usr/bin/python3", "-c", script], timeout=10).stdout.strip()
+    out = t.store.run(["/usr/bin/python3", "-I", "-c", script], timeout=10).stdout.strip()
     return Outcome(b"+PONG" in out, f"PING on the store host, no password: {out[:60]!r}")
 
 
