@@ -18,6 +18,7 @@ from ._drift import (
     DriftTargets,
     drift_schedule,
     listening_ports,
+    parent_pid,
     service_pids,
 )
 from ._fault import Fault, FaultSpec
@@ -62,6 +63,7 @@ __all__ = [
     "fault_support",
     "host_addresses",
     "listening_ports",
+    "parent_pid",
     "probe",
     "random_schedule",
     "require_supported",

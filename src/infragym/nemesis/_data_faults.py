@@ -23,6 +23,7 @@ from typing import Any
 
 from .._errors import ConfigError, InfraGymError, ProcessError
 from ..sandbox import HOST_PYTHON, Cluster, Host, HostProcess
+from ..sandbox.lowlevel import pid_running
 from ._fault import OneHostFault
 from ._process_faults import Crash
 from ._target import FaultTarget, Pick
@@ -389,15 +390,7 @@ class RunawayLog(OneHostFault):
 def _running(pids: set[int]) -> list[int]:
     """Those of ``pids`` that still run (neither gone nor a zombie, whose files are
     closed)."""
-    out = []
-    for pid in pids:
-        try:
-            stat_line = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if stat_line.rsplit(")", 1)[-1].split()[0] not in ("Z", "X"):
-            out.append(pid)
-    return out
+    return [pid for pid in pids if pid_running(pid)]
 
 
 def parse_report(line: str) -> tuple[str, int, float, float | None] | None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from .._errors import ConfigError
 from ..history import Clock, FaultAction, FaultEvent, History
 from ..sandbox import Cluster, Host
+from ..sandbox.lowlevel import proc_stat
 
 DRIFT_KINDS = (
     "edit-file",
@@ -265,6 +266,12 @@ def process_title(pid: int) -> str:
             return fh.read(512).replace(b"\0", b" ").decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+def parent_pid(pid: int) -> int:
+    """``pid``'s parent, 0 if it is gone."""
+    fields = proc_stat(pid)
+    return int(fields[1]) if fields else 0
 
 
 def service_pids(host: Host, prefix: str) -> list[int]:

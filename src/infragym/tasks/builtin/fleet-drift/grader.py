@@ -52,6 +52,7 @@ from infragym.nemesis import (
     DriftTargets,
     drift_schedule,
     listening_ports,
+    parent_pid,
     service_pids,
 )
 from infragym.rubric import Criterion, RewardResult, Rubric, gate, linear
@@ -292,15 +293,6 @@ def sample(host: Host, want: Desired, port: int) -> dict[str, Any]:
         "workers": workers,
         "files": fingerprint(reads),
     }
-
-
-def parent_pid(pid: int) -> int:
-    """``pid``'s parent, 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 def served(host: Host, port: int, release: str) -> str:
