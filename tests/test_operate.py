@@ -189,6 +189,22 @@ def test_the_service_level_spends_the_error_budget_on_failed_and_slow_requests()
     assert service_level([hung], 0.9, 500, end=10.1).total == 0
 
 
+def test_idling_through_a_phase_buys_no_error_budget_when_windows_are_capped() -> None:
+    outage = [_op(i, False, 0.01) for i in range(10)]  # phase 1, [0, 100): 10 bad of 50
+    outage += [_op(10 + i, True, 0.01) for i in range(40)]
+    idle = [_op(100 + i, True, 0.01) for i in range(1000)]  # phase 2, [100, 1200): quiet
+    windows = [(0.0, 100.0), (100.0, 1200.0)]
+    plain = service_level(outage + idle, slo=0.8, latency_ms=500)
+    assert plain.score == pytest.approx(1 - (10 / 1050) / 0.2)  # idling diluted the outage
+    capped = service_level(outage + idle, 0.8, 500, windows=windows, window_cap=50)
+    assert capped.score == pytest.approx(0.5)  # 10 bad of at most 50 + 50: half the budget
+    assert capped.availability == pytest.approx(1 - 10 / 1050)  # the plain share, shown
+    # under the cap nothing changes; with no idle phase the outage costs the same
+    assert service_level(outage, 0.8, 500, windows=windows, window_cap=50).score == (
+        service_level(outage, 0.8, 500).score
+    )
+
+
 def test_the_episode_reward_is_weighted_phases_service_and_audit() -> None:
     w = {"phases": 0.6, "service": 0.3, "audit": 0.1}
     ep = episode_reward({"a": 1.0, "b": 0.5}, {"a": 1.0, "b": 3.0}, 0.5, 1.0, w)
@@ -312,6 +328,42 @@ def test_a_phase_graded_unknown_is_left_out_of_the_reward_with_its_weight(
     assert grade.reward == pytest.approx(want)
     assert sum(r.reward for r in out) == pytest.approx(grade.reward)
     assert first.info["phase"]["unknown"] is False
+
+
+AUDIT_SEES_PROCESSES = """
+
+async def audit(ctx):  # noqa: F811
+    from infragym.nemesis._drift import process_title
+
+    titles = [process_title(p) for h in ctx.cluster.hosts for p in h.pids()]
+    left = [t for t in titles if "sleep 100" in t]
+    return PhaseScore(0.0 if left else 1.0, {}, [f"left: {left}"])
+"""
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_the_operators_background_processes_end_with_the_ticket_before_it_is_graded(
+    tmp_path: Path,
+) -> None:
+    """Nothing of the operator's may stand in for the service or babysit it while the
+    grader looks: what host_bash started in the background (and what that forked into a
+    session of its own) is gone when the ticket is graded and when the audit runs."""
+    task_dir = _variant(
+        tmp_path,
+        lambda d: (d / "grader.py").write_text(
+            (d / "grader.py").read_text() + AUDIT_SEES_PROCESSES
+        ),
+    )
+    env = make(str(task_dir), artifacts_dir=str(tmp_path / "art"))
+    started = ToolCall(
+        "host_bash",
+        {"host": "n1", "background": True, "command": "setsid sleep 1001 & exec sleep 1002"},
+    )
+    out = asyncio.run(play(env, [started, ToolCall("submit", {})], seed=1))
+    assert "started bg1 on n1" in out[0].observation.content
+    assert "until this ticket closes" in out[0].observation.content
+    assert out[-1].info["episode"]["audit"]["notes"] == ["left: []"]
 
 
 @needs_root

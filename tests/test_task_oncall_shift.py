@@ -59,7 +59,33 @@ def test_the_inherited_system_is_kv_replicateds_robust_reference_under_kvnode() 
     assert not (TASK.path / "inherit" / "server.py").exists()  # referenced, not copied
     for f in ("kvnode.py", "kvctl.py", "RUNBOOK.md", "release-2/store_v2.py"):
         assert (app / f).is_file(), f
-    assert "exec /usr/bin/python3 /srv/app/kvnode.py" in (app / "start.sh").read_text()
+    assert "exec /usr/bin/python3 -I /srv/app/kvnode.py" in (app / "start.sh").read_text()
+
+
+def test_the_seed_draws_the_host_names_and_every_ticket_names_the_hosts_it_means() -> None:
+    from infragym.env._live import growth_plan, ticket_text
+
+    drawn = {}
+    for seed in range(1, 13):
+        variant = TASK.spec.variant(seed)
+        plan = growth_plan(TASK, variant)
+        names = plan[-1][0].host_names
+        drawn[names[0].rstrip("0123456789")] = names
+        capacity = next(i for i, ph in enumerate(TASK.spec.operate.phases) if ph.add_hosts)
+        text = ticket_text(TASK, plan, capacity)
+        assert f"two hosts, {names[3]} and {names[4]}, were added" in text, text
+        for i in range(len(plan)):
+            assert "{{" not in ticket_text(TASK, plan, i)
+    assert sorted(drawn) == ["kv", "node", "store"], drawn
+    assert drawn["node"] == ("node1", "node2", "node3", "node4", "node5")
+
+
+def test_a_ticket_naming_an_unknown_value_is_refused(tmp_path: Path) -> None:
+    task = tmp_path / "oncall-shift"
+    shutil.copytree(TASK.path, task, ignore=shutil.ignore_patterns("__pycache__"))
+    (task / "tickets" / "host.md").write_text("PAGE: {{ victim }} is down")
+    problems = validate_task(task)
+    assert any("tickets/host.md line 1: unknown placeholder {{ victim }}" in p for p in problems)
 
 
 @pytest.mark.parametrize(
@@ -152,20 +178,63 @@ def _write(i: int, key: str, value: str, invoke: float, complete: float, ok: boo
     return Operation(i, "write", key, value, value, outcome, invoke, complete, invoke, "kv1")
 
 
-def test_stable_values_are_the_keys_whose_last_write_is_unambiguous() -> None:
+def test_expected_values_judge_every_acknowledged_key_however_late_the_check() -> None:
     ops = [
         _write(1, "a", "a1", 1.0, 1.1),
-        _write(2, "a", "a2", 2.0, 2.1),  # a's last write: stable since 2.1
+        _write(2, "a", "a2", 2.0, 2.1),  # a's last acknowledged write before 4
         _write(3, "b", "b1", 1.0, 3.0),
         _write(4, "b", "b2", 2.0, 2.2),  # overlaps b1: either may have won
         _write(5, "c", "c1", 1.0, 1.1),
-        _write(6, "c", "c2", 2.0, 2.1, ok=False),  # unknown outcome
+        _write(6, "c", "c2", 2.0, 2.1, ok=False),  # unknown outcome: it may have won
         _write(7, "d", "d1", 1.0, 1.1),
         _write(8, "d", "d2", 5.0, 5.1),  # written again after the moment
+        _write(9, "e", "e1", 5.0, 5.1),  # first written after the moment: not judged
     ]
     ctx = SimpleNamespace(operations=lambda since=None: ops)
-    assert GRADER.stable_values(ctx, 4.0) == {"a": "a2"}
-    assert GRADER.stable_values(ctx, 9.0) == {"a": "a2", "d": "d2"}
+    assert GRADER.expected_values(ctx, 4.0) == {
+        "a": {"a2"}, "b": {"b1", "b2"}, "c": {"c1", "c2"}, "d": {"d1", "d2"},
+    }  # fmt: skip
+    # at the end, only the newest may stand (d's old value is a lost write by then)
+    assert GRADER.expected_values(ctx, 9.0)["d"] == {"d2"}
+    # a check long after the moment, every key rewritten since, still judges every key:
+    # a node holding the older value of a key lost an acknowledged write
+    later = [*ops, *(_write(10 + i, k, f"{k}9", 50.0, 50.1) for i, k in enumerate("abcd"))]
+    ctx = SimpleNamespace(operations=lambda since=None: later)
+    want = GRADER.expected_values(ctx, 4.0)
+    assert set(want) == {"a", "b", "c", "d"} and all(f"{k}9" in want[k] for k in want)
+    assert "a1" not in want["a"] and "d1" in want["d"]  # d1 was still the newest at 4.0
+
+
+def test_the_outage_is_the_seconds_most_requests_failed_and_ends_at_the_last() -> None:
+    ops = [
+        _write(i, "k", "v", t, t + 0.01, ok=ok)
+        for i, (t, ok) in enumerate(
+            [(10.1, True), (11.2, False), (11.5, False), (12.3, False), (12.6, True),
+             (12.7, False), (13.1, True), (13.4, True), (40.0, False), (40.5, True)]
+        )
+    ]  # fmt: skip
+    # 11 and 12 mostly failed; 40 was half: not down; after the end (50) nothing counts
+    assert GRADER.outage(ops, 10.0, 50.0) == (2.0, 13.0)
+    assert GRADER.outage(ops, 13.0, 50.0) == (0.0, 13.0)
+
+
+LOG = "/srv/data/replica.log"
+
+
+@pytest.mark.parametrize(
+    ("summary", "data", "restart"),
+    [
+        (f"data: {LOG}\nquorum: 2\nrestart: one at a time", LOG, True),
+        (f"- **data:** `{LOG}`.\n- **restart**: a rolling restart", LOG, True),
+        (f"* Data: it is in {LOG} (the log)\n* Restart: all at once", LOG, False),
+        ("data: somewhere on the disk\nrestart: kill it", "", False),
+    ],
+)
+def test_orientation_answers_are_read_in_any_usual_markup(
+    summary: str, data: str, restart: bool
+) -> None:
+    assert GRADER.data_answer(summary) == data
+    assert bool(GRADER.RESTART_RE.search(GRADER._field(summary, "restart"))) is restart
 
 
 # -- the postmortem, judged --------------------------------------------------------------

@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -75,13 +76,15 @@ __all__ = [
 LOAD_STOP_S = 10.0  # the workload drains within its requests' timeout; this bounds it
 
 
-def ticket_text(task: Task, ph: PhaseSpec, index: int) -> str:
-    """What the agent reads when phase ``index`` (0-based) opens."""
+def ticket_text(task: Task, plan: Sequence[tuple[Variant, tuple[str, ...]]], index: int) -> str:
+    """What the agent reads when phase ``index`` (0-based) opens: its ticket rendered for
+    the cluster as the phase opens (``plan``: :func:`growth_plan`)."""
     op = task.spec.operate
     assert op is not None
-    body = (task.path / ph.ticket).read_text(encoding="utf-8").strip()
+    grown, new = plan[index]
+    body = task.render_ticket(op.phases[index], grown, new)
     return (
-        f"## Ticket {index + 1} of {len(op.phases)}: {ph.name}\n\n{body}\n\n"
+        f"## Ticket {index + 1} of {len(op.phases)}: {op.phases[index].name}\n\n{body}\n\n"
         "(Call end_phase with a summary when this ticket is done.)"
     )
 
@@ -498,6 +501,8 @@ class LiveEpisode:
         ph = self.phase
         assert ph is not None
         await self._stop_faults(ph)  # faults not yet fired never fire
+        if self.tools is not None:  # the ticket is graded on the system as deployed
+            await asyncio.to_thread(self.tools.stop_background)
         score = await self._grade(
             ph.spec.name, ph.spec.grader, summary, ph.spec.grade_s, ph.opened_clock
         )
@@ -534,7 +539,7 @@ class LiveEpisode:
             for t in (
                 obs.content,
                 head,
-                ticket_text(self.task, op.phases[ph.index + 1], ph.index + 1),
+                ticket_text(self.task, self._plan, ph.index + 1),
             )
             if t
         )
@@ -548,6 +553,8 @@ class LiveEpisode:
 
     async def _finish(self, obs: ToolObservation, info: StepInfo, reason: EndReason) -> StepResult:
         op = self.op
+        if self.tools is not None:  # the operator's own processes end with the shift too
+            await asyncio.to_thread(self.tools.stop_background)
         # the handover: the clients go on a while, so a system left broken (or a shift
         # ended early) spends the error budget as it would for the next operator
         await asyncio.sleep(op.handover_s)
@@ -565,7 +572,9 @@ class LiveEpisode:
             end = self.clock.now()
             await self.stop_load()
             ops = self.history.operations()
-        sl = service_level(ops, op.slo, op.latency_ms, end=end)
+        windows = [(p["opened"], p.get("ended", end)) for p in self.history.meta.get("phases", [])]
+        cap = None if op.budget_window_s is None else math.ceil(op.rate * op.budget_window_s)
+        sl = service_level(ops, op.slo, op.latency_ms, end=end, windows=windows, window_cap=cap)
         # a phase graded unknown (a judged artefact with no judge) is left out, weight and all
         unknown = {n for n, s in self.scores.items() if s.unknown}
         # a shift ended early earns the service level and the audit in proportion to the

@@ -18,6 +18,8 @@
     handover_s = 10                           # the clients keep going this long after
                                               # the last phase: a system left broken
                                               # spends the budget
+    budget_window_s = 180                     # optional: a phase adds at most this many
+                                              # seconds of requests to the budget's base
 
     [operate.weights]                         # of the episode reward (normalised)
     phases = 0.6
@@ -75,6 +77,9 @@ MAX_FAULTS_PER_PHASE = 16
 MAX_ADDED = 15  # hosts one phase adds (a cluster has at most 16)
 WEIGHT_KEYS = ("phases", "service", "audit")
 WORKLOADS = ("probe", "kv")
+
+
+NEW_NAMES = "new_names"  # a ticket's {{ new_names }}: the hosts its phase added
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,9 @@ class OperateSpec:
     listen_s: float = 10.0
     audit_s: float = 60.0
     handover_s: float = 10.0
+    budget_window_s: float | None = None
+    """Each phase counts at most this many seconds of requests (at ``rate``) toward the
+    total the error budget is a share of: idling buys no budget (None: no cap)."""
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"phases": 0.6, "service": 0.3, "audit": 0.1}
     )
@@ -279,7 +287,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         return None
     known = {"start", "port", "service", "probe", "rate", "timeout_s", "slo", "latency_ms"}
     known |= {"listen_s", "audit_s", "handover_s", "weights", "workload", "keys", "writes"}
-    known |= {"inherit_base"}
+    known |= {"inherit_base", "budget_window_s"}
     _unknown(op, known, "[operate]", problems)
     start = op.get("start")
     if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
@@ -337,6 +345,9 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         problems.append(
             "task.toml: the phases' weights are all 0 but operate.weights.phases is not"
         )
+    window = None
+    if "budget_window_s" in op:
+        window = float(_number(op, "budget_window_s", 0.0, "operate", problems, 1.0, 86400.0))
     return OperateSpec(
         tuple(start),
         int(_number(op, "port", 8080, "operate", problems, 1, 65535, whole=True)),
@@ -350,6 +361,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         float(_number(op, "listen_s", 10.0, "operate", problems, 1.0, 600.0)),
         float(_number(op, "audit_s", 60.0, "operate", problems, 1.0, 3600.0)),
         float(_number(op, "handover_s", 10.0, "operate", problems, 0.0, 3600.0)),
+        window,
         weights,
         workload,
         int(_number(op, "keys", 16, "operate", problems, 1, 10_000, whole=True)),

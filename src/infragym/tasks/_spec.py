@@ -22,7 +22,7 @@ import ipaddress
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 from .._errors import ConfigError
 from ..probes import probe
 from ._contract import PREFIXLEN, SUBNET, Subnet, contract_env, env_table
-from ._operate import AddHosts, OperateSpec, parse_operate
+from ._operate import NEW_NAMES, AddHosts, OperateSpec, PhaseSpec, parse_operate
 from ._packages import missing_packages, parse_requires, require_packages
 from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
 from ._solutions import materialize_overlay, materialize_solution, solution_problems
@@ -46,6 +46,7 @@ from ._variants import (
     host_names,
     parse_variants,
     render,
+    spoken_list,
     template_problems,
 )
 
@@ -216,6 +217,14 @@ class Task:
     def render_instructions(self, variant: Variant) -> str:
         """What the agent is told in ``variant``: the template with its values."""
         return render(self.instructions_template, variant.template_values(), "instructions.md")
+
+    def render_ticket(self, phase: PhaseSpec, grown: Variant, new: Sequence[str]) -> str:
+        """A live phase's ticket as the agent reads it: the values of ``grown`` (the
+        cluster as the phase opens: ``{{ kv_names }}``...) and ``{{ new_names }}``, the
+        hosts the phase added ("none" if it added none)."""
+        values = {**grown.template_values(), NEW_NAMES: spoken_list(new) if new else "none"}
+        text = (self.path / phase.ticket).read_text(encoding="utf-8")
+        return render(text, values, phase.ticket).strip()
 
     def instructions_for(self, seed: int | None) -> str:
         """What the agent is told in the episode of ``seed`` (None: the default variant)."""
@@ -481,7 +490,8 @@ def validate_layout(path: Path) -> list[str]:
         )
     grader = path / "grader.py"
     if spec is not None and spec.operate is not None:
-        return problems + _operate_problems(path, spec.operate, spec.validation)
+        known = list(spec.variant().template_values())
+        return problems + _operate_problems(path, spec.operate, spec.validation, known)
     if not (path / "workspace").is_dir():
         problems.append("workspace/ is missing (the agent's starter files)")
     if not grader.is_file():
@@ -505,7 +515,10 @@ def validate_layout(path: Path) -> list[str]:
 
 
 def _operate_problems(
-    path: Path, op: OperateSpec, validation: Validation | None = None
+    path: Path,
+    op: OperateSpec,
+    validation: Validation | None = None,
+    known: Sequence[str] | None = None,
 ) -> list[str]:
     """A live task's files: ``inherit/`` (the system the agent inherits), each phase's
     ticket, and grader.py with ``grade_<phase>`` for every phase."""
@@ -539,6 +552,9 @@ def _operate_problems(
         ticket = (path / ph.ticket).resolve()
         if not ticket.is_relative_to(path.resolve()) or not ticket.is_file():
             problems.append(f"phase {ph.name}: its ticket {ph.ticket} is not a file of the task")
+        elif known is not None:
+            text = ticket.read_text(encoding="utf-8", errors="replace")
+            problems += template_problems(text, [*known, NEW_NAMES], ph.ticket)
     grader = path / "grader.py"
     if not grader.is_file():
         problems.append("grader.py is missing")

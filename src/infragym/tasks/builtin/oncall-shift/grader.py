@@ -26,13 +26,17 @@ import json
 import math
 import re
 import secrets
+import shlex
 from datetime import UTC, datetime
 from typing import Any
 
 from infragym.grading import LiveContext, PhaseScore
+from infragym.history import OpType
 from infragym.judge import Judge, JudgeConfig, JudgeRubric, builtin_set, incident_truth
+from infragym.nemesis import descends_from, listener_pids
 
 PORT = 8080
+SERVICE = "kvnode"  # [operate] service: what the service tool starts on each host
 BURST = 160  # requests of the disk trigger, each traced with a HEADER-byte header
 HEADER = 60_000
 WINDOW_S = 1.0  # the change's error windows: seconds in which most requests failed
@@ -46,12 +50,34 @@ ROOT_CAUSE = (
 )
 
 
+def _genuine(ctx: LiveContext, host: str) -> bool:
+    """What listens on PORT on ``host`` is the node the service tool started (or a child
+    of it), found as root from the kernel's tables: a process of the operator's own that
+    listens there (a proxy, a copy of the node started by hand) is not a node."""
+    h = ctx.cluster.host(host)
+    h.reap()
+    nodes = [p.pid for p in h.processes if p.name == SERVICE and p.alive()]
+    owners = listener_pids(h, PORT)
+    return bool(nodes and owners) and all(any(descends_from(o, n) for n in nodes) for o in owners)
+
+
+async def _ask(
+    ctx: LiveContext, host: str, path: str, method: str = "GET", body: bytes | None = None,
+    timeout: float = 3.0,
+) -> tuple[int, bytes]:  # fmt: skip
+    """``ctx.request`` to the genuine node of ``host``; (0, b"") when the port is not the
+    node's (nothing the grader believes comes from anything else)."""
+    if not await asyncio.to_thread(_genuine, ctx, host):
+        return 0, b""
+    return await ctx.request(host, path, method, body, timeout=timeout)
+
+
 def _clamp(x: float) -> float:
     return min(1.0, max(0.0, x))
 
 
 async def _json(ctx: LiveContext, host: str, path: str) -> Any:
-    status, body = await ctx.request(host, path, timeout=5.0)
+    status, body = await _ask(ctx, host, path, timeout=5.0)
     if status != 200:
         return None
     try:
@@ -70,61 +96,67 @@ async def _values(ctx: LiveContext, host: str) -> dict[str, Any] | None:
     return {r["k"]: r["v"] for r in dump}
 
 
-def stable_values(ctx: LiveContext, before: float) -> dict[str, Any]:
-    """The keys the clients last wrote before ``before`` and never since, each with the
-    value of that last write: acknowledged, and begun after every other write of the key
-    ended (so no concurrent write may have won). Every node must hold these values."""
+def expected_values(ctx: LiveContext, before: float) -> dict[str, set[Any]]:
+    """Per key acknowledged before ``before``, the values a node that lost nothing may
+    hold: those of every write, acknowledged or of unknown outcome, that had not ended when
+    the last write acknowledged before ``before`` began (that one included). A node holding
+    an older value, or none, lost an acknowledged write. Later writes only widen a key's
+    set, so every key stays judged however long the operator takes."""
     writes: dict[str, list[Any]] = {}
     for op in ctx.operations():
         if op.f == "write" and op.key:
             writes.setdefault(op.key, []).append(op)
     out = {}
     for key, ops in writes.items():
-        last = max(ops, key=lambda op: op.invoke)
-        others = [op for op in ops if op is not last]
-        if (
-            last.invoke < before and last.ok
-            and all(op.complete < last.invoke for op in others)
-        ):  # fmt: skip
-            out[key] = last.value
+        acked = [op.invoke for op in ops if op.ok and op.complete < before]
+        if acked:
+            floor = max(acked)
+            out[key] = {
+                op.value for op in ops if op.outcome is not OpType.FAIL and op.complete >= floor
+            }
     return out
 
 
 async def _holds(ctx: LiveContext, hosts: list[str], before: float) -> dict[str, float]:
-    """Per host: the share of the keys stable since ``before`` whose value it holds."""
-    want = stable_values(ctx, before)
+    """Per host: the share of the keys acknowledged before ``before`` for which it holds
+    an expected value (0 when it does not answer, or when nothing was acknowledged by then:
+    a service that never took a write shows no data)."""
+    want = expected_values(ctx, before)
     out = {}
     for h in hosts:
         mine = await _values(ctx, h)
         if mine is None or not want:
             out[h] = 0.0
             continue
-        out[h] = sum(mine.get(k) == v for k, v in want.items()) / len(want)
+        out[h] = sum(k in mine and mine[k] in vs for k, vs in want.items()) / len(want)
     return out
 
 
 async def _writes_locally(ctx: LiveContext, host: str) -> bool:
     """A write through ``host`` is acknowledged and the host's own store took it."""
     key = f"oncall-probe-{secrets.token_hex(4)}"
-    status, _ = await ctx.request(host, f"/kv/{key}", "PUT", b"probe", timeout=3.0)
+    status, _ = await _ask(ctx, host, f"/kv/{key}", "PUT", b"probe")
     if not 200 <= status < 300:
         return False
     for _ in range(20):
-        st, body = await ctx.request(host, f"/internal/{key}", timeout=3.0)
+        st, body = await _ask(ctx, host, f"/internal/{key}")
         if st == 200 and json.loads(body).get("v") == "probe":
             return True
         await asyncio.sleep(0.1)
     return False
 
 
-async def _df(ctx: LiveContext, host: str) -> tuple[int, int] | None:
-    """(used, size) bytes of the host's data disk."""
-    r = await ctx.run(host, "df --output=used,size -B1 /srv/data | tail -1")
+DISKS = ("/srv/data", "/srv/logs")  # the data disk; the scratch disk (logs, etc, /tmp)
+
+
+async def _df(ctx: LiveContext, host: str) -> dict[str, tuple[int, int]] | None:
+    """(used, size) bytes of the host's data disk and of its scratch disk."""
+    r = await ctx.run(host, f"df --output=used,size -B1 {' '.join(DISKS)} | tail -n +2")
     try:
-        used, size = (int(x) for x in r.stdout.split())
+        rows = [tuple(int(x) for x in line.split()) for line in r.stdout.splitlines()]
+        return {d: (row[0], row[1]) for d, row in zip(DISKS, rows, strict=True)}
     except ValueError:
         return None
-    return used, size
 
 
 async def _burst(ctx: LiveContext, host: str) -> None:
@@ -159,19 +191,28 @@ async def _burst(ctx: LiveContext, host: str) -> None:
 
 
 async def _no_recurrence(ctx: LiveContext, host: str) -> tuple[float, str]:
-    """1 when the trigger no longer fills ``host``'s data disk: its usage grows by less
-    than half the traced bytes and the host still takes writes on its own disk after."""
-    before = await _df(ctx, host)
+    """1 when the trigger no longer fills a disk of ``host``: sent twice, the second time
+    it grows neither the data disk nor the scratch disk by half the traced bytes (a log
+    bounded anywhere has stopped growing by then, an unbounded one grows again), the data
+    disk stays under 75 % and the host still takes writes on its own disk after."""
+    first = await _df(ctx, host)
+    await _burst(ctx, host)
+    middle = await _df(ctx, host)
     await _burst(ctx, host)
     after = await _df(ctx, host)
-    if before is None or after is None:
+    if first is None or middle is None or after is None:
         return 0.0, f"{host}: no df"
-    grew = after[0] - before[0]
+    grew = {d: after[d][0] - middle[d][0] for d in DISKS}
     serving = await _writes_locally(ctx, host)
-    ok = grew < BURST * HEADER // 2 and serving and after[0] < after[1] * 0.75
-    return float(ok), f"{host}: the trigger grew its data disk by {grew >> 10} KiB" + (
-        "" if serving else "; it no longer takes writes on its own disk"
-    )
+    data = after["/srv/data"]
+    ok = max(grew.values()) < BURST * HEADER // 2 and serving and data[0] < data[1] * 0.75
+    return float(ok), (
+        f"{host}: the trigger, sent again, grew its data disk by {grew['/srv/data'] >> 10} KiB "
+        f"and its scratch disk by {grew['/srv/logs'] >> 10} KiB (twice: "
+        f"{(after['/srv/data'][0] - first['/srv/data'][0]) >> 10} and "
+        f"{(after['/srv/logs'][0] - first['/srv/logs'][0]) >> 10} KiB); data disk "
+        f"{data[0] / data[1]:.0%} used"
+    ) + ("" if serving else "; it no longer takes writes on its own disk")
 
 
 def _events(ctx: LiveContext, kind: str, action: str) -> list[dict[str, Any]]:
@@ -186,8 +227,24 @@ def _phase(ctx: LiveContext, name: str) -> dict[str, Any]:
 
 
 def _field(summary: str, name: str) -> str:
-    m = re.search(rf"^\s*{name}\s*:\s*(.+)$", summary, re.IGNORECASE | re.MULTILINE)
+    """The answer on the summary's ``name:`` line, as a list item or in bold too."""
+    m = re.search(
+        rf"^[\s>*•-]*\**\s*{name}\s*\**\s*:\s*\**\s*(.+)$", summary, re.IGNORECASE | re.MULTILINE
+    )
     return m.group(1).strip() if m else ""
+
+
+def data_answer(summary: str) -> str:
+    """The first absolute path on the summary's ``data:`` line ('' if none)."""
+    path = re.search(r"/[^\s`'\"*,;()]+", _field(summary, "data"))
+    return path.group(0).rstrip(".:") if path else ""
+
+
+RESTART_RE = re.compile(
+    r"one (node |host )?at a time|one by one|one after (the )?other|rolling|sequential|in turn"
+    r"|never (all|more than one) at once",
+    re.IGNORECASE,
+)
 
 
 async def grade_orientation(ctx: LiveContext) -> PhaseScore:
@@ -195,8 +252,11 @@ async def grade_orientation(ctx: LiveContext) -> PhaseScore:
     statuses = [await _json(ctx, h, "/admin/status") for h in hosts]
     files = {s["data_file"] for s in statuses if s}
     majorities = {s["majority"] for s in statuses if s}
-    data = _field(ctx.summary, "data").strip("`'\" ")
-    exists = [(await ctx.run(h, f"test -f {json.dumps(data)}")).returncode == 0 for h in hosts]
+    data = data_answer(ctx.summary)
+    exists = [
+        bool(data) and (await ctx.run(h, f"test -f {shlex.quote(data)}")).returncode == 0
+        for h in hosts
+    ]
     parts = {
         "data": float(files == {data} and all(exists)),
         "quorum": float(
@@ -204,15 +264,7 @@ async def grade_orientation(ctx: LiveContext) -> PhaseScore:
             and re.findall(r"\d+", _field(ctx.summary, "quorum"))[:1]
             == [str(next(iter(majorities)))]
         ),
-        "restart": float(
-            bool(
-                re.search(
-                    r"one (node )?at a time|one by one|one after (the )?other",
-                    _field(ctx.summary, "restart"),
-                    re.IGNORECASE,
-                )
-            )
-        ),
+        "restart": float(bool(RESTART_RE.search(_field(ctx.summary, "restart")))),
     }
     score = 0.4 * parts["data"] + 0.3 * parts["quorum"] + 0.3 * parts["restart"]
     return PhaseScore(score, parts, [f"data files {sorted(files)}, majority {majorities}"])
@@ -225,32 +277,36 @@ async def grade_disk(ctx: LiveContext) -> PhaseScore:
     await asyncio.sleep(max(0.0, apply["time"] + 3.0 - ctx.clock.now()))
     serving = await _writes_locally(ctx, host)
     df = await _df(ctx, host)
-    room = df is not None and df[0] < df[1] * 0.5
+    room = df is not None and df["/srv/data"][0] < df["/srv/data"][1] * 0.5
     recur, note = await _no_recurrence(ctx, host) if serving else (0.0, f"{host}: not serving")
     parts = {"serving": float(serving), "room": float(room), "no-recurrence": recur}
     score = parts["serving"] * (0.3 + 0.2 * parts["room"] + 0.5 * recur)
     return PhaseScore(score, parts, [f"the runaway log hit {host}", note])
 
 
+async def _reaches_all(ctx: LiveContext, writer: str) -> bool:
+    """A write through ``writer`` is acknowledged and, a second later, every node holds it."""
+    key = f"oncall-join-{secrets.token_hex(4)}"
+    status, _ = await _ask(ctx, writer, f"/kv/{key}", "PUT", b"join")
+    if not 200 <= status < 300:
+        return False
+    await asyncio.sleep(1.0)
+    for h in ctx.cluster.names:
+        st, body = await _ask(ctx, h, f"/internal/{key}")
+        if st != 200 or json.loads(body).get("v") != "join":
+            return False
+    return True
+
+
 async def grade_capacity(ctx: LiveContext) -> PhaseScore:
     added = [h for g in ctx.history.meta.get("hosts_added", []) for h in g["hosts"]]
-    old = [h for h in ctx.cluster.names if h not in added]
     serve = []
     for h in added:
-        serve.append(await _writes_locally(ctx, h))
-        status, _ = await ctx.request(h, "/kv/k1", timeout=3.0)
-        serve[-1] = serve[-1] and status in (200, 404)
+        status, _ = await _ask(ctx, h, "/kv/k1")
+        serve.append(await _writes_locally(ctx, h) and status in (200, 404))
     holds = await _holds(ctx, added, ctx.phase_started)
-    reached = []  # a write through an old node, then a new one, reaches every node
-    for writer in (old[0], added[-1]):
-        got = []
-        key = f"oncall-join-{secrets.token_hex(4)}"
-        status, _ = await ctx.request(writer, f"/kv/{key}", "PUT", b"join", timeout=3.0)
-        await asyncio.sleep(1.0)
-        for h in ctx.cluster.names:
-            st, body = await ctx.request(h, f"/internal/{key}", timeout=3.0)
-            got.append(st == 200 and json.loads(body).get("v") == "join")
-        reached.append(200 <= status < 300 and all(got))
+    # a write through every node, old and new, reaches every node: all five replicate
+    reached = [await _reaches_all(ctx, h) for h in ctx.cluster.names]
     parts = {
         "serving": sum(serve) / len(serve),
         "holds-data": min(holds.values()),
@@ -301,28 +357,39 @@ async def grade_change(ctx: LiveContext) -> PhaseScore:
     )  # fmt: skip
 
 
+def outage(ops: list[Any], start: float, end: float) -> tuple[float, float]:
+    """(seconds in which most of ``ops`` failed, the end of the last of them) between
+    ``start`` and ``end``: how long the host was down, and when it was restored (``start``
+    if it never was down)."""
+    buckets: dict[int, list[bool]] = {}
+    for op in ops:
+        if start <= op.invoke <= end:
+            buckets.setdefault(int(op.invoke // WINDOW_S), []).append(op.ok)
+    bad = [b for b, oks in buckets.items() if sum(oks) < len(oks) / 2]
+    return len(bad) * WINDOW_S, ((max(bad) + 1) * WINDOW_S if bad else start)
+
+
 def incident(ctx: LiveContext) -> dict[str, Any]:
-    """The disk incident's ground truth: the runaway log's events as recorded, and the
-    impact measured from the history on the host it hit during the disk phase."""
+    """The disk incident's ground truth: the runaway log's events as recorded, the impact
+    measured from the history on the host it hit during the disk phase, and when service
+    came back (the end of the last second in which most of its requests failed: the heal
+    event is only when the ticket was closed)."""
     (apply,) = _events(ctx, "runaway-log", "apply")
     host = apply["targets"][0]
-    disk = _phase(ctx, "disk")
-    ops = [
-        op for op in ctx.history.operations()
-        if op.node == host and apply["time"] <= op.invoke <= disk.get("ended", math.inf)
-    ]  # fmt: skip
-    failed = [op for op in ops if not op.ok]
-    ends = [op.complete for op in failed if math.isfinite(op.complete)]
-    unavailable = (max(ends) - min(op.invoke for op in failed)) if ends else 0.0
+    end = _phase(ctx, "disk").get("ended", math.inf)
+    ops = [op for op in ctx.history.operations() if op.node == host]
+    failed = [op for op in ops if apply["time"] <= op.invoke <= end and not op.ok]
+    down_s, restored = outage(ops, apply["time"], end)
     impact = {
         "failed_writes": sum(op.f == "write" for op in failed),
         "failed_requests": len(failed),
-        "unavailable_s": round(unavailable, 1),
+        "unavailable_s": round(down_s, 1),
         "acknowledged_writes_lost": 0,
     }
     truth = incident_truth(
         ctx.history.faults, kinds=["runaway-log"], root_cause=ROOT_CAUSE.format(host=host),
         impact=impact, clock_zero=datetime.fromtimestamp(ctx.clock.wall0, UTC),
+        restored_s=round(restored, 3),
     )  # fmt: skip
     return truth
 

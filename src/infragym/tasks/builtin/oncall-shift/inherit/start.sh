@@ -4,4 +4,6 @@
 # first time a node starts. See RUNBOOK.md.
 mkdir -p /srv/etc/kv /srv/data
 [ -f /srv/etc/kv/kv.conf ] || cp /srv/app/kv.conf.default /srv/etc/kv/kv.conf
-exec /usr/bin/python3 /srv/app/kvnode.py
+# -I: isolated (no user site-packages, no PYTHON* variables): the node runs the code
+# deployed in /srv/app and nothing else
+exec /usr/bin/python3 -I /srv/app/kvnode.py

@@ -36,7 +36,7 @@ async def operate(shift: Any) -> None:
     for h in new:
         await shift.service(h, "start")
     await all_at_once(shift, old)
-    await shift.end("kv4 and kv5 are in the cluster")
+    await shift.end(f"{' and '.join(new)} are in the cluster")
 
     victim = await down_host(shift, every)
     await shift.service(victim, "start")

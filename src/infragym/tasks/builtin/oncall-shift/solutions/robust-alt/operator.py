@@ -53,7 +53,7 @@ async def operate(shift: Any) -> None:
     await shift.bash(victim, f"{KVCTL} sync")
     await shift.end(f"{victim}: trace moved to /srv/logs with a 2 MiB cap on every node")
 
-    peers = re.search(r"kv1=\S+", await shift.bash(new[0], 'echo "$PEERS"'))
+    peers = re.search(rf"{re.escape(old[0])}=\S+", await shift.bash(new[0], 'echo "$PEERS"'))
     assert peers is not None
     members = peers.group(0).replace(",", "\\n")
     for h in new:
@@ -69,7 +69,7 @@ async def operate(shift: Any) -> None:
         await check(shift, h)
     for h in old:
         await shift.bash(h, f"{KVCTL} sync")
-    await shift.end("joined kv4 and kv5: restored from the peers before their first start")
+    await shift.end(f"joined {' and '.join(new)}: restored from the peers before their first start")
 
     victim = await down_host(shift, every)
     await shift.bash(victim, f"tail -3 /srv/logs/kvnode.log; {KVCTL} restore")

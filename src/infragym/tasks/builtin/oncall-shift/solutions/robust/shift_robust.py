@@ -85,8 +85,8 @@ async def capacity(shift: Any, old: list[str], new: list[str]) -> None:
     for h in old + new:
         await shift.bash(h, f"{KVCTL} sync")
     await shift.bash(old[0], f"{KVCTL} status {' '.join(old + new)}")
-    await shift.end("kv4 and kv5 joined: data synced before they served, every node restarted "
-                    "one at a time with the five-node membership")  # fmt: skip
+    await shift.end(f"{' and '.join(new)} joined: data synced before they served, every node "
+                    "restarted one at a time with the five-node membership")  # fmt: skip
 
 
 async def host(shift: Any, every: list[str]) -> None:
