@@ -189,20 +189,17 @@ def test_the_service_level_spends_the_error_budget_on_failed_and_slow_requests()
     assert service_level([hung], 0.9, 500, end=10.1).total == 0
 
 
-def test_idling_through_a_phase_buys_no_error_budget_when_windows_are_capped() -> None:
-    outage = [_op(i, False, 0.01) for i in range(10)]  # phase 1, [0, 100): 10 bad of 50
+def test_with_a_fixed_allowance_idling_buys_no_error_budget() -> None:
+    outage = [_op(i, False, 0.01) for i in range(10)]  # 10 bad of 50
     outage += [_op(10 + i, True, 0.01) for i in range(40)]
-    idle = [_op(100 + i, True, 0.01) for i in range(1000)]  # phase 2, [100, 1200): quiet
-    windows = [(0.0, 100.0), (100.0, 1200.0)]
+    idle = [_op(100 + i, True, 0.01) for i in range(1000)]  # a long quiet stretch after
     plain = service_level(outage + idle, slo=0.8, latency_ms=500)
     assert plain.score == pytest.approx(1 - (10 / 1050) / 0.2)  # idling diluted the outage
-    capped = service_level(outage + idle, 0.8, 500, windows=windows, window_cap=50)
-    assert capped.score == pytest.approx(0.5)  # 10 bad of at most 50 + 50: half the budget
-    assert capped.availability == pytest.approx(1 - 10 / 1050)  # the plain share, shown
-    # under the cap nothing changes; with no idle phase the outage costs the same
-    assert service_level(outage, 0.8, 500, windows=windows, window_cap=50).score == (
-        service_level(outage, 0.8, 500).score
-    )
+    fixed = service_level(outage + idle, 0.8, 500, allowance=40)
+    assert fixed.score == pytest.approx(0.75)  # 10 bad of 40 allowed, idle or not
+    assert service_level(outage, 0.8, 500, allowance=40).score == fixed.score
+    assert fixed.availability == pytest.approx(1 - 10 / 1050)  # the plain share, shown
+    assert service_level(outage * 5, 0.8, 500, allowance=40).score == 0.0  # spent
 
 
 def test_the_episode_reward_is_weighted_phases_service_and_audit() -> None:
@@ -358,7 +355,12 @@ def test_the_operators_background_processes_end_with_the_ticket_before_it_is_gra
     env = make(str(task_dir), artifacts_dir=str(tmp_path / "art"))
     started = ToolCall(
         "host_bash",
-        {"host": "n1", "background": True, "command": "setsid sleep 1001 & exec sleep 1002"},
+        {
+            "host": "n1",
+            "background": True,
+            # a forked session of its own, and a process that ignores SIGTERM
+            "command": "setsid sleep 1001 & trap '' TERM; exec sleep 1002",
+        },
     )
     out = asyncio.run(play(env, [started, ToolCall("submit", {})], seed=1))
     assert "started bg1 on n1" in out[0].observation.content

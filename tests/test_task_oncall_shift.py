@@ -173,8 +173,11 @@ def test_kvctl_refuses_to_restore_without_a_majority_of_peers(tmp_path: Path) ->
 # -- the grader's data checks ------------------------------------------------------------
 
 
-def _write(i: int, key: str, value: str, invoke: float, complete: float, ok: bool = True) -> Any:
-    outcome = OpType.OK if ok else OpType.INFO
+def _write(
+    i: int, key: str, value: str, invoke: float, complete: float, ok: bool = True,
+    outcome: OpType | None = None,
+) -> Any:  # fmt: skip
+    outcome = outcome or (OpType.OK if ok else OpType.INFO)
     return Operation(i, "write", key, value, value, outcome, invoke, complete, invoke, "kv1")
 
 
@@ -182,6 +185,7 @@ def test_expected_values_judge_every_acknowledged_key_however_late_the_check() -
     ops = [
         _write(1, "a", "a1", 1.0, 1.1),
         _write(2, "a", "a2", 2.0, 2.1),  # a's last acknowledged write before 4
+        _write(0, "a", "a3", 2.5, 2.6, outcome=OpType.FAIL),  # refused: never a value
         _write(3, "b", "b1", 1.0, 3.0),
         _write(4, "b", "b2", 2.0, 2.2),  # overlaps b1: either may have won
         _write(5, "c", "c1", 1.0, 1.1),
@@ -205,17 +209,24 @@ def test_expected_values_judge_every_acknowledged_key_however_late_the_check() -
     assert "a1" not in want["a"] and "d1" in want["d"]  # d1 was still the newest at 4.0
 
 
-def test_the_outage_is_the_seconds_most_requests_failed_and_ends_at_the_last() -> None:
+def test_the_outage_is_the_first_run_of_seconds_most_requests_failed() -> None:
+    def second(t: float, oks: list[bool]) -> list[Any]:
+        return [
+            _write(0, "k", "v", t + i / 10, t + i / 10 + 0.01, ok=ok) for i, ok in enumerate(oks)
+        ]
+
     ops = [
-        _write(i, "k", "v", t, t + 0.01, ok=ok)
-        for i, (t, ok) in enumerate(
-            [(10.1, True), (11.2, False), (11.5, False), (12.3, False), (12.6, True),
-             (12.7, False), (13.1, True), (13.4, True), (40.0, False), (40.5, True)]
-        )
-    ]  # fmt: skip
-    # 11 and 12 mostly failed; 40 was half: not down; after the end (50) nothing counts
-    assert GRADER.outage(ops, 10.0, 50.0) == (2.0, 13.0)
-    assert GRADER.outage(ops, 13.0, 50.0) == (0.0, 13.0)
+        *second(10, [True, True, True]),
+        *second(11, [False, False, False]),  # down
+        *second(12, [False, False, True]),  # mostly down
+        *second(14, [False, False, False]),  # a gap of one second: the same outage
+        *second(16, [True, True, True]),
+        *second(17, [False, False]),  # too few requests to tell
+        *second(40, [False, False, False]),  # a restart blip long after the fix
+    ]
+    assert GRADER.outage(ops, 10.0, 50.0) == (4.0, 15.0)  # 11 to 14 inclusive, back at 15
+    assert GRADER.outage(ops, 16.0, 50.0) == (1.0, 41.0)  # only the blip in that window
+    assert GRADER.outage(ops, 16.0, 30.0) == (0.0, 16.0)  # never down
 
 
 LOG = "/srv/data/replica.log"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import random
 import threading
 import time
@@ -572,9 +571,11 @@ class LiveEpisode:
             end = self.clock.now()
             await self.stop_load()
             ops = self.history.operations()
-        windows = [(p["opened"], p.get("ended", end)) for p in self.history.meta.get("phases", [])]
-        cap = None if op.budget_window_s is None else math.ceil(op.rate * op.budget_window_s)
-        sl = service_level(ops, op.slo, op.latency_ms, end=end, windows=windows, window_cap=cap)
+        allowance = None
+        if op.budget_window_s is not None:  # a fixed budget per ticket reached
+            per_ticket = (1.0 - op.slo) * op.rate * op.budget_window_s
+            allowance = per_ticket * max(1, len(self.scores))
+        sl = service_level(ops, op.slo, op.latency_ms, end=end, allowance=allowance)
         # a phase graded unknown (a judged artefact with no judge) is left out, weight and all
         unknown = {n for n, s in self.scores.items() if s.unknown}
         # a shift ended early earns the service level and the audit in proportion to the

@@ -227,17 +227,24 @@ class LiveTools:
         return render_exec(r, timeout), info
 
     def stop_background(self) -> int:
-        """Stop every process ``host_bash`` started with background=true (its own process
-        namespace, whatever it forked, goes with it): a ticket is closing (or the shift is
-        over), and it is checked on the system as deployed: nothing of the operator's may
-        stand in for the service or babysit it while the grader looks."""
+        """Stop every process ``host_bash`` started with background=true, and everything
+        it started (its sandbox's whole process namespace; SIGKILL for what ignores
+        SIGTERM): a ticket is closing (or the shift is over), and it is checked on the
+        system as deployed: nothing of the operator's may stand in for the service or
+        babysit it while the grader looks. On a host an incident paused nothing can be
+        stopped now: that is recorded in the history's meta, never raised."""
         n = 0
         for host in self.cluster.hosts:
             host.reap()
             for p in list(host.processes):
                 if re.fullmatch(rf"{BACKGROUND}\d+", p.name) and p.name not in host.services:
-                    p.stop(2.0)
-                    n += 1
+                    try:
+                        p.stop(1.0)
+                        n += 1
+                    except InfraGymError as exc:  # a paused host: its processes wait
+                        self.history.meta.setdefault("background_left", []).append(
+                            f"{host.name}/{p.name}: {exc}"
+                        )
         return n
 
     async def service(self, args: dict[str, object]) -> str:

@@ -215,8 +215,7 @@ def service_level(
     slo: float,
     latency_ms: float,
     end: float | None = None,
-    windows: Sequence[tuple[float, float]] = (),
-    window_cap: int | None = None,
+    allowance: float | None = None,
 ) -> ServiceLevel:
     """The service level of ``ops`` against an availability objective ``slo`` (the error
     budget is ``1 - slo``) where an answer slower than ``latency_ms`` counts as bad. An
@@ -224,10 +223,10 @@ def service_level(
     objective is bad too (a hung service must not hide in unfinished requests); one
     younger than it is left out. No requests at all: score 0 (nothing was served).
 
-    With ``window_cap``, each of ``windows`` (``[start, end)`` on the run's clock: a live
-    episode's phases) counts at most that many requests toward the total the budget is a
-    share of: idling through a quiet stretch buys no budget to spend on an outage (the
-    bad requests all count; ``availability`` stays the plain share of good ones)."""
+    With ``allowance``, the budget is that many bad requests, however many were sent: the
+    score is the share of it left (``max(0, 1 - bad / allowance)``), so idling through a
+    quiet stretch buys no budget to spend on an outage (``availability`` still shows the
+    plain share of good requests)."""
     latency_s = latency_ms / 1000.0
     judged = [
         op for op in ops
@@ -238,18 +237,15 @@ def service_level(
     budget = 1.0 - slo
     if total == 0:
         return ServiceLevel(0.0, 0, 0, 0.0, budget, None, None)
-    counted = total
-    if window_cap is not None:
-        for lo, hi in windows:
-            n = sum(lo <= op.invoke < hi for op in judged)
-            counted -= max(0, n - window_cap)
-    frac = bad / max(counted, bad, 1)
-    score = max(0.0, 1.0 - frac / budget) if budget > 0 else float(bad == 0)
+    frac = bad / total
+    if allowance is not None:
+        score = max(0.0, 1.0 - bad / allowance) if allowance > 0 else float(bad == 0)
+    else:
+        score = max(0.0, 1.0 - frac / budget) if budget > 0 else float(bad == 0)
     lat = [op.latency * 1000 for op in judged if op.ok and math.isfinite(op.latency)]
     return ServiceLevel(
-        score, total, bad, 1.0 - bad / total, budget, _percentile(lat, 0.5),
-        _percentile(lat, 0.99),
-    )  # fmt: skip
+        score, total, bad, 1.0 - frac, budget, _percentile(lat, 0.5), _percentile(lat, 0.99)
+    )
 
 
 @dataclass(frozen=True)

@@ -279,11 +279,11 @@ def service_pids(host: Host, prefix: str) -> list[int]:
     return [p for p in host.pids() if process_title(p).startswith(prefix)]
 
 
-def _listeners(host: Host) -> dict[int, set[str]] | None:
+def _listeners(host: Host, via: int | None = None) -> dict[int, set[str]] | None:
     """Per TCP port something listens on in ``host``'s network namespace, the sockets'
-    inodes (read through one of its processes' ``/proc/<pid>/net``, so nothing runs on the
-    host); None when no process of the host could be read."""
-    for pid in host.pids():
+    inodes (read through one of its processes' ``/proc/<pid>/net``, ``via`` if given, so
+    nothing runs on the host); None when no process of the host could be read."""
+    for pid in [via] if via is not None else host.pids():
         out: dict[int, set[str]] = {}
         try:
             for table in ("tcp", "tcp6"):
@@ -305,11 +305,13 @@ def listening_ports(host: Host) -> set[int]:
     return set(_listeners(host) or {})
 
 
-def listener_pids(host: Host, port: int) -> set[int]:
+def listener_pids(host: Host, port: int, via: int | None = None) -> set[int]:
     """The host's processes holding a socket that listens on TCP ``port`` (its inodes
     matched against every process's open descriptors, as root: nothing runs on the host
-    and nothing the host's processes say is believed)."""
-    inodes = (_listeners(host) or {}).get(port, set())
+    and nothing the host's processes say is believed). ``via``: a process known to be in
+    the host's network namespace to read its table through (one caught joining the host
+    may still see the machine's)."""
+    inodes = (_listeners(host, via) or {}).get(port, set())
     want = {f"socket:[{i}]" for i in inodes}
     out = set()
     for pid in host.pids() if want else []:

@@ -18,8 +18,8 @@
     handover_s = 10                           # the clients keep going this long after
                                               # the last phase: a system left broken
                                               # spends the budget
-    budget_window_s = 180                     # optional: a phase adds at most this many
-                                              # seconds of requests to the budget's base
+    budget_window_s = 10                      # optional: each ticket's error budget is
+                                              # 1 - slo of this many seconds of requests
 
     [operate.weights]                         # of the episode reward (normalised)
     phases = 0.6
@@ -141,8 +141,10 @@ class OperateSpec:
     audit_s: float = 60.0
     handover_s: float = 10.0
     budget_window_s: float | None = None
-    """Each phase counts at most this many seconds of requests (at ``rate``) toward the
-    total the error budget is a share of: idling buys no budget (None: no cap)."""
+    """The error budget of each ticket reached is ``1 - slo`` of the requests sent in this
+    many seconds (at ``rate``), however long the ticket takes: a fixed number of bad
+    requests, so idling buys no budget and a long outage spends it all (None: the budget
+    is ``1 - slo`` of every request sent)."""
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"phases": 0.6, "service": 0.3, "audit": 0.1}
     )

@@ -4,19 +4,24 @@ system does now and what the recorded history shows, never by the commands typed
 - ``orientation``: the summary's ``data:``, ``quorum:`` and ``restart:`` lines, checked
   against the running nodes (their data file, their majority).
 - ``disk``: the host the runaway log hit takes writes on its own disk again, has room,
-  and the trigger (requests traced with large headers) no longer grows its data disk.
-- ``capacity``: the added hosts serve, hold the value of every key last written before
-  the ticket (and not since), and a write through an old node and through a new one
-  reaches every node.
-- ``host``: the node whose data was damaged serves again and holds the value of every
-  key last written before the crash (and not since).
+  and the trigger (requests traced with large headers), sent until a bounded log stops
+  growing, fills neither its data disk nor its scratch disk.
+- ``capacity``: the added hosts serve, hold for every key acknowledged before the ticket
+  that value or a later one, and the canaries (keys the grader planted before the
+  ticket, which nothing writes again: later traffic cannot refill a node that never got
+  its data), and a write through every node reaches every node.
+- ``host``: the node whose data was damaged serves again and holds every key
+  acknowledged before the crash (or newer) and every canary.
 - ``change``: every node runs release 2 and holds the data, and the rollout never had a
   second in which most client requests failed (and few failed at all).
 - ``postmortem``: the summary, judged against the nemesis's record of the disk incident
   and the impact measured from the history (unknown, so left out, with no judge).
 - ``audit``: no acknowledged write lost (a gate), every node taking writes and holding
-  every key's last value (read before the final reads repair anything), and the disk
-  trigger harmless on every node.
+  every key's last value and every canary (read before the final reads repair
+  anything), and the disk trigger harmless on every node.
+
+Every check asks the node the ``service`` tool runs (``_genuine``: the port's listening
+socket must belong to its process tree), never whatever else answers on the port.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ PORT = 8080
 SERVICE = "kvnode"  # [operate] service: what the service tool starts on each host
 BURST = 160  # requests of the disk trigger, each traced with a HEADER-byte header
 HEADER = 60_000
+MAX_BURSTS = 8  # 8 x 9.6 MB: more than the scratch disk holds
+CANARIES = 40  # keys the grader plants before a ticket that nothing writes again
 WINDOW_S = 1.0  # the change's error windows: seconds in which most requests failed
 RUBRIC = JudgeRubric.load(builtin_set("disk-full-postmortem") / "rubric.toml")
 ROOT_CAUSE = (
@@ -57,7 +64,7 @@ def _genuine(ctx: LiveContext, host: str) -> bool:
     h = ctx.cluster.host(host)
     h.reap()
     nodes = [p.pid for p in h.processes if p.name == SERVICE and p.alive()]
-    owners = listener_pids(h, PORT)
+    owners = listener_pids(h, PORT, via=nodes[0]) if nodes else set()
     return bool(nodes and owners) and all(any(descends_from(o, n) for n in nodes) for o in owners)
 
 
@@ -98,10 +105,12 @@ async def _values(ctx: LiveContext, host: str) -> dict[str, Any] | None:
 
 def expected_values(ctx: LiveContext, before: float) -> dict[str, set[Any]]:
     """Per key acknowledged before ``before``, the values a node that lost nothing may
-    hold: those of every write, acknowledged or of unknown outcome, that had not ended when
-    the last write acknowledged before ``before`` began (that one included). A node holding
-    an older value, or none, lost an acknowledged write. Later writes only widen a key's
-    set, so every key stays judged however long the operator takes."""
+    hold: those of every acknowledged write that had not ended when the last write
+    acknowledged before ``before`` began (that one included), and of every write of unknown
+    outcome (it may have taken effect late). A node holding an older value, or none, lost
+    an acknowledged write. Later writes only widen a key's set, so every key stays judged
+    however long the operator takes (and the clients' later writes could refill a node
+    that never got its data: the canaries, which nobody writes again, catch that)."""
     writes: dict[str, list[Any]] = {}
     for op in ctx.operations():
         if op.f == "write" and op.key:
@@ -112,15 +121,43 @@ def expected_values(ctx: LiveContext, before: float) -> dict[str, set[Any]]:
         if acked:
             floor = max(acked)
             out[key] = {
-                op.value for op in ops if op.outcome is not OpType.FAIL and op.complete >= floor
+                op.value
+                for op in ops
+                if (op.ok and op.complete >= floor) or op.outcome is OpType.INFO
             }
     return out
 
 
-async def _holds(ctx: LiveContext, hosts: list[str], before: float) -> dict[str, float]:
+async def plant_canaries(ctx: LiveContext, name: str) -> dict[str, str]:
+    """CANARIES keys the clients never touch, written through the nodes that take writes
+    (one after the other); those acknowledged are recorded in the history's meta under
+    ``name``: every node must hold them from then on, whoever joins or is restored later
+    (nothing writes them again, so no later traffic can refill a node that lost them)."""
+    writers = [h for h in ctx.cluster.names if await asyncio.to_thread(_genuine, ctx, h)]
+    planted: dict[str, str] = {}
+    for i in range(CANARIES if writers else 0):
+        key, value = f"canary-{name}-{i}", secrets.token_hex(8)
+        for w in writers[i % len(writers) :] + writers[: i % len(writers)]:
+            status, _ = await _ask(ctx, w, f"/kv/{key}", "PUT", value.encode())
+            if 200 <= status < 300:
+                planted[key] = value
+                break
+    ctx.history.meta.setdefault("canaries", {})[name] = planted
+    return planted
+
+
+def _canaries(ctx: LiveContext, names: list[str] | None = None) -> dict[str, str]:
+    sets = ctx.history.meta.get("canaries", {})
+    return {k: v for n, c in sets.items() if names is None or n in names for k, v in c.items()}
+
+
+async def _holds(
+    ctx: LiveContext, hosts: list[str], before: float, canaries: dict[str, str] | None = None
+) -> dict[str, float]:
     """Per host: the share of the keys acknowledged before ``before`` for which it holds
-    an expected value (0 when it does not answer, or when nothing was acknowledged by then:
-    a service that never took a write shows no data)."""
+    an expected value and, with ``canaries``, the share of those it holds, whichever is
+    less (0 when it does not answer, or when nothing was acknowledged by then: a service
+    that never took a write shows no data)."""
     want = expected_values(ctx, before)
     out = {}
     for h in hosts:
@@ -128,7 +165,10 @@ async def _holds(ctx: LiveContext, hosts: list[str], before: float) -> dict[str,
         if mine is None or not want:
             out[h] = 0.0
             continue
-        out[h] = sum(k in mine and mine[k] in vs for k, vs in want.items()) / len(want)
+        share = sum(k in mine and mine[k] in vs for k, vs in want.items()) / len(want)
+        if canaries:
+            share = min(share, sum(mine.get(k) == v for k, v in canaries.items()) / len(canaries))
+        out[h] = share
     return out
 
 
@@ -191,27 +231,36 @@ async def _burst(ctx: LiveContext, host: str) -> None:
 
 
 async def _no_recurrence(ctx: LiveContext, host: str) -> tuple[float, str]:
-    """1 when the trigger no longer fills a disk of ``host``: sent twice, the second time
-    it grows neither the data disk nor the scratch disk by half the traced bytes (a log
-    bounded anywhere has stopped growing by then, an unbounded one grows again), the data
-    disk stays under 75 % and the host still takes writes on its own disk after."""
-    first = await _df(ctx, host)
-    await _burst(ctx, host)
-    middle = await _df(ctx, host)
-    await _burst(ctx, host)
-    after = await _df(ctx, host)
-    if first is None or middle is None or after is None:
+    """1 when the trigger can no longer fill a disk of ``host``: sent again and again
+    (at most MAX_BURSTS times) until neither the data disk nor the scratch disk grows by
+    half its bytes any more (a log bounded anywhere stops growing at its cap; one
+    unbounded grows until the disk is full), with the data disk under 75 %, the scratch
+    disk under 90 % and the host still taking writes on its own disk after."""
+    first = prev = await _df(ctx, host)
+    if first is None:
         return 0.0, f"{host}: no df"
-    grew = {d: after[d][0] - middle[d][0] for d in DISKS}
+    bounded, sent = False, 0
+    while sent < MAX_BURSTS and not bounded:
+        await _burst(ctx, host)
+        sent += 1
+        now = await _df(ctx, host)
+        if now is None:
+            return 0.0, f"{host}: no df"
+        bounded = all(now[d][0] - prev[d][0] < BURST * HEADER // 2 for d in DISKS)
+        prev = now
+        if now["/srv/data"][0] >= now["/srv/data"][1] * 0.75:
+            break
+        if now["/srv/logs"][0] >= now["/srv/logs"][1] * 0.9:
+            break
     serving = await _writes_locally(ctx, host)
-    data = after["/srv/data"]
-    ok = max(grew.values()) < BURST * HEADER // 2 and serving and data[0] < data[1] * 0.75
+    data, scratch = prev["/srv/data"], prev["/srv/logs"]
+    ok = bounded and serving and data[0] < data[1] * 0.75 and scratch[0] < scratch[1] * 0.9
+    grew = {d: (prev[d][0] - first[d][0]) >> 10 for d in DISKS}
     return float(ok), (
-        f"{host}: the trigger, sent again, grew its data disk by {grew['/srv/data'] >> 10} KiB "
-        f"and its scratch disk by {grew['/srv/logs'] >> 10} KiB (twice: "
-        f"{(after['/srv/data'][0] - first['/srv/data'][0]) >> 10} and "
-        f"{(after['/srv/logs'][0] - first['/srv/logs'][0]) >> 10} KiB); data disk "
-        f"{data[0] / data[1]:.0%} used"
+        f"{host}: the trigger sent {sent} time(s) grew its data disk by "
+        f"{grew['/srv/data']} KiB and its scratch disk by {grew['/srv/logs']} KiB"
+        f"{' and stopped growing' if bounded else ', still growing'}; data disk "
+        f"{data[0] / data[1]:.0%}, scratch disk {scratch[0] / scratch[1]:.0%} used"
     ) + ("" if serving else "; it no longer takes writes on its own disk")
 
 
@@ -281,7 +330,10 @@ async def grade_disk(ctx: LiveContext) -> PhaseScore:
     recur, note = await _no_recurrence(ctx, host) if serving else (0.0, f"{host}: not serving")
     parts = {"serving": float(serving), "room": float(room), "no-recurrence": recur}
     score = parts["serving"] * (0.3 + 0.2 * parts["room"] + 0.5 * recur)
-    return PhaseScore(score, parts, [f"the runaway log hit {host}", note])
+    planted = await plant_canaries(ctx, "capacity")  # the nodes to come must get them
+    return PhaseScore(
+        score, parts, [f"the runaway log hit {host}", note, f"{len(planted)} canaries planted"]
+    )
 
 
 async def _reaches_all(ctx: LiveContext, writer: str) -> bool:
@@ -304,7 +356,7 @@ async def grade_capacity(ctx: LiveContext) -> PhaseScore:
     for h in added:
         status, _ = await _ask(ctx, h, "/kv/k1")
         serve.append(await _writes_locally(ctx, h) and status in (200, 404))
-    holds = await _holds(ctx, added, ctx.phase_started)
+    holds = await _holds(ctx, added, ctx.phase_started, _canaries(ctx))
     # a write through every node, old and new, reaches every node: all five replicate
     reached = [await _reaches_all(ctx, h) for h in ctx.cluster.names]
     parts = {
@@ -313,16 +365,23 @@ async def grade_capacity(ctx: LiveContext) -> PhaseScore:
         "replicates": sum(reached) / len(reached),
     }
     score = 0.2 * parts["serving"] + 0.6 * parts["holds-data"] + 0.2 * parts["replicates"]
-    return PhaseScore(score, parts, [f"{h} holds {v:.0%} of the keys" for h, v in holds.items()])
+    notes = [f"{h} holds {v:.0%} of the keys" for h, v in holds.items()]
+    planted = await plant_canaries(ctx, "host")  # before the crash the next ticket brings
+    return PhaseScore(score, parts, [*notes, f"{len(planted)} canaries planted"])
 
 
 async def grade_host(ctx: LiveContext) -> PhaseScore:
     (apply,) = _events(ctx, "damaged-data", "apply")
     host = apply["targets"][0]
     serving = await _writes_locally(ctx, host)
-    held = (await _holds(ctx, [host], apply["time"]))[host] if serving else 0.0
+    held = (await _holds(ctx, [host], apply["time"], _canaries(ctx)))[host] if serving else 0.0
     parts = {"serving": float(serving), "holds-data": held}
-    return PhaseScore(held, parts, [f"{host}'s data was damaged; it holds {held:.0%} of the keys"])
+    planted = await plant_canaries(ctx, "change")  # what the new release must keep
+    return PhaseScore(
+        held, parts,
+        [f"{host}'s data was damaged; it holds {held:.0%} of the keys",
+         f"{len(planted)} canaries planted"],
+    )  # fmt: skip
 
 
 def _error_windows(ctx: LiveContext) -> tuple[int, float, int]:
@@ -341,7 +400,7 @@ async def grade_change(ctx: LiveContext) -> PhaseScore:
     statuses = {h: await _json(ctx, h, "/admin/status") for h in hosts}
     released = [h for h, s in statuses.items() if s and s.get("release") == "2"]
     on_v2 = [h for h in released if str(statuses[h].get("data_file", "")).endswith("kv2/store.dat")]
-    holds = await _holds(ctx, on_v2, ctx.phase_started) if on_v2 else {}
+    holds = await _holds(ctx, on_v2, ctx.phase_started, _canaries(ctx)) if on_v2 else {}
     windows, failed, total = _error_windows(ctx)
     share = len(on_v2) / len(hosts)
     parts = {
@@ -358,15 +417,23 @@ async def grade_change(ctx: LiveContext) -> PhaseScore:
 
 
 def outage(ops: list[Any], start: float, end: float) -> tuple[float, float]:
-    """(seconds in which most of ``ops`` failed, the end of the last of them) between
-    ``start`` and ``end``: how long the host was down, and when it was restored (``start``
-    if it never was down)."""
+    """(how long the host was down, when it was restored) between ``start`` and ``end``:
+    the first run of seconds with at least 3 requests in which most failed (gaps of up to
+    2 s inside it are part of it; a later blip, a restart minutes after the fix, is not),
+    its length and its end (``start`` if it never was down)."""
     buckets: dict[int, list[bool]] = {}
     for op in ops:
         if start <= op.invoke <= end:
             buckets.setdefault(int(op.invoke // WINDOW_S), []).append(op.ok)
-    bad = [b for b, oks in buckets.items() if sum(oks) < len(oks) / 2]
-    return len(bad) * WINDOW_S, ((max(bad) + 1) * WINDOW_S if bad else start)
+    bad = sorted(b for b, oks in buckets.items() if len(oks) >= 3 and sum(oks) < len(oks) / 2)
+    if not bad:
+        return 0.0, start
+    run = [bad[0]]
+    for b in bad[1:]:
+        if b - run[-1] > 3:
+            break
+        run.append(b)
+    return (run[-1] - run[0] + 1) * WINDOW_S, (run[-1] + 1) * WINDOW_S
 
 
 def incident(ctx: LiveContext) -> dict[str, Any]:
@@ -407,7 +474,8 @@ async def grade_postmortem(ctx: LiveContext) -> PhaseScore:
 
 async def audit(ctx: LiveContext) -> PhaseScore:
     hosts = list(ctx.cluster.names)
-    holds = await _holds(ctx, hosts, math.inf)  # before the final reads repair anything
+    # before the final reads repair anything; every canary planted, on every node
+    holds = await _holds(ctx, hosts, math.inf, _canaries(ctx))
     healthy = [await _writes_locally(ctx, h) for h in hosts]
     lost = await ctx.lost_writes()
     recur = [await _no_recurrence(ctx, h) for h in hosts]
