@@ -288,11 +288,13 @@ def test_submit_ends_the_shift_and_unopened_tickets_score_nothing(tmp_path: Path
     assert r.info["grade"].breakdown["phase:incident"] == 0.0
     assert any("phase incident: not reached, 0" in n for n in r.info["grade"].notes)
     assert r.reward == pytest.approx(r.info["grade"].reward)
-    # half the tickets' weight reached: the service level and the audit count half
+    # the service level and the audit count in proportion to what the tickets earned:
+    # the greeting (half the weight) as graded, the incident (not reached) nothing
     grade, episode = r.info["grade"], r.info["episode"]
-    assert any("count in that proportion" in n for n in grade.notes)
-    assert grade.breakdown["service"] == pytest.approx(episode["service"]["score"] / 2)
-    assert grade.breakdown["audit"] == pytest.approx(episode["audit"]["reward"] / 2)
+    earned = grade.breakdown["phase:greeting"] / 2
+    assert earned < 1.0 and any("count in that proportion" in n for n in grade.notes)
+    assert grade.breakdown["service"] == pytest.approx(episode["service"]["score"] * earned)
+    assert grade.breakdown["audit"] == pytest.approx(episode["audit"]["reward"] * earned)
 
 
 UNKNOWN_INCIDENT = """

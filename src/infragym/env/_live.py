@@ -578,16 +578,18 @@ class LiveEpisode:
         sl = service_level(ops, op.slo, op.latency_ms, end=end, allowance=allowance)
         # a phase graded unknown (a judged artefact with no judge) is left out, weight and all
         unknown = {n for n, s in self.scores.items() if s.unknown}
-        # a shift ended early earns the service level and the audit in proportion to the
-        # tickets it reached: a quiet system nobody operated proves nothing
-        total_w = sum(p.weight for p in op.phases)
-        reached_w = sum(p.weight for p in op.phases if p.name in self.scores)
-        reached_share = reached_w / total_w if total_w > 0 else 1.0
+        # the service level and the audit count in proportion to what the tickets earned
+        # (their weighted grades; a ticket not reached earns 0): the availability of a
+        # system nobody fixed, or a shift ended early, proves nothing about the operator
+        known_w = {p.name: p.weight for p in op.phases if p.name not in unknown}
+        total_w = sum(known_w.values())
+        earned_w = sum(w * self.scores[n].reward for n, w in known_w.items() if n in self.scores)
+        earned_share = earned_w / total_w if total_w > 0 else 1.0
         ep = episode_reward(
             {n: s.reward for n, s in self.scores.items() if n not in unknown},
-            {p.name: p.weight for p in op.phases if p.name not in unknown},
-            sl.score * reached_share,
-            None if audit is None else audit.reward * reached_share,
+            known_w,
+            sl.score * earned_share,
+            None if audit is None else audit.reward * earned_share,
             op.weights,
         )
         history_path = self.history.write_jsonl(self.dir / "history.jsonl")
@@ -602,10 +604,10 @@ class LiveEpisode:
             f"service level: {sl.bad} of {sl.total} requests bad, availability "
             f"{sl.availability:.2%} against {op.slo:.2%}: {sl.score:.3f} of the error budget left"
         )
-        if reached_share < 1.0:
+        if earned_share < 1.0:
             notes.append(
-                f"the shift ended with {reached_share:.0%} of the tickets' weight reached: the "
-                "service level and the audit count in that proportion"
+                f"the tickets earned {earned_share:.0%} of their weight: the service level and "
+                "the audit count in that proportion"
             )
         if audit is not None:
             notes.append(f"audit: {audit.reward:.3f}")
