@@ -189,6 +189,19 @@ def test_the_service_level_spends_the_error_budget_on_failed_and_slow_requests()
     assert service_level([hung], 0.9, 500, end=10.1).total == 0
 
 
+def test_with_a_fixed_allowance_idling_buys_no_error_budget() -> None:
+    outage = [_op(i, False, 0.01) for i in range(10)]  # 10 bad of 50
+    outage += [_op(10 + i, True, 0.01) for i in range(40)]
+    idle = [_op(100 + i, True, 0.01) for i in range(1000)]  # a long quiet stretch after
+    plain = service_level(outage + idle, slo=0.8, latency_ms=500)
+    assert plain.score == pytest.approx(1 - (10 / 1050) / 0.2)  # idling diluted the outage
+    fixed = service_level(outage + idle, 0.8, 500, allowance=40)
+    assert fixed.score == pytest.approx(0.75)  # 10 bad of 40 allowed, idle or not
+    assert service_level(outage, 0.8, 500, allowance=40).score == fixed.score
+    assert fixed.availability == pytest.approx(1 - 10 / 1050)  # the plain share, shown
+    assert service_level(outage * 5, 0.8, 500, allowance=40).score == 0.0  # spent
+
+
 def test_the_episode_reward_is_weighted_phases_service_and_audit() -> None:
     w = {"phases": 0.6, "service": 0.3, "audit": 0.1}
     ep = episode_reward({"a": 1.0, "b": 0.5}, {"a": 1.0, "b": 3.0}, 0.5, 1.0, w)
@@ -275,6 +288,86 @@ def test_submit_ends_the_shift_and_unopened_tickets_score_nothing(tmp_path: Path
     assert r.info["grade"].breakdown["phase:incident"] == 0.0
     assert any("phase incident: not reached, 0" in n for n in r.info["grade"].notes)
     assert r.reward == pytest.approx(r.info["grade"].reward)
+    # the service level and the audit count in proportion to what the tickets earned:
+    # the greeting (half the weight) as graded, the incident (not reached) nothing
+    grade, episode = r.info["grade"], r.info["episode"]
+    earned = grade.breakdown["phase:greeting"] / 2
+    assert earned < 1.0 and any("count in that proportion" in n for n in grade.notes)
+    assert grade.breakdown["service"] == pytest.approx(episode["service"]["score"] * earned)
+    assert grade.breakdown["audit"] == pytest.approx(episode["audit"]["reward"] * earned)
+
+
+UNKNOWN_INCIDENT = """
+
+async def grade_incident(ctx):  # noqa: F811
+    return PhaseScore(0.0, {}, ["unknown: no judge"], unknown=True)
+"""
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_a_phase_graded_unknown_is_left_out_of_the_reward_with_its_weight(
+    tmp_path: Path,
+) -> None:
+    task_dir = _variant(
+        tmp_path,
+        lambda d: (d / "grader.py").write_text((d / "grader.py").read_text() + UNKNOWN_INCIDENT),
+    )
+    env = make(str(task_dir), artifacts_dir=str(tmp_path / "art"))
+    out = asyncio.run(play(env, ROBUST, seed=1))
+    first, last = out[6], out[-1]
+    assert last.terminated and last.info["phase"]["unknown"] is True
+    assert last.info["phase"]["contribution"] == 0.0
+    grade = last.info["grade"]
+    assert "phase:incident" not in grade.breakdown
+    assert any("phase incident: unknown, left out of the reward" in n for n in grade.notes)
+    # the greeting alone carries the phases' weight (0.6 of 1.0)
+    b = grade.breakdown
+    want = 0.6 * b["phase:greeting"] + 0.3 * b["service"] + 0.1 * b["audit"]
+    assert grade.reward == pytest.approx(want)
+    assert sum(r.reward for r in out) == pytest.approx(grade.reward)
+    assert first.info["phase"]["unknown"] is False
+
+
+AUDIT_SEES_PROCESSES = """
+
+async def audit(ctx):  # noqa: F811
+    from infragym.nemesis._drift import process_title
+
+    titles = [process_title(p) for h in ctx.cluster.hosts for p in h.pids()]
+    left = [t for t in titles if "sleep 100" in t]
+    return PhaseScore(0.0 if left else 1.0, {}, [f"left: {left}"])
+"""
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_the_operators_background_processes_end_with_the_ticket_before_it_is_graded(
+    tmp_path: Path,
+) -> None:
+    """Nothing of the operator's may stand in for the service or babysit it while the
+    grader looks: what host_bash started in the background (and what that forked into a
+    session of its own) is gone when the ticket is graded and when the audit runs."""
+    task_dir = _variant(
+        tmp_path,
+        lambda d: (d / "grader.py").write_text(
+            (d / "grader.py").read_text() + AUDIT_SEES_PROCESSES
+        ),
+    )
+    env = make(str(task_dir), artifacts_dir=str(tmp_path / "art"))
+    started = ToolCall(
+        "host_bash",
+        {
+            "host": "n1",
+            "background": True,
+            # a forked session of its own, and a process that ignores SIGTERM
+            "command": "setsid sleep 1001 & trap '' TERM; exec sleep 1002",
+        },
+    )
+    out = asyncio.run(play(env, [started, ToolCall("submit", {})], seed=1))
+    assert "started bg1 on n1" in out[0].observation.content
+    assert "until this ticket closes" in out[0].observation.content
+    assert out[-1].info["episode"]["audit"]["notes"] == ["left: []"]
 
 
 @needs_root

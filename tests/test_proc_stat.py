@@ -12,7 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from infragym.nemesis import parent_pid
+from conftest import HTTP_SERVER, start_http
+
+from infragym.nemesis import descends_from, listener_pids, parent_pid
+from infragym.sandbox import HOST_PYTHON, Cluster
 from infragym.sandbox.lowlevel import pid_running, pid_start_time, pid_state, proc_stat
 
 
@@ -39,3 +42,21 @@ def test_a_child_is_running_then_a_zombie_then_gone() -> None:
     assert proc_stat(child.pid) is None and pid_state(child.pid) is None
     assert not pid_running(child.pid) and parent_pid(child.pid) == 0
     assert pid_start_time(child.pid) is None
+
+
+def test_the_listener_of_a_port_is_found_and_told_from_a_stand_in(cluster3: Cluster) -> None:
+    """What listens on a port is read from the kernel (socket inodes in every process's
+    descriptors): the service's own process, and not an operator's process that took the
+    port over; a port nothing listens on has no owner."""
+    host = cluster3.host("n1")
+    svc = start_http(host, 8080)
+    owners = listener_pids(host, 8080)
+    assert owners and all(descends_from(o, svc.pid) for o in owners), owners
+    assert listener_pids(host, 9090) == set()
+    svc.stop()
+    stand_in = host.spawn("bg1", [HOST_PYTHON, "-c", HTTP_SERVER, "0.0.0.0", "8080"], service=False)
+    host.wait_port(8080)
+    owners = listener_pids(host, 8080)
+    assert owners and all(descends_from(o, stand_in.pid) for o in owners)
+    assert not any(descends_from(o, svc.pid) for o in owners)
+    assert not descends_from(os.getpid(), stand_in.pid) and descends_from(os.getpid(), os.getpid())

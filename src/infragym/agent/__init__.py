@@ -10,6 +10,7 @@ from ._openai import (
     RequestUsage,
     fit_to_budget,
 )
+from ._operator import OperatorAgent, Shift, ShiftOver, live_noop_agent
 from ._scripted import (
     Agent,
     ProbeAgent,
@@ -27,11 +28,15 @@ __all__ = [
     "ModelConfigError",
     "ModelError",
     "OpenAIAgent",
+    "OperatorAgent",
     "ProbeAgent",
     "RequestUsage",
     "ScriptedAgent",
+    "Shift",
+    "ShiftOver",
     "agent_from_spec",
     "fit_to_budget",
+    "live_noop_agent",
     "noop_agent",
     "reference_agent",
     "run_episode",

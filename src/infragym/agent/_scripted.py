@@ -107,6 +107,10 @@ def agent_from_spec(
     if compaction and kind != "openai":
         raise ConfigError(f"compaction is for openai:MODEL agents, not {spec!r}")
     if kind == "reference":
+        if task.spec.operate is not None:  # a live task's tier is an operator
+            from ._operator import OperatorAgent
+
+            return OperatorAgent(task, arg or "robust")
         return reference_agent(task, arg or "robust")
     if kind == "probe" and arg:
         return ProbeAgent(task, arg)

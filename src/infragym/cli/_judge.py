@@ -38,7 +38,12 @@ def add_judge(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "could be judged).",
     )
     where = c.add_mutually_exclusive_group()
-    where.add_argument("--task", default=None, help="a task whose judge/ folder holds the set")
+    where.add_argument(
+        "--task",
+        default=None,
+        help="a task whose judge/ folder holds the set (or whose [validation] scripted_judge "
+        "names one)",
+    )
     where.add_argument(
         "--set",
         dest="set_",
@@ -69,10 +74,13 @@ def _set_path(args: argparse.Namespace) -> Path:
     from ..tasks import find_task
 
     if args.task:
-        path: Path = find_task(args.task).path / "judge"
-        if not path.is_dir():
-            raise ConfigError(f"task {args.task!r} ships no labelled set ({path} is missing)")
-        return path
+        task = find_task(args.task)
+        path: Path = task.path / "judge"
+        if path.is_dir():
+            return path
+        if task.spec.validation.scripted_judge:  # the set its validation judges by
+            return builtin_set(task.spec.validation.scripted_judge)
+        raise ConfigError(f"task {args.task!r} ships no labelled set ({path} is missing)")
     name = args.set_ or "disk-full-postmortem"
     if "/" in name or Path(name).is_dir():
         return Path(name)

@@ -34,7 +34,7 @@ from ..grading import (
 )
 from ..sandbox import Cluster, Workstation, install_handlers, walk_tree
 from ..tasks import Task, Variant, find_task, hidden_paths
-from ._live import LiveEpisode, episode_hosts, ticket_text
+from ._live import LiveEpisode, episode_hosts, growth_plan, ticket_text
 from ._live_tools import live_tool_specs
 from ._tools import Outcome, Toolbox, tool_specs
 from ._types import (
@@ -103,7 +103,8 @@ class Env:
         op = self.task.spec.operate
         if op is not None:  # a live episode: production hosts, the first ticket
             self.dev_hosts = ()
-            self.instructions += "\n\n" + ticket_text(self.task, op.phases[0], 0)
+            plan = growth_plan(self.task, variant)
+            self.instructions += "\n\n" + ticket_text(self.task, plan, 0)
             hosts = episode_hosts(self.task, variant)
             self.tools = live_tool_specs(hosts, op, self.limits, self.options)
             return

@@ -26,7 +26,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -75,13 +75,15 @@ __all__ = [
 LOAD_STOP_S = 10.0  # the workload drains within its requests' timeout; this bounds it
 
 
-def ticket_text(task: Task, ph: PhaseSpec, index: int) -> str:
-    """What the agent reads when phase ``index`` (0-based) opens."""
+def ticket_text(task: Task, plan: Sequence[tuple[Variant, tuple[str, ...]]], index: int) -> str:
+    """What the agent reads when phase ``index`` (0-based) opens: its ticket rendered for
+    the cluster as the phase opens (``plan``: :func:`growth_plan`)."""
     op = task.spec.operate
     assert op is not None
-    body = (task.path / ph.ticket).read_text(encoding="utf-8").strip()
+    grown, new = plan[index]
+    body = task.render_ticket(op.phases[index], grown, new)
     return (
-        f"## Ticket {index + 1} of {len(op.phases)}: {ph.name}\n\n{body}\n\n"
+        f"## Ticket {index + 1} of {len(op.phases)}: {op.phases[index].name}\n\n{body}\n\n"
         "(Call end_phase with a summary when this ticket is done.)"
     )
 
@@ -211,7 +213,7 @@ class LiveEpisode:
     def _build(self) -> None:
         names = list(self.variant.host_names)
         app = self.dir / "inherit"
-        copy_workspace(self.task.path / "inherit", app)
+        copy_workspace(self.task.inherited(), app)
         roles = self.variant.cluster_options(names, None)
         self.cluster = Cluster(
             names, app=app, artifacts_dir=self.dir / "hosts",
@@ -498,6 +500,8 @@ class LiveEpisode:
         ph = self.phase
         assert ph is not None
         await self._stop_faults(ph)  # faults not yet fired never fire
+        if self.tools is not None:  # the ticket is graded on the system as deployed
+            await asyncio.to_thread(self.tools.stop_background)
         score = await self._grade(
             ph.spec.name, ph.spec.grader, summary, ph.spec.grade_s, ph.opened_clock
         )
@@ -512,11 +516,12 @@ class LiveEpisode:
             self._serve_added(ph.spec)
         op = self.op
         shares = phase_shares({p.name: p.weight for p in op.phases}, op.weights)
-        contribution = shares[ph.spec.name] * score.reward
+        contribution = 0.0 if score.unknown else shares[ph.spec.name] * score.reward
         info["phase"] = {
             "name": ph.spec.name, "index": ph.index, "reward": score.reward,
             "contribution": contribution, "breakdown": dict(score.breakdown),
             "notes": list(score.notes), "end_reason": reason, "summary": summary,
+            "unknown": score.unknown,
         }  # fmt: skip
         last = ph.index + 1 >= len(op.phases)
         if reason in ("submit", "max_steps", "wall_time") or last:
@@ -533,7 +538,7 @@ class LiveEpisode:
             for t in (
                 obs.content,
                 head,
-                ticket_text(self.task, op.phases[ph.index + 1], ph.index + 1),
+                ticket_text(self.task, self._plan, ph.index + 1),
             )
             if t
         )
@@ -547,6 +552,8 @@ class LiveEpisode:
 
     async def _finish(self, obs: ToolObservation, info: StepInfo, reason: EndReason) -> StepResult:
         op = self.op
+        if self.tools is not None:  # the operator's own processes end with the shift too
+            await asyncio.to_thread(self.tools.stop_background)
         # the handover: the clients go on a while, so a system left broken (or a shift
         # ended early) spends the error budget as it would for the next operator
         await asyncio.sleep(op.handover_s)
@@ -564,24 +571,44 @@ class LiveEpisode:
             end = self.clock.now()
             await self.stop_load()
             ops = self.history.operations()
-        sl = service_level(ops, op.slo, op.latency_ms, end=end)
+        allowance = None
+        if op.budget_window_s is not None:  # a fixed budget per ticket reached
+            per_ticket = (1.0 - op.slo) * op.rate * op.budget_window_s
+            allowance = per_ticket * max(1, len(self.scores))
+        sl = service_level(ops, op.slo, op.latency_ms, end=end, allowance=allowance)
+        # a phase graded unknown (a judged artefact with no judge) is left out, weight and all
+        unknown = {n for n, s in self.scores.items() if s.unknown}
+        # the service level and the audit count in proportion to what the tickets earned
+        # (their weighted grades; a ticket not reached earns 0): the availability of a
+        # system nobody fixed, or a shift ended early, proves nothing about the operator
+        known_w = {p.name: p.weight for p in op.phases if p.name not in unknown}
+        total_w = sum(known_w.values())
+        earned_w = sum(w * self.scores[n].reward for n, w in known_w.items() if n in self.scores)
+        earned_share = earned_w / total_w if total_w > 0 else 1.0
         ep = episode_reward(
-            {n: s.reward for n, s in self.scores.items()},
-            {p.name: p.weight for p in op.phases},
-            sl.score,
-            None if audit is None else audit.reward,
+            {n: s.reward for n, s in self.scores.items() if n not in unknown},
+            known_w,
+            sl.score * earned_share,
+            None if audit is None else audit.reward * earned_share,
             op.weights,
         )
         history_path = self.history.write_jsonl(self.dir / "history.jsonl")
         reached = [p.name for p in op.phases if p.name in self.scores]
         notes = [
-            f"phase {n}: {self.scores[n].reward:.3f} ({self.reasons[n].replace('_', ' ')})"
+            f"phase {n}: unknown, left out of the reward ({self.reasons[n].replace('_', ' ')})"
+            if n in unknown
+            else f"phase {n}: {self.scores[n].reward:.3f} ({self.reasons[n].replace('_', ' ')})"
             for n in reached
         ] + [f"phase {p.name}: not reached, 0" for p in op.phases if p.name not in self.scores]
         notes.append(
             f"service level: {sl.bad} of {sl.total} requests bad, availability "
             f"{sl.availability:.2%} against {op.slo:.2%}: {sl.score:.3f} of the error budget left"
         )
+        if earned_share < 1.0:
+            notes.append(
+                f"the tickets earned {earned_share:.0%} of their weight: the service level and "
+                "the audit count in that proportion"
+            )
         if audit is not None:
             notes.append(f"audit: {audit.reward:.3f}")
             notes += list(audit.notes)

@@ -32,6 +32,9 @@ SERVICE_ACTIONS = ("status", "start", "stop", "restart")
 MAX_WINDOW_MIN = 60.0
 
 
+BACKGROUND = "bg"  # the operator's background processes: bg1, bg2, ...
+
+
 def live_tool_specs(
     hosts: Sequence[str], op: OperateSpec, limits: TaskLimits, options: EnvOptions
 ) -> tuple[ToolSpec, ...]:
@@ -56,9 +59,10 @@ def live_tool_specs(
             f"stdout and stderr come back with the exit code (past "
             f"{options.max_output_bytes:,} bytes only the start and end). The command runs in "
             "its own process namespace: it cannot see or signal the service (use the "
-            "service tool); with background=true it keeps running for the rest of the "
-            "episode, its output in /srv/logs/<name>.log. Changes are live: nothing is "
-            "rebuilt between phases.",
+            "service tool); with background=true it keeps running until the current ticket "
+            "closes (it is stopped then, before the ticket is checked: what must keep "
+            "running belongs in the service), its output in /srv/logs/<name>.log. "
+            "Changes are live: nothing is rebuilt between phases.",
             _obj({"host": host, "command": {"type": "string", "description": COMMAND_DOC},
                   "timeout": timeout,
                   "background": {"type": "boolean", "default": False,
@@ -209,8 +213,9 @@ class LiveTools:
         env = self.env.get(host.name)
         if args.get("background"):
             self._background += 1
-            text = await host_start(host, f"bg{self._background}", str(args["command"]), env)
-            return text.replace("until you submit", "for the rest of the episode"), {}
+            name = f"{BACKGROUND}{self._background}"
+            text = await host_start(host, name, str(args["command"]), env)
+            return text.replace("until you submit", "until this ticket closes"), {}
         r = await host_command(
             host, str(args["command"]), timeout, self.options.max_output_bytes, env
         )
@@ -220,6 +225,27 @@ class LiveTools:
             "output_bytes": r.total_bytes,
         }
         return render_exec(r, timeout), info
+
+    def stop_background(self) -> int:
+        """Stop every process ``host_bash`` started with background=true, and everything
+        it started (its sandbox's whole process namespace; SIGKILL for what ignores
+        SIGTERM): a ticket is closing (or the shift is over), and it is checked on the
+        system as deployed: nothing of the operator's may stand in for the service or
+        babysit it while the grader looks. On a host an incident paused nothing can be
+        stopped now: that is recorded in the history's meta, never raised."""
+        n = 0
+        for host in self.cluster.hosts:
+            host.reap()
+            for p in list(host.processes):
+                if re.fullmatch(rf"{BACKGROUND}\d+", p.name) and p.name not in host.services:
+                    try:
+                        p.stop(1.0)
+                        n += 1
+                    except InfraGymError as exc:  # a paused host: its processes wait
+                        self.history.meta.setdefault("background_left", []).append(
+                            f"{host.name}/{p.name}: {exc}"
+                        )
+        return n
 
     async def service(self, args: dict[str, object]) -> str:
         host = self._host(args)

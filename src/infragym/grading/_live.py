@@ -138,14 +138,20 @@ class LiveContext:
 
 @dataclass(frozen=True)
 class PhaseScore:
-    """A phase's (or the audit's) reward in [0, 1], its breakdown and notes."""
+    """A phase's (or the audit's) reward in [0, 1], its breakdown and notes. ``unknown``:
+    the phase could not be graded (a judged artefact with no judge configured): it is
+    left out of the episode's reward, its weight with it, and ``reward`` is 0."""
 
     reward: float
     breakdown: Mapping[str, float] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reward": self.reward, "breakdown": dict(self.breakdown), "notes": list(self.notes)}
+        out = {"reward": self.reward, "breakdown": dict(self.breakdown), "notes": list(self.notes)}
+        if self.unknown:
+            out["unknown"] = True
+        return out
 
 
 def phase_score(value: object, what: str) -> PhaseScore:
@@ -205,13 +211,22 @@ def _bad(op: Operation, latency_s: float) -> bool:
 
 
 def service_level(
-    ops: Sequence[Operation], slo: float, latency_ms: float, end: float | None = None
+    ops: Sequence[Operation],
+    slo: float,
+    latency_ms: float,
+    end: float | None = None,
+    allowance: float | None = None,
 ) -> ServiceLevel:
     """The service level of ``ops`` against an availability objective ``slo`` (the error
     budget is ``1 - slo``) where an answer slower than ``latency_ms`` counts as bad. An
     operation still open at ``end`` (the window's end) and older than the latency
     objective is bad too (a hung service must not hide in unfinished requests); one
-    younger than it is left out. No requests at all: score 0 (nothing was served)."""
+    younger than it is left out. No requests at all: score 0 (nothing was served).
+
+    With ``allowance``, the budget is that many bad requests, however many were sent: the
+    score is the share of it left (``max(0, 1 - bad / allowance)``), so idling through a
+    quiet stretch buys no budget to spend on an outage (``availability`` still shows the
+    plain share of good requests)."""
     latency_s = latency_ms / 1000.0
     judged = [
         op for op in ops
@@ -223,7 +238,10 @@ def service_level(
     if total == 0:
         return ServiceLevel(0.0, 0, 0, 0.0, budget, None, None)
     frac = bad / total
-    score = max(0.0, 1.0 - frac / budget) if budget > 0 else float(bad == 0)
+    if allowance is not None:
+        score = max(0.0, 1.0 - bad / allowance) if allowance > 0 else float(bad == 0)
+    else:
+        score = max(0.0, 1.0 - frac / budget) if budget > 0 else float(bad == 0)
     lat = [op.latency * 1000 for op in judged if op.ok and math.isfinite(op.latency)]
     return ServiceLevel(
         score, total, bad, 1.0 - frac, budget, _percentile(lat, 0.5), _percentile(lat, 0.99)

@@ -279,20 +279,61 @@ def service_pids(host: Host, prefix: str) -> list[int]:
     return [p for p in host.pids() if process_title(p).startswith(prefix)]
 
 
-def listening_ports(host: Host) -> set[int]:
-    """TCP ports something listens on in ``host``'s network namespace (read through one
-    of its processes' ``/proc/<pid>/net``, so nothing runs on the host)."""
-    for pid in host.pids():
-        ports: set[int] = set()
+def _listeners(host: Host, via: int | None = None) -> dict[int, set[str]] | None:
+    """Per TCP port something listens on in ``host``'s network namespace, the sockets'
+    inodes (read through one of its processes' ``/proc/<pid>/net``, ``via`` if given, so
+    nothing runs on the host); None when no process of the host could be read."""
+    for pid in [via] if via is not None else host.pids():
+        out: dict[int, set[str]] = {}
         try:
             for table in ("tcp", "tcp6"):
                 with open(f"/proc/{pid}/net/{table}") as fh:
                     next(fh, None)
                     for line in fh:
                         cols = line.split()
-                        if len(cols) > 3 and cols[3] == "0A":
-                            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+                        if len(cols) > 9 and cols[3] == "0A":
+                            port = int(cols[1].rsplit(":", 1)[1], 16)
+                            out.setdefault(port, set()).add(cols[9])
         except OSError:
             continue
-        return ports
-    return set()
+        return out
+    return None
+
+
+def listening_ports(host: Host) -> set[int]:
+    """TCP ports something listens on in ``host``'s network namespace."""
+    return set(_listeners(host) or {})
+
+
+def listener_pids(host: Host, port: int, via: int | None = None) -> set[int]:
+    """The host's processes holding a socket that listens on TCP ``port`` (its inodes
+    matched against every process's open descriptors, as root: nothing runs on the host
+    and nothing the host's processes say is believed). ``via``: a process known to be in
+    the host's network namespace to read its table through (one caught joining the host
+    may still see the machine's)."""
+    inodes = (_listeners(host, via) or {}).get(port, set())
+    want = {f"socket:[{i}]" for i in inodes}
+    out = set()
+    for pid in host.pids() if want else []:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in want:
+                    out.add(pid)
+                    break
+            except OSError:
+                continue
+    return out
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """``pid`` is ``ancestor`` or one of its descendants (now)."""
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == ancestor:
+            return True
+        pid, seen = parent_pid(pid), seen + 1
+    return False

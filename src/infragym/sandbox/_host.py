@@ -47,7 +47,7 @@ from ._identity import Identity
 from ._launch import Launch
 from ._netns import enter_netns, socket_in_netns
 from ._switch import Port
-from ._sys import can_connect
+from ._sys import can_connect, pid_running, pid_start_time, proc_stat
 from ._tree import remove_tree
 from ._userns import enter_userns_of
 from ._view import system_view
@@ -115,18 +115,47 @@ class HostProcess:
                 f"process {self.name!r} on host {self.host.name} still running after {timeout} s"
             ) from None
 
+    def _tree(self) -> list[tuple[int, int | None]]:
+        """The host's processes descending from this one, with their start times (its
+        sandbox's init and whatever that forked, in sessions of their own too)."""
+        pids = set(self.host.pids())
+        out = []
+        for pid in pids:
+            p, hops = pid, 0
+            while p > 1 and hops < 64:
+                if p == self.popen.pid:
+                    out.append((pid, pid_start_time(pid)))
+                    break
+                fields = proc_stat(p)
+                p, hops = (int(fields[1]) if fields else 0), hops + 1
+        return out
+
     def stop(self, timeout: float = 5.0) -> int:
-        """SIGTERM the process group, then SIGKILL it if it has not exited in ``timeout``."""
+        """SIGTERM the process group, then SIGKILL what is left of it after ``timeout``:
+        the sandbox's outer process exits at once on SIGTERM, so what it started is
+        watched too, and a process inside that ignores SIGTERM is killed all the same
+        (with its sandbox's init: its whole process namespace goes)."""
         if self.popen.poll() is None and self.host.cgroup.frozen():
             raise ProcessError(
                 f"cannot stop {self.name!r}: host {self.host.name} is paused; resume it first"
             )
+        tree = self._tree() if self.popen.poll() is None else []
+        deadline = time.monotonic() + timeout
+
+        def left() -> list[int]:
+            return [p for p, t in tree if pid_running(p) and pid_start_time(p) == t]
+
         if self.popen.poll() is None:
             self.signal(signal.SIGTERM)
             try:
-                return self.popen.wait(timeout)
+                self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in left():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         try:
             return self.popen.wait(5.0)
         except subprocess.TimeoutExpired:

@@ -18,6 +18,8 @@
     handover_s = 10                           # the clients keep going this long after
                                               # the last phase: a system left broken
                                               # spends the budget
+    budget_window_s = 10                      # optional: each ticket's error budget is
+                                              # 1 - slo of this many seconds of requests
 
     [operate.weights]                         # of the episode reward (normalised)
     phases = 0.6
@@ -38,7 +40,9 @@
     add_hosts = { role = "kv", count = 2 }    # the platform adds them as the phase opens
 
 The inherited system is the task's ``inherit/`` folder, deployed read-only at ``/srv/app``
-of every production host. A fault's ``host`` is a host name or ``"any"`` (drawn from the
+of every production host; with ``inherit_base = "<task>:<tier>"`` in ``[operate]``, it is
+that task's reference tier with ``inherit/`` laid over it (reuse a reference without
+copying it). A fault's ``host`` is a host name or ``"any"`` (drawn from the
 seed), ``at`` seconds after the phase opens (a number, or ``[lo, hi]`` drawn from the
 seed), ``duration`` seconds (default 0: applied and healed at once, e.g. a crash whose
 heal restarts nothing), ``params`` the nemesis kind's parameters.
@@ -73,6 +77,9 @@ MAX_FAULTS_PER_PHASE = 16
 MAX_ADDED = 15  # hosts one phase adds (a cluster has at most 16)
 WEIGHT_KEYS = ("phases", "service", "audit")
 WORKLOADS = ("probe", "kv")
+
+
+NEW_NAMES = "new_names"  # a ticket's {{ new_names }}: the hosts its phase added
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,11 @@ class OperateSpec:
     listen_s: float = 10.0
     audit_s: float = 60.0
     handover_s: float = 10.0
+    budget_window_s: float | None = None
+    """The error budget of each ticket reached is ``1 - slo`` of the requests sent in this
+    many seconds (at ``rate``), however long the ticket takes: a fixed number of bad
+    requests, so idling buys no budget and a long outage spends it all (None: the budget
+    is ``1 - slo`` of every request sent)."""
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"phases": 0.6, "service": 0.3, "audit": 0.1}
     )
@@ -142,6 +154,9 @@ class OperateSpec:
     write)."""
     keys: int = 16
     writes: float = 0.5
+    inherit_base: tuple[str, str] | None = None
+    """``(task, tier)``: the inherited system is that task's reference ``tier`` with the
+    task's ``inherit/`` laid over it (``inherit_base = "kv-replicated:robust"``)."""
 
 
 def _number(
@@ -274,6 +289,7 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         return None
     known = {"start", "port", "service", "probe", "rate", "timeout_s", "slo", "latency_ms"}
     known |= {"listen_s", "audit_s", "handover_s", "weights", "workload", "keys", "writes"}
+    known |= {"inherit_base", "budget_window_s"}
     _unknown(op, known, "[operate]", problems)
     start = op.get("start")
     if not isinstance(start, list) or not start or not all(isinstance(a, str) for a in start):
@@ -296,6 +312,17 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
     for key in ("keys", "writes"):
         if key in op and workload != "kv":
             problems.append(f'task.toml: operate.{key} needs workload = "kv"')
+    base = op.get("inherit_base")
+    inherit_base = None
+    if base is not None:
+        task, _, tier = base.partition(":") if isinstance(base, str) else ("", "", "")
+        if not task or not tier:
+            problems.append(
+                f'task.toml: operate.inherit_base must be "<task>:<tier>" (a reference of '
+                f'another task, e.g. "kv-replicated:robust"), not {base!r}'
+            )
+        else:
+            inherit_base = (task, tier)
     weights_raw = op.get("weights", {"phases": 0.6, "service": 0.3, "audit": 0.1})
     if not isinstance(weights_raw, dict):
         problems.append("task.toml: [operate.weights] must be a table")
@@ -320,6 +347,9 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         problems.append(
             "task.toml: the phases' weights are all 0 but operate.weights.phases is not"
         )
+    window = None
+    if "budget_window_s" in op:
+        window = float(_number(op, "budget_window_s", 0.0, "operate", problems, 1.0, 86400.0))
     return OperateSpec(
         tuple(start),
         int(_number(op, "port", 8080, "operate", problems, 1, 65535, whole=True)),
@@ -333,8 +363,10 @@ def parse_operate(raw: Mapping[str, Any], problems: list[str]) -> OperateSpec | 
         float(_number(op, "listen_s", 10.0, "operate", problems, 1.0, 600.0)),
         float(_number(op, "audit_s", 60.0, "operate", problems, 1.0, 3600.0)),
         float(_number(op, "handover_s", 10.0, "operate", problems, 0.0, 3600.0)),
+        window,
         weights,
         workload,
         int(_number(op, "keys", 16, "operate", problems, 1, 10_000, whole=True)),
         float(_number(op, "writes", 0.5, "operate", problems, 0.01, 1.0)),
+        inherit_base,
     )

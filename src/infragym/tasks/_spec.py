@@ -22,7 +22,7 @@ import ipaddress
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,10 @@ from typing import Any
 from .._errors import ConfigError
 from ..probes import probe
 from ._contract import PREFIXLEN, SUBNET, Subnet, contract_env, env_table
-from ._operate import AddHosts, OperateSpec, parse_operate
+from ._operate import NEW_NAMES, AddHosts, OperateSpec, PhaseSpec, parse_operate
 from ._packages import missing_packages, parse_requires, require_packages
 from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
-from ._solutions import materialize_solution, solution_problems
+from ._solutions import materialize_overlay, materialize_solution, solution_problems
 from ._validation import STARTER, Validation, parse_validation, probe_problems
 from ._variants import (
     HOST_PREFIX,
@@ -46,6 +46,7 @@ from ._variants import (
     host_names,
     parse_variants,
     render,
+    spoken_list,
     template_problems,
 )
 
@@ -217,6 +218,14 @@ class Task:
         """What the agent is told in ``variant``: the template with its values."""
         return render(self.instructions_template, variant.template_values(), "instructions.md")
 
+    def render_ticket(self, phase: PhaseSpec, grown: Variant, new: Sequence[str]) -> str:
+        """A live phase's ticket as the agent reads it: the values of ``grown`` (the
+        cluster as the phase opens: ``{{ kv_names }}``...) and ``{{ new_names }}``, the
+        hosts the phase added ("none" if it added none)."""
+        values = {**grown.template_values(), NEW_NAMES: spoken_list(new) if new else "none"}
+        text = (self.path / phase.ticket).read_text(encoding="utf-8")
+        return render(text, values, phase.ticket).strip()
+
     def instructions_for(self, seed: int | None) -> str:
         """What the agent is told in the episode of ``seed`` (None: the default variant)."""
         return self.render_instructions(self.spec.variant(seed))
@@ -258,6 +267,20 @@ class Task:
                 f"(it has: {', '.join(sols) or 'none'})"
             )
         return materialize_solution(self.path, tier, self.name)
+
+    def inherited(self) -> Path:
+        """A live task's inherited system: ``inherit/``, laid over another task's
+        reference when ``[operate] inherit_base`` names one."""
+        op = self.spec.operate
+        if op is None or op.inherit_base is None:
+            return self.path / "inherit"
+        from ._registry import find_task
+
+        name, tier = op.inherit_base
+        if name == self.name:
+            raise ConfigError(f"task {self.name}: inherit_base names the task itself")
+        base = find_task(name).solution(tier)
+        return materialize_overlay(base, self.path / "inherit", self.name, "inherit")
 
     def probe_base(self, name: str) -> Path | None:
         """The reference solution the catalogue's probe ``name`` is built on (the task's
@@ -467,7 +490,8 @@ def validate_layout(path: Path) -> list[str]:
         )
     grader = path / "grader.py"
     if spec is not None and spec.operate is not None:
-        return problems + _operate_problems(path, spec.operate)
+        known = list(spec.variant().template_values())
+        return problems + _operate_problems(path, spec.operate, spec.validation, known)
     if not (path / "workspace").is_dir():
         problems.append("workspace/ is missing (the agent's starter files)")
     if not grader.is_file():
@@ -490,16 +514,47 @@ def validate_layout(path: Path) -> list[str]:
     return problems
 
 
-def _operate_problems(path: Path, op: OperateSpec) -> list[str]:
+def _operate_problems(
+    path: Path,
+    op: OperateSpec,
+    validation: Validation | None = None,
+    known: Sequence[str] | None = None,
+) -> list[str]:
     """A live task's files: ``inherit/`` (the system the agent inherits), each phase's
     ticket, and grader.py with ``grade_<phase>`` for every phase."""
     problems: list[str] = []
     if not (path / "inherit").is_dir():
         problems.append("inherit/ is missing (the system the agent inherits, at /srv/app)")
+    sols = path / "solutions"
+    tiers = {p.name for p in sols.iterdir() if p.is_dir()} if sols.is_dir() else set()
+    for tier in sorted(tiers):
+        here = sols / tier
+        if not (here / "operator.py").is_file() and not (here / "solution.toml").is_file():
+            problems.append(
+                f"solutions/{tier}/ has no operator.py (a live task's tier is an operator: "
+                "async def operate(shift))"
+            )
+    if validation is not None:
+        for band in sorted(set(validation.bands) - tiers - {"noop"}):
+            problems.append(
+                f"task.toml: [validation.bands] names {band!r}, but there is no solutions/{band}/ "
+                "(a live task's bands name an operator tier or 'noop')"
+            )
+    if op.inherit_base is not None:
+        from ._registry import find_task
+
+        name, tier = op.inherit_base
+        try:
+            find_task(name).solution(tier)
+        except ConfigError as exc:
+            problems.append(f"task.toml: operate.inherit_base: {exc}")
     for ph in op.phases:
         ticket = (path / ph.ticket).resolve()
         if not ticket.is_relative_to(path.resolve()) or not ticket.is_file():
             problems.append(f"phase {ph.name}: its ticket {ph.ticket} is not a file of the task")
+        elif known is not None:
+            text = ticket.read_text(encoding="utf-8", errors="replace")
+            problems += template_problems(text, [*known, NEW_NAMES], ph.ticket)
     grader = path / "grader.py"
     if not grader.is_file():
         problems.append("grader.py is missing")

@@ -9,8 +9,10 @@ Rules (all that are given must hold; placeholders ``{host}`` is the first target
 first ``apply`` fault event of the ground truth):
 
 - ``all = [regex, ...]``: every one matches; ``any = [...]``: at least one; ``none``: none
-- ``time_near = "apply" | "heal"`` with ``tolerance_s``: a clock time ``HH:MM[:SS]`` in the
-  text lies within the tolerance of that fault event (``clock_zero_utc`` + its ``time``)
+- ``time_near = "apply" | "heal" | "restored"`` with ``tolerance_s``: a clock time
+  ``HH:MM[:SS]`` in the text lies within the tolerance of that fault event
+  (``clock_zero_utc`` + its ``time``), or of the truth's ``restored_s`` (the heal's time
+  when it has none)
 - ``number_near = {impact_key = relative tolerance}``: a number in the text is that close
   to ``impact[key]`` (a key ending in ``_s`` needs a duration: ``14 min``, ``830 s``)
 
@@ -61,6 +63,9 @@ def _facts(truth: Mapping[str, Any]) -> dict[str, Any]:
         "host": str(targets[0]),
         "apply": base + float(apply.get("time", 0.0)),
         "heal": base + float(heal.get("time", 0.0)),
+        # the end of the outage as measured (a task may know it better than the heal event,
+        # which may only be when the ticket was closed)
+        "restored": base + float(truth.get("restored_s", heal.get("time", 0.0))),
         "impact": truth.get("impact", {}),
     }
 
