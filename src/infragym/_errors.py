@@ -26,10 +26,12 @@
     ├── Abort                      a proxied connection must be reset (nemesis, internal)
     ├── AnswerError                a judge's answer is not the JSON asked for; it is
     │                              asked again (judge, internal)
-    └── JudgeUnusable              the judge's server failed or kept answering badly:
-                                   the judgement is unknown (judge, internal)
+    ├── JudgeUnusable              the judge's server failed or kept answering badly:
+    │                              the judgement is unknown (judge, internal)
+    └── ShiftOver                  a live episode ended under an operator script: the
+                                   script stops (agent, internal)
 
-The last six are outcomes the platform classifies itself (a failed test, an operation's
+The last seven are outcomes the platform classifies itself (a failed test, an operation's
 ``fail`` or ``info``) rather than errors it lets out. Messages say what went wrong and
 what to do about it.
 """

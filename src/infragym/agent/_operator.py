@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .._errors import ConfigError
+from .._errors import ConfigError, InfraGymError
 from ..env import Env, StepResult, ToolCall
 from ..tasks import Task
 
@@ -27,7 +27,7 @@ __all__ = ["OPERATOR_FILE", "OperatorAgent", "Shift", "ShiftOver", "live_noop_ag
 OPERATOR_FILE = "operator.py"
 
 
-class ShiftOver(Exception):
+class ShiftOver(InfraGymError):
     """The episode ended (the last ticket closed, or a limit): the operator stops."""
 
 
