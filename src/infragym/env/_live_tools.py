@@ -239,7 +239,7 @@ class LiveTools:
             for p in list(host.processes):
                 if re.fullmatch(rf"{BACKGROUND}\d+", p.name) and p.name not in host.services:
                     try:
-                        p.stop(1.0)
+                        p.kill_tree(1.0)
                         n += 1
                     except InfraGymError as exc:  # a paused host: its processes wait
                         self.history.meta.setdefault("background_left", []).append(

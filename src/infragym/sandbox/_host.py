@@ -131,37 +131,42 @@ class HostProcess:
         return out
 
     def stop(self, timeout: float = 5.0) -> int:
-        """SIGTERM the process group, then SIGKILL what is left of it after ``timeout``:
-        the sandbox's outer process exits at once on SIGTERM, so what it started is
-        watched too, and a process inside that ignores SIGTERM is killed all the same
-        (with its sandbox's init: its whole process namespace goes)."""
+        """SIGTERM the process group, then SIGKILL it if it has not exited in ``timeout``."""
         if self.popen.poll() is None and self.host.cgroup.frozen():
             raise ProcessError(
                 f"cannot stop {self.name!r}: host {self.host.name} is paused; resume it first"
             )
-        tree = self._tree() if self.popen.poll() is None else []
-        deadline = time.monotonic() + timeout
-
-        def left() -> list[int]:
-            return [p for p, t in tree if pid_running(p) and pid_start_time(p) == t]
-
         if self.popen.poll() is None:
             self.signal(signal.SIGTERM)
             try:
-                self.popen.wait(timeout)
+                return self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
-        while left() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for pid in left():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
         try:
             return self.popen.wait(5.0)
         except subprocess.TimeoutExpired:
             raise ProcessError(
                 f"process {self.name!r} on host {self.host.name} survived SIGKILL for 5 s"
             ) from None
+
+    def kill_tree(self, timeout: float = 1.0) -> int:
+        """:meth:`stop`, then SIGKILL whatever the process's sandbox started that still
+        runs ``timeout`` later: the sandbox's outer process exits at once on SIGTERM, so a
+        process inside that ignores it (``trap '' TERM``) would outlive a plain stop (its
+        sandbox's init goes too, and with it the whole process namespace)."""
+        tree = self._tree() if self.popen.poll() is None else []
+        code = self.stop(timeout)
+        deadline = time.monotonic() + timeout
+
+        def left() -> list[int]:
+            return [p for p, t in tree if pid_running(p) and pid_start_time(p) == t]
+
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in left():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return code
 
     def output(self, max_bytes: int = 1 << 20) -> str:
         """The tail of what the process wrote (stdout and stderr, interleaved)."""
