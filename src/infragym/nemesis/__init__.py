@@ -5,6 +5,7 @@ A fault is a package in the Jepsen sense: the fault itself (``apply`` / ``heal``
 schedule that says when, and a final heal that always runs.
 """
 
+from ..sandbox.lowlevel import descends_from, parent_pid
 from ._balanced import balanced_schedule, taken_away
 from ._clock_skew import ClockSkew
 from ._data_faults import DAMAGE_KINDS, DamagedData, RunawayLog
@@ -16,11 +17,9 @@ from ._drift import (
     Colleague,
     Drift,
     DriftTargets,
-    descends_from,
     drift_schedule,
     listener_pids,
     listening_ports,
-    parent_pid,
     service_pids,
 )
 from ._fault import Fault, FaultSpec

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from .._errors import ConfigError
 from ..history import Clock, FaultAction, FaultEvent, History
 from ..sandbox import Cluster, Host
-from ..sandbox.lowlevel import proc_stat
 
 DRIFT_KINDS = (
     "edit-file",
@@ -268,12 +267,6 @@ def process_title(pid: int) -> str:
         return ""
 
 
-def parent_pid(pid: int) -> int:
-    """``pid``'s parent, 0 if it is gone."""
-    fields = proc_stat(pid)
-    return int(fields[1]) if fields else 0
-
-
 def service_pids(host: Host, prefix: str) -> list[int]:
     """The host's processes whose title starts with ``prefix`` (``nginx:``)."""
     return [p for p in host.pids() if process_title(p).startswith(prefix)]
@@ -327,13 +320,3 @@ def listener_pids(host: Host, port: int, via: int | None = None) -> set[int]:
             except OSError:
                 continue
     return out
-
-
-def descends_from(pid: int, ancestor: int) -> bool:
-    """``pid`` is ``ancestor`` or one of its descendants (now)."""
-    seen = 0
-    while pid > 1 and seen < 64:
-        if pid == ancestor:
-            return True
-        pid, seen = parent_pid(pid), seen + 1
-    return False

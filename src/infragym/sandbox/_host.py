@@ -47,7 +47,7 @@ from ._identity import Identity
 from ._launch import Launch
 from ._netns import enter_netns, socket_in_netns
 from ._switch import Port
-from ._sys import can_connect, pid_running, pid_start_time, proc_stat
+from ._sys import can_connect, descends_from, pid_running, pid_start_time
 from ._tree import remove_tree
 from ._userns import enter_userns_of
 from ._view import system_view
@@ -118,17 +118,11 @@ class HostProcess:
     def _tree(self) -> list[tuple[int, int | None]]:
         """The host's processes descending from this one, with their start times (its
         sandbox's init and whatever that forked, in sessions of their own too)."""
-        pids = set(self.host.pids())
-        out = []
-        for pid in pids:
-            p, hops = pid, 0
-            while p > 1 and hops < 64:
-                if p == self.popen.pid:
-                    out.append((pid, pid_start_time(pid)))
-                    break
-                fields = proc_stat(p)
-                p, hops = (int(fields[1]) if fields else 0), hops + 1
-        return out
+        return [
+            (pid, pid_start_time(pid))
+            for pid in self.host.pids()
+            if descends_from(pid, self.popen.pid)
+        ]
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM the process group, then SIGKILL it if it has not exited in ``timeout``."""

@@ -273,6 +273,22 @@ def pid_start_time(pid: int) -> int | None:
     return None if fields is None else int(fields[19])
 
 
+def parent_pid(pid: int) -> int:
+    """``pid``'s parent, 0 if it is gone."""
+    fields = proc_stat(pid)
+    return int(fields[1]) if fields else 0
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """``pid`` is ``ancestor`` or one of its descendants (now)."""
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == ancestor:
+            return True
+        pid, seen = parent_pid(pid), seen + 1
+    return False
+
+
 def pid_state(pid: int) -> str | None:
     """``pid``'s state letter (``R``, ``S``, ``Z`` for a zombie...), None when it is gone."""
     fields = proc_stat(pid)

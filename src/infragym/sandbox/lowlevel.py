@@ -13,7 +13,16 @@ from ._netns import NetnsExecutor, interface_is_up, netns_path, run_in_netns, so
 from ._network import CLIENT, LINK_PROXY, LINK_PROXY_LOCAL_MARK, LINK_PROXY_PORTS
 from ._state import STATE_DIR
 from ._switch import Chain, Port
-from ._sys import pid_running, pid_start_time, pid_state, proc_stat, remount_tmpfs_size, run
+from ._sys import (
+    descends_from,
+    parent_pid,
+    pid_running,
+    pid_start_time,
+    pid_state,
+    proc_stat,
+    remount_tmpfs_size,
+    run,
+)
 
 __all__ = [
     "CLIENT",
@@ -25,8 +34,10 @@ __all__ = [
     "Chain",
     "NetnsExecutor",
     "Port",
+    "descends_from",
     "interface_is_up",
     "netns_path",
+    "parent_pid",
     "pid_running",
     "pid_start_time",
     "pid_state",

@@ -384,13 +384,19 @@ async def grade_host(ctx: LiveContext) -> PhaseScore:
     )  # fmt: skip
 
 
-def _error_windows(ctx: LiveContext) -> tuple[int, float, int]:
-    """The change phase's (seconds in which most requests failed, share failed, total)."""
-    ops = [op for op in ctx.operations(since=ctx.phase_started) if math.isfinite(op.complete)]
+def bad_seconds(ops: list[Any]) -> list[int]:
+    """The windows (WINDOW_S each, by invocation, in order) with at least 3 of ``ops`` in
+    which most failed."""
     buckets: dict[int, list[bool]] = {}
     for op in ops:
         buckets.setdefault(int(op.invoke // WINDOW_S), []).append(op.ok)
-    bad = sum(1 for b in buckets.values() if len(b) >= 3 and sum(b) < len(b) / 2)
+    return sorted(b for b, oks in buckets.items() if len(oks) >= 3 and sum(oks) < len(oks) / 2)
+
+
+def _error_windows(ctx: LiveContext) -> tuple[int, float, int]:
+    """The change phase's (seconds in which most requests failed, share failed, total)."""
+    ops = [op for op in ctx.operations(since=ctx.phase_started) if math.isfinite(op.complete)]
+    bad = len(bad_seconds(ops))
     failed = sum(not op.ok for op in ops)
     return bad, (failed / len(ops) if ops else 1.0), len(ops)
 
@@ -421,11 +427,7 @@ def outage(ops: list[Any], start: float, end: float) -> tuple[float, float]:
     the first run of seconds with at least 3 requests in which most failed (gaps of up to
     2 s inside it are part of it; a later blip, a restart minutes after the fix, is not),
     its length and its end (``start`` if it never was down)."""
-    buckets: dict[int, list[bool]] = {}
-    for op in ops:
-        if start <= op.invoke <= end:
-            buckets.setdefault(int(op.invoke // WINDOW_S), []).append(op.ok)
-    bad = sorted(b for b, oks in buckets.items() if len(oks) >= 3 and sum(oks) < len(oks) / 2)
+    bad = bad_seconds([op for op in ops if start <= op.invoke <= end])
     if not bad:
         return 0.0, start
     run = [bad[0]]
