@@ -324,3 +324,29 @@ def test_pressure_the_graded_hosts_made_themselves_is_no_excuse() -> None:
     assert itself is not None and not itself.overloaded and itself.reason is None
     assert itself.sut_cores == pytest.approx(0.5 * cores)
     assert itself.note is not None and "the system under test used" in itself.note
+
+
+def test_a_short_freeze_of_the_harness_withholds_the_grade() -> None:
+    """A harness frozen for ~2 s spoils one fault window, though 95 % of all operations
+    started on time: the late starts within a stretch decide, not only the whole window's."""
+    from infragym.grading._health import judge
+
+    def history(frozen: tuple[float, float]) -> History:
+        h = History()
+        for i in range(400):  # 20 s at 20 operations per second
+            at = i * 0.05
+            start = frozen[1] + 0.01 if frozen[0] <= at < frozen[1] else at + 0.001
+            h.append(OpEvent(OpType.INVOKE, i, "read", start, "k", None, at, "n1"))
+            h.append(OpEvent(OpType.OK, i, "read", start + 0.005, "k", None, None, "n1"))
+        return h
+
+    frozen = judge(history((8.0, 9.0)), 0.0, None)
+    assert frozen is not None and frozen.late_fraction < LIMITS.max_late_fraction
+    assert frozen.late_peak is not None and frozen.late_peak > LIMITS.max_late_peak
+    assert frozen.overloaded and frozen.reason is not None
+    assert f"meant to start within {LIMITS.span_s:g} s started" in frozen.reason
+    # a freeze shorter than a late start (a scheduling hiccup) passes
+    hiccup = judge(history((8.0, 8.05)), 0.0, None)
+    assert hiccup is not None and not hiccup.overloaded, hiccup.reason
+    calm = judge(history((0.0, 0.0)), 0.0, None)
+    assert calm is not None and calm.late_peak == 0.0 and not calm.overloaded
