@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from infragym.grading import _collector
 from infragym.grading._collector import longest_pause, quiet_collector
 
@@ -30,3 +32,15 @@ def test_the_collections_during_a_grading_are_timed() -> None:
     assert took >= 0
     assert longest_pause(start - 1, start + took + 1) is not None
     assert longest_pause(start + took + 10, start + took + 20) is None
+
+
+def test_gradings_that_overlap_without_a_break_hand_the_objects_back_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_collector, "MAX_FROZEN_S", 0.0)
+    with quiet_collector():
+        with quiet_collector():
+            assert gc.get_freeze_count() > 0
+        # still one grading, but frozen for longer than allowed: garbage may not pile up
+        assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0

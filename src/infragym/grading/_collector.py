@@ -22,6 +22,7 @@ check reports for its load window.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from typing import Any
 MAX_FROZEN_S = 600.0
 PAUSES: deque[tuple[float, float]] = deque(maxlen=4096)
 
+_lock = threading.Lock()  # gradings may run in several threads' event loops (serve)
 _active = 0
 _frozen_since: float | None = None
 _started: float | None = None
@@ -49,21 +51,23 @@ def _timed(phase: str, info: dict[str, Any]) -> None:
 def quiet_collector() -> Iterator[None]:
     """Inside, full collections skip what existed when the grading started."""
     global _active, _frozen_since
-    if _active == 0:
-        gc.callbacks.append(_timed)
-    _active += 1
-    gc.freeze()
-    if _frozen_since is None:
-        _frozen_since = time.monotonic()
+    with _lock:
+        if _active == 0:
+            gc.callbacks.append(_timed)
+        _active += 1
+        gc.freeze()
+        if _frozen_since is None:
+            _frozen_since = time.monotonic()
     try:
         yield
     finally:
-        _active -= 1
-        if _active == 0:
-            gc.callbacks.remove(_timed)
-        if _active == 0 or time.monotonic() - _frozen_since > MAX_FROZEN_S:
-            gc.unfreeze()
-            _frozen_since = None
+        with _lock:
+            _active -= 1
+            if _active == 0:
+                gc.callbacks.remove(_timed)
+            if _active == 0 or time.monotonic() - (_frozen_since or 0.0) > MAX_FROZEN_S:
+                gc.unfreeze()
+                _frozen_since = None
 
 
 def longest_pause(start: float, end: float) -> float | None:
