@@ -22,7 +22,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,7 @@ def child(mode: str, objects: float, gradings: int, out: Path) -> None:
     grown: list[Any] = []
     if mode == "plain":
         _pipeline.quiet_collector = contextlib.nullcontext  # type: ignore[assignment]
-        started = [0.0]
-
-        def timed(phase: str, info: dict[str, Any]) -> None:
-            if phase == "start":
-                started[0] = time.monotonic()
-            else:
-                _collector.PAUSES.append((started[0], time.monotonic() - started[0]))
-
-        gc.callbacks.append(timed)
+        gc.callbacks.append(_collector._timed)  # time collections as the platform does
 
     async def grow() -> None:
         while True:

@@ -271,13 +271,11 @@ class Monitor:
 
     def stall(self, start: float, end: float) -> float | None:
         """The share of ``[start, end]`` (monotonic) with some task waiting for a CPU."""
-        rate = _rate(self.samples, start, end)
-        return None if rate is None else min(1.0, max(0.0, rate / 1e6))
+        return _stall_share(self.samples, start, end)
 
     def other_stall(self, name: str, start: float, end: float) -> float | None:
         """The share of ``[start, end]`` with some task stalled on ``name`` (memory, io)."""
-        rate = _rate(self.other[name], start, end)
-        return None if rate is None else min(1.0, max(0.0, rate / 1e6))
+        return _stall_share(self.other[name], start, end)
 
     def steal(self, start: float, end: float) -> float | None:
         """The share of the machine's CPU time its hypervisor took over ``[start, end]``."""
@@ -325,6 +323,12 @@ def _rate(
     if t1 <= t0:
         return None
     return (v1 - v0) / (t1 - t0)
+
+
+def _stall_share(samples: list[tuple[float, int]], start: float, end: float) -> float | None:
+    """The share of ``[start, end]`` stalled, from samples of a PSI total (microseconds)."""
+    rate = _rate(samples, start, end)
+    return None if rate is None else min(1.0, max(0.0, rate / 1e6))
 
 
 def late_peak(starts: list[tuple[float, float]], limits: HealthLimits = LIMITS) -> float | None:
