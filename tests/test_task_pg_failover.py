@@ -1,0 +1,247 @@
+"""The pg-failover task: its checkers catch lost commits (from a recorded grading of the
+naive tier) and a planted split brain, its tier is named by the variant, and a grading
+stopped at any point (Ctrl-C, kill -9 then `infragym cleanup`) or failing leaves no
+postgres, etcd or patroni process and no namespace behind.
+
+The full seed range of every tier runs outside CI (`infragym validate pg-failover
+--tiers`, quoted in the README); tests/test_builtin_tasks.py grades seed 1 of the tiers
+it lists against task.toml's bands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from conftest import assert_no_leftovers, needs_root, recording_clusters
+from histories import HistoryBuilder
+
+from infragym.checkers import DualPrimary, LostInserts, TotalInvariant, Verdict
+from infragym.grading import grade_workspace, load_grader
+from infragym.history import History
+from infragym.sandbox import _state
+from infragym.tasks import find_task, validate_layout
+
+TASK = find_task("pg-failover")
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden" / "pg-naive-lost-commits.jsonl"
+
+
+def grader() -> ModuleType:
+    return sys.modules[load_grader(TASK).__module__]
+
+
+def test_the_task_folder_is_valid() -> None:
+    assert validate_layout(TASK.path) == []
+    assert set(TASK.spec.apt) >= {"postgresql-15", "patroni", "etcd-server"}
+    bands = TASK.spec.validation.bands
+    assert {"broken", "naive", "robust", "probe-single", "probe-fake-commit",
+            "probe-write-all"} <= set(bands)  # fmt: skip
+
+
+def test_the_hosts_and_the_schedule_come_from_the_variant() -> None:
+    g = grader()
+    for seed in range(1, 20):
+        v = TASK.spec.variant(seed)
+        db = g.Db.of(v)
+        assert db.hosts == tuple(f"{v['db_prefix']}{i}" for i in (1, 2, 3))
+        assert v.host_names == v.dev_host_names == db.hosts
+        schedule = g.schedule_of(db)
+        # every fault outlasts the RTO, hits the host in its role when it fires, one at a time
+        assert [f.label for f in schedule.faults] == [label for label, *_ in g.FAULTS]
+        assert all(f.duration > db.rto_s for f in schedule.faults)
+        assert all(f.spec.targets[0].startswith("@") for f in schedule.faults)
+        ends = [f.at + f.duration for f in schedule.faults]
+        assert all(f.at > end for f, end in zip(schedule.faults[1:], ends, strict=False))
+        info = db.conninfo(["198.18.0.1", "198.18.0.2", "198.18.0.3"])
+        assert "host='198.18.0.1,198.18.0.2,198.18.0.3'" in info
+        assert "target_session_attrs='read-write'" in info
+
+
+def test_the_lost_commit_checker_catches_the_naive_tiers_lost_rows() -> None:
+    """Recorded from a grading of the naive tier (trimmed): db2 acknowledged inserts after
+    it promoted itself, and they were gone from the primary the clients found at the end."""
+    history = History.read_jsonl(GOLDEN)
+    r = LostInserts().check(history)
+    assert r.verdict is Verdict.FAIL
+    assert r.metrics["lost"] == 60 and r.metrics["acknowledged"] == 120
+    lost_nodes = {op.node for op in history.operations() if op.ok
+                  and op.value not in set(history.meta["final_ids"])}  # fmt: skip
+    assert lost_nodes == {"db2"}
+    reward = grader().recheck(history)
+    assert reward.reward <= 0.1
+    # the same history with every acknowledged row present passes
+    kept = History(ops=history.ops, faults=history.faults,
+                   meta={**history.meta, "final_ids": [op.value for op in history.operations()]})  # fmt: skip
+    assert LostInserts().check(kept).verdict is Verdict.PASS
+
+
+def inserts(b: HistoryBuilder, node: str, start: float, end: float, step: float = 0.05) -> None:
+    t = start
+    while t < end:
+        b.op("insert", None, int(t * 1000), t=t, done=t + 0.01, intended=t, node=node)
+        t += step
+
+
+def test_the_dual_primary_checker_catches_a_planted_split_brain() -> None:
+    # a clean failover: db1 until 10 s, nothing while the replica takes over, db2 from 16 s
+    b = HistoryBuilder()
+    inserts(b, "db1", 0.0, 10.0)
+    inserts(b, "db2", 16.0, 30.0)
+    polls = [[t / 10, ["db1"] if t < 100 else ["db2"]] for t in range(0, 300, 3)]
+    clean = b.build({"primary_polls": polls})
+    assert DualPrimary().check(clean).verdict is Verdict.PASS
+    # planted: db1 comes back at 20 s as a primary and takes writes while db2 still does
+    b = HistoryBuilder()
+    inserts(b, "db1", 0.0, 10.0)
+    inserts(b, "db2", 16.0, 30.0)
+    inserts(b, "db1", 20.0, 30.0, step=0.5)
+    split = b.build({"primary_polls": polls})
+    r = DualPrimary().check(split)
+    assert r.verdict is Verdict.FAIL and r.metrics["ack_pairs"] > 0
+    assert "db1" in r.explanation and "db2" in r.explanation
+
+
+def test_two_self_declared_primaries_count_only_when_both_acknowledge() -> None:
+    b = HistoryBuilder()
+    b.op("insert", None, 1, t=9.0, done=9.2, intended=9.0, node="db1")
+    b.op("insert", None, 2, t=10.7, done=10.8, intended=10.7, node="db2")
+    both = [[10.0, ["db1", "db2"]]]
+    # a fenced old primary: it calls itself primary at 10 s but its last ack was long ago
+    b2 = HistoryBuilder()
+    b2.op("insert", None, 1, t=1.0, done=1.2, intended=1.0, node="db1")
+    b2.op("insert", None, 2, t=10.7, done=10.8, intended=10.7, node="db2")
+    assert DualPrimary().check(b2.build({"primary_polls": both})).verdict is Verdict.PASS
+    # acks 1.6 s apart (no pair), but a poll between them saw both primaries
+    r = DualPrimary().check(b.build({"primary_polls": both}))
+    assert r.verdict is Verdict.FAIL and r.metrics["dual_polls"] == 1
+
+
+def test_the_total_invariant_fails_on_any_other_total() -> None:
+    b = HistoryBuilder()
+    for i in range(5):
+        b.op("snapshot", None, [16, 16000], t=i, done=i + 0.1, intended=i)
+    assert TotalInvariant(16000, index=1).check(b.build()).verdict is Verdict.PASS
+    b.op("snapshot", None, [16, 15950], t=6, done=6.1, intended=6, node="db2")
+    r = TotalInvariant(16000, index=1).check(b.build())
+    assert r.verdict is Verdict.FAIL and "15950" in r.explanation and "db2" in r.explanation
+
+
+def test_lost_inserts_wants_the_final_state_and_flags_invented_rows() -> None:
+    b = HistoryBuilder()
+    b.op("insert", None, 1, t=0, done=0.1, intended=0)
+    b.op("insert", None, 2, t=1, done=1.1, intended=1, outcome="info")
+    assert LostInserts().check(b.build()).verdict is Verdict.UNKNOWN
+    assert LostInserts().check(b.build({"final_ids": [1, 2]})).verdict is Verdict.PASS
+    assert LostInserts().check(b.build({"final_ids": [1]})).verdict is Verdict.PASS  # info
+    r = LostInserts().check(b.build({"final_ids": [1, 99]}))
+    assert r.verdict is Verdict.FAIL and r.metrics["phantom"] == 1
+
+
+# -- nothing left behind -------------------------------------------------------------------
+
+GRADE_ONE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from infragym.grading import grade_workspace
+    from infragym.tasks import find_task
+    task = find_task("pg-failover")
+    def progress(msg):
+        print(msg, flush=True)
+    asyncio.run(grade_workspace(task, task.solution("robust"), 1, Path(sys.argv[1]),
+                                progress=progress))
+    """
+)
+DB_PROCESSES = ("postgres", "etcd", "patroni")
+
+
+def db_processes(run_id: str) -> list[str]:
+    """postgres, etcd and patroni processes in ``run_id``'s cgroups."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cgroup = (proc / "cgroup").read_text()
+            comm = (proc / "comm").read_text().strip()
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if run_id in cgroup and (comm in DB_PROCESSES or "patroni" in cmd):
+            found.append(f"{proc.name} {comm}")
+    return found
+
+
+def stop_in_load_phase(tmp_path: Path, sig: signal.Signals) -> tuple[list[str], int]:
+    before = {p.name for p in _state.STATE_DIR.glob("*.json")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", GRADE_ONE, str(tmp_path / "artifacts")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 180
+    for line in proc.stdout:
+        if line.startswith("load for") or time.monotonic() > deadline:
+            break
+    time.sleep(8.0)  # the primary crashed, a replica taking over
+    records = [
+        json.loads((_state.STATE_DIR / n).read_text())
+        for n in {p.name for p in _state.STATE_DIR.glob("*.json")} - before
+    ]
+    run_ids = [r["run_id"] for r in records if r.get("owner_pid") == proc.pid]
+    assert run_ids, "the grading made no cluster"
+    assert any(db_processes(r) for r in run_ids), "no postgres, etcd or patroni ran"
+    os.killpg(proc.pid, sig)
+    proc.communicate(timeout=60)
+    return run_ids, proc.returncode
+
+
+@needs_root
+@pytest.mark.timeout(400)
+def test_ctrl_c_in_the_load_phase_leaves_nothing(tmp_path: Path) -> None:
+    run_ids, _ = stop_in_load_phase(tmp_path, signal.SIGINT)
+    for run_id in run_ids:
+        assert db_processes(run_id) == []
+        assert_no_leftovers(run_id)
+
+
+@needs_root
+@pytest.mark.timeout(400)
+def test_kill_9_in_the_load_phase_then_cleanup_leaves_nothing(tmp_path: Path) -> None:
+    run_ids, status = stop_in_load_phase(tmp_path, signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    out = subprocess.run(
+        [sys.executable, "-m", "infragym.cli.main", "cleanup"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    for run_id in run_ids:
+        assert db_processes(run_id) == []
+        assert_no_leftovers(run_id)
+
+
+@needs_root
+@pytest.mark.timeout(300)
+def test_a_failed_grading_leaves_nothing(tmp_path: Path) -> None:
+    """broken runs postgres on a unix socket only: no primary within 40 s, reward 0."""
+    with recording_clusters() as run_ids:
+        result = asyncio.run(grade_workspace(TASK, TASK.solution("broken"), 1, tmp_path))
+    assert result.error is None and result.reward == 0.0
+    assert "reached no primary" in " ".join(result.notes)
+    assert run_ids
+    for run_id in run_ids:
+        assert db_processes(run_id) == []
+        assert_no_leftovers(run_id)
