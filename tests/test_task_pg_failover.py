@@ -80,8 +80,10 @@ def test_the_lost_commit_checker_catches_the_naive_tiers_lost_rows() -> None:
     reward = grader().recheck(history)
     assert reward.reward <= 0.1
     # the same history with every acknowledged row present passes
-    kept = History(ops=history.ops, faults=history.faults,
-                   meta={**history.meta, "final_ids": [op.value for op in history.operations()]})  # fmt: skip
+    every = [op.value for op in history.operations()]
+    kept = History(
+        ops=history.ops, faults=history.faults, meta={**history.meta, "final_ids": every}
+    )
     assert LostInserts().check(kept).verdict is Verdict.PASS
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import logging
+import os
 import random
 import secrets
 import socket
@@ -72,8 +72,8 @@ MAX_CONNS = 40
 POLL_S = 0.3
 START_S, GAP_S, TAIL_S = 3.0, 7.0, 5.0
 FAULT_MARGIN_S = 3.0  # a fault lasts the RTO and this
-FINAL_S = 30.0
-SETTLE_S = 30.0  # before the restart and before the load: every host a replica again  # after the last heal: the final reads and every host back in the cluster
+FINAL_S = 30.0  # after the last heal: the final reads and every host back in the cluster
+SETTLE_S = 30.0  # before the restart and before the load: every host a replica again
 RECOVERY_SLO = 0.8  # "writes available again": a 1 s span with this many ok
 STEADY_SLO = 0.9
 NOT_WHOLE_CAP = 0.25
@@ -195,6 +195,11 @@ class Clients:
         addr = conn.info.hostaddr or conn.info.host
         return self.by_address.get(addr, addr)
 
+    def _background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _discard(self, conn: psycopg.AsyncConnection[Any]) -> None:
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(conn.close(), 1.0)
@@ -224,7 +229,7 @@ class Clients:
                 try:
                     result = await body(conn)
                 except BaseException:
-                    asyncio.ensure_future(self._discard(conn))
+                    self._background(self._discard(conn))
                     raise
                 self.idle.append(conn)
                 return result
@@ -347,9 +352,11 @@ class Clients:
                 c = conns[host]
                 if c is None or c.closed:
                     info = self.db.conninfo([self.addresses[host]], read_write=False)
-                    c = conns[host] = await asyncio.wait_for(
+                    c = await asyncio.wait_for(
                         psycopg.AsyncConnection.connect(info, autocommit=True), 1.0
                     )
+                    conns[host] = c
+                assert c is not None
                 cur = await asyncio.wait_for(c.execute("SELECT pg_is_in_recovery()"), 0.8)
                 row = await cur.fetchone()
                 return bool(row[0]) if row else None
@@ -357,7 +364,7 @@ class Clients:
                 c = conns.pop(host, None)
                 conns[host] = None
                 if c is not None:
-                    asyncio.ensure_future(self._discard(c))
+                    self._background(self._discard(c))
                 return None
 
         while not stop.is_set():
@@ -674,7 +681,7 @@ def rubric() -> Rubric:
                 weight=1.0,
                 score_fn=linear(0.45, 0.7, "availability"),
                 min_judged=500,
-            ),  # fmt: skip
+            ),
         ]
     )
 
@@ -719,8 +726,8 @@ async def grade(ctx: GradeContext) -> GradeOutcome:
         json.dumps({"score": result.score, "tests": tests}, indent=2, ensure_ascii=False)
     )
     if result.verdict is not Verdict.PASS:
-        return finish(rubric(), {"functional": result, **not_run("the functional contract failed", GATED)},
-                      result.score, notes)  # fmt: skip
+        skipped = not_run("the functional contract failed", GATED)
+        return finish(rubric(), {"functional": result, **skipped}, result.score, notes)
     results = await under_faults(ctx, db, cluster, clients, notes)
     results["functional"] = result
     return finish(rubric(), results, result.score, notes)
