@@ -18,6 +18,7 @@ The seed draws the variant only; ids and amounts are fresh randomness.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -69,10 +70,11 @@ ACCOUNTS, INITIAL = 16, 1000
 TOTAL = ACCOUNTS * INITIAL
 INSERT_RATE, TRANSFER_RATE, SNAPSHOT_RATE = 20.0, 10.0, 2.0
 MAX_CONNS = 40
+MAX_CONNECTING = 6
 POLL_S = 0.3
 START_S, GAP_S, TAIL_S = 3.0, 7.0, 5.0
 FAULT_MARGIN_S = 3.0  # a fault lasts the RTO and this
-FINAL_S = 30.0  # after the last heal: the final reads and every host back in the cluster
+FINAL_S = 45.0  # after the last heal: the final reads and every host back in the cluster
 SETTLE_S = 30.0  # before the restart and before the load: every host a replica again
 RECOVERY_SLO = 0.8  # "writes available again": a 1 s span with this many ok
 STEADY_SLO = 0.9
@@ -176,8 +178,12 @@ class Clients:
     polls: list[tuple[float, list[str]]] = field(default_factory=list)
     latest: tuple[float, dict[str, bool | None]] = (0.0, {})
     next_id: int = 0
-    _sem: asyncio.Semaphore | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _waiters: collections.deque[asyncio.Future[psycopg.AsyncConnection[Any]]] = field(
+        default_factory=collections.deque
+    )
+    _open: int = 0
+    _connecting: int = 0
 
     @property
     def by_address(self) -> dict[str, str]:
@@ -196,13 +202,70 @@ class Clients:
         return self.by_address.get(addr, addr)
 
     def _background(self, work: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(work)
+        self._keep(asyncio.ensure_future(work))
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold an abandoned task until it ends, and take its exception (nobody waits)."""
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     async def _discard(self, conn: psycopg.AsyncConnection[Any]) -> None:
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(conn.close(), 1.0)
+
+    # the pool: an operation takes an idle connection or waits for one; at most
+    # MAX_CONNECTING connects run at once (each may wait out a frozen host's connect
+    # timeout), at most MAX_CONNS connections are open
+
+    async def acquire(self) -> psycopg.AsyncConnection[Any]:
+        if self.idle:
+            return self.idle.pop()
+        waiter: asyncio.Future[psycopg.AsyncConnection[Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiters.append(waiter)
+        self._grow()
+        return await waiter
+
+    def release(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self.idle.append(conn)
+
+    def lose(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._open -= 1
+        self._background(self._discard(conn))
+        self._grow()
+
+    def _grow(self) -> None:
+        wanted = sum(not w.done() for w in self._waiters)
+        while (
+            self._connecting < min(wanted, MAX_CONNECTING)
+            and self._open + self._connecting < MAX_CONNS
+        ):
+            self._connecting += 1
+            self._background(self._connect_one())
+
+    async def _connect_one(self) -> None:
+        try:
+            conn = await self.connect()
+        except Exception:
+            await asyncio.sleep(0.1)  # every host refused at once: no busy loop
+            self._connecting -= 1
+            self._grow()
+            return
+        self._connecting -= 1
+        self._open += 1
+        self.release(conn)
+        self._grow()
 
     # one operation: (f, key, value, body) -> result recorded
 
@@ -220,19 +283,17 @@ class Clients:
         state: dict[str, Any] = {"phase": "connect", "node": None}
 
         async def run() -> Any:
-            assert self._sem is not None
-            async with self._sem:
-                conn = self.idle.pop() if self.idle else await self.connect()
-                state["node"] = self.node_of(conn)
-                state["conn"] = conn
-                state["phase"] = "run"
-                try:
-                    result = await body(conn)
-                except BaseException:
-                    self._background(self._discard(conn))
-                    raise
-                self.idle.append(conn)
-                return result
+            conn = await self.acquire()
+            state["node"] = self.node_of(conn)
+            state["conn"] = conn
+            state["phase"] = "run"
+            try:
+                result = await body(conn)
+            except BaseException:
+                self.lose(conn)
+                raise
+            self.release(conn)
+            return result
 
         task = asyncio.ensure_future(run())
         left = max(0.05, intended + OP_TIMEOUT_S - self.clock.now())
@@ -244,8 +305,7 @@ class Clients:
             _drop(state.get("conn"))
             if state["phase"] == "connect":
                 task.cancel()
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._keep(task)
             kind = OpType.INFO if committing and state["phase"] != "connect" else OpType.FAIL
             self._record(kind, op_id, f, value, node, "timed out")
             return
@@ -324,7 +384,6 @@ class Clients:
         await asyncio.gather(*tasks)
 
     async def run(self, duration: float, stop: asyncio.Event) -> None:
-        self._sem = asyncio.Semaphore(MAX_CONNS)
         poller = asyncio.ensure_future(self.poll(stop))
         try:
             await asyncio.gather(
@@ -343,6 +402,10 @@ class Clients:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(self._discard(c) for c in self.idle), return_exceptions=True)
         self.idle.clear()
+        for w in self._waiters:
+            w.cancel()
+        self._waiters.clear()
+        self._open = self._connecting = 0
 
     async def poll(self, stop: asyncio.Event) -> None:
         conns: dict[str, psycopg.AsyncConnection[Any] | None] = dict.fromkeys(self.addresses)
@@ -575,7 +638,6 @@ async def final_state(c: Clients, within: float) -> tuple[list[int] | None, dict
     deadline = time.monotonic() + within
     if await until_primary(c, within) is not None:
         return None, dict.fromkeys(c.addresses, "no primary")
-    c._sem = asyncio.Semaphore(MAX_CONNS)
     await c.snapshot(c.clock.now())
     try:
         marker, primary, ids = await write_marker(c, read_ids=True)

@@ -31,7 +31,7 @@ state=new
     --initial-cluster-token pg-failover \
     --heartbeat-interval 100 --election-timeout 1000 \
     --quota-backend-bytes 67108864 --snapshot-count 5000 --enable-v2=true \
-    --logger zap --log-level warn >"$D/etcd.log" 2>&1 &
+    --logger zap --log-level warn >>/srv/logs/etcd.log 2>&1 &
 
 # leader key TTL from the RTO: detection (ttl), the standbys' look at each other and the
 # promotion fit in RTO_S
@@ -62,7 +62,11 @@ bootstrap:
     ttl: $ttl
     loop_wait: 1
     retry_timeout: 2
-    maximum_lag_on_failover: 0
+    # only the synchronous standby may be promoted, and it has every acknowledged commit:
+    # a lag limit of 0 would rule it out too whenever the primary wrote any WAL after its
+    # last commit (a checkpoint record), and nothing would ever be promoted
+    maximum_lag_on_failover: 16777216
+    failsafe_mode: true
     synchronous_mode: true
     synchronous_mode_strict: true
     postgresql:
@@ -77,6 +81,9 @@ bootstrap:
         hot_standby: 'on'
         max_wal_senders: 10
         max_replication_slots: 10
+        # a standby waiting for WAL looks at a promotion request this often (5 s by
+        # default: as long again as the failure detection)
+        wal_retrieve_retry_interval: 250ms
   initdb:
     - encoding: UTF8
   post_bootstrap: /tmp/patroni/post_bootstrap.sh
