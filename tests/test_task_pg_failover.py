@@ -33,7 +33,7 @@ from infragym.tasks import find_task, validate_layout
 
 TASK = find_task("pg-failover")
 REPO = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "golden" / "pg-naive-lost-commits.jsonl"
+GOLDEN = Path(__file__).parent / "golden" / "tasks" / "pg-naive-lost-commits.jsonl"
 
 
 def grader() -> ModuleType:
