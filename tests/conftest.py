@@ -170,6 +170,14 @@ def no_runs_left() -> Iterator[None]:
     assert not left, {r: leftovers(r) for r in left}
 
 
+def assert_no_namespaces_left(before: set[str]) -> None:
+    """No network namespace came since ``before`` but other processes' live runs (this
+    machine may be shared): none of this process's runs, none of no run at all."""
+    others = {r.run_id for r in _state.all_records() if r.owner_pid != os.getpid()}
+    new = set(list_netns()) - before
+    assert all(ns.split("-")[1] in others for ns in new), f"episodes left {sorted(new)}"
+
+
 @contextlib.contextmanager
 def recording_clusters() -> Iterator[list[str]]:
     """The run ids of every cluster a grader builds with ``ctx.cluster()`` meanwhile (its

@@ -1,5 +1,6 @@
-"""Every built-in task passes ``check_task`` on one seed: its layout and grader, and every
-reference, probe and the starter workspace graded for real inside its band. A new task is
+"""Every built-in task passes ``check_task`` on one seed: its layout and grader, and its
+references, probes and starter workspace graded for real inside their bands (every one
+for kv-replicated, the four that bound the reward for the others). A new task is
 under CI the moment it exists; the full seed range runs outside CI (``infragym validate
 TASK --tiers``) and is quoted in the README."""
 
@@ -13,6 +14,15 @@ from infragym.tasks import Task, list_tasks
 from infragym.testing import check_task
 
 BUILTIN = infragym.tasks.BUILTIN_DIR
+# the task whose every tier and probe CI grades (the catalogue's probes among them); the
+# others' (a grading of one of them takes up to 2 min; ha-web's ten took 187 s) are graded
+# in their own test files and in the README's validation tables, and CI grades here the
+# tiers that bound the reward from both sides (the suite's 45 min budget)
+EVERY_TIER = {"kv-replicated"}
+CORE_TIERS = ("starter", "broken", "naive", "robust")
+# a live task's tiers are operators, each a whole episode on a live cluster (oncall-shift's
+# robust one ~60 s, the others ~20-30 s): the do-nothing one and the three references
+LIVE_TIERS = ("noop", "broken", "naive", "robust")
 
 
 @needs_root
@@ -24,5 +34,12 @@ def test_builtin_task_passes_check_task(task: Task) -> None:
     # two gradings at once, as `infragym validate --concurrency 2` grades the README's
     # tables: admission control and the health check keep the rewards those of one at a
     # time (a withheld grading fails the check), and the suite stays within its budget
-    report = check_task(task, seeds=(1,), concurrency=2)
+    if task.spec.operate is not None:  # one episode at a time: a live cluster each
+        have = {*task.solutions(), "noop"}
+        report = check_task(task, seeds=(1,), tiers=[t for t in LIVE_TIERS if t in have])
+        assert {r.tier for r in report.rows} >= {"robust", "noop"}
+        return
+    have = {*task.solutions(), "starter"}
+    tiers = None if task.name in EVERY_TIER else [t for t in CORE_TIERS if t in have]
+    report = check_task(task, seeds=(1,), tiers=tiers, concurrency=2)
     assert {r.tier for r in report.rows} >= {"robust", "starter"}

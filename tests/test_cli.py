@@ -80,7 +80,8 @@ def test_doctor_lists_every_fault_with_a_reason() -> None:
     r = run("doctor", "--json")
     data = json.loads(r.stdout)
     assert set(data["faults"]) == {"crash", "pause", "partition", "loss", "bandwidth",
-                                   "latency", "disk-full", "clock-skew"}
+                                   "latency", "disk-full", "clock-skew", "runaway-log",
+                                   "damaged-data"}
     assert data["capabilities"]["netem"]["supported"] is False  # absent on these kernels
     assert "proxy" in data["capabilities"]["netem"]["reason"]
     if ROOT:  # probed on a real host: sandboxed code cannot make a user namespace

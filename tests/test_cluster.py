@@ -182,6 +182,8 @@ def test_sigkill_then_cleanup_removes_everything() -> None:
     left = leftovers(run_id)
     assert left["netns"] and left["cgroups"], "a SIGKILLed run should leave things behind"
     assert left["processes of its uid"], "the sleeper runs as the run's uid till cleanup"
+    # each host's platform disk is a mount of its own, which cleanup removes too
+    assert sum(m.endswith("/.platform") for m in left["mounts"]) == 3, left["mounts"]
     report = cleanup()
     assert run_id in report.runs
     # 3 hosts + the client namespace

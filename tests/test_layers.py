@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "workload": 2,
     "checkers": 2,
     "rubric": 3,
+    "judge": 4,
+    "attack": 3,
     "grading": 4,
     "report": 8,
     "env": 5,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root
+from conftest import assert_no_namespaces_left, needs_root
 from tinytask import tiny_task
 
 from infragym import ConfigError, rollout_many
@@ -41,11 +41,7 @@ def test_four_episodes_at_concurrency_4_match_one_at_a_time(tmp_path: Path) -> N
         assert a is not None and b is not None
         assert abs(a - b) <= 0.05, f"seed {seed}: {a} at concurrency 4, {b} alone"
     assert min(alone.values()) >= 0.85  # type: ignore[type-var]
-    # namespaces that came meanwhile may only be other processes' live runs (this machine
-    # may be shared); none may be of this process or of no run at all
-    others = {r.run_id for r in _state.all_records() if r.owner_pid != os.getpid()}
-    new = set(list_netns()) - before
-    assert all(ns.split("-")[1] in others for ns in new), f"episodes left {sorted(new)}"
+    assert_no_namespaces_left(before)
     assert not [r for r in _state.all_records() if r.owner_pid == os.getpid()]
     assert not cleanup().removed_anything
 

@@ -118,7 +118,7 @@ def test_a_task_with_missing_packages_fails_at_once_as_a_platform_error(tmp_path
 def _env(*front: Path) -> dict[str, str]:
     src = Path(infragym.__file__).resolve().parent.parent
     path = os.pathsep.join(str(p) for p in (*front, src))
-    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200"}
+    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "1000"}  # one line per task
 
 
 def test_list_and_doctor_show_each_task_ready_or_not(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_root
+from conftest import assert_no_namespaces_left, needs_root
 from tinytask import WORKSPACE_GRADER, tiny_task
 
 from infragym import ConfigError
@@ -132,7 +132,7 @@ def test_a_group_of_k_episodes_gives_k_message_reward_pairs_in_verifiers_types(
         assert t.task.data.seed == 7
     # every model call went through verifiers' interception to the server: 2 per episode
     assert len(server.completions) == 8
-    assert set(list_netns()) <= before, "episodes left namespaces behind"
+    assert_no_namespaces_left(before)
     assert not cleanup().removed_anything
 
 
@@ -148,7 +148,7 @@ def test_a_platform_failure_fails_the_rollout_instead_of_scoring_0(
             monkeypatch.setenv(KEY_VAR, server.api_key or "")
             return await asyncio.wait_for(
                 run_group(env, next(iter(env.taskset)), 1, model="test-model",
-                          base_url=server.url, api_key_var=KEY_VAR), 120)
+                          base_url=server.url, api_key_var=KEY_VAR), 280)  # may wait for room
 
     (episode,) = asyncio.run(main())
     assert not episode.ok  # a trainer drops it; no reward is made up
@@ -181,7 +181,7 @@ def test_the_runs_turn_limit_ends_the_episode_and_it_is_graded_as_it_stands(
                 monkeypatch.setenv(KEY_VAR, server.api_key or "")
                 return await asyncio.wait_for(
                     run_group(env, next(iter(env.taskset)), 1, model="test-model",
-                              base_url=server.url, api_key_var=KEY_VAR), 120)
+                              base_url=server.url, api_key_var=KEY_VAR), 280)  # may wait for room
 
         (episode,) = asyncio.run(main())
         assert episode.ok, episode.errors

@@ -23,9 +23,15 @@
     ├── RequestNotSent             a workload request surely never reached the server
     ├── ResponseBroken             it may have, but no complete response came back
     │   └── BodyTooLarge           the response body is over the limit (workload)
-    └── Abort                      a proxied connection must be reset (nemesis, internal)
+    ├── Abort                      a proxied connection must be reset (nemesis, internal)
+    ├── AnswerError                a judge's answer is not the JSON asked for; it is
+    │                              asked again (judge, internal)
+    ├── JudgeUnusable              the judge's server failed or kept answering badly:
+    │                              the judgement is unknown (judge, internal)
+    └── ShiftOver                  a live episode ended under an operator script: the
+                                   script stops (agent, internal)
 
-The last four are outcomes the platform classifies itself (a failed test, an operation's
+The last seven are outcomes the platform classifies itself (a failed test, an operation's
 ``fail`` or ``info``) rather than errors it lets out. Messages say what went wrong and
 what to do about it.
 """

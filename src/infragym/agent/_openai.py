@@ -17,7 +17,21 @@ prompt, the instructions and the last ``keep_tool_results`` tool results stay wh
 server that still refuses the request for its context length (a 400 saying so, as vLLM,
 SGLang and OpenAI do) gets it again with the budget halved, for the rest of the episode,
 until the budget would fall below what the instructions need.
-:attr:`OpenAIAgent.messages` is the full transcript in chat format, unelided.
+
+Over hundreds of turns eliding is not enough. With ``compaction=True``, when eliding the
+old tool outputs no longer brings the conversation within budget, the agent asks the
+model, in a request of its own (the same endpoint and tools, ``tool_choice="none"``), to
+summarise the episode, and carries on from a fresh conversation: the system prompt, the
+instructions, the summary and the most recent turns that fit (:mod:`._context`). A
+summary that fails (an HTTP error, a timeout, an empty, cut-off or oversized answer) does
+not end the episode: the agent elides harder (old assistant text, then whole turns
+between the earliest and the latest, so every request stays within budget) and tries
+again later, at most ``compact_max_failures`` times in a row.
+
+:attr:`OpenAIAgent.messages` is the full transcript in chat format, unelided, with each
+compaction's request and summary in it where they happened;
+:attr:`OpenAIAgent.compactions` records every attempt, and :attr:`OpenAIAgent.usage`
+every request, the summaries' too (``kind="summary"``).
 """
 
 from __future__ import annotations
@@ -33,8 +47,28 @@ from openai import AsyncOpenAI
 
 from .._errors import ConfigError, InfraGymError
 from ..env import Env, EpisodeError, StepResult, ToolCall
+from ._context import (
+    COMPACTION_NAME,
+    Compaction,
+    after_summary,
+    drop_middle_turns,
+    fit_stage,
+    fit_to_budget,
+    message_chars,
+    summary_instruction,
+    summary_message,
+    total_chars,
+)
 
-__all__ = ["ModelConfigError", "ModelError", "OpenAIAgent", "RequestUsage", "fit_to_budget"]
+__all__ = [
+    "Compaction",
+    "ModelConfigError",
+    "ModelError",
+    "OpenAIAgent",
+    "RequestUsage",
+    "fit_to_budget",
+    "message_chars",
+]
 
 SYSTEM_PROMPT = (
     "You are a senior infrastructure engineer working in a sandboxed workspace. Do the task "
@@ -55,6 +89,7 @@ NO_TOOL_REMINDER = (
     "({n} of {k} replies without a tool call in a row: at {k} the workspace is submitted as "
     "it stands.)"
 )
+COMPACT_RETRY_TURNS = 4  # after a failed compaction: turns before the next try, doubling
 
 
 class ModelError(InfraGymError):
@@ -73,7 +108,8 @@ class ModelConfigError(ModelError, ConfigError):
 
 @dataclass(frozen=True)
 class RequestUsage:
-    """One chat-completion request: tokens as the server counted them, and timing."""
+    """One chat-completion request: tokens as the server counted them, and timing.
+    ``kind`` is ``turn`` (the model acting) or ``summary`` (a compaction's request)."""
 
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -81,6 +117,7 @@ class RequestUsage:
     elapsed_s: float
     sent_chars: int
     finish_reason: str | None
+    kind: str = "turn"
 
 
 def _env(name: str) -> str | None:
@@ -94,6 +131,13 @@ class OpenAIAgent:
     ``model``, ``base_url`` and ``api_key`` default to ``INFRAGYM_MODEL``,
     ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``. ``extra_body`` passes server-specific
     parameters (e.g. vLLM's ``top_k``).
+
+    Compaction (off unless ``compaction=True``): ``context_chars`` is the budget it keeps;
+    ``compact_keep_turns`` recent turns at most are carried past a summary (those that fit
+    in half the budget); a summary may be ``summary_chars`` long (and no longer than leaves
+    half the budget free); its request times out after ``summary_timeout_s`` (default
+    ``request_timeout_s``); after ``compact_max_failures`` failed summaries in a row the
+    agent stops asking for the rest of the episode.
     """
 
     model: str | None = None
@@ -110,6 +154,11 @@ class OpenAIAgent:
     keep_tool_results: int = 4
     max_no_tool_turns: int = 3
     system_prompt: str = SYSTEM_PROMPT
+    compaction: bool = False
+    compact_keep_turns: int = 4
+    summary_chars: int = 8_000
+    summary_timeout_s: float | None = None
+    compact_max_failures: int = 3
     close_on_model_error: bool = True  # False: the caller decides (grade or close)
     name: str = ""
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -117,6 +166,14 @@ class OpenAIAgent:
     end_reason: str | None = None
     no_tool_turns: int = 0
     budget_chars: int = 0  # the context budget in force: context_chars, halved on overflow
+    compactions: list[Compaction] = field(default_factory=list)
+    turns: int = 0  # the model's replies in this episode, summaries not counted
+    context: list[dict[str, Any]] = field(default_factory=list)  # what is sent, unelided
+    # messages of `context` never elided: system prompt, instructions (and a summary)
+    _head: int = field(default=2, init=False, repr=False)
+    _failures: int = field(default=0, init=False, repr=False)  # failed compactions in a row
+    # the turn from which a compaction may be tried; None: no more this episode
+    _next_compaction: int | None = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.model = self.model or _env("INFRAGYM_MODEL")
@@ -136,7 +193,12 @@ class OpenAIAgent:
             )
         if self.context_chars < 1000:
             raise ConfigError(f"context_chars must be at least 1000, not {self.context_chars}")
-        self.name = self.name or f"openai:{self.model}"
+        if self.compact_keep_turns < 0 or self.compact_max_failures < 1:
+            raise ConfigError("compact_keep_turns must be >= 0 and compact_max_failures >= 1")
+        if self.summary_chars < 200:
+            raise ConfigError(f"summary_chars must be at least 200, not {self.summary_chars}")
+        # a run of another configuration is another agent (the run store tells them apart)
+        self.name = self.name or f"openai:{self.model}" + ("+compaction" if self.compaction else "")
 
     async def play(self, env: Env) -> StepResult:
         """Run the tool-calling loop until the episode ends. On a server failure the
@@ -147,6 +209,8 @@ class OpenAIAgent:
         ]
         self.usage, self.end_reason, self.no_tool_turns = [], None, 0
         self.budget_chars = self.context_chars
+        self.compactions, self.turns, self.context = [], 0, list(self.messages)
+        self._head, self._failures, self._next_compaction = 2, 0, 0
         if sum(len(m["content"]) for m in self.messages) > self.context_chars:
             raise ConfigError(
                 f"the instructions alone exceed context_chars={self.context_chars}: raise it"
@@ -174,12 +238,15 @@ class OpenAIAgent:
     async def _loop(self, env: Env, client: AsyncOpenAI, tools: list[dict[str, Any]]) -> StepResult:
         in_a_row = 0
         while True:
+            if self.compaction:
+                await self._maybe_compact(client, tools)
             message = await self._complete(client, tools)
+            self.turns += 1
             calls = [tc.model_dump() for tc in message.tool_calls or []]
             turn: dict[str, Any] = {"role": "assistant", "content": message.content}
             if calls:
                 turn["tool_calls"] = calls
-            self.messages.append(turn)
+            self._add(turn)
             if not calls:
                 self.no_tool_turns += 1
                 in_a_row += 1
@@ -187,7 +254,7 @@ class OpenAIAgent:
                     self.end_reason = "no_tool_call"
                     return await env.step(ToolCall("submit", {}))
                 reminder = NO_TOOL_REMINDER.format(n=in_a_row, k=self.max_no_tool_turns)
-                self.messages.append({"role": "user", "content": reminder})
+                self._add({"role": "user", "content": reminder})
                 continue
             in_a_row = 0
             for raw in calls:
@@ -195,36 +262,35 @@ class OpenAIAgent:
                 result = await env.step(call)
                 answer = result.observation.as_message()
                 answer["tool_call_id"] = raw.get("id")
-                self.messages.append(answer)
+                self._add(answer)
                 if result.terminated or result.truncated:
                     self.end_reason = str(result.info.get("end_reason", "submit"))
                     return result
 
-    async def _complete(self, client: AsyncOpenAI, tools: list[dict[str, Any]]) -> Any:
-        floor = sum(message_chars(m) for m in self.messages[:2]) + 1000
-        last_size: int | None = None
-        while True:
-            sent = fit_to_budget(self.messages, self.budget_chars, self.keep_tool_results)
-            params: dict[str, Any] = {"model": self.model, "messages": sent, "tools": tools}
-            for key in ("temperature", "top_p", "max_tokens", "seed"):
-                if getattr(self, key) is not None:
-                    params[key] = getattr(self, key)
-            if self.extra_body:
-                params["extra_body"] = dict(self.extra_body)
-            start = time.monotonic()
-            try:
-                response = await client.chat.completions.create(**params)
-                break
-            except openai.BadRequestError as exc:
-                size = sum(message_chars(m) for m in sent)
-                # cutting must shrink what is sent, or the same request would go forever
-                shrunk = last_size is None or size < last_size
-                if not _context_overflow(exc) or size // 2 < floor or not shrunk:
-                    raise self._explain(exc) from None
-                last_size = size
-                self.budget_chars = size // 2  # and keep it: the next turn is longer
-            except openai.APIError as exc:
-                raise self._explain(exc) from None
+    def _add(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self.context.append(message)
+
+    def _params(self, sent: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": self.model, "messages": sent, "tools": tools}
+        for key in ("temperature", "top_p", "max_tokens", "seed"):
+            if getattr(self, key) is not None:
+                params[key] = getattr(self, key)
+        if self.extra_body:
+            params["extra_body"] = dict(self.extra_body)
+        return params
+
+    def _fit(self, budget: int) -> list[dict[str, Any]]:
+        if not self.compaction:
+            return fit_to_budget(self.context, budget, self.keep_tool_results, self._head)
+        # compaction's fallback: old text elided, then middle turns left out, and only
+        # then the latest tool results cut
+        sent, _ = fit_stage(self.context, budget, self.keep_tool_results, self._head, 2)
+        sent = drop_middle_turns(sent, budget, self._head)
+        return fit_to_budget(sent, budget, self.keep_tool_results, self._head)
+
+    def _record_usage(self, response: Any, start: float, sent: list[dict[str, Any]], kind: str
+                      ) -> Any:  # fmt: skip
         u = response.usage
         choice = response.choices[0] if response.choices else None
         self.usage.append(
@@ -233,13 +299,118 @@ class OpenAIAgent:
                 completion_tokens=u.completion_tokens if u else None,
                 total_tokens=u.total_tokens if u else None,
                 elapsed_s=time.monotonic() - start,
-                sent_chars=sum(message_chars(m) for m in sent),
+                sent_chars=total_chars(sent),
                 finish_reason=choice.finish_reason if choice else None,
+                kind=kind,
             )
         )
+        return choice
+
+    async def _complete(self, client: AsyncOpenAI, tools: list[dict[str, Any]]) -> Any:
+        floor = total_chars(self.context[: self._head]) + 1000
+        last_size: int | None = None
+        while True:
+            sent = self._fit(self.budget_chars)
+            start = time.monotonic()
+            try:
+                response = await client.chat.completions.create(**self._params(sent, tools))
+                break
+            except openai.BadRequestError as exc:
+                size = total_chars(sent)
+                # cutting must shrink what is sent, or the same request would go forever
+                shrunk = last_size is None or size < last_size
+                if not _context_overflow(exc) or size // 2 < floor or not shrunk:
+                    raise self._explain(exc) from None
+                last_size = size
+                self.budget_chars = size // 2  # and keep it: the next turn is longer
+            except openai.APIError as exc:
+                raise self._explain(exc) from None
+        choice = self._record_usage(response, start, sent, "turn")
         if choice is None:
             return openai.types.chat.ChatCompletionMessage(role="assistant", content=None)
         return choice.message
+
+    async def _maybe_compact(self, client: AsyncOpenAI, tools: list[dict[str, Any]]) -> None:
+        """Compact when eliding the old tool outputs will soon no longer keep the
+        conversation and the summary request within budget: the request asking for the
+        summary then shows the model all its own messages."""
+        if self._next_compaction is None or self.turns < self._next_compaction:
+            return
+        head = total_chars(self.context[:2]) + len(summary_message("", 99, self.turns)["content"])
+        limit = min(self.summary_chars, self.budget_chars // 2 - head)
+        instruction = summary_instruction(limit)
+        room = self.budget_chars - message_chars(instruction)
+        margin = self.budget_chars // 20  # a turn's growth: the request fits at stage 1
+        if fit_stage(self.context, room - margin, self.keep_tool_results, self._head)[1] < 2:
+            return
+        before = total_chars(self.context)
+        at = len(self.messages)
+        sent: list[dict[str, Any]] = []
+        summary: str | None
+        reason: str | None
+        if limit < 200:
+            summary, reason = None, "no room for a summary: the instructions take half the budget"
+        else:
+            sent = [*self._fit(room), instruction]
+            summary, reason = await self._summarise(client, tools, sent, limit)
+        n = len(self.compactions) + 1
+        if summary is not None:
+            self._failures, self._next_compaction = 0, self.turns + 1
+            self.messages.append({**instruction, "name": COMPACTION_NAME})
+            self.messages.append({"role": "assistant", "name": COMPACTION_NAME, "content": summary})
+            self.context = after_summary(
+                self.context,
+                summary_message(summary, n, self.turns),
+                self.compact_keep_turns,
+                self.budget_chars,
+            )
+            self._head = 3
+        else:
+            self._failures += 1
+            wait = COMPACT_RETRY_TURNS * 2 ** (self._failures - 1)
+            give_up = self._failures >= self.compact_max_failures
+            self._next_compaction = None if give_up else self.turns + wait
+        self.compactions.append(
+            Compaction(
+                n=n,
+                turn=self.turns,
+                at_message=at,
+                ok=summary is not None,
+                reason=reason,
+                request_chars=total_chars(sent),
+                summary_chars=len(summary or ""),
+                context_chars_before=before,
+                context_chars_after=total_chars(self.context),
+                kept_messages=len(self.context) - 3 if summary is not None else 0,
+                retry_at_turn=None if summary is not None else self._next_compaction,
+            )
+        )
+
+    async def _summarise(
+        self, client: AsyncOpenAI, tools: list[dict[str, Any]], sent: list[dict[str, Any]],
+        limit: int,
+    ) -> tuple[str | None, str | None]:  # fmt: skip
+        """The model's summary, or None and why there is none."""
+        params = {**self._params(sent, tools), "tool_choice": "none"}
+        timeout = self.summary_timeout_s or self.request_timeout_s
+        start = time.monotonic()
+        try:
+            response = await client.with_options(timeout=timeout).chat.completions.create(**params)
+        except openai.APITimeoutError:
+            return None, f"timed out after {timeout:g} s"
+        except openai.APIStatusError as exc:
+            return None, f"HTTP {exc.status_code}: {str(exc)[:200]}"
+        except openai.APIError as exc:
+            return None, f"{type(exc).__name__}: {str(exc)[:200]}"
+        choice = self._record_usage(response, start, sent, "summary")
+        text = (choice.message.content or "").strip() if choice is not None else ""
+        if not text:
+            return None, "empty answer"
+        if choice.finish_reason == "length":
+            return None, f"answer cut off at max_tokens ({len(text)} characters)"
+        if len(text) > limit:
+            return None, f"oversized answer: {len(text)} characters, limit {limit}"
+        return text, None
 
     def _explain(self, exc: openai.APIError) -> ModelError:
         where = f"the model server at {self.base_url or 'the default OpenAI endpoint'}"
@@ -286,75 +457,3 @@ class OpenAIAgent:
 def _context_overflow(exc: openai.APIError) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in CONTEXT_MARKERS)
-
-
-def message_chars(m: Mapping[str, Any]) -> int:
-    """What a message costs against the budget: its text and its tool calls' arguments."""
-    n = len(m["content"]) if isinstance(m.get("content"), str) else 0
-    for tc in m.get("tool_calls") or []:
-        fn = tc.get("function") or {}
-        n += len(str(fn.get("name", ""))) + len(str(fn.get("arguments", "")))
-    return n
-
-
-def _elided(n: int, what: str) -> str:
-    return f"[{what} of {n} characters elided to fit the context budget]"
-
-
-def fit_to_budget(
-    messages: list[dict[str, Any]], budget: int, keep_tool_results: int
-) -> list[dict[str, Any]]:
-    """What to send: ``messages`` with the oldest tool outputs elided, then the oldest
-    assistant text and tool-call arguments, then (last resort) the kept tool results cut,
-    until the total is within ``budget`` characters. The first two messages (system
-    prompt, instructions) are never touched; ``messages`` itself is not changed."""
-    out = [dict(m) for m in messages]
-    total = sum(message_chars(m) for m in out)
-    if total <= budget:
-        return out
-    tool_idx = [i for i, m in enumerate(out) if m.get("role") == "tool"]
-    kept = set(tool_idx[-keep_tool_results:]) if keep_tool_results else set()
-    tail = min(kept) if kept else len(out) - 1
-    old_tools = [i for i in tool_idx if i not in kept]
-    old_asst = [i for i in range(2, tail) if out[i].get("role") == "assistant"]
-
-    def shrink(i: int, what: str) -> None:
-        nonlocal total
-        m = out[i]
-        before = message_chars(m)
-        if isinstance(m.get("content"), str) and len(m["content"]) > 80:
-            m["content"] = _elided(len(m["content"]), what)
-        if m.get("tool_calls"):
-            calls = []
-            for tc in m["tool_calls"]:
-                fn = dict(tc.get("function") or {})
-                args = str(fn.get("arguments", ""))
-                if len(args) > 80:
-                    fn["arguments"] = f'{{"elided": "{len(args)} characters"}}'
-                calls.append({**tc, "function": fn})
-            m["tool_calls"] = calls
-        total -= before - message_chars(m)
-
-    for i in old_tools:
-        if total <= budget:
-            return out
-        shrink(i, "tool output")
-    for i in old_asst:
-        if total <= budget:
-            return out
-        shrink(i, "assistant message")
-    for i in sorted(kept):
-        if total <= budget:
-            return out
-        m = out[i]
-        text = m.get("content")
-        if isinstance(text, str):
-            over = total - budget
-            keep = max(0, len(text) - over - 200)
-            m["content"] = text[:keep] + "\n" + _elided(len(text) - keep, "tool output tail")
-            total -= len(text) - len(m["content"])
-    for i in range(2, len(out)):
-        if total <= budget:
-            break
-        shrink(i, "message")
-    return out

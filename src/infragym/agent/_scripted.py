@@ -96,12 +96,21 @@ def noop_agent() -> ScriptedAgent:
     return ScriptedAgent((), name="noop")
 
 
-def agent_from_spec(task: Task, spec: str, base_url: str | None = None) -> Agent:
+def agent_from_spec(
+    task: Task, spec: str, base_url: str | None = None, compaction: bool = False
+) -> Agent:
     """``reference:TIER``, ``probe:NAME`` (an agent probe of :mod:`infragym.probes`),
     ``noop`` or ``openai:MODEL`` (with ``base_url`` or ``OPENAI_BASE_URL``, key from
-    ``OPENAI_API_KEY``)."""
+    ``OPENAI_API_KEY``; ``compaction``: it summarises the episode to carry on past its
+    context budget)."""
     kind, _, arg = spec.partition(":")
+    if compaction and kind != "openai":
+        raise ConfigError(f"compaction is for openai:MODEL agents, not {spec!r}")
     if kind == "reference":
+        if task.spec.operate is not None:  # a live task's tier is an operator
+            from ._operator import OperatorAgent
+
+            return OperatorAgent(task, arg or "robust")
         return reference_agent(task, arg or "robust")
     if kind == "probe" and arg:
         return ProbeAgent(task, arg)
@@ -110,7 +119,7 @@ def agent_from_spec(task: Task, spec: str, base_url: str | None = None) -> Agent
     if kind == "openai" and arg:
         from ._openai import OpenAIAgent
 
-        return OpenAIAgent(model=arg, base_url=base_url)
+        return OpenAIAgent(model=arg, base_url=base_url, compaction=compaction)
     raise ConfigError(
         f"unknown agent {spec!r}: use reference:TIER, probe:NAME, noop or openai:MODEL"
     )

@@ -109,6 +109,11 @@ def print_result(result: GradeResult, label: str) -> None:
         f"{result.functional:.3f}   grading took "
         f"{result.timings.get('total_s', 0):.1f} s   artifacts: {result.artifacts_dir}"
     )
+    if result.detail is not None and result.detail.excluded:
+        console.print(
+            f"[yellow]left out of the reward (unknown, not scored):[/] "
+            f"{escape(', '.join(result.detail.excluded))}"
+        )
 
 
 def readiness(missing: tuple[str, ...]) -> str:

@@ -37,8 +37,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     task = find_task(args.task)
     if not servers:  # a remote server has the packages, not this machine
         task.require_ready()  # missing packages: the install command, before anything starts
-    agent, base_url = args.agent, args.base_url
-    agent_from_spec(task, agent, base_url)  # a bad spec fails before anything runs
+    agent, base_url, compaction = args.agent, args.base_url, args.compaction
+    agent_from_spec(task, agent, base_url, compaction)  # a bad spec fails before anything runs
     label = args.agent.replace(":", "-")
     out = (
         new_out_dir(args.out, resumable=True)
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 rollout_many(
                     task.name if servers else args.task,
                     # sent whole to each Ray node: it holds the task, spec and URL only
-                    lambda: agent_from_spec(task, agent, base_url),
+                    lambda: agent_from_spec(task, agent, base_url, compaction),
                     args.seeds,
                     concurrency,
                     artifacts_dir=out,

@@ -15,6 +15,7 @@ from ._episodes import (
     cmd_run,
     cmd_runs,
 )
+from ._judge import add_judge
 from ._platform import cmd_check, cmd_cleanup, cmd_demo, cmd_doctor
 from ._seeds import parse_seed, parse_seeds
 from ._serve import add_serve
@@ -162,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with openai:MODEL: the server's URL, e.g. http://127.0.0.1:8000/v1 "
         "(default $OPENAI_BASE_URL; the key comes from $OPENAI_API_KEY)",
+    )
+    rn.add_argument(
+        "--compaction",
+        action="store_true",
+        help="with openai:MODEL: past its context budget the model summarises the episode "
+        "and carries on from the summary (for episodes of hundreds of turns)",
     )
     rn.add_argument(
         "--seed",
@@ -328,4 +335,5 @@ def build_parser() -> argparse.ArgumentParser:
     gr.set_defaults(fn=cmd_grade)
 
     add_serve(sub)
+    add_judge(sub)
     return p

@@ -34,6 +34,8 @@ from ..grading import (
 )
 from ..sandbox import Cluster, Workstation, install_handlers, walk_tree
 from ..tasks import Task, Variant, find_task, hidden_paths
+from ._live import LiveEpisode, episode_hosts, growth_plan, ticket_text
+from ._live_tools import live_tool_specs
 from ._tools import Outcome, Toolbox, tool_specs
 from ._types import (
     EndReason,
@@ -90,11 +92,22 @@ class Env:
         self.tools: tuple[ToolSpec, ...] = ()
         self._use_variant(self.variant)
         self._ep: _Episode | None = None
+        self._live: LiveEpisode | None = None
         self._busy = False
+        # the rewards the last episode's phases gave, in order (live episodes)
+        self.phase_rewards: list[dict[str, Any]] = []
 
     def _use_variant(self, variant: Variant) -> None:
         self.instructions = self.task.render_instructions(variant)
         self.variant = variant
+        op = self.task.spec.operate
+        if op is not None:  # a live episode: production hosts, the first ticket
+            self.dev_hosts = ()
+            plan = growth_plan(self.task, variant)
+            self.instructions += "\n\n" + ticket_text(self.task, plan, 0)
+            hosts = episode_hosts(self.task, variant)
+            self.tools = live_tool_specs(hosts, op, self.limits, self.options)
+            return
         self.dev_hosts = variant.dev_host_names
         self.tools = tool_specs(
             self.dev_hosts, self.limits, self.options, self.task.spec.contract_names()
@@ -113,6 +126,12 @@ class Env:
         """The running episode's dev hosts (None between episodes or without dev hosts)."""
         return self._ep.cluster if self._ep else None
 
+    @property
+    def live(self) -> LiveEpisode | None:
+        """The running live episode (``mode = "operate"``; None otherwise): its production
+        cluster, history, phase and scores so far."""
+        return self._live
+
     # -- the episode ---------------------------------------------------------------------
 
     async def reset(self, *, seed: int | None = None) -> ResetObservation:
@@ -127,6 +146,8 @@ class Env:
         variant = self.task.spec.variant(seed)
         self._use_variant(variant)
         install_handlers()  # from this thread: the sandbox is built in a worker
+        if self.task.spec.operate is not None:
+            return await self._reset_live(seed, variant)
         ep = _Episode(seed, variant, self._episode_dir(seed))
         self._ep = ep
         try:
@@ -152,6 +173,52 @@ class Env:
             limits=self.limits,
             variant=variant.to_dict(),
         )
+
+    async def _reset_live(self, seed: int, variant: Variant) -> ResetObservation:
+        live = LiveEpisode(
+            self.task, seed, variant, self._episode_dir(seed), self.limits, self.options
+        )
+        self._live = live
+        self.phase_rewards = []
+        try:
+            await live.start(_in_thread)
+        except BaseException:
+            await self.close()
+            raise
+        return ResetObservation(
+            instructions=self.instructions,
+            tools=self.tools,
+            task=self.task.name,
+            seed=seed,
+            dev_hosts=(),
+            limits=self.limits,
+            variant=variant.to_dict(),
+        )
+
+    async def _step_live(self, live: LiveEpisode, call: ToolCall) -> StepResult:
+        try:
+            result = await live.step(call)
+        except BaseException:
+            if self._live is live:
+                await self.close()
+            raise
+        phase = result.info.get("phase")
+        if phase is not None:
+            self.phase_rewards.append(
+                {"step": result.info.get("step"), "phase": phase["name"],
+                 "reward": phase["reward"], "contribution": phase["contribution"],
+                 "step_reward": result.reward}
+            )  # fmt: skip
+        if result.terminated or result.truncated:
+            try:
+                await self.close()
+            except Exception as exc:
+                raise EpisodeError(
+                    f"the episode was graded but its cluster was not fully removed ({exc}); "
+                    "run `infragym cleanup`",
+                    result.info.get("grade"),
+                ) from exc
+        return result
 
     def _episode_dir(self, seed: int) -> Path:
         base = Path(self.options.artifacts_dir or Path(tempfile.gettempdir()) / "infragym-episodes")
@@ -188,7 +255,18 @@ class Env:
             h.app_dir = ep.workstation.workspace  # a live, read-only view at /srv/app
 
     async def step(self, action: ToolCall | Mapping[str, Any]) -> StepResult:
-        """Run one tool call. The final step (submit or a limit) carries the reward."""
+        """Run one tool call. The final step (submit or a limit) carries the reward; in a
+        live episode each phase's last step carries that phase's share of it."""
+        if self._live is not None:
+            if self._busy:
+                raise ConfigError(
+                    "a step is already running: steps of an episode run one at a time"
+                )
+            self._busy = True
+            try:
+                return await self._step_live(self._live, ToolCall.parse(action))
+            finally:
+                self._busy = False
         ep = self._ep
         if ep is None or ep.toolbox is None:
             raise EpisodeError("no episode is running: call reset() first")
@@ -308,6 +386,9 @@ class Env:
 
     async def close(self) -> None:
         """End the running episode, ungraded, and remove everything it made."""
+        live, self._live = self._live, None
+        if live is not None:
+            await live.close(_in_thread)
         ep, self._ep = self._ep, None
         if ep is None:
             return

@@ -138,7 +138,10 @@ class ToolObservation:
 
 
 class StepInfo(TypedDict, total=False):
-    """Diagnostics of a step. ``grade`` and ``end_reason`` come with the final step."""
+    """Diagnostics of a step. ``grade`` and ``end_reason`` come with the final step. In a
+    live episode every step has ``phase_index``; the step that ends a phase has ``phase``
+    (its name, reward in [0, 1], ``contribution`` to the episode reward, breakdown, notes,
+    end reason, the agent's summary) and the final step ``episode`` (every part)."""
 
     step: int
     elapsed_s: float
@@ -149,6 +152,9 @@ class StepInfo(TypedDict, total=False):
     output_bytes: int
     end_reason: EndReason
     grade: GradeResult
+    phase_index: int
+    phase: dict[str, Any]
+    episode: dict[str, Any]
 
 
 class StepResult(NamedTuple):

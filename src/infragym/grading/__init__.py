@@ -13,6 +13,10 @@ for room on the machine (:class:`Admission`: the task's declared cores within
 :func:`machine_cores`, first come first served, machine-wide), so more episodes at once
 than the machine can grade give correct rewards more slowly, not withheld ones faster.
 
+A live task's (``mode = "operate"``) phase graders get a :class:`LiveContext` on the live
+production cluster; :func:`service_level` and :func:`episode_reward` make its episode's
+reward (``_live``).
+
 A service task's grader is mostly data: a :class:`ServiceGrader` (in the manner of a Jepsen
 test map) holds the deployment :class:`Contract`, the :class:`Functional` tests run with an
 :class:`HttpProbe` (a key-value service's stock ones: :func:`kv_functional_tests`), the
@@ -30,7 +34,26 @@ from ._finish import finish, functional_of, recheck, record_functional
 from ._functional import ExpectationFailed, functional_result, not_run, run_tests
 from ._health import LIMITS, Health, HealthLimits, wait_for_calm
 from ._kv_tests import kv_functional_tests
-from ._pipeline import MAX_WORKSPACE_BYTES, MAX_WORKSPACE_DEPTH, grade_workspace, load_grader
+from ._live import (
+    EpisodeReward,
+    HostMetrics,
+    LiveContext,
+    PhaseScore,
+    ServiceLevel,
+    episode_reward,
+    host_metrics,
+    phase_score,
+    phase_shares,
+    service_level,
+)
+from ._pipeline import (
+    MAX_WORKSPACE_BYTES,
+    MAX_WORKSPACE_DEPTH,
+    copy_workspace,
+    grade_workspace,
+    import_grader,
+    load_grader,
+)
 from ._probe import HttpProbe, ProbeTest
 from ._recheck import RecheckFn, load_recheck
 from ._result import GRADE_SCHEMA_VERSION, GradeResult
@@ -53,6 +76,7 @@ __all__ = [
     "Capacity",
     "Contract",
     "Deployment",
+    "EpisodeReward",
     "ExpectationFailed",
     "FinalReadsFn",
     "Functional",
@@ -61,28 +85,39 @@ __all__ = [
     "GradeResult",
     "Health",
     "HealthLimits",
+    "HostMetrics",
     "HttpProbe",
+    "LiveContext",
+    "PhaseScore",
     "Phases",
     "ProbeTest",
     "RecheckFn",
     "ServiceGrader",
+    "ServiceLevel",
+    "copy_workspace",
     "default_concurrency",
     "deploy",
     "env_from_spec",
+    "episode_reward",
     "finish",
     "functional_of",
     "functional_result",
     "grade_workspace",
+    "host_metrics",
+    "import_grader",
     "kv_final_reads",
     "kv_functional_tests",
     "load_grader",
     "load_recheck",
     "machine_cores",
     "not_run",
+    "phase_score",
+    "phase_shares",
     "read_capped",
     "recheck",
     "record_functional",
     "run_tests",
+    "service_level",
     "wait_all_listening",
     "wait_for_calm",
     "wait_listening",

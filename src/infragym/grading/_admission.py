@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from ..sandbox.lowlevel import STATE_DIR, pid_start_time
+from ..sandbox.lowlevel import STATE_DIR, pid_running, pid_start_time
 from ._health import read_psi_avg10
 
 CORES_ENV = "INFRAGYM_GRADING_CORES"
@@ -122,11 +122,7 @@ class _Entry:
         its parent has not reaped yet holds nothing)."""
         if self.start is None or pid_start_time(self.pid) != self.start:
             return False
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
+        return pid_running(self.pid)
 
 
 class Admission:

@@ -69,16 +69,14 @@ async def deploy(
     port: int,
     timeout: float,
     name: str = "app",
+    hosts: Sequence[str] | None = None,
 ) -> Deployment:
-    """Start ``command`` as a restartable service named ``name`` on every host with
-    ``env(host)`` as its contract, and wait up to ``timeout`` for each to listen on
-    ``port``."""
-    procs = {
-        h.name: h.spawn(name, list(command), env=dict(env(h)), service=True) for h in cluster.hosts
-    }
-    waits = (
-        asyncio.to_thread(wait_listening, h, procs[h.name], port, timeout) for h in cluster.hosts
-    )
+    """Start ``command`` as a restartable service named ``name`` on every host (or those
+    named in ``hosts``) with ``env(host)`` as its contract, and wait up to ``timeout`` for
+    each to listen on ``port``."""
+    targets = cluster.hosts if hosts is None else [cluster.host(n) for n in hosts]
+    procs = {h.name: h.spawn(name, list(command), env=dict(env(h)), service=True) for h in targets}
+    waits = (asyncio.to_thread(wait_listening, h, procs[h.name], port, timeout) for h in targets)
     problems = [p for p in await asyncio.gather(*waits) if p]
-    urls = {h.name: f"http://{h.address}:{port}" for h in cluster.hosts}
+    urls = {h.name: f"http://{h.address}:{port}" for h in targets}
     return Deployment(procs, urls, problems)

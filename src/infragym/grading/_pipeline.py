@@ -39,6 +39,15 @@ MAX_WORKSPACE_DEPTH = 64
 
 
 def load_grader(task: Task) -> GradeFn:
+    """Import the task's hidden ``grader.py`` under a private module name; its ``grade``."""
+    module = import_grader(task)
+    fn = getattr(module, "grade", None)
+    if fn is None or not asyncio.iscoroutinefunction(fn):
+        raise ConfigError(f"{task.grader_path} must define `async def grade(ctx)`")
+    return cast(GradeFn, fn)
+
+
+def import_grader(task: Task) -> ModuleType:
     """Import the task's hidden ``grader.py`` under a private module name."""
     name = f"infragym_grader_{task.name.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(name, task.grader_path)
@@ -53,10 +62,7 @@ def load_grader(task: Task) -> GradeFn:
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    fn = getattr(module, "grade", None)
-    if fn is None or not asyncio.iscoroutinefunction(fn):
-        raise ConfigError(f"{task.grader_path} must define `async def grade(ctx)`")
-    return cast(GradeFn, fn)
+    return module
 
 
 def copy_workspace(src: Path, dest: Path) -> None:

@@ -30,7 +30,7 @@ EXAMPLE = '{"name": "bash", "arguments": {"command": "ls"}}'
 # What a step's info keeps of the env's StepInfo: everything the same seed and actions
 # reproduce. ``elapsed_s`` (wall-clock time) is left out on purpose, see InfraGymEnv.
 STEP_INFO_KEYS = ("step", "tool", "is_error", "exit_code", "timed_out", "output_bytes",
-                  "end_reason")  # fmt: skip
+                  "end_reason", "phase_index", "phase", "episode")  # fmt: skip
 
 # Not a tool of any task: an action that is no tool call is stepped as a call of it, so it
 # counts against the step and wall-time limits like any other mistake of the model.

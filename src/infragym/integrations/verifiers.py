@@ -76,6 +76,8 @@ class InfraGymState(vf.State):
     breakdown: dict[str, float] = Field(default_factory=dict)
     end_reason: str | None = None
     steps: int = 0
+    phase_rewards: list[dict[str, Any]] = Field(default_factory=list)
+    """A live episode's phases as they ended: step, phase, reward, contribution."""
 
 
 def _state(trace: vf.Trace) -> InfraGymState:
@@ -102,6 +104,9 @@ class InfraGymTask(vf.Task[InfraGymTaskData, InfraGymState]):
         if state.functional is not None:
             scores["functional"] = state.functional
         scores["steps"] = float(state.steps)
+        for p in state.phase_rewards:  # a live episode's intermediate rewards
+            scores[f"phase/{p['phase']}"] = float(p["reward"])
+            scores[f"phase/{p['phase']}/step"] = float(p["step"])
         return {f"infragym/{k}": v for k, v in scores.items()}
 
 
@@ -197,6 +202,7 @@ class InfraGymHarness(vf.Harness[InfraGymHarnessConfig]):
                     # next turn: the episode ends there and is graded as it stands
                     final = await env.step(ToolCall("submit", {}))
             finally:
+                state.phase_rewards = [dict(p) for p in env.phase_rewards]
                 await env.close()
         except InfraGymError as exc:
             raise vf.HarnessError(f"infragym {data.task} seed {data.seed}: {exc}") from exc

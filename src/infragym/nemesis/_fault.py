@@ -43,6 +43,11 @@ class Fault(ABC):
     def heal(self, cluster: Cluster) -> None:
         """Undo the fault. Must be safe to call when apply failed midway."""
 
+    def heal_detail(self) -> dict[str, Any]:
+        """What the heal's timeline event records of what the fault did while it was
+        active (a runaway log: the bytes it wrote); nothing for most faults."""
+        return {}
+
     async def apply_async(self, cluster: Cluster) -> dict[str, Any]:
         """Apply without blocking the event loop that drives the workload."""
         return await asyncio.to_thread(self.apply, cluster)

@@ -11,13 +11,14 @@ one, and what the cluster itself must offer. :func:`~._schedule.build_fault`,
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
 from ..sandbox import Cluster
 from ._clock_skew import ClockSkew
+from ._data_faults import DamagedData, RunawayLog
 from ._disk_full import DiskFull
 from ._fault import Fault, FaultSpec
 from ._latency import Latency
@@ -97,6 +98,13 @@ def _latency(tg: tuple[str, ...], params: Params, label: str, hosts: Sequence[st
     )
 
 
+def _flag(params: Mapping[str, Any], name: str, label: str) -> bool:
+    v = params.get(name, True)
+    if not isinstance(v, bool):
+        raise ConfigError(f"fault {label}: {name} must be true or false, not {v!r}")
+    return v
+
+
 def _faketime(cluster: Cluster) -> str | None:
     if cluster.faketime:
         return None
@@ -110,10 +118,11 @@ _KIND_LIST = (
     FaultKind(
         "crash",
         Crash,
-        "kill a host's processes (SIGKILL); the heal restarts its services",
+        "kill a host's processes (SIGKILL); the heal restarts its services (restart = "
+        "false: it leaves them down, an incident someone must fix)",
         needs=("cluster", "cgroups"),
-        params=(),
-        build=lambda tg, p, label, hosts: Crash(tg[0], label),
+        params=("restart",),
+        build=lambda tg, p, label, hosts: Crash(tg[0], label, restart=_flag(p, "restart", label)),
         draw=lambda rng, victim, hosts: FaultSpec("crash", (victim,)),
         one_host=_always,
     ),
@@ -195,6 +204,44 @@ _KIND_LIST = (
     ),
 )
 
-KINDS: dict[str, FaultKind] = {k.name: k for k in _KIND_LIST}
+_DATA_KINDS = (
+    FaultKind(
+        "runaway-log",
+        RunawayLog,
+        "a process of the host, as its user, appends to a log under /srv/data (path) at "
+        "rate_bps until the disk is full (persist: until healed); reopen: it reopens the "
+        "file for every write, so deleting it frees the space",
+        needs=("cluster", "tmpfs"),
+        params=("path", "rate_bps", "reopen", "persist"),
+        build=lambda tg, p, label, hosts: RunawayLog(
+            tg[0],
+            label,
+            p.get("path", "log/debug.log"),
+            p.get("rate_bps", 1 << 20),
+            p.get("reopen", False),
+            p.get("persist", False),
+        ),
+        draw=lambda rng, victim, hosts: FaultSpec("runaway-log", (victim,)),
+        one_host=_always,
+    ),
+    FaultKind(
+        "damaged-data",
+        DamagedData,
+        "a crash (SIGKILL of every process) after which files of /srv/data are truncated, "
+        "corrupted or deleted as files declares; the heal restarts the services (restart "
+        "= false: it leaves them down)",
+        needs=("cluster", "cgroups"),
+        params=("files", "restart"),
+        build=lambda tg, p, label, hosts: DamagedData(
+            tg[0], label, p.get("files", ()), _flag(p, "restart", label)
+        ),
+        draw=lambda rng, victim, hosts: FaultSpec(
+            "damaged-data", (victim,), (("files", ({"path": "**/*", "how": "truncate"},)),)
+        ),
+        one_host=_always,
+    ),
+)
+
+KINDS: dict[str, FaultKind] = {k.name: k for k in (*_KIND_LIST, *_DATA_KINDS)}
 """Every fault kind by name, in the order ``infragym doctor`` lists them. A kind's name is
 its class's ``kind`` (what histories record)."""

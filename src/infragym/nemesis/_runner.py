@@ -143,7 +143,7 @@ class Nemesis:
         fault.applied = False
         if self.active.get(fault.label) is fault:
             del self.active[fault.label]
-        self._record(fault, FaultAction.HEAL, {})
+        self._record(fault, FaultAction.HEAL, fault.heal_detail())
 
     async def heal(self, fault: Fault) -> None:
         """Heal ``fault`` if it is active; raise if the heal fails (it then stays active).

@@ -52,6 +52,11 @@ class Schedule:
     def end(self) -> float:
         return max((f.at + f.duration for f in self.faults), default=0.0)
 
+    @property
+    def last_apply(self) -> float:
+        """When the last fault is applied (0 for an empty schedule)."""
+        return max((f.at for f in self.faults), default=0.0)
+
     def kinds(self) -> set[str]:
         return {f.spec.kind for f in self.faults}
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 MAX_SHOWN = 20_000
 LONG = 400  # a user or system message longer than this is folded
+COMPACTION_NAME = "infragym_compaction"  # as infragym.agent names a compaction's messages
 
 
 def _text(content: Any) -> str:
@@ -73,6 +74,10 @@ def _arguments(raw: Any) -> tuple[str, str]:
 def _message(m: dict[str, Any], names: dict[str, str]) -> Html:
     role = str(m.get("role", "?"))
     text = _text(m.get("content"))
+    if m.get("name") == COMPACTION_NAME:
+        what = "summary" if role == "assistant" else "summary request"
+        head = f"compaction: {what}, {len(text):,} chars: {_first_line(text)}"
+        return _folded(head, _shown(text), f"msg compaction {role}")
     if role == "tool":
         name = names.get(str(m.get("tool_call_id")), "tool")
         lines = text.count("\n") + 1 if text else 0
@@ -102,7 +107,27 @@ def transcript_html(trajectory: Trajectory | None) -> Html:
     if trajectory is None or not trajectory.messages:
         return el("p", "no transcript recorded", class_="muted")
     names: dict[str, str] = {}
-    body = join(_message(dict(m), names) for m in trajectory.messages)
+    failed: dict[int, list[Html]] = {}
+    for c in trajectory.compactions:
+        if not c.get("ok"):
+            retry = c.get("retry_at_turn")
+            then = f"retry at turn {retry}" if retry is not None else "no more attempts"
+            note = (
+                f"compaction {c.get('n')} at turn {c.get('turn')} failed: {c.get('reason')}; "
+                f"eliding harder instead, {then}"
+            )
+            failed.setdefault(int(c.get("at_message", 0)), []).append(
+                el("div", el("div", note, class_="role"), class_="msg compaction failed")
+            )
+    parts: list[Html] = []
+    for i, m in enumerate(trajectory.messages):
+        parts.extend(failed.pop(i, []))
+        parts.append(_message(dict(m), names))
+    parts.extend(p for notes in failed.values() for p in notes)
+    body = join(parts)
     calls = sum(len(m.get("tool_calls") or []) for m in trajectory.messages)
     summary = f"transcript: {len(trajectory.messages)} messages, {calls} tool call(s)"
+    if trajectory.compactions:
+        ok = sum(1 for c in trajectory.compactions if c.get("ok"))
+        summary += f", {ok} of {len(trajectory.compactions)} compaction(s) done"
     return el("details", el("summary", summary), body, class_="transcript")

@@ -33,6 +33,12 @@ class Criterion:
     where nothing succeeded judged no operation) is not a pass; the criterion fails with
     score 0 and says "vacuous". Set it higher when a verdict needs a sample to mean
     anything. A result whose checker does not count (``judged`` is None) is taken as is.
+
+    ``exclude_unknown`` leaves an ``unknown`` verdict out of the reward instead of scoring
+    it: its weight leaves the total, so the other criteria are scored as if it were not
+    there, and the result lists it in ``excluded``. For a criterion whose measurement may
+    be unavailable rather than failed (a model judge that is not configured or not
+    answering), where neither 0 nor 1 would be true. A gate cannot exclude.
     """
 
     name: str
@@ -44,6 +50,7 @@ class Criterion:
     score_fn: ScoreFn | None = None
     description: str = ""
     min_judged: int = 1
+    exclude_unknown: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -62,6 +69,11 @@ class Criterion:
             raise ConfigError(
                 f"criterion {self.name!r} has min_judged={self.min_judged!r}; it must be an "
                 "integer >= 0 (0 accepts a check that judged nothing)"
+            )
+        if self.exclude_unknown and self.gate:
+            raise ConfigError(
+                f"criterion {self.name!r} is a gate with exclude_unknown=True; a gate cannot "
+                "be left out (an unknown gate fails): drop one of the two"
             )
 
     @property

@@ -18,6 +18,8 @@ class CriterionScore(BaseModel):
     ``RewardResult.uncapped``. ``cap_applied`` is the cap this criterion imposed as a
     failed gate, or None. ``judged`` is what the check judged (None: not counted) and
     ``vacuous`` says it was fewer than the criterion's ``min_judged``, which fails it.
+    ``excluded`` says the verdict was unknown and the criterion left out of the reward
+    (its ``exclude_unknown``): contribution 0, and its weight is not in the total.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
@@ -34,6 +36,7 @@ class CriterionScore(BaseModel):
     metrics: dict[str, MetricValue] = Field(default_factory=dict)
     judged: int | None = None
     vacuous: bool = False
+    excluded: bool = False
 
 
 class RewardResult(BaseModel):
@@ -42,9 +45,12 @@ class RewardResult(BaseModel):
     ``uncapped`` is the weighted mean of criterion scores; ``reward`` is that, capped by
     the lowest cap of any failed gate; ``capped_by`` names that gate (None if no gate
     lowered the reward). ``unknown`` names the criteria whose verdict is unknown and
-    ``vacuous`` those whose check judged too little to count (both empty in a result
-    written before they existed). Non-finite metric values (an infinite latency) are written as the
-    JSON constants ``Infinity``/``NaN``, which Python's and pydantic's parsers accept.
+    ``vacuous`` those whose check judged too little to count; ``excluded`` those left out
+    of the reward because their verdict is unknown and they say so (a judge that is not
+    configured): the reward is then the weighted mean of the others (all three are empty in
+    a result written before they existed). Non-finite metric values (an infinite latency)
+    are written as the JSON constants ``Infinity``/``NaN``, which Python's and pydantic's
+    parsers accept.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
@@ -57,6 +63,7 @@ class RewardResult(BaseModel):
     breakdown: list[CriterionScore]
     unknown: list[str] = Field(default_factory=list)
     vacuous: list[str] = Field(default_factory=list)
+    excluded: list[str] = Field(default_factory=list)
 
     def criterion(self, name: str) -> CriterionScore:
         """The breakdown entry of criterion ``name`` (KeyError if there is none)."""

@@ -17,7 +17,8 @@ class Rubric:
     """An ordered set of criteria, validated when built so a bad rubric fails before a run.
 
     ``score`` is pure: the same check results always give the same reward. A check that
-    judged fewer than its criterion's ``min_judged`` fails it (see :class:`Criterion`).
+    judged fewer than its criterion's ``min_judged`` fails it, and an unknown verdict of a
+    criterion with ``exclude_unknown`` leaves it out of the total (see :class:`Criterion`).
     """
 
     criteria: tuple[Criterion, ...]
@@ -56,14 +57,32 @@ class Rubric:
                 f"{', '.join(map(repr, sorted(results))) or 'none'}); run those checkers or "
                 "fix the criteria's check= names"
             )
-        total = sum(c.weight for c in self.criteria)
+        left_out = {
+            c.name
+            for c in self.criteria
+            if c.exclude_unknown and results[c.check_name].verdict is Verdict.UNKNOWN
+        }
+        total = sum(c.weight for c in self.criteria if c.name not in left_out)
+        if total <= 0.0:
+            raise ConfigError(
+                f"no reward can be given: every weighted criterion is unknown and left out "
+                f"({', '.join(sorted(left_out))}); a reward of 0 or 1 would be made up. Make "
+                "those measurements available (e.g. configure the judge) or add criteria"
+            )
         rows: list[CriterionScore] = []
         caps: list[tuple[float, str]] = []
         for c in self.criteria:
             result = results[c.check_name]
-            vacuous = result.judged is not None and result.judged < c.min_judged
+            vacuous = (
+                c.name not in left_out
+                and result.judged is not None
+                and result.judged < c.min_judged
+            )
             verdict: Verdict
-            if vacuous:
+            if c.name in left_out:
+                verdict, s = result.verdict, 0.0
+                explanation = f"left out of the reward (unknown): {result.explanation}"
+            elif vacuous:
                 verdict = Verdict.FAIL if result.verdict is Verdict.PASS else result.verdict
                 s = 0.0
                 explanation = (
@@ -81,7 +100,7 @@ class Rubric:
                     check=c.check_name,
                     score=s,
                     weight=c.weight,
-                    contribution=min(1.0, c.weight * s / total),
+                    contribution=0.0 if c.name in left_out else min(1.0, c.weight * s / total),
                     verdict=verdict,
                     explanation=explanation,
                     gate=c.gate,
@@ -89,6 +108,7 @@ class Rubric:
                     metrics=dict(result.metrics),
                     judged=result.judged,
                     vacuous=vacuous,
+                    excluded=c.name in left_out,
                 )
             )
         uncapped = min(1.0, max(0.0, math.fsum(r.contribution for r in rows)))
@@ -106,6 +126,7 @@ class Rubric:
             breakdown=rows,
             unknown=[r.name for r in rows if r.verdict is Verdict.UNKNOWN],
             vacuous=[r.name for r in rows if r.vacuous],
+            excluded=[r.name for r in rows if r.excluded],
         )
 
     @staticmethod

@@ -39,7 +39,7 @@ from .._errors import ConfigError, InfraGymError
 from ..agent import Agent
 from ..grading import default_concurrency
 from ..sandbox import run_interruptible
-from ..sandbox.lowlevel import pid_start_time
+from ..sandbox.lowlevel import pid_start_time, pid_state
 from ..tasks import DEFAULT_GRADING_CORES, find_task, list_tasks
 from ._episode import EpisodeOutcome, play_episode
 from ._store import RunStore
@@ -160,10 +160,8 @@ def sweep_owner(pid: int, pid_start: int | None) -> list[str]:
         if pid_start is None or pid_start_time(pid) != pid_start:
             # gone: its runs are no live owner's (a process that reused the pid is not it)
             return cleanup(owner_pid=pid, owner_start=pid_start).runs
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if stat[stat.rfind(")") + 2 :][:1] in ("Z", "X"):  # dead, not reaped yet
-                return cleanup(everything=True, owner_pid=pid, owner_start=pid_start).runs
+        if pid_state(pid) in ("Z", "X"):  # dead, not reaped yet
+            return cleanup(everything=True, owner_pid=pid, owner_start=pid_start).runs
         time.sleep(0.1)
     return []  # the worker still runs: whatever it made is its own to remove
 

@@ -34,7 +34,12 @@ class Trajectory(BaseModel):
       it opens with the system prompt and the instructions whoever played (a scripted or
       reference agent is recorded with ``infragym.agent.SYSTEM_PROMPT``, as a model is).
     - ``tools``: the tool schemas offered (OpenAI function format).
-    - ``usage``: per model request, token counts as the server reported them and timings.
+    - ``usage``: per model request, token counts as the server reported them and timings;
+      ``kind`` is ``turn``, or ``summary`` for a compaction's request.
+    - ``compactions``: each time a model agent asked for a summary to continue past its
+      context budget (``infragym.agent.Compaction``: turn, where in ``messages``, ok or
+      why not, sizes before and after). A successful one also put its request and the
+      summary in ``messages`` (both with ``name`` ``infragym_compaction``).
     - ``steps``: per tool call, the tool, whether it was an error, its wall time.
     - ``reward`` is None exactly when ``error`` is set (a platform failure, no reward).
     - ``breakdown``, ``functional``, ``timeline``: from the grading result.
@@ -52,6 +57,7 @@ class Trajectory(BaseModel):
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = Field(default_factory=list)
     usage: list[dict[str, Any]] = Field(default_factory=list)
+    compactions: list[dict[str, Any]] = Field(default_factory=list)
     steps: list[dict[str, Any]] = Field(default_factory=list)
     reward: float | None
     functional: float | None = None
@@ -110,12 +116,14 @@ def build_trajectory(
     """The record of one episode from the agent's own account of it."""
     messages: list[dict[str, Any]] = []
     usage: list[dict[str, Any]] = []
+    compactions: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
     model: str | None = None
     end_reason: str | None = final.info.get("end_reason") if final is not None else None
     if isinstance(agent, OpenAIAgent):
         messages = [dict(m) for m in agent.messages]
         usage = [dataclasses.asdict(u) for u in agent.usage]
+        compactions = [dataclasses.asdict(c) for c in agent.compactions]
         model = agent.model
         end_reason = agent.end_reason or end_reason
     elif isinstance(agent, ScriptedAgent) and obs is not None:
@@ -144,6 +152,7 @@ def build_trajectory(
         messages=messages,
         tools=obs.openai_tools() if obs is not None else [],
         usage=usage,
+        compactions=compactions,
         steps=steps,
         reward=reward,
         functional=grade.functional if grade is not None else None,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from typing import TypeVar
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
 from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
-from ._host import FAKETIME_LIB, Host
+from ._host import FAKETIME_LIB, HOSTS_FILE, Host
 from ._identity import Identity, identity_of
 from ._lifecycle import Lifecycle
 from ._netns import run_in_netns, socket_in_netns
@@ -40,6 +41,7 @@ from ._options import (
 )
 from ._switch import Port, Switch
 from ._sys import (
+    ip_batch,
     mount_tmpfs,
     mounts_under,
     umount,
@@ -50,6 +52,8 @@ from ._tree import copy_tree, remove_tree
 ARTIFACT_MAX_NAMES = 1000
 ARTIFACT_MAX_BYTES = 16 << 20
 ARTIFACT_MAX_DEPTH = 32
+PLATFORM_SIZE = 1 << 20  # a host's .platform disk: its hosts file, clock offset, fault reports
+PLATFORM_INODES = 1024
 T = TypeVar("T")
 
 
@@ -140,12 +144,16 @@ class Cluster(Lifecycle):
         self.client_address = ""
         self.network: Network | None = None
         self._record: _state.RunRecord | None = None
+        self._pending: list[Host] = []  # hosts add_hosts is building
+        self._tools: tuple[str, str] = ("bwrap", "setpriv")
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
         # event loops of run_client, so teardown can end their work instead of waiting
         self._clients: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[object]]] = set()
         self._clients_lock = threading.Lock()
+        self._drawn: dict[str, str] = {}  # address -> the endpoint it was drawn for
+        self._current: dict[str, str] = {}  # endpoint -> the address it holds from a draw
 
     def _set_run_id(self, run_id: str) -> None:
         self.run_id = run_id
@@ -162,6 +170,7 @@ class Cluster(Lifecycle):
 
     def _build(self, bwrap: str, setpriv: str) -> None:
         assert self._record is not None
+        self._tools = (bwrap, setpriv)
         self.subnet = _state.allocate_subnet(self.run_id)
         self._record.subnet = str(self.subnet)
         self._record.save()
@@ -183,28 +192,119 @@ class Cluster(Lifecycle):
             _make_world_readable(app_dir)
             for h in self.hosts:
                 h.app_dir = app_dir
-        hosts_file = "127.0.0.1 localhost\n" + "".join(
-            f"{h.address} {h.name}\n" for h in self.hosts
-        )
+        hosts_file = _hosts_lines(self.hosts, head=True)
         for h in self.hosts:
-            h.hidden = self.hidden
-            h.cgroup.create(self.host_limits.get(h.name, self.limits))
-            # the host's scratch disk (logs, etc, tmp) and its data disk are sized tmpfs, so
-            # a host cannot fill the machine's disk; DiskFull shrinks the data one
-            h.root.mkdir(parents=True, exist_ok=True)
-            mount_tmpfs(h.root, self.scratch_size, mode=0o755)
-            for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir, h.platform_dir):
-                d.mkdir(exist_ok=True)
-            for d in (h.logs_dir, h.etc_dir):
-                os.chown(d, ident.uid, ident.gid)
-            h.tmp_dir.chmod(0o1777)
-            size = self.data_sizes.get(h.name, self.data_size)
-            mount_tmpfs(h.data_dir, size, mode=0o755, uid=ident.uid, gid=ident.gid)
-            (h.platform_dir / "hosts").write_text(hosts_file)
-            if self.faketime:
-                h.faketime = True
-                h.set_clock_offset(0.0)
+            self._prepare(h, hosts_file)
         net.finish()
+
+    def _prepare(self, h: Host, hosts_file: str) -> None:
+        """A host's cgroup, disks, directories and files (its network exists already)."""
+        ident = self.identity
+        assert ident is not None
+        h.hidden = self.hidden
+        h.cgroup.create(self.host_limits.get(h.name, self.limits))
+        # the host's scratch disk (logs, etc, tmp) and its data disk are sized tmpfs, so
+        # a host cannot fill the machine's disk; DiskFull shrinks the data one
+        h.root.mkdir(parents=True, exist_ok=True)
+        mount_tmpfs(h.root, self.scratch_size, mode=0o755)
+        for d in (h.data_dir, h.logs_dir, h.etc_dir, h.tmp_dir, h.platform_dir):
+            d.mkdir(exist_ok=True)
+        for d in (h.logs_dir, h.etc_dir):
+            os.chown(d, ident.uid, ident.gid)
+        h.tmp_dir.chmod(0o1777)
+        # the platform's files (the hosts file, the clock offset, what its processes on
+        # the host report) on a small disk of their own: a host that fills its scratch
+        # disk cannot make them fail (removed with the host's other mounts)
+        mount_tmpfs(h.platform_dir, PLATFORM_SIZE, mode=0o755, inodes=PLATFORM_INODES)
+        size = self.data_sizes.get(h.name, self.data_size)
+        mount_tmpfs(h.data_dir, size, mode=0o755, uid=ident.uid, gid=ident.gid)
+        (h.platform_dir / HOSTS_FILE).write_text(hosts_file)
+        if self.faketime:
+            h.faketime = True
+            h.set_clock_offset(0.0)
+
+    def add_hosts(
+        self,
+        names: Sequence[str],
+        *,
+        host_limits: Mapping[str, Limits] | None = None,
+        data_sizes: Mapping[str, int] | None = None,
+        net_admin: Collection[str] = (),
+    ) -> list[Host]:
+        """Add hosts ``names`` to the running cluster (it grows; it never shrinks) and
+        return them. Each is built as the first ones were: the same app copy and hidden
+        paths, its cgroup (``host_limits``, else the cluster's ``limits``), data disk
+        (``data_sizes``, else ``data_size``), capabilities (``net_admin``: the names of
+        those granted them) and the next addresses of the subnet after the hosts'. Every
+        host's ``/etc/hosts`` gains their lines, also for processes already running. They
+        are removed with the cluster; a failure midway leaves what was made to
+        :meth:`close`, the hosts already there untouched."""
+        if isinstance(names, str):
+            raise ConfigError(f"add_hosts takes a list of host names, not {names!r}")
+        new = list(names)
+        with self._lock:
+            if not self._started or self._closed:
+                raise ConfigError("add_hosts needs a started cluster that is not closed")
+            net = self._network()
+            ident = self.identity
+            assert ident is not None and self._record is not None
+            if not new:
+                raise ConfigError("add_hosts needs at least one host name")
+            everyone = validate_names([*self.names, *new])
+            clash = [n for n in new if n in net.ports]
+            if clash:
+                raise ConfigError(f"{', '.join(clash)} already names an endpoint of the cluster")
+            if isinstance(net_admin, bool):
+                raise ConfigError(
+                    "add_hosts: net_admin is a list of the new hosts' names to grant "
+                    f"capabilities, not {net_admin!r}"
+                )
+            admin = validate_net_admin(net_admin, new)
+            limits = per_host("host_limits", host_limits, new, check_limits)
+            sizes = per_host("data_sizes", data_sizes, new, check_size("a data size"))
+            first = len(self.hosts) + len(self._pending)
+            ports = [net.host_port(n, first + i) for i, n in enumerate(new)]
+            taken = {p.address for p in net.ports.values()} | set(self._drawn)
+            held = [p.address for p in ports if p.address in taken]
+            if held:
+                raise ResourceError(
+                    f"the addresses the new hosts would take ({', '.join(held)}) are held by "
+                    "an endpoint of the cluster"
+                )
+            vips = net.held_addresses()  # a net_admin host's virtual IPs too
+            held = [f"{p.address} (by {vips[p.address]})" for p in ports if p.address in vips]
+            if held:
+                raise ResourceError(
+                    f"the addresses the new hosts would take are in use: {', '.join(held)}; "
+                    "release them (ip addr del) before the cluster grows"
+                )
+            self._record.hosts = everyone
+            self._record.save()
+            added = [
+                Host(p, self.root / p.name, HostCgroup(f"{PARENT}/{self.run_id}/{p.name}"),
+                     ident, self._tools[0], self._tools[1], p.name in admin)
+                for p in ports
+            ]  # fmt: skip
+            self._pending += added  # torn down with the cluster whatever happens next
+            self.host_limits.update(limits)
+            self.data_sizes.update(sizes)
+            net.add_hosts(ports, admin, ident.uid)
+            if self.app_source is not None:
+                for h in added:
+                    h.app_dir = self.root / "app"
+            hosts_file = _hosts_lines([*self.hosts, *added], head=True)
+            for h in added:
+                self._prepare(h, hosts_file)
+            lines = _hosts_lines(added).encode()
+            for h in self.hosts:
+                # appended in place: a reader sees the old lines, then the new ones too
+                with open(h.platform_dir / HOSTS_FILE, "ab") as fh:
+                    fh.write(lines)
+            self._pending = [h for h in self._pending if h not in added]
+            self.hosts = [*self.hosts, *added]
+            self.names = everyone
+            self.net_admin = frozenset(self.net_admin | admin)
+            return added
 
     def close(self) -> None:
         """Remove every process, namespace, link, cgroup, mount and directory. Idempotent.
@@ -228,9 +328,10 @@ class Cluster(Lifecycle):
             except Exception as exc:
                 into.append(f"{what}: {type(exc).__name__}: {exc}")
 
-        for h in self.hosts:
+        hosts = [*self.hosts, *self._pending]
+        for h in hosts:
             step(f"cgroup of {h.name}", partial(_remove_host_processes, h))
-        for h in self.hosts:
+        for h in hosts:
             step(f"saving logs of {h.name}", partial(self._save_artifacts, h), unsaved)
         step("network", self._remove_network)
         step("cgroups", lambda: remove_run_tree(self.run_id))
@@ -346,6 +447,8 @@ class Cluster(Lifecycle):
             return self._network().client
         if name == LINK_PROXY:
             return self._network().proxy
+        if name not in self.names and name in self._network().ports:
+            return self._network().ports[name]
         return self.host(name).port
 
     def link_proxy(self) -> Port:
@@ -354,11 +457,64 @@ class Cluster(Lifecycle):
         return self._network().link_proxy()
 
     def free_addresses(self) -> list[str]:
-        """The addresses of the subnet no endpoint holds: a host granted ``net_admin`` may
-        claim one (a virtual IP) and announce it by gratuitous ARP."""
+        """The addresses of the subnet no endpoint holds and none was drawn for
+        (:meth:`draw_address`): a host granted ``net_admin`` may claim one (a virtual IP)
+        and announce it by gratuitous ARP."""
         net = self._network()
-        taken = {p.address for p in (net.client, net.proxy)} | {h.address for h in self.hosts}
+        taken = {p.address for p in (net.client, net.proxy, *net.ports.values())}
+        taken |= {h.address for h in self.hosts} | set(self._drawn)
         return [str(a) for a in net.subnet.hosts() if str(a) not in taken]
+
+    def endpoint(self, name: str) -> Port:
+        """A namespace of the platform's on the cluster's bridge besides the client's (an
+        attacker's, say), built on first use and removed with the cluster. It reaches every
+        host and nothing else, as the client does; its sockets come from
+        :meth:`endpoint_socket`."""
+        if name in (CLIENT, LINK_PROXY) or name in self.names:
+            raise ConfigError(f"{name!r} names the client, the link proxy or a host")
+        validate_names([name])
+        return self._network().add_endpoint(name)
+
+    def draw_address(
+        self, endpoint: str, rng: random.Random, pool: Collection[str] | None = None
+    ) -> str:
+        """Give ``endpoint`` (``"client"`` or one of :meth:`endpoint`) a new address drawn
+        by ``rng`` from ``pool`` (default: every free address of the subnet), in place of
+        the one it drew last; return it. Bind a socket to it (:meth:`endpoint_socket`) to
+        send from it. An address drawn for one endpoint is never drawn for another in this
+        cluster (the hosts' ARP caches would still send its replies to the first), so the
+        endpoints' addresses are interleaved in one range and a host cannot tell them
+        apart by address."""
+        port = self.port(endpoint)
+        with self._lock:
+            free = set(self.free_addresses())
+            mine = {a for a, e in self._drawn.items() if e == endpoint}
+            choices = sorted((free | mine) & set(pool) if pool is not None else free | mine)
+            choices = [a for a in choices if a != self._current.get(endpoint)] or choices
+            if not choices:
+                raise ResourceError(f"no address left to draw for {endpoint!r}")
+            address = rng.choice(choices)
+            lines = [f"addr add {address}/32 dev eth0"]
+            if (old := self._current.get(endpoint)) is not None:
+                lines.insert(0, f"addr del {old}/32 dev eth0")
+            ip_batch(lines, netns=port.netns)
+            self._drawn[address] = endpoint
+            self._current[endpoint] = address
+            return address
+
+    def endpoint_socket(
+        self, endpoint: str, source: str | None = None, type: int = socket.SOCK_STREAM
+    ) -> socket.socket:
+        """An IPv4 socket in ``endpoint``'s namespace (``"client"`` or one of
+        :meth:`endpoint`), bound to ``source`` (an address it holds) if given."""
+        sock = socket_in_netns(self.port(endpoint).netns, socket.AF_INET, type)
+        if source is not None:
+            try:
+                sock.bind((source, 0))
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     def _network(self) -> Network:
         if self.network is None:
@@ -382,6 +538,13 @@ class Cluster(Lifecycle):
 
     def __repr__(self) -> str:
         return f"Cluster({self.run_id}, {self.names}, {self.subnet})"
+
+
+def _hosts_lines(hosts: Sequence[Host], head: bool = False) -> str:
+    """The ``/etc/hosts`` lines of ``hosts`` (with the localhost line first if ``head``)."""
+    return ("127.0.0.1 localhost\n" if head else "") + "".join(
+        f"{h.address} {h.name}\n" for h in hosts
+    )
 
 
 def _remove_host_processes(h: Host) -> None:

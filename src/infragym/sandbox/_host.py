@@ -47,7 +47,7 @@ from ._identity import Identity
 from ._launch import Launch
 from ._netns import enter_netns, socket_in_netns
 from ._switch import Port
-from ._sys import can_connect
+from ._sys import can_connect, descends_from, pid_running, pid_start_time
 from ._tree import remove_tree
 from ._userns import enter_userns_of
 from ._view import system_view
@@ -59,6 +59,7 @@ HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_PYTHON = "/usr/bin/python3"
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 FAKETIME_FILE = "faketime.rc"
+HOSTS_FILE = "hosts"  # of the platform dir: the view's /etc/hosts
 FAKETIME_VIEW_PATH = "/run/faketime.rc"
 NET_CAPS = ("net_admin", "net_raw", "net_bind_service")
 
@@ -114,6 +115,15 @@ class HostProcess:
                 f"process {self.name!r} on host {self.host.name} still running after {timeout} s"
             ) from None
 
+    def _tree(self) -> list[tuple[int, int | None]]:
+        """The host's processes descending from this one, with their start times (its
+        sandbox's init and whatever that forked, in sessions of their own too)."""
+        return [
+            (pid, pid_start_time(pid))
+            for pid in self.host.pids()
+            if descends_from(pid, self.popen.pid)
+        ]
+
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM the process group, then SIGKILL it if it has not exited in ``timeout``."""
         if self.popen.poll() is None and self.host.cgroup.frozen():
@@ -133,9 +143,38 @@ class HostProcess:
                 f"process {self.name!r} on host {self.host.name} survived SIGKILL for 5 s"
             ) from None
 
+    def kill_tree(self, timeout: float = 1.0) -> int:
+        """:meth:`stop`, then SIGKILL whatever the process's sandbox started that still
+        runs ``timeout`` later: the sandbox's outer process exits at once on SIGTERM, so a
+        process inside that ignores it (``trap '' TERM``) would outlive a plain stop (its
+        sandbox's init goes too, and with it the whole process namespace)."""
+        tree = self._tree() if self.popen.poll() is None else []
+        code = self.stop(timeout)
+        deadline = time.monotonic() + timeout
+
+        def left() -> list[int]:
+            return [p for p, t in tree if pid_running(p) and pid_start_time(p) == t]
+
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in left():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return code
+
     def output(self, max_bytes: int = 1 << 20) -> str:
         """The tail of what the process wrote (stdout and stderr, interleaved)."""
         return read_tail(self.log_path, max_bytes)
+
+
+def shown(argv: Sequence[str], width: int = 60) -> str:
+    """``argv`` for a message: each argument's first line, cut at ``width`` characters
+    (a script passed with ``-c`` is not repeated whole in an error)."""
+    out = []
+    for a in argv:
+        line = a.split("\n", 1)[0]
+        out.append(line[:width] + "..." if line != a or len(line) > width else a)
+    return " ".join(out)
 
 
 def read_tail(path: Path, max_bytes: int) -> str:
@@ -242,7 +281,7 @@ class Host:
             options += ["--ro-bind", str(self.app_dir), f"{VIEW_ROOT}/app"]
         if self.faketime:
             # a bind, not a copy: ClockSkew rewrites the file in place (mountinfo shows
-            # it as /.platform/faketime.rc of the host's scratch disk)
+            # it as /faketime.rc of the host's platform disk, a tmpfs: no machine path)
             options += ["--ro-bind", str(self.platform_dir / FAKETIME_FILE), FAKETIME_VIEW_PATH]
         if spec.cwd is not None:
             options += ["--chdir", spec.cwd]
@@ -270,8 +309,11 @@ class Host:
                 "FAKETIME_DONT_FAKE_MONOTONIC=0",
                 "FAKETIME_DISABLE_SHM=1",
             ]
-        hosts = (self.platform_dir / "hosts").read_bytes()
-        files = [(hosts, "/etc/hosts"), *self.identity.view_files()]
+        # a bind, not a copy: a cluster that grows appends the new hosts' lines in place,
+        # and processes already running resolve them (mountinfo shows the file as
+        # /hosts of the host's platform disk, as it does the faketime file)
+        options += ["--ro-bind", str(self.platform_dir / HOSTS_FILE), "/etc/hosts"]
+        files = self.identity.view_files()
         return Launch.prepare(self._bwrap, options, privdrop, [*argv, *spec.argv], files)
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:
@@ -336,7 +378,7 @@ class Host:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ProcessError(
-                f"cannot start {spec.name!r} ({' '.join(spec.argv)}) on host {self.name}: {exc}"
+                f"cannot start {spec.name!r} ({shown(spec.argv)}) on host {self.name}: {exc}"
             ) from exc
         finally:
             launch.close()
@@ -349,17 +391,28 @@ class Host:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         service: bool = True,
+        output: Path | None = None,
     ) -> HostProcess:
-        """Start a long-running process; output goes to ``logs/<name>.log``.
+        """Start a long-running process; output goes to ``logs/<name>.log``, or to
+        ``output``, a file of :attr:`platform_dir` (out of the host's sight: the
+        platform's own processes on a host, a fault's, report there).
 
         A ``service`` is restarted by :meth:`restart` after a crash.
         """
         spec = ServiceSpec(name, tuple(argv), dict(env or {}), cwd)
         if not name or "/" in name or name.startswith("."):
             raise ConfigError(f"invalid process name {name!r}: use letters, digits, - and _")
+        if output is not None and (
+            Path(output).parent != self.platform_dir
+            or Path(output).name in (HOSTS_FILE, FAKETIME_FILE)
+        ):
+            raise ConfigError(
+                f"output must be a new file of {self.platform_dir} (not its {HOSTS_FILE} or "
+                f"{FAKETIME_FILE}), not {output}"
+            )
         with self._lock:
             self._check_not_frozen(f"start {name!r}")
-            log_path = self.logs_dir / f"{name}.log"
+            log_path = self.logs_dir / f"{name}.log" if output is None else Path(output)
             log = open_log(log_path)
             try:
                 popen = self._popen(spec, log, subprocess.STDOUT)
@@ -384,15 +437,19 @@ class Host:
         env: Mapping[str, str] | None = None,
         input: bytes | None = None,
         cwd: str | None = None,
+        name: str | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run a command on the host to completion; it and its children die on timeout.
+        Errors name it ``name`` (a platform script's short name), else by its argv (long
+        or multi-line arguments cut).
 
         The command has its own PID namespace, so killing it on timeout kills every process
         it started, even ones that left its process group.
         """
-        spec = ServiceSpec("run", tuple(argv), dict(env or {}), cwd)
+        spec = ServiceSpec(name or "run", tuple(argv), dict(env or {}), cwd)
+        what = name or f"`{shown(argv)}`"
         with self._lock:
-            self._check_not_frozen(f"run `{' '.join(argv)}`")
+            self._check_not_frozen(f"run {what}")
             popen = self._popen(
                 spec,
                 subprocess.PIPE,
@@ -413,7 +470,7 @@ class Host:
                 popen.kill()
                 popen.wait(5.0)
             raise ProcessError(
-                f"`{' '.join(argv)}` on host {self.name} did not finish within {timeout} s "
+                f"{what} on host {self.name} did not finish within {timeout} s "
                 "and was killed with its children"
             ) from None
         return subprocess.CompletedProcess(list(argv), popen.returncode, out, err)

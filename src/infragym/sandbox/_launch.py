@@ -17,8 +17,11 @@ the privilege drop. So:
   N ended it), which ends the namespace as bubblewrap's reaper did. As pid 1 it ignores
   every signal sent to it from inside; it costs a millisecond and a megabyte.
 
-Files the platform puts in a view (``/etc/hosts``) are copied in from a memory file too
-(``--ro-bind-data``), so ``mountinfo`` names no path of the machine for them.
+Files the platform puts in a view once (``/etc/passwd``, ``/etc/group``) are copied in
+from a memory file too (``--ro-bind-data``), so ``mountinfo`` names no path of the
+machine for them. Files it changes while the host runs (``/etc/hosts``, which a growth
+appends to, and the clock offset) are read-only binds of the host's platform disk, a
+tmpfs of its own: ``mountinfo`` shows them as ``/hosts`` and ``/faketime.rc`` of it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ parallel while the caller prepares the hosts' disks; removing takes one batch.
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import threading
 from collections.abc import Collection, Sequence
@@ -26,6 +27,7 @@ from ._sys import (
     finish,
     ip_batch,
     list_links,
+    run,
     start,
     wait_links_gone,
 )
@@ -43,6 +45,8 @@ CLIENT = "client"
 CLIENT_INDEX = 99
 LINK_PROXY = "link-proxy"  # not a valid host name: no host can take it
 LINK_PROXY_INDEX = 98
+EXTRA_INDEXES = range(97, 89, -1)
+"""The indexes (MACs, veths) of the extra endpoints :meth:`Network.add_endpoint` builds."""
 LINK_PROXY_LOCAL_MARK = 0x16A70001
 """Packets the link proxy's namespace marks so to deliver them to its own (transparent)
 sockets whatever their destination address."""
@@ -104,6 +108,55 @@ class Network:
         for p in ends:
             self._configure(p, [])
 
+    def add_hosts(self, hosts: Sequence[Port], owned: Collection[str], uid: int) -> None:
+        """Put more hosts on the running bridge (a cluster that grows): their namespaces,
+        veths and addresses as :meth:`start` and :meth:`finish` make them, then the guard
+        again with them in it. The link proxy, if built, learns their MACs (it speaks no
+        ARP). Each port is recorded before it is made, so :meth:`remove` takes what a
+        failure left."""
+        with self._lock:
+            for p in hosts:
+                self.ports[p.name] = p
+                if p.name in owned:
+                    add_owned_netns(p.netns, uid)
+            lines = [f"netns add {p.netns}" for p in hosts if p.name not in owned]
+            for p in hosts:
+                lines += self._attach(p)
+            ip_batch(lines)
+            for p in hosts:
+                self._configure(p, [])
+            self._wait()
+            for p in hosts:
+                run_in_netns(p.netns, _allow_low_ports)
+            neighbours = [
+                f"neigh replace {p.address} lladdr {p.mac} dev eth0 nud permanent" for p in hosts
+            ]
+            if LINK_PROXY in self.ports:
+                ip_batch(neighbours, netns=self.proxy.netns)
+            # the client's ARP cache may still map a new host's address to a host that
+            # held it as a virtual IP: it learns the new host's MAC for good
+            ip_batch(neighbours, netns=self.client.netns)
+            self.guard()
+
+    def held_addresses(self) -> dict[str, str]:
+        """Every IPv4 address of the subnet some endpoint's namespace holds (a virtual
+        IP a ``net_admin`` host added included), to the endpoint's name."""
+        held: dict[str, str] = {}
+        with self._lock:
+            ports = [p for p in self.ports.values() if p.name != LINK_PROXY]
+        for p in ports:
+            out = run(["ip", "-n", p.netns, "-j", "-4", "addr", "show"], check=False).stdout
+            try:
+                links = json.loads(out or "[]")
+            except ValueError:
+                continue
+            for link in links:
+                for a in link.get("addr_info", []):
+                    local = a.get("local")
+                    if local and ipaddress.ip_address(local) in self.subnet:
+                        held.setdefault(local, p.name)
+        return held
+
     def _attach(self, p: Port) -> list[str]:
         return [
             f"link add {p.link} type veth peer name eth0 address {p.mac} netns {p.netns}",
@@ -161,6 +214,29 @@ class Network:
             self._wait()
             run_in_netns(p.netns, _router)
             self.ports[LINK_PROXY] = p
+            return p
+
+    def add_endpoint(self, name: str) -> Port:
+        """Another namespace on the bridge like the client's (the platform's, unprivileged
+        to no one): guarded as every endpoint is, holding the next free address from the top
+        of the subnet (below the link proxy's). Built once per name; the same port after."""
+        with self._lock:
+            if name in self.ports:
+                return self.ports[name]
+            extra = [p for p in self.ports.values() if p.index in EXTRA_INDEXES]
+            if len(extra) == len(EXTRA_INDEXES):
+                raise ResourceError(
+                    f"a cluster has at most {len(EXTRA_INDEXES)} extra endpoints; "
+                    f"cannot add {name!r}"
+                )
+            index = EXTRA_INDEXES[len(extra)]
+            addrs = list(self.subnet.hosts())
+            p = self._port(name, index, str(addrs[-3 - len(extra)]))
+            ip_batch([f"netns add {p.netns}", *self._attach(p)])
+            self._configure(p, [])
+            self._wait()
+            self.ports[name] = p
+            self.guard()
             return p
 
     def _wait(self) -> None:

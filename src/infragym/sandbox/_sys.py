@@ -257,11 +257,45 @@ def wait_links_gone(names: Sequence[str], timeout: float) -> bool:
     return True
 
 
-def pid_start_time(pid: int) -> int | None:
-    """The kernel start time of ``pid`` (to tell a live owner from a reused pid)."""
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state first, then
+    the parent's pid, ...; the start time at 19), None when the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def pid_start_time(pid: int) -> int | None:
+    """The kernel start time of ``pid`` (to tell a live owner from a reused pid)."""
+    fields = proc_stat(pid)
+    return None if fields is None else int(fields[19])
+
+
+def parent_pid(pid: int) -> int:
+    """``pid``'s parent, 0 if it is gone."""
+    fields = proc_stat(pid)
+    return int(fields[1]) if fields else 0
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """``pid`` is ``ancestor`` or one of its descendants (now)."""
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == ancestor:
+            return True
+        pid, seen = parent_pid(pid), seen + 1
+    return False
+
+
+def pid_state(pid: int) -> str | None:
+    """``pid``'s state letter (``R``, ``S``, ``Z`` for a zombie...), None when it is gone."""
+    fields = proc_stat(pid)
+    return fields[0] if fields else None
+
+
+def pid_running(pid: int) -> bool:
+    """``pid`` runs: it exists and is no zombie (a killed process its parent has not
+    reaped yet holds nothing: no files, no memory)."""
+    return pid_state(pid) not in (None, "Z", "X")

@@ -1,5 +1,6 @@
 """Tasks: folders with instructions, a starter workspace, a hidden grader and solutions."""
 
+from ._operate import AddHosts, OperateSpec, PhaseFault, PhaseSpec
 from ._registry import BUILTIN_DIR, find_task, hidden_paths, list_tasks, task_dirs
 from ._spec import (
     DEFAULT_GRADING_CORES,
@@ -18,8 +19,12 @@ __all__ = [
     "BUILTIN_DIR",
     "DEFAULT_GRADING_CORES",
     "STARTER",
+    "AddHosts",
     "Band",
     "Limits",
+    "OperateSpec",
+    "PhaseFault",
+    "PhaseSpec",
     "Scalar",
     "Task",
     "TaskSpec",

@@ -26,7 +26,13 @@ from pathlib import Path, PurePosixPath
 
 from .._errors import ConfigError
 
-__all__ = ["SOLUTION_TOML", "WORKSPACE_BASE", "materialize_solution", "solution_problems"]
+__all__ = [
+    "SOLUTION_TOML",
+    "WORKSPACE_BASE",
+    "materialize_overlay",
+    "materialize_solution",
+    "solution_problems",
+]
 
 SOLUTION_TOML = "solution.toml"
 WORKSPACE_BASE = "workspace"
@@ -181,6 +187,16 @@ def materialize_solution(task_dir: Path, tier: str, task_name: str) -> Path:
     layers = _chain(task_dir, tier, problems)
     if layers is None:
         raise ConfigError(f"task {task_name}: " + "; ".join(problems))
+    return _cached(layers, task_name, tier)
+
+
+def materialize_overlay(base: Path, top: Path, task_name: str, label: str) -> Path:
+    """``top``'s files laid over ``base``'s, built once per content in the private cache
+    (a live task's ``inherit/`` over another task's reference: ``inherit_base``)."""
+    return _cached([_Layer(base), _Layer(top)], task_name, label)
+
+
+def _cached(layers: list[_Layer], task_name: str, tier: str) -> Path:
     parent = cache_root() / task_name
     parent.mkdir(exist_ok=True)
     dest = parent / f"{tier}-{_digest(layers)}"

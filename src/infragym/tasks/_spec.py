@@ -22,7 +22,7 @@ import ipaddress
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,15 @@ from typing import Any
 from .._errors import ConfigError
 from ..probes import probe
 from ._contract import PREFIXLEN, SUBNET, Subnet, contract_env, env_table
+from ._operate import NEW_NAMES, AddHosts, OperateSpec, PhaseSpec, parse_operate
 from ._packages import missing_packages, parse_requires, require_packages
 from ._roles import ROLE_FIELD, Role, parse_roles, reserved_names, resources, role_env_values
-from ._solutions import materialize_solution, solution_problems
+from ._solutions import materialize_overlay, materialize_solution, solution_problems
 from ._validation import STARTER, Validation, parse_validation, probe_problems
 from ._variants import (
+    HOST_PREFIX,
     HOSTS,
+    MAX_HOSTS,
     Scalar,
     Variant,
     count_variants,
@@ -43,6 +46,7 @@ from ._variants import (
     host_names,
     parse_variants,
     render,
+    spoken_list,
     template_problems,
 )
 
@@ -86,6 +90,12 @@ class TaskSpec:
     """``[grading] cores``: the CPU one grading uses, in cores (admission control)."""
     variants: Mapping[str, tuple[Scalar, ...]] = field(default_factory=dict)
     """``[variants]``: the values each key may take (the first: the default variant)."""
+    operate: OperateSpec | None = None
+    """``mode = "operate"``: a live episode in phases (``_operate``); None: build-then-submit."""
+
+    @property
+    def mode(self) -> str:
+        return "build" if self.operate is None else "operate"
 
     @property
     def variant_count(self) -> int:
@@ -106,6 +116,32 @@ class TaskSpec:
         if HOSTS in values and dev:
             dev = hosts
         return Variant(values, names, host_names(values, dev))
+
+    def grow(self, variant: Variant, add: AddHosts) -> tuple[Variant, tuple[str, ...]]:
+        """The variant of a production cluster grown by ``add`` (a phase's
+        ``add_hosts``), and the new hosts' names: the role's prefix (``host_prefix``, or
+        ``n``, without roles) with the numbers after the hosts it has, each with the
+        role's resources. A ConfigError for a role the task does not have."""
+        values = variant.to_dict()
+        if add.role is None:
+            if self.topology.roles:
+                raise ConfigError(f"{self.name}: add_hosts must name a role of the task")
+            prefix = str(values.get(HOST_PREFIX, "n"))
+            have = len(variant.host_names)
+            new = tuple(f"{prefix}{have + i + 1}" for i in range(add.count))
+            return Variant(values, [*variant.host_names, *new], variant.dev_host_names), new
+        role = next((r for r in self.topology.roles if r.name == add.role), None)
+        if role is None:
+            raise ConfigError(f"{self.name}: add_hosts names no role of the task: {add.role!r}")
+        prefix = role.value("prefix", values)
+        have = len(variant.roles.get(role.name, ()))
+        new = tuple(f"{prefix}{have + i + 1}" for i in range(add.count))
+        clash = sorted(set(new) & set(variant.host_names))
+        if clash:
+            raise ConfigError(f"{self.name}: the added hosts' names {clash} are taken")
+        res = {**variant.resources, **{n: resources(role, values) for n in new}}
+        grown = Variant(values, [*variant.host_names, *new], variant.dev_host_names, res)
+        return grown, new
 
     def host_env(
         self,
@@ -182,6 +218,14 @@ class Task:
         """What the agent is told in ``variant``: the template with its values."""
         return render(self.instructions_template, variant.template_values(), "instructions.md")
 
+    def render_ticket(self, phase: PhaseSpec, grown: Variant, new: Sequence[str]) -> str:
+        """A live phase's ticket as the agent reads it: the values of ``grown`` (the
+        cluster as the phase opens: ``{{ kv_names }}``...) and ``{{ new_names }}``, the
+        hosts the phase added ("none" if it added none)."""
+        values = {**grown.template_values(), NEW_NAMES: spoken_list(new) if new else "none"}
+        text = (self.path / phase.ticket).read_text(encoding="utf-8")
+        return render(text, values, phase.ticket).strip()
+
     def instructions_for(self, seed: int | None) -> str:
         """What the agent is told in the episode of ``seed`` (None: the default variant)."""
         return self.render_instructions(self.spec.variant(seed))
@@ -223,6 +267,20 @@ class Task:
                 f"(it has: {', '.join(sols) or 'none'})"
             )
         return materialize_solution(self.path, tier, self.name)
+
+    def inherited(self) -> Path:
+        """A live task's inherited system: ``inherit/``, laid over another task's
+        reference when ``[operate] inherit_base`` names one."""
+        op = self.spec.operate
+        if op is None or op.inherit_base is None:
+            return self.path / "inherit"
+        from ._registry import find_task
+
+        name, tier = op.inherit_base
+        if name == self.name:
+            raise ConfigError(f"task {self.name}: inherit_base names the task itself")
+        base = find_task(name).solution(tier)
+        return materialize_overlay(base, self.path / "inherit", self.name, "inherit")
 
     def probe_base(self, name: str) -> Path | None:
         """The reference solution the catalogue's probe ``name`` is built on (the task's
@@ -270,7 +328,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         problems.append(f"{path}: not valid TOML ({exc})")
         return None
     known = {"name", "summary", "tags", "version", "topology", "limits", "grading", "contract"}
-    known |= {"validation", "requires", "variants"}
+    known |= {"validation", "requires", "variants", "mode", "operate", "phases"}
     for k in sorted(set(raw) - known):
         problems.append(f"task.toml: unknown key {k!r} (known: {', '.join(sorted(known))})")
     name = raw.get("name")
@@ -337,6 +395,9 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         if key in variants:
             problems.append(f"task.toml: variants.{key}: {key!r} is a name of {why}; rename it")
     apt = parse_requires(raw.get("requires"), problems)
+    operate = parse_operate(raw, problems)
+    if operate is not None:
+        problems += _growth_problems(operate, roles, variants, int(hosts))
     return TaskSpec(
         name,
         summary.strip(),
@@ -350,7 +411,41 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         apt,
         cores,
         variants,
+        operate,
     )
+
+
+def _growth_problems(
+    op: OperateSpec, roles: tuple[Role, ...], variants: Mapping[str, Any], hosts: int
+) -> list[str]:
+    """Each phase's ``add_hosts`` names a role the task has (or none, without roles), and
+    the largest variant's cluster stays within a cluster's hosts once every phase grew it."""
+    out = []
+    names = [r.name for r in roles]
+    added = 0
+    for i, ph in enumerate(op.phases):
+        add = ph.add_hosts
+        if add is None:
+            continue
+        added += add.count
+        where = f"task.toml: phases[{i}].add_hosts"
+        if roles and add.role not in names:
+            out.append(
+                f"{where}.role must be one of the roles: {', '.join(names)} (not {add.role!r})"
+            )
+        elif not roles and add.role is not None:
+            out.append(f"{where}.role: the task declares no [topology.roles]; leave role out")
+    if added:
+        if roles:
+            most = sum(max(r.choices("hosts", variants)) for r in roles)
+        else:
+            most = max((int(v) for v in variants.get(HOSTS, ())), default=hosts)
+        if most + added > MAX_HOSTS:
+            out.append(
+                f"task.toml: the phases add {added} hosts to a cluster of up to {most}: a "
+                f"cluster has at most {MAX_HOSTS}"
+            )
+    return out
 
 
 def _variant_topology(
@@ -393,9 +488,12 @@ def validate_layout(path: Path) -> list[str]:
         problems += template_problems(
             text, list(spec.variant().template_values()), "instructions.md"
         )
+    grader = path / "grader.py"
+    if spec is not None and spec.operate is not None:
+        known = list(spec.variant().template_values())
+        return problems + _operate_problems(path, spec.operate, spec.validation, known)
     if not (path / "workspace").is_dir():
         problems.append("workspace/ is missing (the agent's starter files)")
-    grader = path / "grader.py"
     if not grader.is_file():
         problems.append("grader.py is missing")
     elif "async def grade(" not in grader.read_text(encoding="utf-8", errors="replace"):
@@ -413,6 +511,60 @@ def validate_layout(path: Path) -> list[str]:
             )
         problems += probe_problems(spec, have)
         problems += solution_problems(path)
+    return problems
+
+
+def _operate_problems(
+    path: Path,
+    op: OperateSpec,
+    validation: Validation | None = None,
+    known: Sequence[str] | None = None,
+) -> list[str]:
+    """A live task's files: ``inherit/`` (the system the agent inherits), each phase's
+    ticket, and grader.py with ``grade_<phase>`` for every phase."""
+    problems: list[str] = []
+    if not (path / "inherit").is_dir():
+        problems.append("inherit/ is missing (the system the agent inherits, at /srv/app)")
+    sols = path / "solutions"
+    tiers = {p.name for p in sols.iterdir() if p.is_dir()} if sols.is_dir() else set()
+    for tier in sorted(tiers):
+        here = sols / tier
+        if not (here / "operator.py").is_file() and not (here / "solution.toml").is_file():
+            problems.append(
+                f"solutions/{tier}/ has no operator.py (a live task's tier is an operator: "
+                "async def operate(shift))"
+            )
+    if validation is not None:
+        for band in sorted(set(validation.bands) - tiers - {"noop"}):
+            problems.append(
+                f"task.toml: [validation.bands] names {band!r}, but there is no solutions/{band}/ "
+                "(a live task's bands name an operator tier or 'noop')"
+            )
+    if op.inherit_base is not None:
+        from ._registry import find_task
+
+        name, tier = op.inherit_base
+        try:
+            find_task(name).solution(tier)
+        except ConfigError as exc:
+            problems.append(f"task.toml: operate.inherit_base: {exc}")
+    for ph in op.phases:
+        ticket = (path / ph.ticket).resolve()
+        if not ticket.is_relative_to(path.resolve()) or not ticket.is_file():
+            problems.append(f"phase {ph.name}: its ticket {ph.ticket} is not a file of the task")
+        elif known is not None:
+            text = ticket.read_text(encoding="utf-8", errors="replace")
+            problems += template_problems(text, [*known, NEW_NAMES], ph.ticket)
+    grader = path / "grader.py"
+    if not grader.is_file():
+        problems.append("grader.py is missing")
+        return problems
+    text = grader.read_text(encoding="utf-8", errors="replace")
+    for ph in op.phases:
+        if f"async def {ph.grader}(" not in text:
+            problems.append(f"grader.py must define `async def {ph.grader}(ctx)` (phase {ph.name})")
+    if op.weights.get("audit", 0) > 0 and "async def audit(" not in text:
+        problems.append("grader.py must define `async def audit(ctx)` (operate.weights.audit > 0)")
     return problems
 
 

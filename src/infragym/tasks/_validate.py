@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ._solutions import materialize_solution
-from ._spec import GRADE_MISSING, validate_layout
+from ._spec import GRADE_MISSING, parse_spec, validate_layout
 
 APP_DIR = "/srv/app/"
 
@@ -55,14 +55,14 @@ def _import_grader(path: Path, problems: list[str]) -> ModuleType | None:
     return module
 
 
-def _grade_problems(module: ModuleType) -> list[str]:
-    fn = getattr(module, "grade", None)
+def _grade_problems(module: ModuleType, name: str = "grade") -> list[str]:
+    fn = getattr(module, name, None)
     if fn is None or not asyncio.iscoroutinefunction(fn):
-        return [GRADE_MISSING]
+        return [GRADE_MISSING.replace("grade(", f"{name}(")]
     try:
         inspect.signature(fn).bind(object())
     except TypeError:
-        return [f"grader.py: grade{inspect.signature(fn)} must take one argument, the ctx"]
+        return [f"grader.py: {name}{inspect.signature(fn)} must take one argument, the ctx"]
     except ValueError:
         pass  # no signature to inspect (a builtin): grading will tell
     return []
@@ -90,7 +90,13 @@ def validate_task(path: str | Path) -> list[str]:
         return problems
     found: list[str] = []
     module = _import_grader(grader, found)
-    if module is not None:
+    spec = parse_spec(path / "task.toml", [])
+    if module is not None and spec is not None and spec.operate is not None:
+        for ph in spec.operate.phases:
+            found += _grade_problems(module, ph.grader)
+        if spec.operate.weights.get("audit", 0) > 0:
+            found += _grade_problems(module, "audit")
+    elif module is not None:
         found += _grade_problems(module)
         start = _start_files(module, found)
         cmd = " ".join(getattr(module, "START_CMD", ()) or ())

@@ -63,6 +63,10 @@ class Validation:
     """Hack probes of the catalogue (:mod:`infragym.probes`) that apply to the task."""
     probe_base: str = "robust"
     """The reference solution (a ``solutions/`` folder) that probes built on one wrap."""
+    scripted_judge: str | None = None
+    """A live task's judged phases are judged in validation by the scripted judge of this
+    labelled set of :mod:`infragym.judge` (its rubric's scripted rules): deterministic
+    bands, no model needed."""
 
 
 def probe_problems(spec: TaskSpec, solutions: set[str]) -> list[str]:
@@ -101,7 +105,7 @@ def parse_validation(raw: Any, problems: list[str]) -> Validation:
         problems.append("task.toml: [validation] must be a table")
         return Validation()
     where = "task.toml: [validation]"
-    known = ("bands", "max_spread", "probe_base", "probes", "seeds")
+    known = ("bands", "max_spread", "probe_base", "probes", "scripted_judge", "seeds")
     for k in sorted(set(raw) - set(known)):
         problems.append(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
     probes = raw.get("probes", [])
@@ -148,4 +152,8 @@ def parse_validation(raw: Any, problems: list[str]) -> Validation:
             problems.append(f"{where}.bands.{name}: need 0 <= min <= max <= 1, got {spec!r}")
             continue
         bands[name] = Band(float(lo), float(hi))
-    return Validation(bands, tuple(seeds), float(spread), tuple(probes), base)
+    judge = raw.get("scripted_judge")
+    if judge is not None and (not isinstance(judge, str) or not judge):
+        problems.append(f"{where}: scripted_judge must name a labelled set, not {judge!r}")
+        judge = None
+    return Validation(bands, tuple(seeds), float(spread), tuple(probes), base, judge)

@@ -19,6 +19,7 @@ from .model_server import (
     ScriptEntry,
     by_turn,
     reference_script,
+    with_summaries,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "reference_script",
     "static_problems",
     "validate_tiers",
+    "with_summaries",
 ]

@@ -9,13 +9,15 @@ for every built-in task, so a new task is under CI the moment it exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ConfigError
-from ..agent import ProbeAgent, run_episode
+from ..agent import Agent, ProbeAgent, run_episode
 from ..env import Env, EnvOptions, EpisodeError
 from ..grading import GradeResult, grade_workspace, wait_for_calm
 from ..probes import probe
@@ -109,10 +111,7 @@ def static_problems(task: Task) -> list[str]:
     return validate_task(task.path)
 
 
-def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
-    """The tiers to grade: those asked for, else every solution folder, the starter and
-    the catalogue's probes the task lists."""
-    have = [*task.solutions(), STARTER, *task.spec.validation.probes]
+def _chosen(task: Task, have: list[str], tiers: Iterable[str] | None) -> list[str]:
     if tiers is None:
         return have
     chosen = list(dict.fromkeys(tiers))
@@ -123,6 +122,27 @@ def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
             f"(it has: {', '.join(have)})"
         )
     return chosen
+
+
+def tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
+    """The tiers to grade: those asked for, else every solution folder, the starter and
+    the catalogue's probes the task lists."""
+    return _chosen(task, [*task.solutions(), STARTER, *task.spec.validation.probes], tiers)
+
+
+def _row(
+    task: Task, tier: str, seeds: Sequence[int], results: dict[tuple[str, int], GradeResult]
+) -> TierRow:
+    """One tier's rewards against its band; a tier that must score is held to the task's
+    ``max_spread``."""
+    spec = task.spec.validation
+    band = spec.bands.get(tier, Band())
+    rewards = {s: results[tier, s].reward for s in seeds}
+    errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
+    spread = spec.max_spread if band.min > 0 else None
+    functional = {s: results[tier, s].functional for s in seeds}
+    must = tier in spec.probes and probe(tier).passes_functional
+    return TierRow(tier, band, rewards, errors, spread, functional, must)
 
 
 async def validate_tiers(
@@ -150,6 +170,8 @@ async def validate_tiers(
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+    if task.spec.operate is not None:
+        return await validate_live_tiers(task, seeds, tiers, out_dir=out_dir, on_result=on_result)
     task.require_ready()  # missing packages would grade every tier 0: a platform error
     spec = task.spec.validation
     seeds = tuple(spec.seeds if seeds is None else seeds)
@@ -199,16 +221,7 @@ async def validate_tiers(
 
         await asyncio.gather(*(one(t, s) for t in names for s in seeds))
 
-    rows = []
-    for tier in names:
-        band = spec.bands.get(tier, Band())
-        rewards = {s: results[tier, s].reward for s in seeds}
-        errors = {s: str(results[tier, s].error) for s in seeds if results[tier, s].error}
-        spread = spec.max_spread if band.min > 0 else None
-        functional = {s: results[tier, s].functional for s in seeds}
-        must = tier in task.spec.validation.probes and probe(tier).passes_functional
-        rows.append(TierRow(tier, band, rewards, errors, spread, functional, must))
-    return TierReport(task.name, seeds, rows)
+    return TierReport(task.name, seeds, [_row(task, t, seeds, results) for t in names])
 
 
 async def probe_episode(
@@ -219,19 +232,108 @@ async def probe_episode(
     options = EnvOptions(
         artifacts_dir=where, grade_retries=retries, grade_retry_wait_s=retry_wait_s
     )
+    return await _played(
+        task, seed, Env(task, options), ProbeAgent(task, name), f"the {name} probe"
+    )
+
+
+async def _played(task: Task, seed: int, env: Env, agent: Agent, who: str) -> GradeResult:
+    """The grade of ``agent``'s whole episode; a failed one is a grade with an error and
+    no reward (the agent's own bug too: the other tiers go on)."""
     try:
-        last = await run_episode(Env(task, options), ProbeAgent(task, name), seed)
+        last = await run_episode(env, agent, seed)
     except EpisodeError as exc:
         if exc.grade is not None:
             return exc.grade
         return GradeResult(task=task.name, seed=seed, reward=None, error=str(exc))
+    except Exception as exc:
+        return GradeResult(
+            task=task.name, seed=seed, reward=None,
+            error=f"{who} failed: {type(exc).__name__}: {exc}",
+        )  # fmt: skip
     grade = last.info.get("grade")
     if not isinstance(grade, GradeResult):
         return GradeResult(
             task=task.name, seed=seed, reward=None,
-            error=f"the {name} probe's episode ended without a grade ({last.info})",
+            error=f"{who}'s episode ended without a grade ({last.info})",
         )  # fmt: skip
     return grade
+
+
+LIVE_NOOP = "noop"
+
+
+def live_tier_names(task: Task, tiers: Iterable[str] | None = None) -> list[str]:
+    """A live task's tiers: its operators (``solutions/<tier>/operator.py``) and ``noop``
+    (every ticket closed at once, doing nothing)."""
+    return _chosen(task, [*task.solutions(), LIVE_NOOP], tiers)
+
+
+async def live_episode(task: Task, tier: str, seed: int, where: Path) -> GradeResult:
+    """The grade of one episode of a live task played by its operator ``tier`` (or the
+    no-op); a failed episode is a grade with an error, no reward."""
+    from ..agent import OperatorAgent, live_noop_agent
+
+    agent = live_noop_agent() if tier == LIVE_NOOP else OperatorAgent(task, tier)
+    env = Env(task, EnvOptions(artifacts_dir=where))
+    return await _played(task, seed, env, agent, f"the {tier} operator")
+
+
+@contextlib.asynccontextmanager
+async def _scripted_judge(name: str | None) -> AsyncIterator[None]:
+    """With ``name`` (a labelled set), the judge of this process is the scripted judge of
+    its rubric on a loopback server while the block runs; the environment is restored."""
+    if name is None:
+        yield
+        return
+    from ..judge import LabelledSet, builtin_set
+    from .model_server import ScriptedModelServer
+    from .scripted_judge import scripted_judge
+
+    rubric = LabelledSet.load(builtin_set(name)).rubric
+    keys = ("INFRAGYM_JUDGE_MODEL", "INFRAGYM_JUDGE_BASE_URL", "INFRAGYM_JUDGE_API_KEY")
+    saved = {k: os.environ.get(k) for k in keys}
+    async with ScriptedModelServer(then=scripted_judge(rubric)) as server:
+        values = ("test-model", server.url, server.api_key or "")
+        os.environ.update(dict(zip(keys, values, strict=True)))
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+async def validate_live_tiers(
+    task: Task,
+    seeds: Sequence[int] | None = None,
+    tiers: Iterable[str] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    on_result: Callable[[str, int, GradeResult], None] | None = None,
+) -> TierReport:
+    """:func:`validate_tiers` of a live task: each operator tier (and the no-op) plays a
+    whole episode per seed, one at a time (a live cluster runs for the whole episode),
+    judged by the task's ``[validation] scripted_judge`` if it names one."""
+    spec = task.spec.validation
+    seeds = tuple(spec.seeds if seeds is None else seeds)
+    names = live_tier_names(task, tiers)
+    problems = static_problems(task)
+    if problems:
+        return TierReport(task.name, seeds, [], problems)
+    results: dict[tuple[str, int], GradeResult] = {}
+    with tempfile.TemporaryDirectory(prefix="infragym-validate-") as tmp:
+        root = Path(out_dir) if out_dir is not None else Path(tmp)
+        async with _scripted_judge(spec.scripted_judge):
+            for tier in names:
+                for seed in seeds:
+                    r = await live_episode(task, tier, seed, root / f"{tier}-seed{seed}")
+                    results[tier, seed] = r
+                    if on_result is not None:
+                        on_result(tier, seed, r)
+    return TierReport(task.name, seeds, [_row(task, t, seeds, results) for t in names])
 
 
 def check_task(
@@ -248,6 +350,7 @@ def check_task(
     """
     t = task if isinstance(task, Task) else load_task(task)
     report = asyncio.run(validate_tiers(t, seeds, tiers, concurrency=concurrency))
+
     unbanded = [r.tier for r in report.rows if r.tier not in t.spec.validation.bands]
     problems = report.problems + [
         f"{name}: no band in task.toml [validation.bands]; state what it must score"

@@ -6,7 +6,8 @@ completion request takes the next entry of the script: a :class:`Reply` (text an
 calls), a :class:`Fail` (an HTTP error, ``times`` times in a row, as a rate limit or an
 overloaded server gives them) or a function of the request body that returns either. It
 checks the bearer key (401) and the model name (404) as hosted APIs do, and logs every
-request in :attr:`ScriptedModelServer.requests`.
+request in :attr:`ScriptedModelServer.requests`. :func:`with_summaries` answers an agent's
+compaction requests (``tool_choice="none"``) apart from its turns.
 
 ::
 
@@ -16,6 +17,7 @@ request in :attr:`ScriptedModelServer.requests`.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -39,6 +41,7 @@ __all__ = [
     "ScriptedModelServer",
     "by_turn",
     "reference_script",
+    "with_summaries",
 ]
 
 
@@ -62,10 +65,11 @@ class Call:
 @dataclass(frozen=True)
 class Reply:
     """An assistant message: optional text, optional tool calls (none of either is an
-    empty response)."""
+    empty response), sent after ``delay_s`` seconds (a slow server, for timeouts)."""
 
     content: str | None = None
     calls: tuple[Call, ...] = ()
+    delay_s: float = 0.0
 
     @classmethod
     def tool(
@@ -101,6 +105,11 @@ class RecordedRequest:
     body: dict[str, Any] | None
     status: int
     at: float
+
+    @property
+    def is_summary(self) -> bool:
+        """A compaction's request for a summary (it asks for no tool call)."""
+        return (self.body or {}).get("tool_choice") == "none"
 
     @property
     def message_chars(self) -> int:
@@ -233,6 +242,8 @@ class ScriptedModelServer:
             if answer.retry_after_ms is not None:
                 headers["retry-after-ms"] = str(answer.retry_after_ms)
             return _error(answer.status, answer.message, "scripted", headers)
+        if answer.delay_s:
+            await asyncio.sleep(answer.delay_s)
         self._log(request, body, 200)
         return web.json_response(self._completion(body, str(model), answer))
 
@@ -310,5 +321,20 @@ def by_turn(replies: Sequence[Reply]) -> Callable[[dict[str, Any]], Reply]:
         msgs = body.get("messages") or []
         n = sum(1 for m in msgs if isinstance(m, dict) and m.get("role") == "assistant")
         return plan[n] if n < len(plan) else Reply.tool("submit")
+
+    return answer
+
+
+def with_summaries(
+    turns: ScriptEntry, summary: Callable[[dict[str, Any]], Reply | Fail]
+) -> Callable[[dict[str, Any]], Reply | Fail]:
+    """A script entry that answers an agent's compaction requests (``tool_choice`` is
+    ``"none"``) with ``summary(body)`` and every other request with ``turns`` (a reply, a
+    single failure, or a function of the body)."""
+
+    def answer(body: dict[str, Any]) -> Reply | Fail:
+        if body.get("tool_choice") == "none":
+            return summary(body)
+        return turns(body) if callable(turns) else turns
 
     return answer
