@@ -128,6 +128,37 @@ def test_two_self_declared_primaries_count_only_when_both_acknowledge() -> None:
     assert r.verdict is Verdict.FAIL and r.metrics["dual_polls"] == 1
 
 
+def test_recovery_counts_only_writes_answered_before_the_fault_healed() -> None:
+    """A crashed primary that nobody replaces: the clients' writes time out until the host
+    restarts at the heal (13 s in), and then the ones still waiting (issued up to 5 s
+    earlier) succeed at once. By issue time writes look back 8 s in; no failover
+    happened, and recovery says so. A failover at 6 s passes."""
+    recovery = grader().Recovery(rto_s=10.0)
+
+    def crashed(failover_at: float | None) -> History:
+        b = HistoryBuilder()
+        b.fault("crash-primary", 10.0, 23.0, fault="crash", targets=("db1",))
+        for i in range(400):
+            t = 5.0 + i * 0.05
+            if t < 10.0:
+                done, node = t + 0.01, "db1"
+            elif failover_at is not None and t >= 10.0 + failover_at:
+                done, node = t + 0.01, "db2"
+            elif t >= 23.0 - 5.0:  # waited for the restart
+                done, node = max(23.2, t + 0.01), "db1"
+            else:
+                b.op("insert", None, i, t=t, done=t + 5.0, intended=t, outcome="fail")
+                continue
+            b.op("insert", None, i, t=t, done=done, intended=t, node=node)
+        return b.build()
+
+    r = recovery.check(crashed(None))
+    assert r.verdict is Verdict.FAIL and r.metrics["crash-primary.recovery_s"] is None
+    r = recovery.check(crashed(6.0))
+    assert r.verdict is Verdict.PASS
+    assert r.metrics["crash-primary.recovery_s"] == pytest.approx(6.0, abs=0.25)
+
+
 def test_the_total_invariant_fails_on_any_other_total() -> None:
     b = HistoryBuilder()
     for i in range(5):

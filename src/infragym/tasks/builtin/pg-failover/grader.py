@@ -76,6 +76,10 @@ START_S, GAP_S, TAIL_S = 3.0, 7.0, 5.0
 FAULT_MARGIN_S = 3.0  # a fault lasts the RTO and this
 FINAL_S = 45.0  # after the last heal: the final reads and every host back in the cluster
 SETTLE_S = 30.0  # before the restart and before the load: every host a replica again
+# then this long before the load: a cluster that has just become whole may still be setting
+# up its failover (Patroni records a synchronous standby a few seconds after a promotion,
+# and until then promotes nobody), and the first fault strikes START_S into the load
+GRACE_S = 10.0
 RECOVERY_SLO = 0.8  # "writes available again": a 1 s span with this many ok
 STEADY_SLO = 0.9
 NOT_WHOLE_CAP = 0.25
@@ -410,9 +414,14 @@ class Clients:
     async def poll(self, stop: asyncio.Event) -> None:
         conns: dict[str, psycopg.AsyncConnection[Any] | None] = dict.fromkeys(self.addresses)
 
+        async def in_recovery(c: psycopg.AsyncConnection[Any]) -> bool | None:
+            cur = await c.execute("SELECT pg_is_in_recovery()")
+            row = await cur.fetchone()
+            return bool(row[0]) if row else None
+
         async def one(host: str) -> bool | None:
+            c = conns[host]
             try:
-                c = conns[host]
                 if c is None or c.closed:
                     info = self.db.conninfo([self.addresses[host]], read_write=False)
                     c = await asyncio.wait_for(
@@ -420,9 +429,16 @@ class Clients:
                     )
                     conns[host] = c
                 assert c is not None
-                cur = await asyncio.wait_for(c.execute("SELECT pg_is_in_recovery()"), 0.8)
-                row = await cur.fetchone()
-                return bool(row[0]) if row else None
+                # not wait_for: cancelling the query makes psycopg send a cancel request
+                # and wait up to 10 s for a frozen host to answer it, the poller blind
+                # meanwhile; the connection is dropped instead
+                query = asyncio.ensure_future(in_recovery(c))
+                done, _ = await asyncio.wait({query}, timeout=0.8)
+                if not done:
+                    _drop(c)
+                    self._keep(query)
+                    raise TimeoutError
+                return query.result()
             except (TimeoutError, Exception):
                 c = conns.pop(host, None)
                 conns[host] = None
@@ -559,14 +575,17 @@ async def functional(
 async def first_phase(
     c: Clients, restart_all: Callable[[], Awaitable[None]]
 ) -> tuple[str | None, dict[str, str | None], dict[str, str]]:
-    """Wait for a primary, run the functional tests, then let the cluster settle: why no
-    primary came (or None), the tests, each host's state before the load."""
+    """Wait for a primary, run the functional tests, then let the cluster settle (whole,
+    and ``GRACE_S`` more): why no primary came (or None), the tests, each host's state
+    before the load."""
     late = await until_primary(c, UP_S)
     if late:
         return late, {}, {}
     tests = await functional(c, restart_all)
     if any(tests.values()):
         return None, tests, {}
+    await settle(c, SETTLE_S)
+    await asyncio.sleep(GRACE_S)
     return None, tests, await settle(c, SETTLE_S)
 
 
@@ -654,7 +673,12 @@ async def final_state(c: Clients, within: float) -> tuple[list[int] | None, dict
 @dataclass(frozen=True)
 class Recovery:
     """After each failure of the primary, writes (``f``) are answered again (80 % ok over a
-    second) within ``rto_s`` of the fault's start. Score: the fraction of such windows."""
+    second) within ``rto_s`` of the fault's start. Score: the fraction of such windows.
+
+    A write counts only when it was answered before the fault healed: writes that waited
+    for the failed primary to come back (a crashed host restarted, a frozen one thawed)
+    are not a failover. The fault lasts ``RTO_S`` and more, so a failover in time leaves
+    a whole second of writes answered inside the window."""
 
     rto_s: float
     f: tuple[str, ...] = ("insert", "transfer")
@@ -667,7 +691,11 @@ class Recovery:
         for w in history.fault_windows():
             if not w.label.endswith("-primary") or w.label in skipped:
                 continue
-            served = [(op.intended, op.ok) for op in writes if w.contains(op.intended)]
+            served = [
+                (op.intended, op.ok and op.complete <= w.end)
+                for op in writes
+                if w.contains(op.intended)
+            ]
             figures[w.label] = failover_time(w.start, w.end, served, RECOVERY_SLO)
         if not figures:
             return CheckResult(self.name, Verdict.UNKNOWN, 0.0, "no primary failed", judged=0)

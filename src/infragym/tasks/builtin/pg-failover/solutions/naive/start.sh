@@ -43,7 +43,7 @@ SQL
         mv "$D.tmp" "$D"
     fi
 fi
-rm -f "$D/postmaster.pid"
+rm -f "$D/postmaster.pid" "/tmp/.s.PGSQL.$PORT" "/tmp/.s.PGSQL.$PORT.lock"  # left by a crash
 if [ "$NODE_ID" = "$SECOND" ]; then
     (
         misses=0

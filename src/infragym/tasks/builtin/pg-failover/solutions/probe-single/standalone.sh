@@ -24,5 +24,5 @@ SQL
     fi
     "$PG/pg_ctl" -D "$D" -w stop >/dev/null
 fi
-rm -f "$D/postmaster.pid"
+rm -f "$D/postmaster.pid" "/tmp/.s.PGSQL.$PORT" "/tmp/.s.PGSQL.$PORT.lock"  # left by a crash
 exec "$PG/postgres" -D "$D"

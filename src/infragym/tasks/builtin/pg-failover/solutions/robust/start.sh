@@ -13,7 +13,10 @@ set -eu
 D="$DATA_DIR"
 mkdir -p "$D/etcd" "$D/pg" /tmp/patroni
 chmod 700 "$D/pg"
-rm -f "$D/pg/postmaster.pid"  # a crash left it, and process ids restart from 1 here
+# a crash leaves the postmaster's pid file and its socket's lock file (/tmp stays too);
+# process ids restart from 1 here, so the pid they name may be alive again, and
+# PostgreSQL would take it for another postmaster and never start
+rm -f "$D/pg/postmaster.pid" "/tmp/.s.PGSQL.$PORT" "/tmp/.s.PGSQL.$PORT.lock"
 
 cluster=""
 for peer in $(echo "$PEERS" | tr , ' '); do
@@ -74,8 +77,14 @@ bootstrap:
       parameters:
         max_connections: 100
         shared_buffers: 32MB
-        max_wal_size: 96MB
-        wal_keep_size: 64MB
+        # the disk is memory: WAL kept small (replicas hold slots, so keeping more is
+        # only a margin)
+        min_wal_size: 32MB
+        max_wal_size: 64MB
+        wal_keep_size: 32MB
+        # a primary cut off from its standbys and told to stop waits this long for them
+        # to confirm the last WAL (60 s by default: Patroni's demotion waits that long)
+        wal_sender_timeout: 10s
         wal_level: replica
         wal_log_hints: 'on'
         hot_standby: 'on'
