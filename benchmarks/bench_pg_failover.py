@@ -78,7 +78,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
-    with Cluster(["db1"], limits=Limits(memory_bytes=512 << 20), data_size=384 << 20) as c:
+    with Cluster(["db1"], limits=Limits(memory_bytes=1024 << 20), data_size=384 << 20) as c:
         h = c.host("db1")
         r = h.run([f"{PG}/initdb", "-D", "/srv/data/pg", "-U", "postgres"], timeout=120)
         assert r.returncode == 0, r.stderr.decode()
