@@ -128,6 +128,21 @@ def test_two_self_declared_primaries_count_only_when_both_acknowledge() -> None:
     assert r.verdict is Verdict.FAIL and r.metrics["dual_polls"] == 1
 
 
+def test_hosts_that_stay_primary_are_a_split_brain_even_unacknowledged() -> None:
+    """Three independent primaries: the clients only ever write to the first (the others
+    lack the tables), so no two acknowledge, but every poll finds them all primary.
+    A failover's overlap (an old primary still calling itself primary for 5 s) passes."""
+    b = HistoryBuilder()
+    inserts(b, "db1", 0.0, 30.0)
+    every = [[t / 10, ["db1", "db2", "db3"]] for t in range(0, 300, 3)]
+    r = DualPrimary(persist_s=10.0).check(b.build({"primary_polls": every}))
+    assert r.verdict is Verdict.FAIL and r.metrics["dual_run_s"] >= 29.0
+    assert DualPrimary().check(b.build({"primary_polls": every})).verdict is Verdict.PASS
+    overlap = [[t / 10, ["db1", "db2"] if 100 <= t < 150 else ["db1"]] for t in range(0, 300, 3)]
+    r = DualPrimary(persist_s=10.0).check(b.build({"primary_polls": overlap}))
+    assert r.verdict is Verdict.PASS and r.metrics["dual_run_s"] < 5.0
+
+
 def test_recovery_counts_only_writes_answered_before_the_fault_healed() -> None:
     """A crashed primary that nobody replaces: the clients' writes time out until the host
     restarts at the heal (13 s in), and then the ones still waiting (issued up to 5 s

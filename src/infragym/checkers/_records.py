@@ -136,6 +136,10 @@ class DualPrimary:
       nodes counts when each of them also acknowledged a write within ``overlap_s`` of the
       poll: an old primary that still calls itself primary for a moment after a fault but
       acknowledges nothing (its commits wait for a replica that left it) is fenced.
+    - with ``persist_s``: polls naming two nodes or more, one after the other, for at least
+      ``persist_s`` seconds, acknowledged or not: a fenced old primary is gone after a
+      failover's overlap, while several nodes that stay primary are a split brain
+      waiting for clients to find the second one.
 
     ``judged``: the acknowledged writes. Score 1 or 0.
     """
@@ -143,6 +147,7 @@ class DualPrimary:
     writes: tuple[str, ...] = ("insert", "transfer")
     overlap_s: float = 1.0
     polls_key: str = "primary_polls"
+    persist_s: float | None = None
     name: str = "dual-primary"
 
     def check(self, history: History) -> CheckResult:
@@ -174,8 +179,11 @@ class DualPrimary:
             both = [n for n in nodes if n in near]
             if len(both) > 1:
                 polled.append(f"{' and '.join(both)} at {t:.1f} s")
-        metrics.update({"ack_pairs": len(pairs), "polls": len(polls), "dual_polls": len(polled)})
-        if pairs or polled:
+        lasting = _longest_run(polls)
+        persisted = self.persist_s is not None and lasting >= self.persist_s
+        metrics.update({"ack_pairs": len(pairs), "polls": len(polls), "dual_polls": len(polled),
+                        "dual_run_s": round(lasting, 3)})  # fmt: skip
+        if pairs or polled or persisted:
             why = []
             if pairs:
                 why.append(f"{len(pairs)} pairs of writes acknowledged by two nodes within "
@@ -183,6 +191,9 @@ class DualPrimary:
             if polled:
                 why.append(f"{len(polled)} polls found two primaries acknowledging writes "
                            f"(first: {polled[0]})")  # fmt: skip
+            if persisted:
+                why.append(f"every poll for {lasting:.1f} s found two primaries or more "
+                           f"(allowed: {self.persist_s:g} s)")  # fmt: skip
             return CheckResult(
                 self.name, Verdict.FAIL, 0.0, "; ".join(why), metrics, judged=len(acks)
             )
@@ -191,6 +202,18 @@ class DualPrimary:
             f"one node acknowledged writes at a time ({len(acks)} writes, {len(polls)} polls)",
             metrics, judged=len(acks),
         )  # fmt: skip
+
+
+def _longest_run(polls: Sequence[tuple[float, Sequence[str]]]) -> float:
+    """The longest span of consecutive polls that each named two nodes or more."""
+    longest, start = 0.0, None
+    for t, nodes in polls:
+        if len(nodes) < 2:
+            start = None
+            continue
+        start = t if start is None else start
+        longest = max(longest, t - start)
+    return longest
 
 
 def _first_at(times: Sequence[float], t: float) -> int:
