@@ -72,12 +72,14 @@ def main() -> None:
                 print(
                     f"  C={c} seed={r.seed} reward={reward}{mark} "
                     f"late={h.get('late_fraction', float('nan')):.1%} "
+                    f"late2s={h.get('late_peak') or 0:.0%} "
                     f"p99lag={h.get('start_lag_p99_s', float('nan')) * 1000:.0f}ms "
                     f"maxlag={h.get('start_lag_max_s', float('nan')) * 1000:.0f}ms "
                     f"stall={'-' if stall is None else f'{stall:.0%}'} "
                     f"peak={h.get('cpu_stall_peak') or 0:.0%} "
                     f"faultlag={h.get('fault_lag_max_s') or 0:.2f}s "
-                    f"poollag={h.get('pool_lag_max_s') or 0:.2f}s ops={h.get('ops')}"
+                    f"poollag={h.get('pool_lag_max_s') or 0:.2f}s "
+                    f"gc={h.get('gc_pause_max_s') or 0:.2f}s ops={h.get('ops')}"
                     + (f" error={r.error[:80]}" if r.error and not r.overloaded else "")
                 )
             lates = [x for x, _ in rows]

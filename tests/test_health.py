@@ -324,3 +324,63 @@ def test_pressure_the_graded_hosts_made_themselves_is_no_excuse() -> None:
     assert itself is not None and not itself.overloaded and itself.reason is None
     assert itself.sut_cores == pytest.approx(0.5 * cores)
     assert itself.note is not None and "the system under test used" in itself.note
+
+
+def test_a_short_freeze_of_the_harness_withholds_the_grade() -> None:
+    """A harness frozen for ~2 s spoils one fault window, though 95 % of all operations
+    started on time: the late starts within a stretch decide, not only the whole window's."""
+    from infragym.grading._health import judge
+
+    def history(frozen: tuple[float, float]) -> History:
+        h = History()
+        for i in range(400):  # 20 s at 20 operations per second
+            at = i * 0.05
+            start = frozen[1] + 0.01 if frozen[0] <= at < frozen[1] else at + 0.001
+            h.append(OpEvent(OpType.INVOKE, i, "read", start, "k", None, at, "n1"))
+            h.append(OpEvent(OpType.OK, i, "read", start + 0.005, "k", None, None, "n1"))
+        return h
+
+    frozen = judge(history((8.0, 9.0)), 0.0, None)
+    assert frozen is not None and frozen.late_fraction < LIMITS.max_late_fraction
+    assert frozen.late_peak is not None and frozen.late_peak > LIMITS.max_late_peak
+    assert frozen.overloaded and frozen.reason is not None
+    assert f"meant to start within {LIMITS.span_s:g} s started" in frozen.reason
+    # a freeze shorter than a late start (a scheduling hiccup) passes
+    hiccup = judge(history((8.0, 8.05)), 0.0, None)
+    assert hiccup is not None and not hiccup.overloaded, hiccup.reason
+    calm = judge(history((0.0, 0.0)), 0.0, None)
+    assert calm is not None and calm.late_peak == 0.0 and not calm.overloaded
+    # once the last fault is healed, a stall (during the final reads, say) spoils nothing
+    after = history((15.0, 16.0))
+    for t, action in ((5.0, FaultAction.APPLY), (10.0, FaultAction.HEAL)):
+        after.record_fault(FaultEvent(t, "crash", action, "crash-1", ("n1",), {"scheduled": t}))
+    healed = judge(after, 0.0, None)
+    assert healed is not None and not healed.overloaded, healed.reason
+    assert healed.late_peak == 0.0 and healed.late > 0
+    during = history((8.0, 9.0))
+    for e in after.faults:
+        during.record_fault(e)
+    frozen_in_fault = judge(during, 0.0, None)
+    assert frozen_in_fault is not None and frozen_in_fault.overloaded
+
+
+def test_the_monitor_records_what_else_can_freeze_a_harness() -> None:
+    """Memory and I/O stall, the hypervisor's steal and collections are recorded with the
+    grade (not judged): the next unexplained freeze names its cause."""
+    from infragym.grading._health import PROC_STAT, PSI_OTHER, Monitor, judge
+
+    async def watch() -> Monitor:
+        async with Monitor(interval=0.05) as m:
+            await asyncio.sleep(0.4)
+        return m
+
+    m = asyncio.run(watch())
+    # the history's 1 s load window starts with the monitor's samples
+    health = judge(_history(0, 0.05), m.samples[0][0] if m.samples else time.monotonic(), m)
+    assert health is not None
+    for name, path in PSI_OTHER.items():
+        value = getattr(health, f"{name}_stall")
+        assert (value is not None) == path.exists(), (name, value)
+        assert value is None or 0.0 <= value <= 1.0
+    if PROC_STAT.exists():
+        assert health.steal is not None and 0.0 <= health.steal <= 1.0

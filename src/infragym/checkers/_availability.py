@@ -4,11 +4,12 @@ Windows are keyed by intended start, not by invocation: a client that stalled du
 fault and only got round to invoking after the heal must not move its request out of the
 fault window, or a server that hangs clients would look available. An operation answered
 (``ok`` or ``fail``) only after its fault window's heal was either held through the heal
-(it waited over ``held_s``: a single point of failure whose clients wait out a short pause
-gets its answers just after the heal, inside the clients' timeout) and is a failure of the
-window, whatever the answer; or it was invoked in the window's last moments and answered
-promptly, by a healed system, and is not judged in the window. A service therefore gains
-nothing by holding a request it cannot serve until the heal rather than failing it fast.
+(it waited over ``held_s`` from when it was sent: a single point of failure whose clients
+wait out a short pause gets its answers just after the heal, inside the clients' timeout)
+and is a failure of the window, whatever the answer; or it was sent in the window's last
+moments (or late, by a stalled client) and answered promptly, by a healed system, and is
+not judged in the window. A service therefore gains nothing by holding a request it
+cannot serve until the heal rather than failing it fast.
 One with no answer (``info``: a timeout) counts against the window as before.
 
 With ``exclude_faulted`` a window judges only the hosts its fault left healthy: the
@@ -173,7 +174,9 @@ class Availability:
                         continue
                     served = op.ok
                     if op.definite and op.complete >= w.end:  # answered once healed
-                        if op.complete - op.intended <= self.held_s:
+                        # how long the service held it: from when it was sent, so a
+                        # client that started late (a stalled harness) is not a hold
+                        if op.complete - max(op.invoke, op.intended) <= self.held_s:
                             after_heal += 1  # a prompt answer of the healed system
                             continue
                         held += 1

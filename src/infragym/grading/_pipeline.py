@@ -26,6 +26,7 @@ from .._errors import ConfigError
 from ..sandbox import TreeError, copy_tree
 from ..tasks import Task, Variant
 from ._admission import Admission
+from ._collector import quiet_collector
 from ._context import GradeContext, GradeOutcome
 from ._health import Monitor, judge
 from ._result import GradeResult
@@ -191,7 +192,7 @@ async def _grade_copy(
     monitor = Monitor(usage=ctx.cpu_usage_s)
     run_start = time.monotonic()
     try:
-        with grading_threads():
+        with grading_threads(), quiet_collector():
             async with monitor:
                 outcome = await asyncio.wait_for(grader(ctx), timeout=task.spec.grading_budget_s)
     except TimeoutError:
