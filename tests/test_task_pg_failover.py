@@ -174,6 +174,36 @@ def test_recovery_counts_only_writes_answered_before_the_fault_healed() -> None:
     assert r.metrics["crash-primary.recovery_s"] == pytest.approx(6.0, abs=0.25)
 
 
+def test_recovery_is_timed_by_answers_not_by_when_the_waiting_writes_were_issued() -> None:
+    """A failover 13 s in, RTO 10 s: the writes issued in the 5 s before it wait (the
+    clients' timeout is 5 s) and are answered the moment it happens. Timed by issue alone
+    they put writes back at 8 s, inside the RTO; each must be answered within 2 s of
+    being issued, so the failover is measured at ~11 s (the last writes answered in time
+    were issued 2 s before it) and fails. The same failover 7 s in passes."""
+    recovery = grader().Recovery(rto_s=10.0)
+
+    def failover(at: float) -> History:
+        b = HistoryBuilder()
+        b.fault("pause-primary", 10.0, 25.0, fault="pause", targets=("db1",))
+        for i in range(400):
+            t = 5.0 + i * 0.05
+            if t < 10.0:
+                b.op("insert", None, i, t=t, done=t + 0.01, intended=t, node="db1")
+            elif t >= 10.0 + at - 5.0:  # waits for the new primary, or is answered at once
+                done = max(10.0 + at, t + 0.01)
+                b.op("insert", None, i, t=t, done=done, intended=t, node="db2")
+            else:
+                b.op("insert", None, i, t=t, done=t + 5.0, intended=t, outcome="fail")
+        return b.build()
+
+    r = recovery.check(failover(13.0))
+    assert r.verdict is Verdict.FAIL
+    assert r.metrics["pause-primary.recovery_s"] == pytest.approx(11.0, abs=0.25)
+    r = recovery.check(failover(7.0))
+    assert r.verdict is Verdict.PASS
+    assert r.metrics["pause-primary.recovery_s"] == pytest.approx(5.0, abs=0.25)
+
+
 def test_the_total_invariant_fails_on_any_other_total() -> None:
     b = HistoryBuilder()
     for i in range(5):
