@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -260,53 +261,68 @@ def db_processes(run_id: str) -> list[str]:
     return found
 
 
-def stop_in_load_phase(tmp_path: Path, sig: signal.Signals) -> tuple[list[str], int]:
-    before = {p.name for p in _state.STATE_DIR.glob("*.json")}
+def start_grading(out: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", GRADE_ONE, str(tmp_path / "artifacts")],
+    return subprocess.Popen(
+        [sys.executable, "-c", GRADE_ONE, str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         start_new_session=True,
     )  # fmt: skip
+
+
+def in_load_phase(proc: subprocess.Popen[str], within: float = 240.0) -> list[str]:
+    """Waits for ``proc``'s grading to start its load, then 8 s more (the primary crashed,
+    a replica taking over); its run ids, each with database processes running."""
     assert proc.stdout is not None
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + within
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if line.startswith("load for") or time.monotonic() > deadline:
             break
-    time.sleep(8.0)  # the primary crashed, a replica taking over
-    records = [
-        json.loads((_state.STATE_DIR / n).read_text())
-        for n in {p.name for p in _state.STATE_DIR.glob("*.json")} - before
-    ]
+    assert any(line.startswith("load for") for line in seen), "".join(seen[-20:])
+    time.sleep(8.0)
+    records = []
+    for p in _state.STATE_DIR.glob("*.json"):
+        try:
+            records.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
     run_ids = [r["run_id"] for r in records if r.get("owner_pid") == proc.pid]
     assert run_ids, "the grading made no cluster"
     assert any(db_processes(r) for r in run_ids), "no postgres, etcd or patroni ran"
-    os.killpg(proc.pid, sig)
-    proc.communicate(timeout=60)
-    return run_ids, proc.returncode
+    return run_ids
 
 
 @needs_root
-@pytest.mark.timeout(400)
-def test_ctrl_c_in_the_load_phase_leaves_nothing(tmp_path: Path) -> None:
-    run_ids, _ = stop_in_load_phase(tmp_path, signal.SIGINT)
-    for run_id in run_ids:
+@pytest.mark.timeout(500)
+def test_ctrl_c_or_kill_9_then_cleanup_in_the_load_phase_leave_nothing(tmp_path: Path) -> None:
+    """Two gradings at once (the suite's time): one gets Ctrl-C in its load phase and must
+    leave nothing by itself; the other is killed with SIGKILL and `infragym cleanup`
+    must then remove what it left."""
+    interrupted, killed = start_grading(tmp_path / "a"), start_grading(tmp_path / "b")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs_a, runs_b = pool.map(in_load_phase, (interrupted, killed))
+        os.killpg(interrupted.pid, signal.SIGINT)
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.communicate(timeout=60)
+        interrupted.communicate(timeout=90)
+    finally:
+        for proc in (interrupted, killed):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    for run_id in runs_a:  # before any cleanup: the interrupted grading's own teardown
         assert db_processes(run_id) == []
         assert_no_leftovers(run_id)
-
-
-@needs_root
-@pytest.mark.timeout(400)
-def test_kill_9_in_the_load_phase_then_cleanup_leaves_nothing(tmp_path: Path) -> None:
-    run_ids, status = stop_in_load_phase(tmp_path, signal.SIGKILL)
-    assert status == -signal.SIGKILL
     out = subprocess.run(
         [sys.executable, "-m", "infragym.cli.main", "cleanup"],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
         timeout=120, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    for run_id in run_ids:
+    for run_id in runs_b:
         assert db_processes(run_id) == []
         assert_no_leftovers(run_id)
 
