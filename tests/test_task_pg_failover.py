@@ -205,6 +205,63 @@ def test_recovery_is_timed_by_answers_not_by_when_the_waiting_writes_were_issued
     assert r.metrics["pause-primary.recovery_s"] == pytest.approx(5.0, abs=0.25)
 
 
+def test_a_primary_cut_off_that_goes_on_acknowledging_is_no_recovery() -> None:
+    """Nothing fails over: the cut-off primary db1 (the clients still reach it) keeps
+    acknowledging every write (asynchronously, its replicas gone). Its answers are not a
+    recovery; the same answers from db2 after a failover at 4 s are."""
+    recovery = grader().Recovery(rto_s=10.0)
+    cut = {"blocked": {"db1": ["db2", "db3"]}}
+
+    def isolated(answered_by: str) -> History:
+        b = HistoryBuilder()
+        b.fault("isolate-primary", 10.0, 23.0, fault="partition", targets=("db1",), detail=cut)
+        for i in range(300):
+            t = 8.0 + i * 0.05
+            node = "db1" if t < 14.0 else answered_by
+            b.op("insert", None, i, t=t, done=t + 0.01, intended=t, node=node)
+        return b.build()
+
+    r = recovery.check(isolated("db1"))
+    assert r.verdict is Verdict.FAIL and r.metrics["isolate-primary.recovery_s"] is None
+    r = recovery.check(isolated("db2"))
+    assert r.verdict is Verdict.PASS
+    assert r.metrics["isolate-primary.recovery_s"] == pytest.approx(4.0, abs=0.25)
+
+
+def test_a_primary_failure_the_grader_could_not_aim_counts_as_never_recovered() -> None:
+    """No host took writes or called itself primary when the fault fired (the nemesis
+    records it skipped): the window is not left out, it failed."""
+    b = HistoryBuilder()
+    b.fault("crash-primary", 10.0, 23.0, fault="crash", targets=("db1",))
+    b.fault("pause-primary", 30.0, 43.0, fault="pause", targets=(), detail={"skipped": True})
+    for i in range(700):
+        t = 8.0 + i * 0.05
+        node = "db1" if t < 13.0 else "db2"
+        b.op("insert", None, i, t=t, done=t + 0.01, intended=t, node=node)
+    r = grader().Recovery(rto_s=10.0).check(b.build())
+    assert r.verdict is Verdict.FAIL and r.score == pytest.approx(0.5)
+    assert r.metrics["pause-primary.recovery_s"] is None
+
+
+def test_a_host_acknowledging_writes_is_a_primary_whatever_the_polls_say() -> None:
+    """A decoy: the polls find only db3 primary (a read-only instance, or a lie), while the
+    clients' writes land on db1 all along. Merged with the acknowledgements the polls show
+    two primaries for 12 s, past persist_s; writes on db3 itself, as polled, pass."""
+
+    def decoy(writer: str) -> History:
+        b = HistoryBuilder()
+        for i in range(240):
+            t = i * 0.05
+            b.op("insert", None, i, t=t, done=t + 0.01, intended=t, node=writer)
+        polls = [[i * 0.3, ["db3"]] for i in range(40)]
+        return b.build({"primary_polls": polls})
+
+    checker = DualPrimary(writes=("insert",), persist_s=10.0)
+    r = checker.check(decoy("db1"))
+    assert r.verdict is Verdict.FAIL and r.metrics["dual_run_s"] >= 10.0
+    assert checker.check(decoy("db3")).verdict is Verdict.PASS
+
+
 def test_the_total_invariant_fails_on_any_other_total() -> None:
     b = HistoryBuilder()
     for i in range(5):
@@ -301,13 +358,19 @@ def test_ctrl_c_or_kill_9_then_cleanup_in_the_load_phase_leave_nothing(tmp_path:
     leave nothing by itself; the other is killed with SIGKILL and `infragym cleanup`
     must then remove what it left."""
     interrupted, killed = start_grading(tmp_path / "a"), start_grading(tmp_path / "b")
+
+    def stop(proc: subprocess.Popen[str], sig: signal.Signals) -> list[str]:
+        # each as soon as it is in its load phase (admission control may start one later)
+        run_ids = in_load_phase(proc)
+        os.killpg(proc.pid, sig)
+        proc.communicate(timeout=90)
+        return run_ids
+
     try:
         with ThreadPoolExecutor(2) as pool:
-            runs_a, runs_b = pool.map(in_load_phase, (interrupted, killed))
-        os.killpg(interrupted.pid, signal.SIGINT)
-        os.killpg(killed.pid, signal.SIGKILL)
-        killed.communicate(timeout=60)
-        interrupted.communicate(timeout=90)
+            a = pool.submit(stop, interrupted, signal.SIGINT)
+            b = pool.submit(stop, killed, signal.SIGKILL)
+            runs_a, runs_b = a.result(), b.result()
     finally:
         for proc in (interrupted, killed):
             if proc.poll() is None:

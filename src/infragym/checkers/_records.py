@@ -179,7 +179,13 @@ class DualPrimary:
             both = [n for n in nodes if n in near]
             if len(both) > 1:
                 polled.append(f"{' and '.join(both)} at {t:.1f} s")
-        lasting = _longest_run(polls)
+        # a host that acknowledged a write near a poll is a primary then, whatever it
+        # told the poller (or when it did not answer it)
+        merged = []
+        for t, nodes in polls:
+            lo, hi = _first_at(times, t - self.overlap_s), _first_at(times, t + self.overlap_s)
+            merged.append((t, sorted(set(nodes) | {n for _, n in acks[lo:hi]})))
+        lasting = _longest_run(merged)
         persisted = self.persist_s is not None and lasting >= self.persist_s
         metrics.update({"ack_pairs": len(pairs), "polls": len(polls), "dual_polls": len(polled),
                         "dual_run_s": round(lasting, 3)})  # fmt: skip

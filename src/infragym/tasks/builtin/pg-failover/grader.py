@@ -44,6 +44,7 @@ from infragym.checkers import (
     Verdict,
     check_all,
     failover_time,
+    faulted_hosts,
 )
 from infragym.grading import (
     GradeContext,
@@ -135,6 +136,9 @@ class Db:
             "password": self.password,
             "connect_timeout": str(CONNECT_TIMEOUT),
             "application_name": "infragym",
+            # pg_catalog first, whatever the database's or role's search_path: no function
+            # or operator of the service's own shadows pg_is_in_recovery(), sum(), =
+            "options": "-c search_path=public",
         }
         if read_write:
             parts["target_session_attrs"] = "read-write"
@@ -182,6 +186,7 @@ class Clients:
     idle: list[psycopg.AsyncConnection[Any]] = field(default_factory=list)
     polls: list[tuple[float, list[str]]] = field(default_factory=list)
     latest: tuple[float, dict[str, bool | None]] = (0.0, {})
+    writer: tuple[float, str | None] = (0.0, None)  # the host that last acknowledged a write
     next_id: int = 0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _waiters: collections.deque[asyncio.Future[psycopg.AsyncConnection[Any]]] = field(
@@ -329,6 +334,8 @@ class Clients:
     ) -> None:
         self.history.append(OpEvent(kind, op_id, f, self.clock.now(), None, value, None, node,
                                     error))  # fmt: skip
+        if kind is OpType.OK and f in ("insert", "transfer") and node is not None:
+            self.writer = (self.clock.now(), node)
 
     # the bodies
 
@@ -461,12 +468,21 @@ class Clients:
                 await self._discard(c)
 
     def role_now(self, want_primary: bool) -> str | None:
-        """The first host the latest poll (within 3 s) found primary (or replica)."""
+        """The primary: the host that acknowledged the clients' latest write, if one did
+        in the last second, whatever the polls say (a service could show the poller a
+        decoy), else the first host the latest poll (within 3 s) found primary. A replica:
+        the first host the latest poll found in recovery, never that writing host."""
+        t_w, writer = self.writer
+        writing = writer if self.clock.now() - t_w <= 1.0 else None
+        if want_primary and writing is not None:
+            return writing  # the host the clients' writes land on, whatever the polls say
         t, state = self.latest
         if self.clock.now() - t > 3.0:
             return None
         for host in self.addresses:
             r = state.get(host)
+            if host == writing:
+                continue
             if r is not None and (r is False) == want_primary:
                 return host
         return None
@@ -676,16 +692,18 @@ class Recovery:
     """After each failure of the primary, writes (``f``) are answered again (80 % ok over a
     second) within ``rto_s`` of the fault's start. Score: the fraction of such windows.
 
-    A write counts only when it was answered within ``ANSWERED_S`` of being issued and
-    before the fault healed. Writes are placed by when they were issued, and a client
-    waits up to ``OP_TIMEOUT_S`` (5 s) for an answer: without the first bound, writes
-    issued at 8 s and answered by a failover at 13 s made it look 5 s faster than it was
-    (robust's recorded gradings: pause-primary 6.0 s by issue time, 9.1 s by this rule),
-    and a failover slower than the RTO passed. 2 s is libpq's least ``connect_timeout``:
-    one hop past a frozen first host of the connection string. Without the second, writes
-    that waited for the failed primary to come back (a crashed host restarted, a frozen
-    one thawed) would pass for a failover. The fault lasts ``RTO_S`` and more, so a
-    failover in time leaves a whole second of writes answered inside the window."""
+    A write counts only when a host the fault left answered it (a primary cut off from
+    its standbys that goes on acknowledging is no failover), within ``ANSWERED_S`` of
+    its being issued, and before the fault healed. Writes are placed by when they were
+    issued, and a client waits up to ``OP_TIMEOUT_S`` (5 s) for an answer: without the
+    2 s bound, writes issued at 8 s and answered by a failover at 13 s made it look 5 s
+    faster than it was (robust's recorded gradings: pause-primary 6.0 s by issue time,
+    9.1 s by this rule), and a failover slower than the RTO passed. 2 s is libpq's least
+    ``connect_timeout``: one hop past a frozen first host of the connection string.
+    Without the heal bound, writes that waited for the failed primary to come back (a
+    crashed host restarted, a frozen one thawed) would pass for a failover. The fault
+    lasts ``RTO_S`` and more, so a failover in time leaves a whole second of writes
+    answered inside the window."""
 
     rto_s: float
     f: tuple[str, ...] = ("insert", "transfer")
@@ -694,15 +712,26 @@ class Recovery:
     def check(self, history: History) -> CheckResult:
         writes = [op for op in history.operations() if op.f in self.f]
         skipped = {e.label for e in history.faults if e.detail.get("skipped")}
+        details = {(e.label, e.time): e.detail for e in history.faults if e.action.value == "apply"}
         figures: dict[str, float | None] = {}
+        # a primary failure the grader could not aim (no host took the clients' writes or
+        # called itself primary when it fired) counts as never recovered: writes had no
+        # primary then, and a service that hid its primary must not escape the window
+        for label in sorted(skipped):
+            if label.endswith("-primary"):
+                figures[label] = None
         for w in history.fault_windows():
             if not w.label.endswith("-primary") or w.label in skipped:
                 continue
+            # writes count only from the hosts the fault left: a primary cut off that goes
+            # on acknowledging (nothing failed over) is not a recovery
+            gone = faulted_hosts(w.fault, w.targets, details.get((w.label, w.start), {}))
             served = [
-                (op.intended, op.ok and op.complete <= min(w.end, op.intended + ANSWERED_S))
+                (op.intended, op.ok and op.node not in gone
+                 and op.complete <= min(w.end, op.intended + ANSWERED_S))
                 for op in writes
                 if w.contains(op.intended)
-            ]
+            ]  # fmt: skip
             figures[w.label] = failover_time(w.start, w.end, served, RECOVERY_SLO)
         if not figures:
             return CheckResult(self.name, Verdict.UNKNOWN, 0.0, "no primary failed", judged=0)
