@@ -139,7 +139,10 @@ class DualPrimary:
     - with ``persist_s``: polls naming two nodes or more, one after the other, for at least
       ``persist_s`` seconds, acknowledged or not: a fenced old primary is gone after a
       failover's overlap, while several nodes that stay primary are a split brain
-      waiting for clients to find the second one.
+      waiting for clients to find the second one. A node that acknowledged a write
+      within ``overlap_s`` of a poll counts as primary in that poll, whatever it answered
+      (or if it did not): a service must not hide its real primary from the poller
+      behind a decoy.
 
     ``judged``: the acknowledged writes. Score 1 or 0.
     """
