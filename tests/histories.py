@@ -61,8 +61,11 @@ class HistoryBuilder:
         end: float | None,
         fault: str = "partition",
         targets: tuple[str, ...] = (),
+        detail: dict[str, Any] | None = None,
     ) -> None:
-        self._faults.append(FaultEvent(start, fault, FaultAction.APPLY, label, targets))
+        self._faults.append(
+            FaultEvent(start, fault, FaultAction.APPLY, label, targets, dict(detail or {}))
+        )
         if end is not None:
             self._faults.append(FaultEvent(end, fault, FaultAction.HEAL, label, targets))
 

@@ -23,6 +23,11 @@ CORE_TIERS = ("starter", "broken", "naive", "robust")
 # a live task's tiers are operators, each a whole episode on a live cluster (oncall-shift's
 # robust one ~60 s, the others ~20-30 s): the do-nothing one and the three references
 LIVE_TIERS = ("noop", "broken", "naive", "robust")
+# tiers CI does not grade here (the suite's 45 min budget): pg-failover's gradings take ~2
+# min each and its naive one up to 3.5; its broken tier is graded by test_task_pg_failover's
+# failed-grading test, its naive tier's lost commits are caught there from a recorded
+# naive grading, and `infragym validate pg-failover --tiers` grades both (the README)
+GRADED_ELSEWHERE = {"pg-failover": {"broken", "naive"}}
 
 
 @needs_root
@@ -40,6 +45,7 @@ def test_builtin_task_passes_check_task(task: Task) -> None:
         assert {r.tier for r in report.rows} >= {"robust", "noop"}
         return
     have = {*task.solutions(), "starter"}
+    have -= GRADED_ELSEWHERE.get(task.name, set())
     tiers = None if task.name in EVERY_TIER else [t for t in CORE_TIERS if t in have]
     report = check_task(task, seeds=(1,), tiers=tiers, concurrency=2)
     assert {r.tier for r in report.rows} >= {"robust", "starter"}

@@ -12,6 +12,9 @@ gives an unknown verdict instead of ending the run.
 - :class:`Linearizable`: per-key WGL search over read / write / cas.
 - :func:`failover_time`: seconds from a fault's start to the first second at an SLO, for
   a window's (intended start, served) pairs (what Availability reports per window).
+- :class:`LostInserts`, :class:`TotalInvariant`, :class:`DualPrimary`: a record store's
+  acknowledged inserts missing at the end, an aggregate that must never change, and two
+  nodes acknowledging writes at once.
 - :class:`Recovery`: seconds from each heal to service again (the service as a whole,
   e.g. one host that cannot be available while it is crashed, but must come back).
 """
@@ -22,6 +25,7 @@ from ._failover import FAILOVER_SPAN_S, failover_time
 from ._latency import Latency
 from ._linearizable import Linearizable
 from ._lost_writes import LostWrites
+from ._records import DualPrimary, LostInserts, TotalInvariant
 from ._recovery import Recovery
 from ._run import check_all
 from ._stale_reads import StaleReads
@@ -31,11 +35,14 @@ __all__ = [
     "Availability",
     "CheckResult",
     "Checker",
+    "DualPrimary",
     "Latency",
     "Linearizable",
+    "LostInserts",
     "LostWrites",
     "Recovery",
     "StaleReads",
+    "TotalInvariant",
     "Verdict",
     "check_all",
     "failover_time",
