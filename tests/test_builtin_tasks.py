@@ -1,13 +1,14 @@
 """Every built-in task passes ``check_task`` on one seed: its layout and grader, and its
 references, probes and starter workspace graded for real inside their bands (every one
-for kv-replicated, the four that bound the reward for the others). A new task is
+for kv-replicated, the four that bound the reward for the others), every grading's
+cluster gone afterwards (processes, namespaces, cgroups, mounts), passed or failed. A new task is
 under CI the moment it exists; the full seed range runs outside CI (``infragym validate
 TASK --tiers``) and is quoted in the README."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import needs_root
+from conftest import assert_no_leftovers, needs_root, recording_clusters
 
 import infragym.tasks
 from infragym.tasks import Task, list_tasks
@@ -47,5 +48,9 @@ def test_builtin_task_passes_check_task(task: Task) -> None:
     have = {*task.solutions(), "starter"}
     have -= GRADED_ELSEWHERE.get(task.name, set())
     tiers = None if task.name in EVERY_TIER else [t for t in CORE_TIERS if t in have]
-    report = check_task(task, seeds=(1,), tiers=tiers, concurrency=2)
+    with recording_clusters() as run_ids:
+        report = check_task(task, seeds=(1,), tiers=tiers, concurrency=2)
     assert {r.tier for r in report.rows} >= {"robust", "starter"}
+    assert run_ids
+    for run_id in run_ids:  # every grading's cluster, passed or failed: nothing left
+        assert_no_leftovers(run_id)
