@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import statistics
@@ -35,9 +34,10 @@ import threading
 import time
 from pathlib import Path
 
+from infragym.cli._seeds import parse_seeds
 from infragym.grading import grade_workspace
 from infragym.sandbox._cgroup import CGROUP_ROOT, PARENT
-from infragym.sandbox._state import STATE_DIR
+from infragym.sandbox._state import all_records
 from infragym.tasks import find_task
 
 CPUACCT = CGROUP_ROOT / "cpuacct" / PARENT
@@ -61,14 +61,7 @@ class HostCpu:
         self._thread.join()
 
     def _own_runs(self) -> set[str]:
-        runs = set()
-        for p in STATE_DIR.glob("*.json"):
-            try:
-                if json.loads(p.read_text()).get("owner_pid") == os.getpid():
-                    runs.add(p.stem)
-            except (OSError, ValueError):
-                continue
-        return runs
+        return {r.run_id for r in all_records() if r.owner_pid == os.getpid()}
 
     def _loop(self) -> None:
         while not self._stop.wait(0.05):
@@ -87,11 +80,6 @@ class HostCpu:
         return total
 
 
-def seeds_of(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
-
-
 def grading_ops(art: Path) -> int:
     hist = art / "history.jsonl"
     if not hist.is_file():
@@ -103,7 +91,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="kv-replicated")
     ap.add_argument("--tier", default="robust")
-    ap.add_argument("--seeds", default="1-4", help="a seed or a range (default 1-4)")
+    ap.add_argument("--seeds", default="1-4", help="seeds: N, A-B or A,B,C (default 1-4)")
     ap.add_argument(
         "--share", type=float, default=0.6, help="of the cores gradings may use (default 0.6)"
     )
@@ -115,7 +103,7 @@ def main() -> int:
     print(f"{'seed':>4} {'hosts':>5} {'ops':>5} {'wall':>6} {'sut':>6} {'harness':>13} "
           f"{'tools':>6} {'total':>6} {'ms/op':>6} reward")  # fmt: skip
     with HostCpu() as hosts:
-        for seed in seeds_of(args.seeds):
+        for seed in parse_seeds(args.seeds):
             r0 = resource.getrusage(resource.RUSAGE_SELF)
             c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.monotonic()

@@ -11,7 +11,6 @@ it lists against task.toml's bands.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -339,13 +338,7 @@ def in_load_phase(proc: subprocess.Popen[str], within: float = 240.0) -> list[st
             break
     assert any(line.startswith("load for") for line in seen), "".join(seen[-20:])
     time.sleep(8.0)
-    records = []
-    for p in _state.STATE_DIR.glob("*.json"):
-        try:
-            records.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            continue
-    run_ids = [r["run_id"] for r in records if r.get("owner_pid") == proc.pid]
+    run_ids = [r.run_id for r in _state.all_records() if r.owner_pid == proc.pid]
     assert run_ids, "the grading made no cluster"
     assert any(db_processes(r) for r in run_ids), "no postgres, etcd or patroni ran"
     return run_ids
