@@ -27,7 +27,7 @@ from histories import HistoryBuilder
 
 from infragym.checkers import DualPrimary, LostInserts, TotalInvariant, Verdict
 from infragym.grading import grade_workspace, load_grader
-from infragym.history import History
+from infragym.history import Clock, History
 from infragym.sandbox import _state
 from infragym.tasks import find_task, validate_layout
 
@@ -259,6 +259,51 @@ def test_a_host_acknowledging_writes_is_a_primary_whatever_the_polls_say() -> No
     r = checker.check(decoy("db1"))
     assert r.verdict is Verdict.FAIL and r.metrics["dual_run_s"] >= 10.0
     assert checker.check(decoy("db3")).verdict is Verdict.PASS
+
+
+class _Conn:
+    """What the clients' pool does with a connection: close it (the pool's bookkeeping is
+    what is under test; the real driver is graded in test_builtin_tasks)."""
+
+    closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_the_clients_close_every_connection_whatever_became_of_its_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI caught a psycopg connection collected while open (a ResourceWarning that fails
+    the test it lands in): a lost connection whose close was still queued when the
+    clients closed, and a connection handed to an operation cancelled before it ran."""
+    g = grader()
+    db = g.Db.of(TASK.spec.variant(1))
+
+    async def connect(info: str, **kwargs: object) -> _Conn:
+        return _Conn()
+
+    monkeypatch.setattr(g.psycopg.AsyncConnection, "connect", connect)
+
+    async def scenario() -> tuple[_Conn, _Conn, list[object]]:
+        c = g.Clients(db, dict.fromkeys(db.hosts, "198.18.0.1"), History(), Clock())
+        c._grow = lambda: None  # no connecting: the test hands connections in itself
+        lost, handed = await c.connect(), await c.connect()
+        c._open = 2
+        c.lose(lost)  # its close queued, then the clients close at once
+        op = asyncio.ensure_future(c.acquire())
+        await asyncio.sleep(0)  # the operation waits for a connection
+        c.release(handed)
+        op.cancel()  # handed one, cancelled before it ran
+        with pytest.raises(asyncio.CancelledError):
+            await op
+        idle = list(c.idle)
+        await c.close()
+        return lost, handed, idle
+
+    lost, handed, idle = asyncio.run(scenario())
+    assert idle == [handed], "the cancelled operation's connection went nowhere"
+    assert lost.closed and handed.closed
 
 
 def test_the_total_invariant_fails_on_any_other_total() -> None:

@@ -194,6 +194,9 @@ class Clients:
     )
     _open: int = 0
     _connecting: int = 0
+    # every connection opened and not yet closed: closed by close() whatever became of
+    # the task holding it (one dropped by a cancellation warns when collected)
+    _unclosed: set[psycopg.AsyncConnection[Any]] = field(default_factory=set)
 
     @property
     def by_address(self) -> dict[str, str]:
@@ -204,8 +207,12 @@ class Clients:
         return self.next_id
 
     async def connect(self) -> psycopg.AsyncConnection[Any]:
-        info = self.db.conninfo(list(self.addresses.values()))
-        return await psycopg.AsyncConnection.connect(info, autocommit=True)
+        return await self._open_conn(self.db.conninfo(list(self.addresses.values())))
+
+    async def _open_conn(self, info: str) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(info, autocommit=True)
+        self._unclosed.add(conn)
+        return conn
 
     def node_of(self, conn: psycopg.AsyncConnection[Any]) -> str | None:
         addr = conn.info.hostaddr or conn.info.host
@@ -225,8 +232,9 @@ class Clients:
             task.exception()
 
     async def _discard(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(conn.close(), 1.0)
+        self._unclosed.discard(conn)
+        with contextlib.suppress(Exception):
+            await conn.close()  # never waits on the network: libpq's PQfinish, at once
 
     # the pool: an operation takes an idle connection or waits for one; at most
     # MAX_CONNECTING connects run at once (each may wait out a frozen host's connect
@@ -240,7 +248,12 @@ class Clients:
         )
         self._waiters.append(waiter)
         self._grow()
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed one, cancelled before use
+                self.release(waiter.result())
+            raise
 
     def release(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while self._waiters:
@@ -409,14 +422,18 @@ class Clients:
             await self.close()
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(self._discard(c) for c in self.idle), return_exceptions=True)
-        self.idle.clear()
+        """End every task of the clients' and close every connection they opened."""
         for w in self._waiters:
             w.cancel()
         self._waiters.clear()
+        # a cancelled operation may hand its connection to a new task (lose): until none
+        while pending := [t for t in self._tasks if not t.done()]:
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.idle.clear()
+        for conn in list(self._unclosed):
+            await self._discard(conn)
         self._open = self._connecting = 0
 
     async def poll(self, stop: asyncio.Event) -> None:
@@ -432,9 +449,7 @@ class Clients:
             try:
                 if c is None or c.closed:
                     info = self.db.conninfo([self.addresses[host]], read_write=False)
-                    c = await asyncio.wait_for(
-                        psycopg.AsyncConnection.connect(info, autocommit=True), 1.0
-                    )
+                    c = await asyncio.wait_for(self._open_conn(info), 1.0)
                     conns[host] = c
                 assert c is not None
                 # not wait_for: cancelling the query makes psycopg send a cancel request
@@ -674,14 +689,15 @@ async def final_state(c: Clients, within: float) -> tuple[list[int] | None, dict
     deadline = time.monotonic() + within
     if await until_primary(c, within) is not None:
         return None, dict.fromkeys(c.addresses, "no primary")
-    await c.snapshot(c.clock.now())
     try:
-        marker, primary, ids = await write_marker(c, read_ids=True)
-    except Exception as exc:
-        return None, dict.fromkeys(c.addresses, f"final write failed: {exc}"[:200])
-    hosts = await replicas_with(c, marker, primary, deadline)
-    await c.close()
-    return ids, hosts
+        await c.snapshot(c.clock.now())
+        try:
+            marker, primary, ids = await write_marker(c, read_ids=True)
+        except Exception as exc:
+            return None, dict.fromkeys(c.addresses, f"final write failed: {exc}"[:200])
+        return ids, await replicas_with(c, marker, primary, deadline)
+    finally:
+        await c.close()
 
 
 # -- checks ----------------------------------------------------------------------------------
