@@ -540,9 +540,15 @@ class Host:
         return can_connect(self.netns, address, port, timeout)
 
     def wait_port(self, port: int, timeout: float = 10.0) -> None:
-        """Wait until something listens on ``port`` in the host's namespace."""
+        """Wait until something listens on ``port`` in the host's namespace.
+
+        Polled every 5 ms at first, backing off to 50 ms: the kernel writes the whole
+        namespace's TCP table on each read, TIME_WAIT sockets included (thousands, late in
+        a grading of a service that opens a connection per call), and a 10 ms poll of it
+        was ~15 % of a kv-replicated grading's harness CPU (py-spy)."""
         deadline = time.monotonic() + timeout
         want = f":{port:04X}"
+        pause = 0.005
         while time.monotonic() < deadline:
             for p in self.processes:
                 if p.alive():
@@ -555,7 +561,8 @@ class Host:
                             cols = line.split()
                             if len(cols) > 3 and cols[1].endswith(want) and cols[3] == "0A":
                                 return
-            time.sleep(0.01)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(0.05, pause * 1.5)
         raise ProcessError(
             f"nothing listens on port {port} of host {self.name} after {timeout} s; "
             f"see the logs in {self.logs_dir}"
