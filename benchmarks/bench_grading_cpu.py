@@ -13,12 +13,14 @@ Grades the reference ``--tier`` on each seed, one at a time, end to end through
 - ``tools``: the commands it ran and reaped (``ip``, ``nft``, ``bwrap``... and a host's
   processes it reaped itself, which its cgroup counted too: an upper bound).
 
-Printed per grading: the variant's hosts, its operations, wall time, each share, and the
-CPU milliseconds per operation; then the medians, and two ceilings on graded episodes per
-hour on this machine: by CPU (``--share`` of every core, the rest kept for the health
-check's margin, divided by the median CPU of a grading) and by wall time at the
-concurrency the task's declared cost admits (``[grading] cores``). The smaller one bounds
-a trainer's throughput with the grading alone (an episode adds the agent's turns).
+Printed per grading: the variant's hosts, its operations, wall time, each share (the
+hosts' with its kernel part, ``s``: system time, much of it their TCP traffic; the
+harness's with its user part, ``u``), and the CPU milliseconds per operation; then the
+medians, and two ceilings on graded episodes per hour on this machine: by CPU
+(``--share`` of every core, the rest kept for the health check's margin, divided by the
+median CPU of a grading) and by wall time at the concurrency the task's declared cost
+admits (``[grading] cores``). The smaller one bounds a trainer's throughput with the
+grading alone (an episode adds the agent's turns).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from infragym.sandbox._state import all_records
 from infragym.tasks import find_task
 
 CPUACCT = CGROUP_ROOT / "cpuacct" / PARENT
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 class HostCpu:
@@ -49,6 +52,8 @@ class HostCpu:
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str], float] = {}
+        self.system: dict[tuple[str, str], float] = {}  # of it in the kernel (cpuacct.stat)
+        self.own_cpu = 0.0  # this sampler's CPU seconds, not the harness's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -65,19 +70,33 @@ class HostCpu:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.05):
-            for run in self._own_runs():
-                for d in (CPUACCT / run).glob("*"):
-                    try:
-                        s = int((d / "cpuacct.usage").read_text()) / 1e9
-                    except (OSError, ValueError):
-                        continue
-                    key = (run, d.name)
-                    self.seen[key] = max(s, self.seen.get(key, 0.0))
+            t0 = time.thread_time()
+            self._sample()
+            self.own_cpu += time.thread_time() - t0
 
-    def take(self) -> float:
-        total = sum(self.seen.values())
+    def _sample(self) -> None:
+        for run in self._own_runs():
+            for d in (CPUACCT / run).glob("*"):
+                try:
+                    s = int((d / "cpuacct.usage").read_text()) / 1e9
+                    stat = dict(
+                        line.split() for line in (d / "cpuacct.stat").read_text().splitlines()
+                    )
+                    sys_s = int(stat["system"]) / TICK
+                except (OSError, ValueError, KeyError):
+                    continue
+                key = (run, d.name)
+                self.seen[key] = max(s, self.seen.get(key, 0.0))
+                self.system[key] = max(sys_s, self.system.get(key, 0.0))
+
+    def take(self) -> tuple[float, float, float]:
+        """The CPU seconds of the hosts seen since the last take, the kernel's part, and
+        the sampler's own (to take out of this process's)."""
+        total, system, own = sum(self.seen.values()), sum(self.system.values()), self.own_cpu
         self.seen.clear()
-        return total
+        self.system.clear()
+        self.own_cpu = 0.0
+        return total, min(system, total), own
 
 
 def grading_ops(art: Path) -> int:
@@ -100,7 +119,7 @@ def main() -> int:
     cores = os.cpu_count() or 1
     rows = []
     print(f"{args.task} {args.tier} on {cores} cores; CPU seconds per grading")
-    print(f"{'seed':>4} {'hosts':>5} {'ops':>5} {'wall':>6} {'sut':>6} {'harness':>13} "
+    print(f"{'seed':>4} {'hosts':>5} {'ops':>5} {'wall':>6} {'sut':>13} {'harness':>13} "
           f"{'tools':>6} {'total':>6} {'ms/op':>6} reward")  # fmt: skip
     with HostCpu() as hosts:
         for seed in parse_seeds(args.seeds):
@@ -117,12 +136,15 @@ def main() -> int:
             c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
             tools = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
-            sut = hosts.take()
+            sut, sut_sys, sampler = hosts.take()
+            # the sampler's reads of the run records and cgroups are this benchmark's, not
+            # the harness's (thread_time: user and system; taken from the user part)
+            user = max(0.0, user - sampler)
             total = sut + user + system + tools
             n = len(task.spec.variant(seed).host_names)
             reward = "err" if res.error else f"{res.reward or 0.0:.3f}"
             rows.append((wall, sut, user + system, tools, total))
-            print(f"{seed:>4} {n:>5} {ops:>5} {wall:>5.1f}s {sut:>6.2f} "
+            print(f"{seed:>4} {n:>5} {ops:>5} {wall:>5.1f}s {sut:>5.2f} ({sut_sys:.2f}s) "
                   f"{user + system:>5.2f} ({user:.2f}u) {tools:>6.2f} {total:>6.2f} "
                   f"{1000 * total / max(ops, 1):>6.2f} {reward}")  # fmt: skip
     med = [statistics.median(col) for col in zip(*rows, strict=True)]
