@@ -239,13 +239,19 @@ LOG = "/srv/data/replica.log"
         (f"- **data:** `{LOG}`.\n- **restart**: a rolling restart", LOG, True),
         (f"* Data: it is in {LOG} (the log)\n* Restart: all at once", LOG, False),
         ("data: somewhere on the disk\nrestart: kill it", "", False),
+        ("restart: one at a time, never all at once", "", True),
+        ("restart: one by one rather than all at once", "", True),
+        ("restart: not one at a time: all at once", "", False),
+        ("restart: never one by one", "", False),
+        ("restart: all nodes at once is fine, rolling is slower", "", False),
+        ("restart: don't do a rolling restart", "", False),
     ],
 )
 def test_orientation_answers_are_read_in_any_usual_markup(
     summary: str, data: str, restart: bool
 ) -> None:
     assert GRADER.data_answer(summary) == data
-    assert bool(GRADER.RESTART_RE.search(GRADER._field(summary, "restart"))) is restart
+    assert GRADER.restart_answer(GRADER._field(summary, "restart")) is restart
 
 
 # -- the postmortem, judged --------------------------------------------------------------

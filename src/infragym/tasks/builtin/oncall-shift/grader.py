@@ -294,6 +294,33 @@ RESTART_RE = re.compile(
     r"|never (all|more than one) at once",
     re.IGNORECASE,
 )
+ALL_AT_ONCE_RE = re.compile(
+    r"all (\w+ )?at once|simultaneous|at the same time|in parallel|all together", re.IGNORECASE
+)
+# a phrase with one of these among the three words before it is denied ("not one at a
+# time", "rather than all at once", "instead of in parallel")
+NEGATIONS = {"not", "never", "no", "don't", "dont", "avoid", "without", "than", "instead",
+             "isn't", "nor"}  # fmt: skip
+
+
+def _stated(m: re.Match[str], text: str) -> bool:
+    before = re.findall(r"[\w']+", text[: m.start()].lower())[-3:]
+    return not NEGATIONS.intersection(before)
+
+
+def restart_answer(text: str) -> bool:
+    """Whether ``text`` states a rolling restart: a phrase of ``RESTART_RE`` not denied,
+    and no restart of every node at once that is not denied either ("one at a time, never
+    all at once" is; "not one at a time", "all at once rather than rolling" are not)."""
+    rolling = any(
+        m.group(0).lower().startswith("never") or _stated(m, text)
+        for m in RESTART_RE.finditer(text)
+    )
+    at_once = any(
+        _stated(m, text) and not text[: m.start()].lower().rstrip().endswith("never")
+        for m in ALL_AT_ONCE_RE.finditer(text)
+    )
+    return rolling and not at_once
 
 
 async def grade_orientation(ctx: LiveContext) -> PhaseScore:
@@ -313,7 +340,7 @@ async def grade_orientation(ctx: LiveContext) -> PhaseScore:
             and re.findall(r"\d+", _field(ctx.summary, "quorum"))[:1]
             == [str(next(iter(majorities)))]
         ),
-        "restart": float(bool(RESTART_RE.search(_field(ctx.summary, "restart")))),
+        "restart": float(restart_answer(_field(ctx.summary, "restart"))),
     }
     score = 0.4 * parts["data"] + 0.3 * parts["quorum"] + 0.3 * parts["restart"]
     return PhaseScore(score, parts, [f"data files {sorted(files)}, majority {majorities}"])
