@@ -48,12 +48,14 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 class HostCpu:
     """The most CPU seen per host of the runs this process owns (cgroups vanish at the
-    end of a run, so they are sampled while they exist)."""
+    end of a run, so they are sampled while they exist), and this sampler's own CPU (its
+    reads of the run records and cgroups are the benchmark's, not the harness's)."""
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str], float] = {}
         self.system: dict[tuple[str, str], float] = {}  # of it in the kernel (cpuacct.stat)
-        self.own_cpu = 0.0  # this sampler's CPU seconds, not the harness's
+        self._own = (0.0, 0.0)  # the sampler thread's user and system seconds so far
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -70,33 +72,40 @@ class HostCpu:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.05):
-            t0 = time.thread_time()
             self._sample()
-            self.own_cpu += time.thread_time() - t0
+            ru = resource.getrusage(resource.RUSAGE_THREAD)
+            with self._lock:
+                self._own = (ru.ru_utime, ru.ru_stime)
 
     def _sample(self) -> None:
         for run in self._own_runs():
             for d in (CPUACCT / run).glob("*"):
+                key = (run, d.name)
                 try:
                     s = int((d / "cpuacct.usage").read_text()) / 1e9
-                    stat = dict(
-                        line.split() for line in (d / "cpuacct.stat").read_text().splitlines()
-                    )
-                    sys_s = int(stat["system"]) / TICK
-                except (OSError, ValueError, KeyError):
+                except (OSError, ValueError):
                     continue
-                key = (run, d.name)
-                self.seen[key] = max(s, self.seen.get(key, 0.0))
-                self.system[key] = max(sys_s, self.system.get(key, 0.0))
+                try:
+                    text = (d / "cpuacct.stat").read_text()
+                    sys_s = int(dict(ln.split() for ln in text.splitlines())["system"]) / TICK
+                except (OSError, ValueError, KeyError):
+                    sys_s = self.system.get(key, 0.0)
+                with self._lock:
+                    self.seen[key] = max(s, self.seen.get(key, 0.0))
+                    self.system[key] = max(sys_s, self.system.get(key, 0.0))
 
-    def take(self) -> tuple[float, float, float]:
-        """The CPU seconds of the hosts seen since the last take, the kernel's part, and
-        the sampler's own (to take out of this process's)."""
-        total, system, own = sum(self.seen.values()), sum(self.system.values()), self.own_cpu
-        self.seen.clear()
-        self.system.clear()
-        self.own_cpu = 0.0
-        return total, min(system, total), own
+    def own(self) -> tuple[float, float]:
+        """The sampler thread's user and system CPU seconds so far."""
+        with self._lock:
+            return self._own
+
+    def take(self) -> tuple[float, float]:
+        """The CPU seconds of the hosts seen since the last take, and the kernel's part."""
+        with self._lock:
+            total, system = sum(self.seen.values()), sum(self.system.values())
+            self.seen.clear()
+            self.system.clear()
+        return total, min(system, total)
 
 
 def grading_ops(art: Path) -> int:
@@ -123,7 +132,7 @@ def main() -> int:
           f"{'tools':>6} {'total':>6} {'ms/op':>6} reward")  # fmt: skip
     with HostCpu() as hosts:
         for seed in parse_seeds(args.seeds):
-            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            r0, own0 = resource.getrusage(resource.RUSAGE_SELF), hosts.own()
             c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.monotonic()
             with tempfile.TemporaryDirectory() as tmp:
@@ -132,14 +141,13 @@ def main() -> int:
                 ops = grading_ops(art)
             wall = time.monotonic() - t0
             time.sleep(0.2)  # the sampler's last look
-            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            r1, own1 = resource.getrusage(resource.RUSAGE_SELF), hosts.own()
             c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
             tools = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
-            sut, sut_sys, sampler = hosts.take()
-            # the sampler's reads of the run records and cgroups are this benchmark's, not
-            # the harness's (thread_time: user and system; taken from the user part)
-            user = max(0.0, user - sampler)
+            user -= own1[0] - own0[0]  # the sampler's, not the harness's
+            system -= own1[1] - own0[1]
+            sut, sut_sys = hosts.take()
             total = sut + user + system + tools
             n = len(task.spec.variant(seed).host_names)
             reward = "err" if res.error else f"{res.reward or 0.0:.3f}"

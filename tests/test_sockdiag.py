@@ -82,3 +82,20 @@ def test_a_hosts_wait_port_sees_its_own_listener_not_the_machines(cluster3: Clus
     host.wait_port(8123, timeout=1.0)
     with pytest.raises(InfraGymError, match="nothing listens"):
         cluster3.hosts[1].wait_port(8123, timeout=0.3)  # another host's namespace
+
+
+@needs_root
+def test_without_sock_diag_wait_port_reads_the_proc_tables(
+    cluster3: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infragym.sandbox._host as host_module
+
+    def refused() -> socket.socket:
+        raise OSError(93, "Protocol not supported")  # a kernel without sock_diag
+
+    monkeypatch.setattr(host_module, "diag_socket", refused)
+    host = cluster3.hosts[0]
+    start_http(host, 8124)
+    host.wait_port(8124, timeout=1.0)
+    with pytest.raises(InfraGymError, match="nothing listens"):
+        cluster3.hosts[1].wait_port(8124, timeout=0.3)

@@ -41,12 +41,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._errors import CapabilityError, ConfigError, ProcessError
+from .._errors import CapabilityError, ConfigError, InfraGymError, ProcessError
 from ._cgroup import HostCgroup
 from ._identity import Identity
 from ._launch import Launch
-from ._netns import enter_netns, socket_in_netns
-from ._sockdiag import NETLINK_SOCK_DIAG, listening_tcp_ports
+from ._netns import enter_netns, run_in_netns, socket_in_netns
+from ._sockdiag import diag_socket, listening_tcp_ports
 from ._switch import Port
 from ._sys import can_connect, descends_from, pid_running, pid_start_time
 from ._tree import remove_tree
@@ -548,11 +548,9 @@ class Host:
         every 5 ms at first, backing off to 20 ms."""
         deadline = time.monotonic() + timeout
         try:
-            diag: socket.socket | None = socket_in_netns(
-                self.netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG
-            )
-        except OSError:
-            diag = None  # no sock_diag here: the /proc tables
+            diag: socket.socket | None = run_in_netns(self.netns, diag_socket)
+        except (OSError, InfraGymError):
+            diag = None  # no sock_diag here (or no namespace): the /proc tables, until timeout
         pause = 0.005
         try:
             while time.monotonic() < deadline:

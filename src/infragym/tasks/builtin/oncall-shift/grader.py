@@ -289,37 +289,59 @@ def data_answer(summary: str) -> str:
     return path.group(0).rstrip(".:") if path else ""
 
 
+_S = r"[\s-]+"  # "one at a time", "one-at-a-time"
 RESTART_RE = re.compile(
-    r"one (node |host )?at a time|one by one|one after (the )?other|rolling|sequential|in turn"
-    r"|never (all|more than one) at once",
+    rf"one{_S}(?:(?:node|host|server|replica){_S})?at{_S}a{_S}time|one{_S}by{_S}one"
+    rf"|one{_S}after{_S}(?:the{_S})?other|rolling|sequential|serially|staggered|in{_S}turn",
     re.IGNORECASE,
 )
 ALL_AT_ONCE_RE = re.compile(
-    r"all (\w+ )?at once|simultaneous|at the same time|in parallel|all together", re.IGNORECASE
+    rf"\bat{_S}once\b|simultaneous|at{_S}the{_S}same{_S}time|in{_S}parallel|\btogether\b"
+    r"|concurrent",
+    re.IGNORECASE,
 )
-# a phrase with one of these among the three words before it is denied ("not one at a
-# time", "rather than all at once", "instead of in parallel")
-NEGATIONS = {"not", "never", "no", "don't", "dont", "avoid", "without", "than", "instead",
-             "isn't", "nor"}  # fmt: skip
-
-
-def _stated(m: re.Match[str], text: str) -> bool:
-    before = re.findall(r"[\w']+", text[: m.start()].lower())[-3:]
-    return not NEGATIONS.intersection(before)
+# an answer is read clause by clause; a phrase with one of these before it in its clause
+# is denied ("not one at a time", "rather than all at once", "no two at the same time")
+_CLAUSES = re.compile(r"[.,;:!?()\[\]\n]|\s[-\u2013\u2014]+\s|[\u2013\u2014]")
+_DENIED_BEFORE = re.compile(
+    r"\b(?:not|never|no|don'?t|avoid|without|than|instead|nor|neither|skip\w*)\b|n't\b",
+    re.IGNORECASE,
+)
+_DENIED_AFTER = re.compile(  # "one at a time is not needed", "a rolling restart is overkill"
+    r"(?:\bnot\b|n't\b|\bnever\b).*\b(?:need|needed|required|necessary|matter|help)"
+    r"|\bunnecessary\b|\bno need\b|\bpointless\b|\boverkill\b|\bwrong\b",
+    re.IGNORECASE,
+)
+# a clause about what an at-once restart would do is a reason, not the answer
+_CONSEQUENCE = re.compile(
+    r"\b(?:would|could|will|might|lose[sd]?|losing|risk\w*|break\w*|down|outage|quorum|fail\w*)\b",
+    re.IGNORECASE,
+)
+_BARE_DENIAL = re.compile(r"^\s*(?:no|nope|never|not really|wrong)\s*$", re.IGNORECASE)
 
 
 def restart_answer(text: str) -> bool:
-    """Whether ``text`` states a rolling restart: a phrase of ``RESTART_RE`` not denied,
-    and no restart of every node at once that is not denied either ("one at a time, never
-    all at once" is; "not one at a time", "all at once rather than rolling" are not)."""
-    rolling = any(
-        m.group(0).lower().startswith("never") or _stated(m, text)
-        for m in RESTART_RE.finditer(text)
-    )
-    at_once = any(
-        _stated(m, text) and not text[: m.start()].lower().rstrip().endswith("never")
-        for m in ALL_AT_ONCE_RE.finditer(text)
-    )
+    """Whether ``text`` states a rolling restart: a rolling phrase (``RESTART_RE``) or a
+    denied restart of every node at once ("never all at once"), read clause by clause,
+    neither denied in its clause (before it, or "... is not needed" after it, or a bare
+    "no." as the next clause), and no restart at once stated as the way to do it (a
+    clause about what one would break is a reason, not the answer)."""
+    clauses = _CLAUSES.split(text)
+    rolling = at_once = False
+    for i, clause in enumerate(clauses):
+        denied_next = i + 1 < len(clauses) and bool(_BARE_DENIAL.match(clauses[i + 1]))
+        for m in RESTART_RE.finditer(clause):
+            denied = (
+                _DENIED_BEFORE.search(clause[: m.start()])
+                or _DENIED_AFTER.search(clause[m.end() :])
+                or denied_next
+            )
+            rolling = rolling or not denied
+        for m in ALL_AT_ONCE_RE.finditer(clause):
+            if _DENIED_BEFORE.search(clause[: m.start()]):
+                rolling = True  # "never all at once", "no two nodes at the same time"
+            elif not _CONSEQUENCE.search(clause) and not denied_next:
+                at_once = True
     return rolling and not at_once
 
 

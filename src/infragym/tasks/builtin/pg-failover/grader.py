@@ -211,6 +211,8 @@ class Clients:
 
     async def _open_conn(self, info: str) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(info, autocommit=True)
+        if len(self._unclosed) >= 2 * MAX_CONNS:  # those closed elsewhere (`async with`)
+            self._unclosed = {c for c in self._unclosed if not c.closed}
         self._unclosed.add(conn)
         return conn
 
@@ -320,7 +322,12 @@ class Clients:
 
         task = asyncio.ensure_future(run())
         left = max(0.05, intended + OP_TIMEOUT_S - self.clock.now())
-        done, _ = await asyncio.wait({task}, timeout=left)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=left)
+        except asyncio.CancelledError:  # the load stopped: close() ends the operation too
+            task.cancel()
+            self._keep(task)
+            raise
         node = state["node"]
         if not done:
             # drop the connection under the statement: a cancel request would end a commit's
