@@ -91,6 +91,12 @@ class GradeContext:
                 usage[f"{c.run_id}/{name}"] = s
         return usage
 
+    def cpu_stall_s(self) -> dict[str, float]:
+        """Seconds in which some process of each cluster this grading made waited for a
+        CPU so far, by run id (clusters without cgroup v2 left out)."""
+        stalls = {c.run_id: c.cpu_stall_s() for c in list(self._clusters)}
+        return {run: s for run, s in stalls.items() if s is not None}
+
     def remaining(self) -> float:
         """Seconds left of the grading budget."""
         return self.budget_s - (time.monotonic() - self._t0)

@@ -137,6 +137,9 @@ class Health:
     gc_pause_max_s: float | None = None
     memory_stall: float | None = None
     io_stall: float | None = None
+    # the share of the window in which some process of the graded hosts waited for a CPU
+    # (their cgroup v2 pressure): recorded, not judged yet (see docs/benchmarks.md)
+    sut_cpu_stall: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,10 +205,14 @@ class Monitor:
         interval: float = 0.25,
         path: Path = PSI_CPU,
         usage: Callable[[], dict[str, float]] | None = None,
+        stalls: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.interval = interval
         self.path = path
         self.usage = usage
+        self.stalls = stalls
+        self.sut_stalls: list[tuple[float, float]] = []
+        self._stalled: dict[str, float] = {}  # the last stall seconds read for each cluster
         self.samples: list[tuple[float, int]] = []
         self.cpu: list[tuple[float, float]] = []
         self.pool_lags: list[tuple[float, float]] = []
@@ -226,6 +233,15 @@ class Monitor:
             other = read_psi_total(path)
             if other is not None:
                 self.other[name].append((now, other))
+        if self.stalls is not None:
+            try:
+                stalls = self.stalls()
+            except Exception:  # a cluster torn down meanwhile
+                stalls = {}
+            for run, stalled in stalls.items():
+                self._stalled[run] = max(stalled, self._stalled.get(run, 0.0))
+            if self._stalled:
+                self.sut_stalls.append((now, sum(self._stalled.values())))
         if self.usage is not None:
             try:
                 usage = self.usage()
@@ -281,6 +297,12 @@ class Monitor:
         """The share of the machine's CPU time its hypervisor took over ``[start, end]``."""
         rate = _rate(self.steals, start, end)
         return None if rate is None else max(0.0, rate / (os.cpu_count() or 1))
+
+    def sut_stall(self, start: float, end: float) -> float | None:
+        """The share of ``[start, end]`` in which some process of the graded hosts waited
+        for a CPU; None without ``stalls``."""
+        rate = _rate(self.sut_stalls, start, end)
+        return None if rate is None else min(1.0, max(0.0, rate))
 
     def sut_cores(self, start: float, end: float) -> float | None:
         """The cores the graded hosts used on average over ``[start, end]`` (monotonic);
@@ -425,6 +447,7 @@ def judge(
             f"(limit {limits.max_pool_lag_s:g} s; too many gradings at once in one process)"
         )
     sut = monitor.sut_cores(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    sut_stall = monitor.sut_stall(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     steal = monitor.steal(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     gc_pause = longest_pause(clock_t0 + start, clock_t0 + end)
     memory, io = (
@@ -440,6 +463,7 @@ def judge(
             *([] if fault_lag is None else [f"fault lag {fault_lag:.2f} s"]),
             *([] if pool_lag is None else [f"thread wait {pool_lag:.2f} s"]),
             *([] if sut is None else [f"the graded hosts used {sut:.2f} cores"]),
+            *([] if sut_stall is None else [f"they waited for a CPU {sut_stall:.0%} of the time"]),
             *([] if not steal else [f"the hypervisor took {steal:.0%} of the CPU time"]),
             *([] if gc_pause is None else [f"longest garbage collection {gc_pause:.2f} s"]),
         ]
@@ -481,6 +505,7 @@ def judge(
         gc_pause_max_s=gc_pause,
         memory_stall=memory,
         io_stall=io,
+        sut_cpu_stall=sut_stall,
     )
 
 

@@ -189,7 +189,7 @@ async def _grade_copy(
     ctx.history.meta.update({"task": task.name, "seed": seed, "variant": variant.to_dict()})
     error: str | None = None
     outcome: GradeOutcome | None = None
-    monitor = Monitor(usage=ctx.cpu_usage_s)
+    monitor = Monitor(usage=ctx.cpu_usage_s, stalls=ctx.cpu_stall_s)
     run_start = time.monotonic()
     try:
         with grading_threads(), quiet_collector():

@@ -1,10 +1,14 @@
-"""Per-host control groups (cgroup v1: pids, memory, cpu, cpuacct, freezer).
+"""Per-host control groups (cgroup v1: pids, memory, cpu, cpuacct, freezer; and, where the
+machine mounts cgroup v2 beside them, a v2 group with no controller, for its pressure).
 
 A host's cgroup is how the sandbox finds *every* process of that host, including ones that
 double-forked away from their parent: crash kills the cgroup, pause freezes it, cleanup
 empties and removes it. cpuacct counts the CPU time the host's processes used (the
 grading's health check tells a system under test that burns the machine from an
-overloaded machine by it).
+overloaded machine by it). The v2 group (``/sys/fs/cgroup/unified``, a hybrid mount) gives
+the host's own CPU pressure (``cpu.pressure``): how long its runnable tasks waited for a
+CPU, exited ones included, which the machine-wide pressure cannot tell apart from the
+harness's or another grading's waits.
 """
 
 from __future__ import annotations
@@ -20,6 +24,21 @@ from .._errors import CapabilityError, ConfigError, ResourceError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer")
+UNIFIED = "unified"  # the cgroup v2 mount of a hybrid machine, under CGROUP_ROOT
+
+
+def unified_available() -> bool:
+    """Whether cgroup v2 is mounted beside v1 with pressure accounting (PSI)."""
+    return (CGROUP_ROOT / UNIFIED / "cgroup.procs").exists() and (
+        CGROUP_ROOT / UNIFIED / "cpu.pressure"
+    ).exists()
+
+
+def hierarchies() -> tuple[str, ...]:
+    """The directories under CGROUP_ROOT a run's groups live in."""
+    return (*CONTROLLERS, UNIFIED) if unified_available() else CONTROLLERS
+
+
 PARENT = "infragym"
 TCP_LIMIT_FILE = "memory.kmem.tcp.limit_in_bytes"
 
@@ -83,12 +102,17 @@ class HostCgroup:
 
     def __init__(self, relpath: str) -> None:
         self.relpath = relpath
-        self.dirs = {c: CGROUP_ROOT / c / relpath for c in CONTROLLERS}
+        self.dirs = {c: CGROUP_ROOT / c / relpath for c in hierarchies()}
 
     def create(self, limits: Limits) -> None:
         ok, why = cgroup_v1_available()
         if not ok:
             raise CapabilityError(why)
+        if UNIFIED in self.dirs:
+            try:
+                self.dirs[UNIFIED].mkdir(parents=True, exist_ok=True)
+            except OSError:
+                del self.dirs[UNIFIED]  # only a measurement: the host goes on without it
         try:
             for d in self.dirs.values():
                 d.mkdir(parents=True, exist_ok=True)
@@ -114,6 +138,12 @@ class HostCgroup:
         except FileNotFoundError:
             return []
         return [int(x) for x in text.split()]
+
+    def cpu_stall_us(self) -> int | None:
+        """Microseconds in which some process of the host waited for a CPU since the
+        host was made (cgroup v2 ``cpu.pressure``, "some" total; None without it)."""
+        d = self.dirs.get(UNIFIED)
+        return None if d is None else read_pressure_total(d / "cpu.pressure")
 
     def cpu_usage_s(self) -> float | None:
         """CPU seconds every process of the host has used since the host was made, those
@@ -220,18 +250,35 @@ def _rmdir_retry(d: Path, timeout: float = 5.0) -> None:
             time.sleep(0.005)
 
 
+def read_pressure_total(path: Path) -> int | None:
+    """The "some" total (microseconds) of a PSI file, None if it cannot be read."""
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith("some "):
+                return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def run_cpu_stall_us(run_id: str) -> int | None:
+    """Microseconds in which some process of any host of the run waited for a CPU (its
+    v2 group's pressure, which counts the hosts' groups below it; None without v2)."""
+    return read_pressure_total(CGROUP_ROOT / UNIFIED / PARENT / run_id / "cpu.pressure")
+
+
 def run_cgroups(run_id: str) -> list[Path]:
     """Every per-controller directory of a run (for cleanup)."""
     return [
         CGROUP_ROOT / c / PARENT / run_id
-        for c in CONTROLLERS
+        for c in (*CONTROLLERS, UNIFIED)
         if (CGROUP_ROOT / c / PARENT / run_id).exists()
     ]
 
 
 def all_run_ids() -> set[str]:
     ids: set[str] = set()
-    for c in CONTROLLERS:
+    for c in (*CONTROLLERS, UNIFIED):
         base = CGROUP_ROOT / c / PARENT
         if base.exists():
             ids.update(p.name for p in base.iterdir() if p.is_dir())

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
-from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree
+from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree, run_cpu_stall_us
 from ._host import FAKETIME_LIB, HOSTS_FILE, Host
 from ._identity import Identity, identity_of
 from ._lifecycle import Lifecycle
@@ -425,6 +425,13 @@ class Cluster(Lifecycle):
             for loop, task in list(self._clients):
                 with contextlib.suppress(RuntimeError):  # that loop has just closed
                     loop.call_soon_threadsafe(task.cancel)
+
+    def cpu_stall_s(self) -> float | None:
+        """Seconds in which some process of the cluster's hosts waited for a CPU since it
+        was made (cgroup v2 pressure of the run's group, removed hosts included; None
+        where the machine has no cgroup v2)."""
+        us = run_cpu_stall_us(self.run_id)
+        return None if us is None else us / 1e6
 
     def cpu_usage_s(self) -> dict[str, float]:
         """CPU seconds each host's processes have used so far (exited ones included), by
