@@ -326,6 +326,22 @@ def test_pressure_the_graded_hosts_made_themselves_is_no_excuse() -> None:
     assert itself.note is not None and "the system under test used" in itself.note
 
 
+def test_the_graded_hosts_own_wait_for_a_cpu_is_recorded_not_judged() -> None:
+    from infragym.grading._health import Monitor, judge
+
+    ticks = iter([{"run-a": 0.0}, {"run-a": 6.0}])  # seconds its hosts waited, cumulative
+    m = Monitor(stalls=lambda: next(ticks))
+    m.sample()
+    m.sample()
+    assert [v for _, v in m.sut_stalls] == [0.0, 6.0]
+    m.sut_stalls = [(0.0, 0.0), (10.0, 6.0)]  # as if sampled 10 s apart
+    m.samples = [(0.0, 0), (10.0, int(1e6))]  # the machine: calm
+    health = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0))
+    assert health is not None and health.sut_cpu_stall == pytest.approx(0.6)
+    assert not health.overloaded  # recorded, not judged (yet)
+    assert Monitor(stalls=lambda: {}).sut_stall(0.0, 10.0) is None  # no cgroup v2: unknown
+
+
 def test_a_short_freeze_of_the_harness_withholds_the_grade() -> None:
     """A harness frozen for ~2 s spoils one fault window, though 95 % of all operations
     started on time: the late starts within a stretch decide, not only the whole window's."""
