@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..history import History
+from ..sandbox.lowlevel import psi_some, psi_total_us
 from ._collector import longest_pause
 
 PSI_CPU = Path("/proc/pressure/cpu")
@@ -149,30 +150,14 @@ def _noop() -> None:
     pass
 
 
-def _psi_some(field: str, path: Path) -> str | None:
-    """One field (``total``, ``avg10``...) of the "some" line of a PSI file, as text."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("some "):
-            for item in line.split()[1:]:
-                name, _, value = item.partition("=")
-                if name == field:
-                    return value
-    return None
-
-
 def read_psi_total(path: Path = PSI_CPU) -> int | None:
     """Microseconds some task has waited for a CPU since boot (None without PSI)."""
-    value = _psi_some("total", path)
-    return None if value is None else int(value)
+    return psi_total_us(path)
 
 
 def read_psi_avg10(path: Path = PSI_CPU) -> float | None:
     """The "some" CPU pressure over the last 10 s, as a fraction (None without PSI)."""
-    value = _psi_some("avg10", path)
+    value = psi_some("avg10", path)
     return None if value is None else float(value) / 100.0
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import CapabilityError, ConfigError, ResourceError
+from ._sys import psi_total_us
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer")
@@ -143,7 +144,7 @@ class HostCgroup:
         """Microseconds in which some process of the host waited for a CPU since the
         host was made (cgroup v2 ``cpu.pressure``, "some" total; None without it)."""
         d = self.dirs.get(UNIFIED)
-        return None if d is None else read_pressure_total(d / "cpu.pressure")
+        return None if d is None else psi_total_us(d / "cpu.pressure")
 
     def cpu_usage_s(self) -> float | None:
         """CPU seconds every process of the host has used since the host was made, those
@@ -250,21 +251,10 @@ def _rmdir_retry(d: Path, timeout: float = 5.0) -> None:
             time.sleep(0.005)
 
 
-def read_pressure_total(path: Path) -> int | None:
-    """The "some" total (microseconds) of a PSI file, None if it cannot be read."""
-    try:
-        for line in path.read_text().splitlines():
-            if line.startswith("some "):
-                return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def run_cpu_stall_us(run_id: str) -> int | None:
     """Microseconds in which some process of any host of the run waited for a CPU (its
     v2 group's pressure, which counts the hosts' groups below it; None without v2)."""
-    return read_pressure_total(CGROUP_ROOT / UNIFIED / PARENT / run_id / "cpu.pressure")
+    return psi_total_us(CGROUP_ROOT / UNIFIED / PARENT / run_id / "cpu.pressure")
 
 
 def run_cgroups(run_id: str) -> list[Path]:

@@ -257,6 +257,28 @@ def wait_links_gone(names: Sequence[str], timeout: float) -> bool:
     return True
 
 
+def psi_some(field: str, path: Path) -> str | None:
+    """One field (``total``, ``avg10``...) of the "some" line of a pressure (PSI) file, the
+    machine's (``/proc/pressure/cpu``) or a cgroup v2 group's, as text; None if none."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for item in line.split()[1:]:
+                name, _, value = item.partition("=")
+                if name == field:
+                    return value
+    return None
+
+
+def psi_total_us(path: Path) -> int | None:
+    """The "some" total of a pressure file: microseconds in which some task waited."""
+    value = psi_some("total", path)
+    return None if value is None else int(value)
+
+
 def proc_stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` after the command name (the state first, then
     the parent's pid, ...; the start time at 19), None when the process is gone."""

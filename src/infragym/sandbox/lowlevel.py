@@ -20,6 +20,8 @@ from ._sys import (
     pid_start_time,
     pid_state,
     proc_stat,
+    psi_some,
+    psi_total_us,
     remount_tmpfs_size,
     run,
 )
@@ -42,6 +44,8 @@ __all__ = [
     "pid_start_time",
     "pid_state",
     "proc_stat",
+    "psi_some",
+    "psi_total_us",
     "remount_tmpfs_size",
     "run",
     "run_in_netns",
