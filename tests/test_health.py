@@ -326,6 +326,27 @@ def test_pressure_the_graded_hosts_made_themselves_is_no_excuse() -> None:
     assert itself.note is not None and "the system under test used" in itself.note
 
 
+def test_pressure_from_elsewhere_is_not_excused_by_a_busy_system_under_test() -> None:
+    """Half a core's worth of hosts used (a correct 5-host service on 2 cores) while the
+    rest of the machine used more: the pressure came from elsewhere, the grade is
+    withheld. The same hosts beside an otherwise idle machine explain it themselves."""
+    from infragym.grading._health import Monitor, judge
+
+    cores = os.cpu_count() or 1
+    verdicts = {}
+    for machine_busy in (1.0, 0.5):  # share of all cores busy over the 10 s window
+        m = Monitor()
+        m.samples = [(0.0, 0), (10.0, int(9.9e6))]  # some task waited 99% of the time
+        m.cpu = [(0.0, 0.0), (10.0, 0.3 * cores * 10.0)]  # the hosts: 0.3 of the cores
+        m.busy = [(0.0, 0.0), (10.0, machine_busy * cores * 10.0)]
+        verdicts[machine_busy] = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0))
+    elsewhere, itself = verdicts[1.0], verdicts[0.5]
+    assert elsewhere is not None and elsewhere.overloaded, elsewhere
+    assert elsewhere.other_cores == pytest.approx(0.7 * cores)
+    assert itself is not None and not itself.overloaded and itself.note is not None
+    assert itself.other_cores == pytest.approx(0.2 * cores)
+
+
 def test_the_graded_hosts_own_wait_for_a_cpu_is_recorded_not_judged() -> None:
     from infragym.grading._health import Monitor, judge
 

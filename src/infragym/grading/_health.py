@@ -28,10 +28,13 @@ score. The thresholds come from measurements on a 2-core machine (see :data:`LIM
 The system under test cannot earn an excuse by being slow: a server that answers late
 leaves the client's starts on time, the CPU idle and the nemesis on schedule. Nor by
 burning the machine's CPU (busy loops started on every host, say): each host is in a
-cpuacct cgroup, the monitor samples the CPU the graded cluster's hosts used, and when they
-used at least ``sut_share`` of the machine's cores on average over the load window, the
-system under test explains the pressure: the grade stands, scored as measured, with a note
-that says how many cores it used. Only pressure from elsewhere withholds a grade.
+cpuacct cgroup, the monitor samples the CPU the graded cluster's hosts used and the CPU the
+whole machine used, and when the hosts used at least ``sut_share`` of the machine's cores
+on average over the load window and at least as much as everything else did, the system
+under test explains the pressure: the grade stands, scored as measured, with a note that
+says how many cores it used. Only pressure from elsewhere withholds a grade (a correct
+5-host service uses ~0.45 cores of 2 here, its neighbours at 16 episodes at once 0.3-0.9:
+a fixed share alone would have excused their pressure).
 """
 
 from __future__ import annotations
@@ -69,8 +72,9 @@ class HealthLimits:
     judged in). ``min_ops``: below this many operations late starts are not judged.
     ``min_run_s``: a grading without operations is judged by its CPU stall alone, if it
     lasted at least this long. ``sut_share``: when the graded hosts themselves used at
-    least this share of the machine's cores on average over the window, the system
-    under test explains the pressure and the grade stands.
+    least this share of the machine's cores on average over the window, and at least as
+    much as everything else on the machine did, the system under test explains the
+    pressure and the grade stands.
     """
 
     late_s: float = 0.1
@@ -141,6 +145,10 @@ class Health:
     # the share of the window in which some process of the graded hosts waited for a CPU
     # (their cgroup v2 pressure): recorded, not judged yet (see docs/benchmarks.md)
     sut_cpu_stall: float | None = None
+    sut_cpu_stall_peak: float | None = None
+    # the cores everything else on the machine kept busy (its busy time less the graded
+    # hosts'), over the window
+    other_cores: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,13 +169,16 @@ def read_psi_avg10(path: Path = PSI_CPU) -> float | None:
     return None if value is None else float(value) / 100.0
 
 
-def read_steal_s(path: Path = PROC_STAT) -> float | None:
-    """CPU seconds the hypervisor took from this machine's CPUs since boot (the "steal"
-    column of /proc/stat, summed over CPUs; None where the kernel does not report it)."""
+def read_cpu_s(path: Path = PROC_STAT) -> tuple[float, float] | None:
+    """CPU seconds since boot of this machine's CPUs, summed over CPUs, from /proc/stat's
+    first line: (busy: user, nice, system, irq and softirq; steal: what the hypervisor
+    took, 0 where the kernel does not report it). None where unreadable."""
     try:
         with path.open() as fh:
             fields = fh.readline().split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = sum(int(fields[i]) for i in (1, 2, 3, 6, 7))
+        return busy / tick, (int(fields[8]) if len(fields) > 8 else 0) / tick
     except (OSError, IndexError, ValueError):
         return None
 
@@ -202,6 +213,7 @@ class Monitor:
         self.cpu: list[tuple[float, float]] = []
         self.pool_lags: list[tuple[float, float]] = []
         self.steals: list[tuple[float, float]] = []
+        self.busy: list[tuple[float, float]] = []
         self.other: dict[str, list[tuple[float, int]]] = {name: [] for name in PSI_OTHER}
         self._seen: dict[str, float] = {}  # the last CPU seconds read for each host
         self._tasks: list[asyncio.Task[None]] = []
@@ -211,9 +223,10 @@ class Monitor:
         now = time.monotonic()
         if total is not None:
             self.samples.append((now, total))
-        steal = read_steal_s()
-        if steal is not None:
-            self.steals.append((now, steal))
+        cpu = read_cpu_s()
+        if cpu is not None:
+            self.busy.append((now, cpu[0]))
+            self.steals.append((now, cpu[1]))
         for name, path in PSI_OTHER.items():
             other = read_psi_total(path)
             if other is not None:
@@ -289,6 +302,16 @@ class Monitor:
         rate = _rate(self.sut_stalls, start, end)
         return None if rate is None else min(1.0, max(0.0, rate))
 
+    def machine_cores(self, start: float, end: float) -> float | None:
+        """The cores the whole machine kept busy on average over ``[start, end]``."""
+        rate = _rate(self.busy, start, end)
+        return None if rate is None else max(0.0, rate)
+
+    def sut_stall_peak(self, start: float, end: float, span: float = 2.0) -> float | None:
+        """The highest share of any stretch of about ``span`` seconds inside ``[start,
+        end]`` in which some process of the graded hosts waited for a CPU."""
+        return _peak(self.sut_stalls, start, end, span, 1.0)
+
     def sut_cores(self, start: float, end: float) -> float | None:
         """The cores the graded hosts used on average over ``[start, end]`` (monotonic);
         None without ``usage``."""
@@ -299,18 +322,30 @@ class Monitor:
         """The highest stall share over any stretch of about ``span`` seconds inside
         ``[start, end]``: a short starvation can wreck one fault window's availability
         while the whole window's average stays moderate."""
-        inside = [s for s in self.samples if start <= s[0] <= end]
-        best: float | None = None
-        j = 0
-        for i in range(len(inside)):
-            while j < len(inside) and inside[j][0] - inside[i][0] < span:
-                j += 1
-            if j == len(inside):
-                break
-            (t0, v0), (t1, v1) = inside[i], inside[j]
-            share = min(1.0, max(0.0, (v1 - v0) / 1e6 / (t1 - t0)))
-            best = share if best is None else max(best, share)
-        return best
+        return _peak(self.samples, start, end, span, 1e6)
+
+
+def _peak(
+    samples: list[tuple[float, float]] | list[tuple[float, int]],
+    start: float,
+    end: float,
+    span: float,
+    unit: float,
+) -> float | None:
+    """The highest growth per second (in ``unit`` per second, at most 1) of a cumulative
+    sampled value over any stretch of about ``span`` seconds inside ``[start, end]``."""
+    inside = [s for s in samples if start <= s[0] <= end]
+    best: float | None = None
+    j = 0
+    for i in range(len(inside)):
+        while j < len(inside) and inside[j][0] - inside[i][0] < span:
+            j += 1
+        if j == len(inside):
+            break
+        (t0, v0), (t1, v1) = inside[i], inside[j]
+        share = min(1.0, max(0.0, (v1 - v0) / unit / (t1 - t0)))
+        best = share if best is None else max(best, share)
+    return best
 
 
 def _rate(
@@ -433,6 +468,13 @@ def judge(
         )
     sut = monitor.sut_cores(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     sut_stall = monitor.sut_stall(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    sut_peak = (
+        monitor.sut_stall_peak(clock_t0 + start, clock_t0 + end, limits.span_s)
+        if monitor is not None
+        else None
+    )
+    machine = monitor.machine_cores(clock_t0 + start, clock_t0 + end) if monitor else None
+    other = None if machine is None or sut is None else max(0.0, machine - sut)
     steal = monitor.steal(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     gc_pause = longest_pause(clock_t0 + start, clock_t0 + end)
     memory, io = (
@@ -448,19 +490,37 @@ def judge(
             *([] if fault_lag is None else [f"fault lag {fault_lag:.2f} s"]),
             *([] if pool_lag is None else [f"thread wait {pool_lag:.2f} s"]),
             *([] if sut is None else [f"the graded hosts used {sut:.2f} cores"]),
-            *([] if sut_stall is None else [f"they waited for a CPU {sut_stall:.0%} of the time"]),
+            *([] if other is None else [f"everything else {other:.2f} cores"]),
+            *(
+                []
+                if sut_stall is None
+                else [
+                    f"the graded hosts waited for a CPU {sut_stall:.0%} of the time"
+                    + (
+                        ""
+                        if sut_peak is None
+                        else f" (at most {sut_peak:.0%} in {limits.span_s:g} s)"
+                    )
+                ]
+            ),
             *([] if not steal else [f"the hypervisor took {steal:.0%} of the CPU time"]),
             *([] if gc_pause is None else [f"longest garbage collection {gc_pause:.2f} s"]),
         ]
     )
     cores = os.cpu_count() or 1
     note = None
-    if reasons and sut is not None and sut >= limits.sut_share * cores:
+    if (
+        reasons
+        and sut is not None
+        and sut >= limits.sut_share * cores
+        and (other is None or sut >= other)
+    ):
         # the system under test burnt the CPU itself: its own doing, never an excuse
+        than = "" if other is None else f", more than everything else on it ({other:.1f})"
         note = (
             f"the system under test used {sut:.1f} of the machine's {cores} cores on average "
-            f"over the load window (at least {limits.sut_share:.0%} of them), which explains "
-            f"the pressure ({'; '.join(reasons)}): the grade stands as measured"
+            f"over the load window (at least {limits.sut_share:.0%} of them{than}), which "
+            f"explains the pressure ({'; '.join(reasons)}): the grade stands as measured"
         )
         reasons = []
     return Health(
@@ -491,6 +551,8 @@ def judge(
         memory_stall=memory,
         io_stall=io,
         sut_cpu_stall=sut_stall,
+        sut_cpu_stall_peak=sut_peak,
+        other_cores=other,
     )
 
 

@@ -30,7 +30,7 @@ from ..history import Clock, History, Operation
 from ..rubric import RewardResult
 from ..sandbox import Cluster
 from ..tasks import Variant
-from ..workload import Runner, final_read_stream, parse_targets
+from ..workload import final_read_stream, parse_targets, read_back
 from ._context import GradeOutcome
 from ._probe import HttpProbe
 
@@ -116,8 +116,7 @@ class LiveContext:
         stream = final_read_stream(self.history, targets, timeout=timeout)
 
         async def read() -> None:
-            async with Runner(self.history, self.clock) as runner:
-                await runner.run(stream)
+            await read_back(self.history, self.clock, stream, targets)
 
         await asyncio.to_thread(self.cluster.run_client, read)
         return LostWrites(settle_s).check(self.history)

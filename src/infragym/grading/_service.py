@@ -26,7 +26,7 @@ from ..nemesis import FaultTarget, Nemesis, Schedule, ScheduledFault
 from ..rubric import RewardResult, Rubric
 from ..sandbox import Cluster, Host
 from ..tasks import TaskSpec, Variant
-from ..workload import Runner, Stream, Target, final_read_stream, parse_targets
+from ..workload import Runner, Stream, Target, final_read_stream, parse_targets, read_back
 from ._context import GradeContext, GradeOutcome
 from ._deploy import deploy, wait_all_listening
 from ._finish import finish, gated_checks, recheck, record_functional
@@ -104,14 +104,18 @@ class Functional:
 class Phases:
     """The under-faults phase's timings: load runs ``tail_s`` past the last fault's end;
     after the final heal every host gets ``listen_s`` to listen again and then ``settle_s``
-    before the final reads (each bounded by ``final_read_s``); the checkers get at most
-    ``check_budget_s`` (less when the grading budget runs short)."""
+    before the final reads (each bounded by ``final_read_s``; a read that got no answer is
+    read again up to ``final_retries`` times, ``final_retry_pause_s`` apart: see
+    :func:`~infragym.workload.read_back`); the checkers get at most ``check_budget_s``
+    (less when the grading budget runs short)."""
 
     tail_s: float = 1.5
     settle_s: float = 2.0
     listen_s: float = 10.0
     final_read_s: float = 2.0
     check_budget_s: float = 20.0
+    final_retries: int = 2
+    final_retry_pause_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -216,13 +220,22 @@ class ServiceGrader:
             else self.final_reads(ctx.history, parse_targets(urls), p.final_read_s)
         )
         if final is not None:
+            # re-reads stop while the checkers' budget and a margin are left
+            deadline = ctx.clock.now() + ctx.remaining() - p.check_budget_s - 10.0
 
-            async def final_reads(stream: Stream = final) -> None:
-                async with Runner(ctx.history, ctx.clock) as runner:
-                    await runner.run(stream)
+            async def final_reads(stream: Stream = final) -> int:
+                return await read_back(
+                    ctx.history, ctx.clock, stream, urls, retries=p.final_retries,
+                    pause_s=p.final_retry_pause_s, deadline=deadline,
+                )  # fmt: skip
 
             ctx.progress("final reads")
-            await asyncio.to_thread(cluster.run_client, final_reads)
+            unanswered = await asyncio.to_thread(cluster.run_client, final_reads)
+            if unanswered:
+                notes.append(
+                    f"final reads: {unanswered} key(s) on some host got no answer in "
+                    f"{p.final_retries + 1} attempts"
+                )
         ops = ctx.history.operations()
         counts = {t.value: sum(op.outcome is t for op in ops) for t in OpType}
         counts.pop(OpType.INVOKE.value)

@@ -28,11 +28,19 @@ from ._generators import (
     KVGenerator,
     Mix,
     RequestGenerator,
+    Rereads,
     WriteOnce,
     keys_written,
 )
 from ._outcome import MAX_BODY_BYTES, OVERLOADED, BodyTooLarge, status_outcome, status_result
-from ._runner import Runner, RunSummary, final_read_stream, run_workload
+from ._runner import (
+    Runner,
+    RunSummary,
+    final_read_stream,
+    read_back,
+    run_workload,
+    unanswered_reads,
+)
 from ._spec import Client, Generator, HttpCall, Op, Result, Stream, Target, parse_targets
 from ._transport import read_body
 
@@ -50,6 +58,7 @@ __all__ = [
     "Op",
     "RequestClient",
     "RequestGenerator",
+    "Rereads",
     "Result",
     "RunSummary",
     "Runner",
@@ -59,8 +68,10 @@ __all__ = [
     "final_read_stream",
     "keys_written",
     "parse_targets",
+    "read_back",
     "read_body",
     "run_workload",
     "status_outcome",
     "status_result",
+    "unanswered_reads",
 ]

@@ -232,6 +232,26 @@ class FinalReads:
 
 
 @dataclass(frozen=True)
+class Rereads:
+    """One read of each ``(target, key)`` pair, in order: a final read again where the
+    first attempt got no answer (see :func:`~infragym.workload.read_back`)."""
+
+    pairs: tuple[tuple[Target, str], ...]
+    name: str = "final-read"
+
+    def ops(self) -> Iterator[Op]:
+        for target, key in self.pairs:
+            yield Op("read", target, key)
+
+    @property
+    def count(self) -> int:
+        return len(self.pairs)
+
+    def default_client(self) -> Client:
+        return KVClient()
+
+
+@dataclass(frozen=True)
 class WriteOnce:
     """One write to each of ``keys``, round-robin over the targets (value ``name:i``).
 

@@ -35,9 +35,9 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..history import Clock, History, OpEvent, OpType, stored_value
-from ._generators import FinalReads, keys_written
+from ._generators import FinalReads, Rereads, keys_written
 from ._outcome import MAX_ERROR_CHARS, OVERLOADED, error_result
-from ._spec import Client, Op, Result, Stream, TargetsLike
+from ._spec import Client, Op, Result, Stream, Target, TargetsLike, parse_targets
 from ._transport import TransportName, make_transport
 
 META_KEY = "workload"
@@ -327,15 +327,73 @@ def final_read_stream(
 
     Its name is ``final-read``, or ``final-read-2``... when the history already has one.
     """
-    used = {m.get("name") for m in history.meta.get(META_KEY, [])}
-    name, n = "final-read", 1
-    while name in used:
-        n += 1
-        name = f"final-read-{n}"
     gen = FinalReads(
-        targets, keys_written(history) if keys is None else keys, name=name, spread=spread
+        targets,
+        keys_written(history) if keys is None else keys,
+        name=_new_name(history, "final-read"),
+        spread=spread,
     )
     return Stream(gen, rate=rate, max_ops=gen.count, timeout=timeout)
+
+
+def _new_name(history: History, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... the first no stream of ``history`` has."""
+    used = {m.get("name") for m in history.meta.get(META_KEY, [])}
+    name, n = base, 1
+    while name in used:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def unanswered_reads(
+    history: History, targets: TargetsLike, since: float
+) -> list[tuple[Target, str]]:
+    """The ``(target, key)`` pairs of ``targets`` read at or after ``since`` (history time)
+    whose latest such read did not complete ``ok``, in the order first read."""
+    by_node = {t.node: t for t in parse_targets(targets)}
+    latest: dict[tuple[str, str], bool] = {}
+    for op in history.operations():
+        if op.f == "read" and op.invoke >= since and op.key is not None and op.node in by_node:
+            pair = (op.node, op.key)
+            latest[pair] = op.ok  # operations() is in invocation order: the latest wins
+    return [(by_node[node], key) for (node, key), ok in latest.items() if not ok]
+
+
+async def read_back(
+    history: History,
+    clock: Clock,
+    stream: Stream,
+    targets: TargetsLike,
+    *,
+    retries: int = 2,
+    pause_s: float = 1.0,
+    deadline: float | None = None,
+) -> int:
+    """Run the final reads ``stream`` against ``targets``, then read again, up to
+    ``retries`` times after ``pause_s`` each, every ``(target, key)`` whose read got no
+    answer (failed, timed out); not past ``deadline`` (``clock`` time). Returns the pairs
+    still unanswered.
+
+    The final read phase collects the state the run left, not availability (judged while
+    the load ran): a server that was briefly too slow to answer a final read (a starved
+    machine, a leader still settling) would otherwise leave a write unjudged, and a lost
+    write still reads as missing however often it is read. Every attempt is recorded.
+    """
+    since = clock.now()
+    async with Runner(history, clock) as runner:
+        await runner.run(stream)
+        left = unanswered_reads(history, targets, since)
+        for _ in range(retries):
+            if not left or (deadline is not None and clock.now() + pause_s >= deadline):
+                break
+            await asyncio.sleep(pause_s)
+            gen = Rereads(tuple(left), name=_new_name(history, "final-read"))
+            await runner.run(
+                Stream(gen, rate=stream.rate, max_ops=gen.count, timeout=stream.timeout)
+            )
+            left = unanswered_reads(history, targets, since)
+    return len(left)
 
 
 def run_workload(

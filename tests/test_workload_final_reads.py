@@ -1,0 +1,106 @@
+"""Final reads that got no answer are read again (``read_back``), against real servers on
+127.0.0.1: a briefly unanswering server's writes are judged, a lost write still fails, a
+server that never answers leaves them unjudged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from workload_support import KVServer, kv_server
+
+from infragym.checkers import LostWrites, Verdict
+from infragym.history import Clock, History
+from infragym.workload import (
+    Runner,
+    Stream,
+    WriteOnce,
+    final_read_stream,
+    read_back,
+    unanswered_reads,
+)
+
+
+@dataclass
+class Flaky(KVServer):
+    """Answers 503 to the first ``misses`` reads of each key in ``keys`` (every read of
+    them if ``misses`` is None), and forgets the keys in ``forget``."""
+
+    keys: frozenset[str] = frozenset()
+    misses: int | None = 1
+    forget: frozenset[str] = frozenset()
+    reads: Counter[str] = field(default_factory=Counter)
+
+    async def get(self, req: web.Request) -> web.Response:
+        key = req.match_info["key"]
+        self.reads[key] += 1
+        if key in self.keys and (self.misses is None or self.reads[key] <= self.misses):
+            return web.Response(status=503, text="busy")
+        if key in self.forget:
+            return web.Response(status=404)
+        return await super().get(req)
+
+
+def _run(server: Flaky, **kw: object) -> tuple[History, int, Flaky]:
+    async def main() -> tuple[History, int]:
+        history, clock = History(), Clock()
+        async with kv_server(server) as (_, url):
+            gen = WriteOnce([url], [f"k{i}" for i in range(6)])
+            async with Runner(history, clock) as runner:
+                await runner.run(Stream(gen, rate=200, max_ops=6))
+            final = final_read_stream(history, [url], timeout=1.0)
+            left = await read_back(history, clock, final, [url], pause_s=0.05, **kw)  # type: ignore[arg-type]
+        return history, left
+
+    history, left = asyncio.run(main())
+    return history, left, server
+
+
+def test_a_read_that_got_no_answer_is_read_again_and_its_writes_judged() -> None:
+    history, left, server = _run(Flaky(keys=frozenset({"k1", "k4"}), misses=2))
+    assert left == 0
+    assert server.reads["k1"] == server.reads["k4"] == 3  # two 503s, then the value
+    assert server.reads["k0"] == 1  # an answered key is read once
+    result = LostWrites().check(history)
+    assert result.verdict is Verdict.PASS, result.detail
+    # every attempt is in the history: the unanswered reads stay recorded as failures
+    finals = [op for op in history.operations() if op.f == "read"]
+    assert sum(not op.ok for op in finals) == 4
+
+
+def test_without_retries_the_same_writes_stay_unjudged() -> None:
+    history, left, _ = _run(Flaky(keys=frozenset({"k1"}), misses=1), retries=0)
+    assert left == 1
+    assert LostWrites().check(history).verdict is Verdict.UNKNOWN
+
+
+def test_a_lost_write_still_fails_however_often_it_is_read() -> None:
+    history, left, server = _run(Flaky(keys=frozenset({"k2"}), misses=1, forget=frozenset({"k2"})))
+    assert left == 0 and server.reads["k2"] == 2  # 503, then an answer: the key is absent
+    result = LostWrites().check(history)
+    assert result.verdict is Verdict.FAIL and result.metrics["lost"] >= 1
+
+
+def test_a_server_that_never_answers_leaves_its_writes_unjudged_after_the_retries() -> None:
+    history, left, server = _run(Flaky(keys=frozenset({"k3"}), misses=None), retries=3)
+    assert left == 1 and server.reads["k3"] == 4
+    assert LostWrites().check(history).verdict is Verdict.UNKNOWN
+
+
+def test_no_retry_starts_past_the_deadline() -> None:
+    _, left, server = _run(Flaky(keys=frozenset({"k3"}), misses=None), deadline=0.0)
+    assert left == 1 and server.reads["k3"] == 1
+
+
+def test_unanswered_reads_are_the_latest_read_of_each_pair_since_the_time_given() -> None:
+    history, _, _ = _run(Flaky(keys=frozenset({"k5"}), misses=1), retries=0)
+    [(target, key)] = unanswered_reads(history, _targets(history), 0.0)
+    assert key == "k5"
+    end = max(op.complete for op in history.operations())
+    assert unanswered_reads(history, [target], end + 1.0) == []
+
+
+def _targets(history: History) -> list[str]:
+    return sorted({f"http://{op.node}" for op in history.operations() if op.node})
