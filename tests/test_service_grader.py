@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root
-from servicetask import GRADER, service_task
+from servicetask import GRADER, SERVER, service_task
 
 from infragym.checkers import CheckResult, Verdict
 from infragym.grading import (
@@ -72,6 +72,35 @@ def test_a_service_without_state_to_read_back_skips_the_final_reads(tmp_path: Pa
     history = History.read_jsonl(Path(r.history_path or ""))
     streams = [m["name"] for m in history.meta["workload"]]
     assert streams and "final-read" not in streams, streams
+
+
+# answers 503 to the first read of each key: its final reads go unanswered once
+SHY_SERVER = SERVER.replace(
+    "    def do_GET(self):\n",
+    "    def do_GET(self):\n"
+    "        if self.path not in SEEN:\n"
+    "            SEEN.add(self.path); self.send_response(503)\n"
+    "            self.send_header('Content-Length', '0'); self.end_headers(); return\n",
+).replace("STORE = {}", "STORE = {}; SEEN = set()")
+
+
+@needs_root
+def test_a_final_read_that_got_no_answer_is_read_again_before_writes_are_judged(
+    tmp_path: Path,
+) -> None:
+    grader = GRADER.replace("mix=Mix(1, 1)", "mix=Mix(0, 1)")  # the load writes only
+    d = service_task(tmp_path, grader)
+    (d / "solutions" / "robust" / "start.sh").write_text(f"exec python3 -c '{SHY_SERVER}'\n")
+    r = graded(d, "robust", tmp_path)
+    # every key's first final read is a 503; read again, each is judged, none lost (with
+    # no retry, final_retries=0, this grading scores 0.0: lost-writes unknown)
+    assert r.error is None and r.reward == 1.0, r.notes
+    history = History.read_jsonl(Path(r.history_path or ""))
+    streams = [m["name"] for m in history.meta["workload"]]
+    assert streams[-2:] == ["final-read", "final-read-2"], streams
+    reads = [op for op in history.operations() if op.f == "read"]
+    assert sum(not op.ok for op in reads) == sum(op.ok for op in reads) >= 3  # 503, then ok
+    assert not any("got no answer" in n for n in r.notes), r.notes
 
 
 RUBRIC = Rubric([gate("functional"), Criterion("durable")])
