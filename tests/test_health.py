@@ -21,7 +21,7 @@ import pytest
 from conftest import needs_root
 from tinytask import tiny_task
 
-from infragym.grading import LIMITS, Admission, Capacity, GradeResult, grade_workspace
+from infragym.grading import LIMITS, Admission, Capacity, GradeResult, Health, grade_workspace
 from infragym.history import FaultAction, FaultEvent, History, OpEvent, OpType
 from infragym.tasks import find_task, load_task
 
@@ -327,24 +327,39 @@ def test_pressure_the_graded_hosts_made_themselves_is_no_excuse() -> None:
 
 
 def test_pressure_from_elsewhere_is_not_excused_by_a_busy_system_under_test() -> None:
-    """Half a core's worth of hosts used (a correct 5-host service on 2 cores) while the
-    rest of the machine used more: the pressure came from elsewhere, the grade is
-    withheld. The same hosts beside an otherwise idle machine explain it themselves."""
+    """The graded hosts explain the pressure only when they used at least the task's
+    declared cost of a whole grading and at least the work outside every host. Half a
+    core's worth (a correct 5-host service on 2 cores, under kv-replicated's 0.6) beside
+    other gradings is not excused; a CPU-burning service is, even beside another one (the
+    other's hosts are not "outside"), but not beside outside work that used more."""
     from infragym.grading._health import Monitor, judge
 
     cores = os.cpu_count() or 1
-    verdicts = {}
-    for machine_busy in (1.0, 0.5):  # share of all cores busy over the 10 s window
+
+    def verdict(sut: float, hosts: float, busy: float, cost: float = 0.6) -> Health:
+        """Cores over a 10 s window: this grading's hosts, all hosts, the machine's busy."""
         m = Monitor()
         m.samples = [(0.0, 0), (10.0, int(9.9e6))]  # some task waited 99% of the time
-        m.cpu = [(0.0, 0.0), (10.0, 0.3 * cores * 10.0)]  # the hosts: 0.3 of the cores
-        m.busy = [(0.0, 0.0), (10.0, machine_busy * cores * 10.0)]
-        verdicts[machine_busy] = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0))
-    elsewhere, itself = verdicts[1.0], verdicts[0.5]
-    assert elsewhere is not None and elsewhere.overloaded, elsewhere
-    assert elsewhere.other_cores == pytest.approx(0.7 * cores)
-    assert itself is not None and not itself.overloaded and itself.note is not None
-    assert itself.other_cores == pytest.approx(0.2 * cores)
+        m.cpu = [(0.0, 0.0), (10.0, sut * 10.0)]
+        m.hosts = [(0.0, 0.0), (10.0, hosts * 10.0)]
+        m.busy = [(0.0, 0.0), (10.0, busy * 10.0)]
+        h = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0), cost=cost)
+        assert h is not None
+        return h
+
+    full = float(cores)
+    correct = verdict(sut=0.45, hosts=0.45 * 3, busy=full)  # beside two more gradings
+    assert correct.overloaded and correct.note is None, correct
+    # at or above the task's cost but not the work outside hosts: withheld
+    hogged = verdict(sut=0.3 * full, hosts=0.3 * full, busy=full)
+    assert hogged.overloaded and hogged.outside_cores == pytest.approx(0.7 * full)
+    # a burner beside another burner: outside work 0.1 core, so the grade stands
+    burner = verdict(sut=0.45 * full, hosts=0.9 * full, busy=0.9 * full + 0.1)
+    assert not burner.overloaded and burner.note is not None, burner
+    assert "the system under test used" in burner.note
+    assert burner.outside_cores == pytest.approx(0.1)
+    # under the task's declared cost, however the rest looks: withheld
+    assert verdict(sut=0.45 * full, hosts=0.45 * full, busy=0.5 * full, cost=full).overloaded
 
 
 def test_the_graded_hosts_own_wait_for_a_cpu_is_recorded_not_judged() -> None:

@@ -44,3 +44,18 @@ def test_a_runs_v2_groups_go_with_it() -> None:
         run_id = c.run_id
         assert any(p.parts[-3] == _cgroup.UNIFIED for p in _cgroup.run_cgroups(run_id))
     assert _cgroup.run_cgroups(run_id) == []
+
+
+@needs_root
+def test_every_hosts_cpu_is_counted_together_and_kept_after_they_go() -> None:
+    """The CPU every run's hosts used, for the health check's "work outside any host":
+    a busy host's seconds show in it, and stay once its run is gone."""
+    before = _cgroup.all_hosts_cpu_s()
+    assert before is not None
+    with Cluster(1) as c:
+        c.hosts[0].spawn("busy", BUSY)
+        time.sleep(1.0)
+        used = c.hosts[0].cgroup.cpu_usage_s()
+    after = _cgroup.all_hosts_cpu_s()
+    assert used is not None and used > 0.5 and after is not None
+    assert after - before >= used * 0.99

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 from workload_support import KVServer, kv_server
 
-from infragym.checkers import LostWrites, Verdict
+from infragym.checkers import Availability, LostWrites, Verdict
 from infragym.history import Clock, History
 from infragym.workload import (
+    HttpCall,
+    KVClient,
+    Op,
+    ReadBack,
     Runner,
     Stream,
     WriteOnce,
@@ -43,24 +47,35 @@ class Flaky(KVServer):
         return await super().get(req)
 
 
-def _run(server: Flaky, **kw: object) -> tuple[History, int, Flaky]:
-    async def main() -> tuple[History, int]:
+def _run(
+    server: Flaky,
+    deadline_after: float | None = None,
+    client: KVClient | None = None,
+    **kw: float,
+) -> tuple[History, ReadBack, Flaky]:
+    """Six keys written once, then read back through ``read_back`` (``deadline_after``:
+    seconds after the final reads start)."""
+
+    async def main() -> tuple[History, ReadBack]:
         history, clock = History(), Clock()
         async with kv_server(server) as (_, url):
             gen = WriteOnce([url], [f"k{i}" for i in range(6)])
             async with Runner(history, clock) as runner:
                 await runner.run(Stream(gen, rate=200, max_ops=6))
-            final = final_read_stream(history, [url], timeout=1.0)
-            left = await read_back(history, clock, final, [url], pause_s=0.05, **kw)  # type: ignore[arg-type]
-        return history, left
+            final = replace(final_read_stream(history, [url], timeout=1.0), client=client)
+            deadline = None if deadline_after is None else clock.now() + deadline_after
+            back = await read_back(
+                history, clock, final, [url], deadline=deadline, **{"pause_s": 0.05, **kw}
+            )
+        return history, back
 
-    history, left = asyncio.run(main())
-    return history, left, server
+    history, back = asyncio.run(main())
+    return history, back, server
 
 
 def test_a_read_that_got_no_answer_is_read_again_and_its_writes_judged() -> None:
-    history, left, server = _run(Flaky(keys=frozenset({"k1", "k4"}), misses=2))
-    assert left == 0
+    history, back, server = _run(Flaky(keys=frozenset({"k1", "k4"}), misses=2))
+    assert back == ReadBack(attempts=3, unanswered=0)
     assert server.reads["k1"] == server.reads["k4"] == 3  # two 503s, then the value
     assert server.reads["k0"] == 1  # an answered key is read once
     result = LostWrites().check(history)
@@ -71,27 +86,51 @@ def test_a_read_that_got_no_answer_is_read_again_and_its_writes_judged() -> None
 
 
 def test_without_retries_the_same_writes_stay_unjudged() -> None:
-    history, left, _ = _run(Flaky(keys=frozenset({"k1"}), misses=1), retries=0)
-    assert left == 1
+    history, back, _ = _run(Flaky(keys=frozenset({"k1"}), misses=1), retries=0)
+    assert back == ReadBack(attempts=1, unanswered=1)
     assert LostWrites().check(history).verdict is Verdict.UNKNOWN
 
 
 def test_a_lost_write_still_fails_however_often_it_is_read() -> None:
-    history, left, server = _run(Flaky(keys=frozenset({"k2"}), misses=1, forget=frozenset({"k2"})))
-    assert left == 0 and server.reads["k2"] == 2  # 503, then an answer: the key is absent
+    history, back, server = _run(Flaky(keys=frozenset({"k2"}), misses=1, forget=frozenset({"k2"})))
+    assert (
+        back.unanswered == 0 and server.reads["k2"] == 2
+    )  # 503, then an answer: the key is absent
     result = LostWrites().check(history)
     assert result.verdict is Verdict.FAIL and result.metrics["lost"] >= 1
 
 
 def test_a_server_that_never_answers_leaves_its_writes_unjudged_after_the_retries() -> None:
-    history, left, server = _run(Flaky(keys=frozenset({"k3"}), misses=None), retries=3)
-    assert left == 1 and server.reads["k3"] == 4
+    history, back, server = _run(Flaky(keys=frozenset({"k3"}), misses=None), retries=3)
+    assert back == ReadBack(attempts=4, unanswered=1) and server.reads["k3"] == 4
     assert LostWrites().check(history).verdict is Verdict.UNKNOWN
 
 
-def test_no_retry_starts_past_the_deadline() -> None:
-    _, left, server = _run(Flaky(keys=frozenset({"k3"}), misses=None), deadline=0.0)
-    assert left == 1 and server.reads["k3"] == 1
+def test_no_retry_starts_that_could_not_end_by_the_deadline() -> None:
+    # a round takes at most its pause + reads at the stream's rate + timeout (1 s) + 1 s
+    never = Flaky(keys=frozenset({"k3"}), misses=None)
+    _, back, server = _run(never, deadline_after=0.0)
+    assert back.attempts == 1 and server.reads["k3"] == 1
+    # 1 s pauses: the first retry fits in 3.6 s (1 + 1 + 1 s from ~0), the second not
+    _, back, server = _run(Flaky(keys=frozenset({"k3"}), misses=None), 3.6, pause_s=1.0)
+    assert back.attempts == 2 and server.reads["k3"] == 2
+
+
+def test_reads_made_again_use_the_streams_client_and_count_once_for_availability() -> None:
+    class Counting(KVClient):
+        calls = 0
+
+        def encode(self, op: Op) -> HttpCall:
+            Counting.calls += 1
+            return super().encode(op)
+
+    history, back, _ = _run(Flaky(keys=frozenset({"k1", "k4"}), misses=2), client=Counting())
+    reads = [op for op in history.operations() if op.f == "read"]
+    assert back.attempts == 3 and Counting.calls == len(reads) == 10
+    assert len(history.rereads()) == 4  # k1 and k4, twice each
+    # the first attempts only: 6 writes and 6 reads, two of which failed
+    result = Availability(slo=0.5).check(history)
+    assert result.judged == 12 and result.metrics["worst_availability"] == 10 / 12
 
 
 def test_unanswered_reads_are_the_latest_read_of_each_pair_since_the_time_given() -> None:

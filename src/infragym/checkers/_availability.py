@@ -64,7 +64,9 @@ class Availability:
     operations is too small to judge and makes the verdict unknown (unless another window
     fails outright); a steady state with no operations at all is simply absent. ``f``
     restricts the check to one operation kind (e.g. ``read``), which matters when some
-    ``fail`` answers are legitimate (a cas whose comparison failed).
+    ``fail`` answers are legitimate (a cas whose comparison failed). Final reads made
+    again because the first got no answer (``History.rereads``) are not counted: the first
+    attempt is the availability evidence, the others only collect state.
 
     ``exclude_faulted`` (default off) ignores, inside each fault window, the operations
     sent to a host the fault took away (by the operation's ``node``, so targets must be
@@ -125,7 +127,12 @@ class Availability:
             )
 
     def check(self, history: History) -> CheckResult:
-        ops = [op for op in history.operations() if self.f is None or op.f == self.f]
+        again = history.rereads()  # final reads made again: state, not availability
+        ops = [
+            op
+            for op in history.operations()
+            if (self.f is None or op.f == self.f) and op.id not in again
+        ]
         if not ops:
             what = "operations" if self.f is None else f"{self.f!r} operations"
             return CheckResult(

@@ -28,13 +28,15 @@ score. The thresholds come from measurements on a 2-core machine (see :data:`LIM
 The system under test cannot earn an excuse by being slow: a server that answers late
 leaves the client's starts on time, the CPU idle and the nemesis on schedule. Nor by
 burning the machine's CPU (busy loops started on every host, say): each host is in a
-cpuacct cgroup, the monitor samples the CPU the graded cluster's hosts used and the CPU the
-whole machine used, and when the hosts used at least ``sut_share`` of the machine's cores
-on average over the load window and at least as much as everything else did, the system
-under test explains the pressure: the grade stands, scored as measured, with a note that
-says how many cores it used. Only pressure from elsewhere withholds a grade (a correct
-5-host service uses ~0.45 cores of 2 here, its neighbours at 16 episodes at once 0.3-0.9:
-a fixed share alone would have excused their pressure).
+cpuacct cgroup, the monitor samples the CPU the graded cluster's hosts used, the CPU all
+hosts of every run used and the CPU the whole machine used, and when the graded hosts used
+on average over the load window at least ``sut_share`` of the machine's cores, at least the
+task's declared cost of a whole grading (more than a correct service uses) and at least as
+much as the work outside every host (the harness, other work), the system under test
+explains the pressure: the grade stands, scored as measured, with a note that says how
+many cores it used. Only pressure from elsewhere withholds a grade (a correct 5-host
+service uses ~0.45 cores of 2 here, about the fixed share alone, which would have excused
+the pressure of 16 episodes at once).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..history import History
-from ..sandbox.lowlevel import psi_some, psi_total_us
+from ..sandbox.lowlevel import all_hosts_cpu_s, psi_some, psi_total_us
 from ._collector import longest_pause
 
 PSI_CPU = Path("/proc/pressure/cpu")
@@ -72,9 +74,9 @@ class HealthLimits:
     judged in). ``min_ops``: below this many operations late starts are not judged.
     ``min_run_s``: a grading without operations is judged by its CPU stall alone, if it
     lasted at least this long. ``sut_share``: when the graded hosts themselves used at
-    least this share of the machine's cores on average over the window, and at least as
-    much as everything else on the machine did, the system under test explains the
-    pressure and the grade stands.
+    least this share of the machine's cores on average over the window (and at least the
+    task's declared cost and the work outside any host: :func:`judge`), the system under
+    test explains the pressure and the grade stands.
     """
 
     late_s: float = 0.1
@@ -108,7 +110,11 @@ class HealthLimits:
 #   (2026-12-07): robust 3-host 0.18-0.25 cores, 5-host 0.35-0.49, beside everything else
 #   on the machine at 0.06-0.08 cores one at a time and 0.32-1.17 at 4-16 episodes at once
 #   (benchmarks/bench_rollout.py): a fixed share alone excused other gradings' pressure,
-#   so the hosts must also have used at least as much as everything else did
+#   so the hosts must also have used at least the task's declared cost of a whole grading
+#   (kv-replicated 0.6 cores: more than a correct service ever uses) and at least as much
+#   as the work outside every run's hosts (the harness, other work); not "everything
+#   else", which counts the other gradings' hosts: several CPU-burning services graded at
+#   once would each be withheld for the others' burning instead of scored
 # and the late starts within any 2 s while faults come and go (late peak): four robust
 # gradings at once (test_runner's concurrency test, 3 admitted at a time), 3 runs: 0-6%
 # (overall 0-0.6%), rewards 1.00; 24 more beside a helper's live episodes: 0-4%. The same
@@ -150,9 +156,9 @@ class Health:
     # (their cgroup v2 pressure): recorded, not judged yet (see docs/benchmarks.md)
     sut_cpu_stall: float | None = None
     sut_cpu_stall_peak: float | None = None
-    # the cores everything else on the machine kept busy (its busy time less the graded
-    # hosts'), over the window
-    other_cores: float | None = None
+    # the cores the machine kept busy outside every host of every run (the harness, the
+    # model server, other work), over the window
+    outside_cores: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +224,7 @@ class Monitor:
         self.pool_lags: list[tuple[float, float]] = []
         self.steals: list[tuple[float, float]] = []
         self.busy: list[tuple[float, float]] = []
+        self.hosts: list[tuple[float, float]] = []  # CPU seconds of every run's hosts
         self.other: dict[str, list[tuple[float, int]]] = {name: [] for name in PSI_OTHER}
         self._seen: dict[str, float] = {}  # the last CPU seconds read for each host
         self._tasks: list[asyncio.Task[None]] = []
@@ -231,6 +238,9 @@ class Monitor:
         if cpu is not None:
             self.busy.append((now, cpu[0]))
             self.steals.append((now, cpu[1]))
+        hosts = all_hosts_cpu_s()
+        if hosts is not None:
+            self.hosts.append((now, hosts))
         for name, path in PSI_OTHER.items():
             other = read_psi_total(path)
             if other is not None:
@@ -306,10 +316,12 @@ class Monitor:
         rate = _rate(self.sut_stalls, start, end)
         return None if rate is None else min(1.0, max(0.0, rate))
 
-    def machine_cores(self, start: float, end: float) -> float | None:
-        """The cores the whole machine kept busy on average over ``[start, end]``."""
-        rate = _rate(self.busy, start, end)
-        return None if rate is None else max(0.0, rate)
+    def outside_cores(self, start: float, end: float) -> float | None:
+        """The cores the machine kept busy on average over ``[start, end]`` outside every
+        host of every run (the harness, the model server, other work): its busy time less
+        all hosts'; None where either is unknown."""
+        busy, hosts = _rate(self.busy, start, end), _rate(self.hosts, start, end)
+        return None if busy is None or hosts is None else max(0.0, busy - hosts)
 
     def sut_stall_peak(self, start: float, end: float, span: float = 2.0) -> float | None:
         """The highest share of any stretch of about ``span`` seconds inside ``[start,
@@ -402,6 +414,7 @@ def judge(
     monitor: Monitor | None,
     limits: HealthLimits = LIMITS,
     run: tuple[float, float] | None = None,
+    cost: float | None = None,
 ) -> Health | None:
     """The health of the load window in ``history``.
 
@@ -409,6 +422,10 @@ def judge(
     ``monitor`` sampled the machine meanwhile (None: late starts and fault lag only). Without
     operations, the CPU stall over ``run`` (the grader's monotonic start and end) is
     judged if it lasted at least ``min_run_s``; otherwise there is nothing to judge (None).
+    ``cost`` is the task's declared cores for a whole grading (``[grading] cores``): the
+    graded hosts explain the pressure only if they used at least that (and at least
+    ``limits.sut_share`` of the cores, and at least the work outside any host did), more
+    than a correct system's whole grading costs.
     """
     starts = [
         (e.intended, e.time - e.intended)
@@ -477,8 +494,7 @@ def judge(
         if monitor is not None
         else None
     )
-    machine = monitor.machine_cores(clock_t0 + start, clock_t0 + end) if monitor else None
-    other = None if machine is None or sut is None else max(0.0, machine - sut)
+    outside = monitor.outside_cores(clock_t0 + start, clock_t0 + end) if monitor else None
     steal = monitor.steal(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     gc_pause = longest_pause(clock_t0 + start, clock_t0 + end)
     memory, io = (
@@ -494,7 +510,7 @@ def judge(
             *([] if fault_lag is None else [f"fault lag {fault_lag:.2f} s"]),
             *([] if pool_lag is None else [f"thread wait {pool_lag:.2f} s"]),
             *([] if sut is None else [f"the graded hosts used {sut:.2f} cores"]),
-            *([] if other is None else [f"everything else {other:.2f} cores"]),
+            *([] if outside is None else [f"work outside any host {outside:.2f} cores"]),
             *(
                 []
                 if sut_stall is None
@@ -513,18 +529,16 @@ def judge(
     )
     cores = os.cpu_count() or 1
     note = None
-    if (
-        reasons
-        and sut is not None
-        and sut >= limits.sut_share * cores
-        and (other is None or sut >= other)
-    ):
+    floor = max(limits.sut_share * cores, cost or 0.0)
+    if reasons and sut is not None and sut >= floor and (outside is None or sut >= outside):
         # the system under test burnt the CPU itself: its own doing, never an excuse
-        than = "" if other is None else f", more than everything else on it ({other:.1f})"
+        than = "" if outside is None else f" and more than the work outside hosts ({outside:.1f})"
         note = (
             f"the system under test used {sut:.1f} of the machine's {cores} cores on average "
-            f"over the load window (at least {limits.sut_share:.0%} of them{than}), which "
-            f"explains the pressure ({'; '.join(reasons)}): the grade stands as measured"
+            f"over the load window (at least {floor:.2f}: {limits.sut_share:.0%} of them"
+            f"{'' if cost is None else f' and the whole grading declared cost {cost:g}'}"
+            f"{than}), which explains the pressure ({'; '.join(reasons)}): the grade "
+            "stands as measured"
         )
         reasons = []
     return Health(
@@ -556,7 +570,7 @@ def judge(
         io_stall=io,
         sut_cpu_stall=sut_stall,
         sut_cpu_stall_peak=sut_peak,
-        other_cores=other,
+        outside_cores=outside,
     )
 
 

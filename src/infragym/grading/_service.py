@@ -26,7 +26,15 @@ from ..nemesis import FaultTarget, Nemesis, Schedule, ScheduledFault
 from ..rubric import RewardResult, Rubric
 from ..sandbox import Cluster, Host
 from ..tasks import TaskSpec, Variant
-from ..workload import Runner, Stream, Target, final_read_stream, parse_targets, read_back
+from ..workload import (
+    ReadBack,
+    Runner,
+    Stream,
+    Target,
+    final_read_stream,
+    parse_targets,
+    read_back,
+)
 from ._context import GradeContext, GradeOutcome
 from ._deploy import deploy, wait_all_listening
 from ._finish import finish, gated_checks, recheck, record_functional
@@ -223,18 +231,18 @@ class ServiceGrader:
             # re-reads stop while the checkers' budget and a margin are left
             deadline = ctx.clock.now() + ctx.remaining() - p.check_budget_s - 10.0
 
-            async def final_reads(stream: Stream = final) -> int:
+            async def final_reads(stream: Stream = final) -> ReadBack:
                 return await read_back(
                     ctx.history, ctx.clock, stream, urls, retries=p.final_retries,
                     pause_s=p.final_retry_pause_s, deadline=deadline,
                 )  # fmt: skip
 
             ctx.progress("final reads")
-            unanswered = await asyncio.to_thread(cluster.run_client, final_reads)
-            if unanswered:
+            back = await asyncio.to_thread(cluster.run_client, final_reads)
+            if back.unanswered:
                 notes.append(
-                    f"final reads: {unanswered} key(s) on some host got no answer in "
-                    f"{p.final_retries + 1} attempts"
+                    f"final reads: {back.unanswered} (host, key) pair(s) got no answer in "
+                    f"{back.attempts} attempt(s)"
                 )
         ops = ctx.history.operations()
         counts = {t.value: sum(op.outcome is t for op in ops) for t in OpType}

@@ -3,6 +3,7 @@
 from ._events import FaultAction, FaultEvent, FaultWindow, Operation, OpEvent, OpType
 from ._history import (
     MAX_OP_EVENTS,
+    REREADS,
     SCHEMA_VERSION,
     TRUNCATED,
     Clock,
@@ -15,6 +16,7 @@ from ._values import MAX_VALUE_BYTES, digest, is_digest, stored_bytes, stored_va
 __all__ = [
     "MAX_OP_EVENTS",
     "MAX_VALUE_BYTES",
+    "REREADS",
     "SCHEMA_VERSION",
     "TRUNCATED",
     "Clock",

@@ -33,6 +33,10 @@ bounds a history: in memory and as JSONL, at most a few hundred bytes an event.
 TRUNCATED = "truncated"
 """The ``meta`` key a history that dropped events carries: ``{"max_op_events", "dropped"}``."""
 
+REREADS = "rereads"
+"""The ``meta`` key listing the ids of final reads made again because the first got no
+answer (``workload.read_back``): evidence of state, not of availability."""
+
 
 class Clock:
     """Seconds since the clock's creation on the monotonic clock.
@@ -81,6 +85,16 @@ class History:
     def truncated(self) -> bool:
         """Whether operation events were dropped (see ``max_op_events``)."""
         return TRUNCATED in self.meta
+
+    def mark_rereads(self, ids: Iterable[int]) -> None:
+        """Record operations as final reads made again (see :data:`REREADS`)."""
+        with self._lock:
+            known = self.meta.setdefault(REREADS, [])
+            known.extend(sorted(set(ids) - set(known)))
+
+    def rereads(self) -> frozenset[int]:
+        """The ids of the operations recorded as final reads made again."""
+        return frozenset(int(i) for i in self.meta.get(REREADS, ()))
 
     def record_fault(self, event: FaultEvent) -> None:
         with self._lock:

@@ -257,6 +257,15 @@ def run_cpu_stall_us(run_id: str) -> int | None:
     return psi_total_us(CGROUP_ROOT / UNIFIED / PARENT / run_id / "cpu.pressure")
 
 
+def all_hosts_cpu_s() -> float | None:
+    """CPU seconds every host of every run on this machine has used (the parent cpuacct
+    group's usage, which keeps what removed hosts used); None without it."""
+    try:
+        return int((CGROUP_ROOT / "cpuacct" / PARENT / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
 def run_cgroups(run_id: str) -> list[Path]:
     """Every per-controller directory of a run (for cleanup)."""
     return [

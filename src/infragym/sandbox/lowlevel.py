@@ -8,6 +8,7 @@ Public so that nemesis, grading's admission control and the doctor need no priva
 of the sandbox; not part of the task author's API.
 """
 
+from ._cgroup import all_hosts_cpu_s
 from ._host import FAKETIME_LIB
 from ._netns import NetnsExecutor, interface_is_up, netns_path, run_in_netns, socket_in_netns
 from ._network import CLIENT, LINK_PROXY, LINK_PROXY_LOCAL_MARK, LINK_PROXY_PORTS
@@ -36,6 +37,7 @@ __all__ = [
     "Chain",
     "NetnsExecutor",
     "Port",
+    "all_hosts_cpu_s",
     "descends_from",
     "interface_is_up",
     "netns_path",

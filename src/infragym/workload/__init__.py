@@ -34,6 +34,7 @@ from ._generators import (
 )
 from ._outcome import MAX_BODY_BYTES, OVERLOADED, BodyTooLarge, status_outcome, status_result
 from ._runner import (
+    ReadBack,
     Runner,
     RunSummary,
     final_read_stream,
@@ -56,6 +57,7 @@ __all__ = [
     "KVGenerator",
     "Mix",
     "Op",
+    "ReadBack",
     "RequestClient",
     "RequestGenerator",
     "Rereads",

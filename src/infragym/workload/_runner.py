@@ -360,6 +360,15 @@ def unanswered_reads(
     return [(by_node[node], key) for (node, key), ok in latest.items() if not ok]
 
 
+@dataclass(frozen=True)
+class ReadBack:
+    """What :func:`read_back` did: ``attempts`` rounds of reads (the first included) and
+    the ``(target, key)`` pairs still ``unanswered`` after the last."""
+
+    attempts: int
+    unanswered: int
+
+
 async def read_back(
     history: History,
     clock: Clock,
@@ -369,31 +378,39 @@ async def read_back(
     retries: int = 2,
     pause_s: float = 1.0,
     deadline: float | None = None,
-) -> int:
+) -> ReadBack:
     """Run the final reads ``stream`` against ``targets``, then read again, up to
     ``retries`` times after ``pause_s`` each, every ``(target, key)`` whose read got no
-    answer (failed, timed out); not past ``deadline`` (``clock`` time). Returns the pairs
-    still unanswered.
+    answer (failed, timed out), with the stream's client; no round starts unless it can
+    end by ``deadline`` (``clock`` time).
 
     The final read phase collects the state the run left, not availability (judged while
     the load ran): a server that was briefly too slow to answer a final read (a starved
     machine, a leader still settling) would otherwise leave a write unjudged, and a lost
-    write still reads as missing however often it is read. Every attempt is recorded.
+    write still reads as missing however often it is read. Every attempt is recorded; the
+    reads made again are marked in the history (:meth:`History.mark_rereads`) so that
+    availability counts only the first.
     """
     since = clock.now()
+    attempts = 1
     async with Runner(history, clock) as runner:
         await runner.run(stream)
         left = unanswered_reads(history, targets, since)
         for _ in range(retries):
-            if not left or (deadline is not None and clock.now() + pause_s >= deadline):
+            longest = pause_s + len(left) / stream.rate + stream.timeout + 1.0
+            if not left or (deadline is not None and clock.now() + longest > deadline):
                 break
             await asyncio.sleep(pause_s)
             gen = Rereads(tuple(left), name=_new_name(history, "final-read"))
+            first = len(history.ops)
             await runner.run(
-                Stream(gen, rate=stream.rate, max_ops=gen.count, timeout=stream.timeout)
-            )
+                Stream(gen, rate=stream.rate, max_ops=gen.count, timeout=stream.timeout,
+                       client=stream.client)
+            )  # fmt: skip
+            history.mark_rereads(e.id for e in history.ops[first:] if e.type is OpType.INVOKE)
+            attempts += 1
             left = unanswered_reads(history, targets, since)
-    return len(left)
+    return ReadBack(attempts, len(left))
 
 
 def run_workload(
