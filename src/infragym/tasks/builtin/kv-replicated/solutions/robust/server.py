@@ -124,24 +124,50 @@ class Cluster:
             n: ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"peer-{n}")
             for n in self.peers
         }
+        self.local = threading.local()  # each pool thread's kept connections, by peer
         self.issued: dict[str, int] = {}
         self.issue_lock = threading.Lock()
 
     def _rpc(self, peer: str, method: str, path: str, body: bytes | None, deadline: float) -> Any:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("deadline passed before the call started")
-        conn = http.client.HTTPConnection(self.peers[peer], self.port, timeout=left)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
+        # each pool thread keeps one connection to its peer: no connection (and no thread
+        # on the peer) per call. A kept connection the peer closed meanwhile (it restarted,
+        # or dropped an idle one) fails before anything was answered: once more, afresh.
+        kept = getattr(self.local, peer, None)
+        for conn in (kept, None) if kept is not None else (None,):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("deadline passed before the call started")
+            fresh = conn is None
+            if fresh:
+                conn = http.client.HTTPConnection(self.peers[peer], self.port, timeout=left)
+            else:
+                conn.timeout = left
+                if conn.sock is not None:
+                    conn.sock.settimeout(left)
+            try:
+                headers = {"Content-Type": "application/json"} if body is not None else {}
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                setattr(self.local, peer, None)
+                if fresh:
+                    raise
+                continue
+            except BaseException:
+                conn.close()
+                setattr(self.local, peer, None)
+                raise
+            if resp.will_close:
+                conn.close()
+                setattr(self.local, peer, None)
+            else:
+                setattr(self.local, peer, conn)
             if resp.status != 200:
                 raise OSError(f"{peer} answered {resp.status}")
             return json.loads(data)
-        finally:
-            conn.close()
+        raise OSError(f"{peer}: no answer")
 
     def _quorum(
         self, local: Callable[[], Any], remote: Callable[[str, float], Any]
