@@ -133,14 +133,15 @@ class Cluster:
         # on the peer) per call. A kept connection the peer closed meanwhile (it restarted,
         # or dropped an idle one) fails before anything was answered: once more, afresh.
         kept = getattr(self.local, peer, None)
-        for conn in (kept, None) if kept is not None else (None,):
+        for reuse in (kept, None) if kept is not None else (None,):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("deadline passed before the call started")
-            fresh = conn is None
-            if fresh:
+            fresh = reuse is None
+            if reuse is None:
                 conn = http.client.HTTPConnection(self.peers[peer], self.port, timeout=left)
             else:
+                conn = reuse
                 conn.timeout = left
                 if conn.sock is not None:
                     conn.sock.settimeout(left)
