@@ -88,7 +88,12 @@ SHY_SERVER = SERVER.replace(
 def test_a_final_read_that_got_no_answer_is_read_again_before_writes_are_judged(
     tmp_path: Path,
 ) -> None:
-    grader = GRADER.replace("mix=Mix(1, 1)", "mix=Mix(0, 1)")  # the load writes only
+    # the load writes only; the serving gate lowered: each key's first final read (a 503)
+    # counts in the steady state, which holds only ~40 operations here
+    grader = GRADER.replace("mix=Mix(1, 1)", "mix=Mix(0, 1)").replace(
+        'Availability(slo=0.9, scope="steady"', 'Availability(slo=0.5, scope="steady"'
+    )
+    assert "slo=0.5" in grader
     d = service_task(tmp_path, grader)
     (d / "solutions" / "robust" / "start.sh").write_text(f"exec python3 -c '{SHY_SERVER}'\n")
     r = graded(d, "robust", tmp_path)
