@@ -2,16 +2,19 @@
 verifiers.
 
     .venv/bin/python benchmarks/bench_rollout.py [--task kv-replicated] [--episodes 8]
-                                                 [--concurrency 1,4,8,16] [--verifiers]
+        [--concurrency 1,4,8,16] [--solution robust] [--verifiers]
 
 Every episode is the same work: the scripted test model (``ScriptedModelServer``) plays
-the task's robust reference over real HTTP, the episode is graded for real. In one run:
+the task's reference ``--solution`` over real HTTP, the episode is graded for real (the
+system under test's CPU is part of every grading: a leaner correct service leaves room
+for more at once, which admission control measures). In one run:
 ``rollout_many`` one at a time (the floor), then at each concurrency, and (``--verifiers``)
 verifiers rollouts (``infragym-verifiers``: its interception server in the model's path,
 its trace recording and scoring) at the largest. Printed: wall time, episodes per hour, the
 speed-up over one at a time, the median and largest wait for room to grade (admission
-control), and the rewards, which must agree with one at a time within 0.05 (an
-overloaded grading is retried, and shown as ``err`` if it stayed overloaded).
+control), the share of the machine's cores kept busy meanwhile, and the rewards, which
+must agree with one at a time within 0.05 (an overloaded grading is retried, and shown as
+``err`` if it stayed overloaded).
 """
 
 from __future__ import annotations
@@ -33,18 +36,29 @@ from infragym.testing import ScriptedModelServer, by_turn, reference_script
 KEY_VAR = "INFRAGYM_BENCH_MODEL_KEY"
 
 
+def busy_s() -> tuple[float, float]:
+    """(busy, total) CPU ticks of the machine since boot, from /proc/stat."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+BUSY: dict[str, float] = {}  # the machine's busy share during each measurement, by label
+
+
 async def with_rollout_many(
-    task: str, seeds: list[int], concurrency: int, art: Path
+    task: str, seeds: list[int], concurrency: int, art: Path, solution: str = "robust"
 ) -> tuple[float, list[float | None], list[float]]:
     """Wall time, rewards in seed order and each grading's wait for room."""
-    script = reference_script(find_task(task), "robust")
+    script = reference_script(find_task(task), solution)
     async with ScriptedModelServer(then=by_turn(script)) as server:
 
         def agent() -> OpenAIAgent:
             return OpenAIAgent(model="test-model", base_url=server.url, api_key=server.api_key)
 
-        t0 = time.monotonic()
+        t0, b0 = time.monotonic(), busy_s()
         outs = await rollout_many(task, agent, seeds, concurrency, artifacts_dir=art)
+        b1 = busy_s()
+        BUSY[f"c{concurrency}"] = (b1[0] - b0[0]) / max(1, b1[1] - b0[1])
         waits = [o.grade.timings.get("admission_wait_s", 0.0) for o in outs if o.grade]
         return time.monotonic() - t0, [o.reward for o in outs], waits
 
@@ -80,11 +94,14 @@ def row(
     floor: float,
     rewards: list[float | None],
     waits: list[float] | None = None,
+    busy: float | None = None,
 ) -> None:
     shown = " ".join("err" if r is None else f"{r:.2f}" for r in rewards)
     wait = f"{statistics.median(waits):>6.1f} {max(waits):>6.1f}" if waits else f"{'-':>6} {'-':>6}"
+    cpu = f"{busy:>5.0%}" if busy is not None else f"{'-':>5}"
     print(
-        f"{label:<30} {wall:>7.1f} {n * 3600 / wall:>8.0f} {floor / wall:>7.2f}x {wait}   {shown}"
+        f"{label:<30} {wall:>7.1f} {n * 3600 / wall:>8.0f} {floor / wall:>7.2f}x {wait} {cpu}"
+        f"   {shown}"
     )
 
 
@@ -95,21 +112,23 @@ def agree(solo: list[float | None], other: list[float | None]) -> bool:
     )
 
 
-async def main_async(task: str, episodes: int, levels: list[int], verifiers: bool) -> None:
+async def main_async(
+    task: str, episodes: int, levels: list[int], verifiers: bool, solution: str
+) -> None:
     seeds = list(range(1, episodes + 1))
     with tempfile.TemporaryDirectory(prefix="infragym-bench-") as tmp:
         art = Path(tmp)
-        print(f"{episodes} episodes of {task}, scripted model playing the robust reference\n")
+        print(f"{episodes} episodes of {task}, scripted model playing the {solution} reference\n")
         print(
             f"{'':<30} {'wall s':>7} {'ep/hour':>8} {'speed-up':>8} {'wait':>6} {'max':>6}"
-            "   rewards (seed order)"
+            f" {'busy':>5}   rewards (seed order)"
         )
-        floor, r1, w1 = await with_rollout_many(task, seeds, 1, art / "c1")
-        row("rollout_many, one at a time", floor, episodes, floor, r1, w1)
+        floor, r1, w1 = await with_rollout_many(task, seeds, 1, art / "c1", solution)
+        row("rollout_many, one at a time", floor, episodes, floor, r1, w1, BUSY["c1"])
         verdicts = []
         for c in (c for c in levels if c != 1):
-            wall, rc, wc = await with_rollout_many(task, seeds, c, art / f"c{c}")
-            row(f"rollout_many, concurrency {c}", wall, episodes, floor, rc, wc)
+            wall, rc, wc = await with_rollout_many(task, seeds, c, art / f"c{c}", solution)
+            row(f"rollout_many, concurrency {c}", wall, episodes, floor, rc, wc, BUSY[f"c{c}"])
             verdicts.append((f"concurrency {c}", agree(r1, rc)))
         if verifiers:
             top = max(levels)
@@ -132,12 +151,13 @@ def main() -> int:
         "--concurrency", default="1,4,8,16", help="the concurrencies to measure, e.g. 1,4,8,16"
     )
     ap.add_argument("--verifiers", action="store_true", help="also through verifiers")
+    ap.add_argument("--solution", default="robust", help="the reference the model plays")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
     levels = sorted({int(c) for c in args.concurrency.split(",")})
-    asyncio.run(main_async(args.task, args.episodes, levels, args.verifiers))
+    asyncio.run(main_async(args.task, args.episodes, levels, args.verifiers, args.solution))
     return 0
 
 

@@ -41,9 +41,71 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Non
     return test
 
 
-def ledger(tmp_path: Path, cores: float, pressure: list[float | None] | None = None) -> Admission:
+def ledger(
+    tmp_path: Path,
+    cores: float,
+    pressure: list[float | None] | None = None,
+    busy: list[float | None] | None = None,
+    ramp_s: float = 10.0,
+) -> Admission:
+    """A ledger in ``tmp_path``; ``busy`` (a box) is the machine's measured busy cores, or
+    with None only the declared costs decide."""
     box = pressure if pressure is not None else [None]
-    return Admission(tmp_path, Capacity(cores, "test"), pressure=lambda: box[0], poll_s=0.02)
+    measured = None if busy is None else (lambda: busy[0])
+    return Admission(
+        tmp_path, Capacity(cores, "test"), pressure=lambda: box[0], poll_s=0.02,
+        busy=measured, ramp_s=ramp_s,
+    )  # fmt: skip
+
+
+async def _holder(adm: Admission, cost: float, label: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """A grading that holds its slot until released: (admitted, release)."""
+    admitted, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with adm.slot(cost, label):
+            admitted.set()
+            await release.wait()
+
+    task = asyncio.create_task(hold())
+    release.task = task  # type: ignore[attr-defined]  # kept alive with the event
+    return admitted, release
+
+
+@run_async
+async def test_gradings_cheaper_than_declared_are_admitted_by_what_the_machine_measures(tmp_path):
+    """Declared 0.6 cores each on 2 cores: 3 fit. When the machine measures less busy than
+    that, more start: the measured busy cores, plus the gradings admitted too recently to
+    show in it and the newcomer, each charged what an older grading measures (half again,
+    at most its declared cost), fit in 80 % of the cores. Busy with other work, the
+    machine admits none beyond the declared."""
+    busy: list[float | None] = [0.3]
+    adm = ledger(tmp_path, 2.0, busy=busy, ramp_s=0.3)
+    holders = []
+    for i in range(3):  # declared: 1.8 of 2 cores
+        holders.append(await _holder(adm, 0.6, f"g{i}"))
+        await asyncio.wait_for(holders[-1][0].wait(), 2)
+    holders.append(await _holder(adm, 0.6, "g3"))
+    await asyncio.sleep(0.1)
+    # none is measured yet: the three count at 0.6 each on top of the 0.3 measured
+    assert not holders[3][0].is_set()
+    assert [e["label"] for e in adm.status()["waiting"]] == ["g3"]
+    await asyncio.wait_for(holders[3][0].wait(), 2)  # past their ramp: 0.3 + 0.15 <= 1.6
+    assert len(adm.status()["running"]) == 4
+    await asyncio.sleep(0.4)  # the fourth past its ramp too
+    busy[0] = 1.2  # the machine got busy (its gradings and some other work)
+    holders.append(await _holder(adm, 0.6, "g4"))
+    await asyncio.sleep(0.3)
+    assert not holders[4][0].is_set(), "1.2 measured + 1.5 x 1.2 / 4 > 80 % of 2 cores"
+    busy[0] = None  # unknown: only the declared costs decide, and 5 x 0.6 do not fit
+    await asyncio.sleep(0.2)
+    assert not holders[4][0].is_set()
+    busy[0] = 0.4
+    await asyncio.wait_for(holders[4][0].wait(), 2)
+    for _, release in holders:
+        release.set()
+    await asyncio.sleep(0.1)
+    assert adm.status() == {"running": [], "waiting": []}
 
 
 @run_async
@@ -199,6 +261,16 @@ def test_task_toml_declares_the_cost_of_a_grading(tmp_path):
         parse_spec(toml, problems)
         assert any("grading.cores" in p for p in problems), (bad, problems)
         toml.write_text(toml.read_text().replace(f"cores = {bad}", "cores = 1.25"))
+    # the graded hosts' wait for a CPU: judged only where the task measured it
+    assert load_task(d).spec.grading_max_sut_stall is None
+    base = toml.read_text()
+    toml.write_text(base.replace("cores = 1.25", "cores = 1.25\nmax_sut_stall = 0.4"))
+    assert load_task(d).spec.grading_max_sut_stall == 0.4
+    for bad in ("0", "1.5", '"x"'):
+        problems = []
+        toml.write_text(base.replace("cores = 1.25", f"cores = 1.25\nmax_sut_stall = {bad}"))
+        parse_spec(toml, problems)
+        assert any("grading.max_sut_stall" in p for p in problems), (bad, problems)
 
 
 @run_async

@@ -362,7 +362,11 @@ def test_pressure_from_elsewhere_is_not_excused_by_a_busy_system_under_test() ->
     assert verdict(sut=0.45 * full, hosts=0.45 * full, busy=0.5 * full, cost=full).overloaded
 
 
-def test_the_graded_hosts_own_wait_for_a_cpu_is_recorded_not_judged() -> None:
+def test_a_service_starved_by_other_work_is_withheld_though_the_harness_kept_time() -> None:
+    """16 gradings admitted at once on 2 cores: the harness kept its schedule and the
+    machine's stall stayed under its limit, but the graded hosts waited for a CPU most of
+    the time and correct services scored 0. Their own wait decides; a service that burnt
+    the CPU itself (and so waited for it) is scored as measured."""
     from infragym.grading._health import Monitor, judge
 
     ticks = iter([{"run-a": 0.0}, {"run-a": 6.0}])  # seconds its hosts waited, cumulative
@@ -370,11 +374,36 @@ def test_the_graded_hosts_own_wait_for_a_cpu_is_recorded_not_judged() -> None:
     m.sample()
     m.sample()
     assert [v for _, v in m.sut_stalls] == [0.0, 6.0]
-    m.sut_stalls = [(0.0, 0.0), (10.0, 6.0)]  # as if sampled 10 s apart
-    m.samples = [(0.0, 0), (10.0, int(1e6))]  # the machine: calm
-    health = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0))
-    assert health is not None and health.sut_cpu_stall == pytest.approx(0.6)
-    assert not health.overloaded  # recorded, not judged (yet)
+    cores = os.cpu_count() or 1
+
+    def verdict(waited_s: float, sut: float, busy: float) -> Health:
+        """Over a 10 s window: the hosts' wait for a CPU, their cores, the machine's."""
+        m = Monitor()
+        m.sut_stalls = [(0.0, 0.0), (10.0, waited_s)]
+        m.samples = [(0.0, 0), (10.0, int(5e6))]  # the machine: 50 %, under its limit
+        m.cpu = [(0.0, 0.0), (10.0, sut * 10.0)]
+        m.hosts = [(0.0, 0.0), (10.0, sut * 10.0)]
+        m.busy = [(0.0, 0.0), (10.0, busy * 10.0)]
+        h = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0), cost=0.6, max_sut_stall=0.45)
+        assert h is not None
+        return h
+
+    starved = verdict(waited_s=6.0, sut=0.07, busy=float(cores))
+    assert starved.sut_cpu_stall == pytest.approx(0.6)
+    assert starved.overloaded and starved.reason is not None
+    assert "the graded hosts waited for a CPU 60% of the load window" in starved.reason
+    calm = verdict(waited_s=2.0, sut=0.15, busy=0.4)  # 5 hosts on 2 cores wait a little
+    assert not calm.overloaded, calm.reason
+    burner = verdict(waited_s=9.0, sut=0.9 * cores, busy=0.95 * cores)
+    assert not burner.overloaded and burner.note is not None, burner
+    # a task that has not measured its services' wait records it, does not judge it
+    m = Monitor()
+    m.sut_stalls = [(0.0, 0.0), (10.0, 6.0)]
+    m.samples = [(0.0, 0), (10.0, int(5e6))]
+    unjudged = judge(_history(0, 0.05), 0.0, m, run=(0.0, 10.0), cost=0.6)
+    assert unjudged is not None and not unjudged.overloaded
+    assert unjudged.sut_cpu_stall == pytest.approx(0.6)
+    assert find_task("kv-replicated").spec.grading_max_sut_stall == 0.45
     assert Monitor(stalls=lambda: {}).sut_stall(0.0, 10.0) is None  # no cgroup v2: unknown
 
 

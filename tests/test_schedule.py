@@ -467,3 +467,44 @@ def test_sweep_kinds_and_bounds() -> None:
     for kw in bad:
         with pytest.raises(ConfigError):
             sweep_schedule(**kw)
+
+
+def test_a_schedule_counts_from_the_instant_it_is_given_not_from_after_its_checks() -> None:
+    """A grader starts its load and its faults at one instant. The nemesis's checks can
+    take seconds on a busy machine: counted from after them, the last fault fell past the
+    load's end (the window then held 3 operations and a correct service scored 0.25).
+    Given the instant, a fault applied late is late against it, which the health check's
+    fault lag sees; checked beforehand with ``prepare``, the faults start on time."""
+    sched = Schedule((ScheduledFault(0.2, 0.1, FaultSpec("crash", ("n1",)), "c"),))
+
+    async def scenario(prepared: bool) -> tuple[float, History]:
+        probed: list[bool] = []
+
+        async def slow_checks(kinds: set[str]) -> None:  # slow once, then cached, as the probe
+            if not probed:
+                probed.append(True)
+                await asyncio.sleep(0.5)
+
+        nem, history = _nemesis()
+        def build(_spec: object, label: str, *_: object) -> FakeFault:
+            return FakeFault(label)
+
+        with mock.patch.object(nemesis_runner, "build_fault", build):
+            nem._check_supported = slow_checks  # type: ignore[method-assign]
+            async with nem:
+                if prepared:
+                    await nem.prepare(sched)
+                at = nem.clock.now()
+                await nem.run(sched, at=at)
+        return at, history
+
+    for prepared in (False, True):
+        at, history = asyncio.run(scenario(prepared))
+        apply, heal = history.faults
+        assert apply.detail["scheduled"] == pytest.approx(at + 0.2)
+        assert heal.detail["scheduled"] == pytest.approx(at + 0.3)
+        lag = apply.time - apply.detail["scheduled"]
+        if prepared:
+            assert lag < 0.2, lag
+        else:
+            assert lag > 0.25, lag  # the checks' 0.5 s, against the shared instant

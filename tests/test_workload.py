@@ -287,3 +287,26 @@ def test_dunder_all_is_the_public_api() -> None:
         assert getattr(workload, name) is not None
     public = {n for n in vars(workload) if not n.startswith("_")}
     assert public == set(names)
+
+
+def test_a_run_given_an_instant_counts_from_it_and_records_a_late_start_as_late() -> None:
+    """A load started in step with a nemesis gets the same instant: its intended starts lie
+    on that instant's grid, and a runner that got going after it records its first
+    operations as late (the health check's late starts) instead of shifting the load."""
+
+    async def main(ahead: float) -> tuple[float, History]:
+        history, clock = History(), Clock()
+        async with kv_server() as (_, url), Runner(history, clock) as runner:
+            at = clock.now() + ahead
+            await runner.run(Stream(KVGenerator([url]), rate=100, max_ops=10), at=at)
+        return at, history
+
+    for ahead in (0.2, -0.5):
+        at, history = asyncio.run(main(ahead))
+        invokes = [e for e in history.ops if e.type is OpType.INVOKE]
+        assert [e.intended for e in invokes] == pytest.approx([at + i / 100 for i in range(10)])
+        lag = invokes[0].time - at
+        if ahead > 0:
+            assert 0 <= lag < 0.1, lag
+        else:
+            assert lag >= 0.5, lag  # started half a second after its instant: late

@@ -51,7 +51,7 @@ def _run(
     server: Flaky,
     deadline_after: float | None = None,
     client: KVClient | None = None,
-    **kw: float,
+    **kw: float | bool,
 ) -> tuple[History, ReadBack, Flaky]:
     """Six keys written once, then read back through ``read_back`` (``deadline_after``:
     seconds after the final reads start)."""
@@ -131,6 +131,18 @@ def test_reads_made_again_use_the_streams_client_and_count_once_for_availability
     # the first attempts only: 6 writes and 6 reads, two of which failed
     result = Availability(slo=0.5).check(history)
     assert result.judged == 12 and result.metrics["worst_availability"] == 10 / 12
+
+
+def test_a_grader_that_judges_availability_on_its_load_alone_counts_no_final_read() -> None:
+    """``first_counts=False`` (kv-replicated): the final reads, a burst several times the
+    load's rate, collect state; a busy machine made correct services fail a share of them
+    (serving 88 % < 90 %: scored 0). Their values are still judged."""
+    history, back, _ = _run(Flaky(keys=frozenset({"k1", "k4"}), misses=2), first_counts=False)
+    reads = [op for op in history.operations() if op.f == "read"]
+    assert back.attempts == 3 and len(history.rereads()) == len(reads) == 10
+    result = Availability(slo=0.5, min_ops=1).check(history)
+    assert result.judged == 6 and result.metrics["worst_availability"] == 1.0  # the writes
+    assert LostWrites().check(history).verdict is Verdict.PASS
 
 
 def test_unanswered_reads_are_the_latest_read_of_each_pair_since_the_time_given() -> None:

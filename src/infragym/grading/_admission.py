@@ -12,6 +12,14 @@ gives it back when its cluster is gone:
 - a grading starts when the running ones plus itself fit in that and the machine's CPU
   pressure (10 s average) is below ``hold_pressure``, or at once when no grading runs (one
   grading always may: the health check judges what it measured);
+- or, when their declared costs do not fit, by measurement: the cores the whole machine
+  kept busy over the last seconds (``/proc/stat``), plus every grading admitted too
+  recently to show in that (``ramp_s``) and itself, each charged what a grading measures
+  here (the busy cores per older grading, half again; at most its declared cost), fit in
+  ``max_busy`` of the machine. A task's declared cost covers the costliest correct
+  services it expects; a cheaper one leaves room that the measurement hands on, and a
+  machine busy with anything else (agents, other work) admits fewer. The health check
+  still withholds what was measured on an overloaded machine;
 - waiting gradings start in the order they asked (first come, first served); one that
   stopped asking (its process stopped, its event loop blocked) loses its place after
   ``stale_s``, so it cannot hold up those behind it, and queues again when it asks again.
@@ -40,7 +48,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..sandbox.lowlevel import STATE_DIR, pid_running, pid_start_time
-from ._health import read_psi_avg10
+from ._health import read_cpu_s, read_psi_avg10
 
 CORES_ENV = "INFRAGYM_GRADING_CORES"
 LEDGER = "admission.json"
@@ -48,6 +56,41 @@ HOLD_PRESSURE = 0.75  # 10 s CPU pressure beyond which no further grading starts
 POLL_S = 0.25
 STALE_S = 10.0  # a waiting grading that has not asked for this long loses its place
 REPORT_EVERY_S = 30.0
+MAX_BUSY = 0.8  # by measurement: the share of the cores the machine may keep busy
+RAMP_S = 3.0  # a grading admitted this recently is not yet in the busy cores measured
+BURST = 1.5  # a grading not yet measured is charged this much more than the average
+RECENT_S = 3.0  # the machine's busy cores are averaged over this many seconds
+MIN_SPAN_S = 2.0  # and measured over at least this long (else: unknown)
+
+
+class MachineBusy:
+    """The cores this machine kept busy recently, from ``/proc/stat`` sampled at each call
+    (a waiting grading asks every ``POLL_S``): the average over the last ``RECENT_S``
+    seconds, None until ``MIN_SPAN_S`` of samples exist or where ``/proc/stat`` is
+    unreadable. One per process: every grading's admission shares its samples."""
+
+    def __init__(self, read: Callable[[], float | None] | None = None) -> None:
+        self._read = read or _busy_cpu_s
+        self._samples: list[tuple[float, float]] = []
+
+    def __call__(self) -> float | None:
+        now, busy = time.monotonic(), self._read()
+        if busy is None:
+            return None
+        self._samples = [x for x in self._samples if now - x[0] <= RECENT_S]
+        self._samples.append((now, busy))
+        (t0, b0) = self._samples[0]
+        if now - t0 < MIN_SPAN_S:
+            return None
+        return max(0.0, (busy - b0) / (now - t0))
+
+
+def _busy_cpu_s() -> float | None:
+    cpu = read_cpu_s()
+    return None if cpu is None else cpu[0]
+
+
+MACHINE_BUSY = MachineBusy()
 
 
 @dataclass(frozen=True)
@@ -116,6 +159,7 @@ class _Entry:
     label: str
     since: float
     polled: float = 0.0  # when a waiting grading last asked (time.time())
+    admitted: float = 0.0  # when it was admitted (time.time())
 
     def alive(self) -> bool:
         """Its process runs: same pid and start time, and not a zombie (a killed process
@@ -131,7 +175,9 @@ class Admission:
     ``directory`` holds the ledger (default: the platform's state directory); ``capacity``
     defaults to :func:`machine_cores`; ``pressure`` reads the CPU pressure as a fraction
     (None where the kernel has no PSI, and then only the cores decide); a waiting grading
-    that has not asked for ``stale_s`` seconds loses its place in line.
+    that has not asked for ``stale_s`` seconds loses its place in line; ``busy`` reads the
+    cores the machine kept busy recently (None: unknown, and only the declared costs
+    decide) for admission by measurement up to ``max_busy`` of the cores.
     """
 
     def __init__(
@@ -143,6 +189,9 @@ class Admission:
         pressure: Callable[[], float | None] = read_psi_avg10,
         poll_s: float = POLL_S,
         stale_s: float = STALE_S,
+        busy: Callable[[], float | None] | None = MACHINE_BUSY,
+        max_busy: float = MAX_BUSY,
+        ramp_s: float = RAMP_S,
     ) -> None:
         self.directory = directory if directory is not None else STATE_DIR / "admission"
         self.capacity = capacity or machine_cores()
@@ -150,6 +199,9 @@ class Admission:
         self.pressure = pressure
         self.poll_s = poll_s
         self.stale_s = stale_s
+        self.busy = busy
+        self.max_busy = max_busy
+        self.ramp_s = ramp_s
 
     @contextlib.contextmanager
     def _ledger(self) -> Iterator[dict[str, list[_Entry]]]:
@@ -187,15 +239,33 @@ class Admission:
             first = waiting[0].token == me.token
             used = sum(e.cost for e in running)
             fits = used + me.cost <= self.capacity.cores + 1e-9
+            if running and not fits:
+                fits = self._fits_by_measure(running, me)
             calm = True
             if running and fits:
                 p = self.pressure()
                 calm = p is None or p < self.hold_pressure
             if first and (not running or (fits and calm)):
                 state["waiting"] = [e for e in waiting if e.token != me.token]
+                me.admitted = time.time()
                 running.append(me)
                 return True, list(running)
             return False, list(running)
+
+    def _fits_by_measure(self, running: list[_Entry], me: _Entry) -> bool:
+        """Room by measurement: the machine's recent busy cores, plus the gradings
+        admitted too recently to show in them and ``me``, each at what a grading measures
+        here (the busy cores per grading past its ramp, half again for bursts; never more
+        than its declared cost), fit in ``max_busy`` of the cores."""
+        busy = None if self.busy is None else self.busy()
+        if busy is None:
+            return False
+        now = time.time()
+        young = [e for e in running if now - e.admitted < self.ramp_s] + [me]
+        grown = len(running) + 1 - len(young)
+        each = BURST * busy / grown if grown else math.inf
+        charged = sum(min(e.cost, each) for e in young)
+        return busy + charged <= self.max_busy * self.capacity.cores + 1e-9
 
     def _drop(self, token: str) -> None:
         with self._ledger() as state:

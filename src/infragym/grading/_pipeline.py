@@ -211,7 +211,10 @@ async def _grade_copy(
             error = error or f"cluster teardown failed: {exc}"
         timings["total_s"] = time.monotonic() - t0
     history_path = ctx.history.write_jsonl(artifacts / "history.jsonl")
-    health = judge(ctx.history, ctx.clock.t0, monitor, run=run, cost=task.spec.grading_cores)
+    health = judge(
+        ctx.history, ctx.clock.t0, monitor, run=run, cost=task.spec.grading_cores,
+        max_sut_stall=task.spec.grading_max_sut_stall,
+    )  # fmt: skip
     health_dict = health.to_dict() if health is not None else None
     timeline = [
         {

@@ -31,6 +31,7 @@ from ..workload import (
     Runner,
     Stream,
     Target,
+    TransportName,
     final_read_stream,
     parse_targets,
     read_back,
@@ -115,7 +116,10 @@ class Phases:
     before the final reads (each bounded by ``final_read_s``; a read that got no answer is
     read again up to ``final_retries`` times, ``final_retry_pause_s`` apart: see
     :func:`~infragym.workload.read_back`); the checkers get at most ``check_budget_s``
-    (less when the grading budget runs short)."""
+    (less when the grading budget runs short). The load and the faults start together
+    ``start_lead_s`` after the nemesis's checks (room for the load's thread to start).
+    ``final_reads_judged``: whether the final reads' first attempts count for
+    availability (False: they collect state only, availability is the load's)."""
 
     tail_s: float = 1.5
     settle_s: float = 2.0
@@ -124,6 +128,8 @@ class Phases:
     check_budget_s: float = 20.0
     final_retries: int = 2
     final_retry_pause_s: float = 1.0
+    start_lead_s: float = 0.5
+    final_reads_judged: bool = True
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,8 @@ class ServiceGrader:
     (by default every written key on every host; None reads nothing, e.g. for a service
     with no state to read back). ``fault_targets`` are the fire-time targets the schedule
     may name as ``"@name"`` (``nemesis.FaultTarget``: "whichever host is primary when it fires").
+    ``transport`` is the load's and the final reads' HTTP client (``workload.Runner``):
+    ``"lean"`` costs the grading machine about half the CPU per operation of ``"aiohttp"``.
     """
 
     contract: Contract
@@ -147,6 +155,7 @@ class ServiceGrader:
     phases: Phases = field(default_factory=Phases)
     final_reads: FinalReadsFn | None = kv_final_reads
     fault_targets: Mapping[str, FaultTarget] = field(default_factory=dict)
+    transport: TransportName = "aiohttp"
 
     async def grade(self, ctx: GradeContext, cluster: Cluster, schedule: Schedule) -> GradeOutcome:
         """Deploy on ``cluster``, test, load under ``schedule``, check and score."""
@@ -205,15 +214,21 @@ class ServiceGrader:
         duration = schedule.end + p.tail_s
         streams = self.workload(urls, workload_seed, duration)
 
-        async def load() -> None:
-            async with Runner(ctx.history, ctx.clock) as runner:
-                await runner.run(*streams)
-
         ctx.progress(f"load for {duration:.0f} s under {len(schedule.faults)} faults")
         async with Nemesis(cluster, ctx.history, ctx.clock, targets=self.fault_targets) as nemesis:
+            # the load and the faults count from one instant: each started "now" on its
+            # own, the nemesis's checks (seconds on a busy machine) put the last fault past
+            # the load's end. Whichever gets going after it is late, and the health says so.
+            await nemesis.prepare(schedule)
+            at = ctx.clock.now() + p.start_lead_s
+
+            async def load() -> None:
+                async with Runner(ctx.history, ctx.clock, transport=self.transport) as runner:
+                    await runner.run(*streams, at=at)
+
             outcomes = await asyncio.gather(
                 asyncio.to_thread(cluster.run_client, load),
-                nemesis.run(schedule),
+                nemesis.run(schedule, at=at),
                 return_exceptions=True,
             )
         for o in outcomes:
@@ -234,7 +249,8 @@ class ServiceGrader:
             async def final_reads(stream: Stream = final) -> ReadBack:
                 return await read_back(
                     ctx.history, ctx.clock, stream, urls, retries=p.final_retries,
-                    pause_s=p.final_retry_pause_s, deadline=deadline,
+                    pause_s=p.final_retry_pause_s, deadline=deadline, transport=self.transport,
+                    first_counts=p.final_reads_judged,
                 )  # fmt: skip
 
             ctx.progress("final reads")

@@ -34,8 +34,10 @@ TRUNCATED = "truncated"
 """The ``meta`` key a history that dropped events carries: ``{"max_op_events", "dropped"}``."""
 
 REREADS = "rereads"
-"""The ``meta`` key listing the ids of final reads made again because the first got no
-answer (``workload.read_back``): evidence of state, not of availability."""
+"""The ``meta`` key listing the ids of final reads that are evidence of state, not of
+availability (``workload.read_back``): those made again because the first got no answer,
+and, where a grader judges availability only while its load ran (``first_counts=False``),
+the first ones too."""
 
 
 class Clock:
@@ -87,13 +89,13 @@ class History:
         return TRUNCATED in self.meta
 
     def mark_rereads(self, ids: Iterable[int]) -> None:
-        """Record operations as final reads made again (see :data:`REREADS`)."""
+        """Record operations as final reads not judged for availability (:data:`REREADS`)."""
         with self._lock:
             known = self.meta.setdefault(REREADS, [])
             known.extend(sorted(set(ids) - set(known)))
 
     def rereads(self) -> frozenset[int]:
-        """The ids of the operations recorded as final reads made again."""
+        """The ids of the operations recorded as final reads not judged for availability."""
         return frozenset(int(i) for i in self.meta.get(REREADS, ()))
 
     def record_fault(self, event: FaultEvent) -> None:

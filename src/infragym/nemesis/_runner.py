@@ -154,21 +154,31 @@ class Nemesis:
             return
         await asyncio.shield(self._heal_task(fault))
 
-    async def run(self, schedule: Schedule) -> None:
-        """Play ``schedule`` from now: apply each fault at its time and heal it after.
+    async def prepare(self, schedule: Schedule) -> None:
+        """Check ``schedule`` (finite times, distinct labels) and that this machine and
+        cluster can inflict its faults; raises before anything is applied. Called before
+        a load starts, it keeps the checks (seconds on a busy machine) out of :meth:`run`'s
+        start (they are cached)."""
+        _check_schedule(schedule)
+        await self._check_supported(schedule.kinds())
+
+    async def run(self, schedule: Schedule, *, at: float | None = None) -> None:
+        """Play ``schedule`` from ``at`` on the nemesis's clock (default: now): apply each
+        fault at its time and heal it after. A load started with the same ``at``
+        (``Runner.run``) stays in step with it; a fault applied late shows in its event's
+        ``scheduled`` time (the health check's fault lag).
 
         At equal times, heals of earlier faults come before applies, and a fault's own heal
         always comes after its apply (also for a fault of zero duration). The whole schedule
         is checked first (finite times, distinct labels, buildable specs, capabilities), so
         a bad schedule fails before any fault is applied.
         """
-        _check_schedule(schedule)
-        await self._check_supported(schedule.kinds())
+        await self.prepare(schedule)
         names = self.cluster.names
         faults = [
             (sf, build_fault(sf.spec, sf.label, names, self.targets)) for sf in schedule.faults
         ]
-        t0 = self.clock.now()
+        t0 = self.clock.now() if at is None else at
         events: list[tuple[float, int, int, Fault]] = []
         for i, (sf, f) in enumerate(faults):
             end = sf.at + sf.duration
@@ -176,12 +186,12 @@ class Nemesis:
             # 0: heals of faults applied earlier; 2: heals at the instant of their own apply
             events.append((end, 0, i, f) if end > sf.at else (sf.at, 2, i, f))
         events.sort(key=lambda e: (e[0], e[1], e[2]))
-        for at, phase, _, f in events:
-            delay = t0 + at - self.clock.now()
+        for when, phase, _, f in events:
+            delay = t0 + when - self.clock.now()
             if delay > 0:
                 await asyncio.sleep(delay)
             action = FaultAction.APPLY if phase == 1 else FaultAction.HEAL
-            self._scheduled[(f.label, action)] = t0 + at
+            self._scheduled[(f.label, action)] = t0 + when
             if phase == 1:
                 await self.apply(f)
             else:

@@ -92,6 +92,10 @@ class TaskSpec:
     """``[variants]``: the values each key may take (the first: the default variant)."""
     operate: OperateSpec | None = None
     """``mode = "operate"``: a live episode in phases (``_operate``); None: build-then-submit."""
+    grading_max_sut_stall: float | None = None
+    """``[grading] max_sut_stall``: the share of the load window the graded hosts may wait
+    for a CPU before the grade is withheld as overloaded (measured per task); None: not
+    judged (recorded only)."""
 
     @property
     def mode(self) -> str:
@@ -356,7 +360,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     for sect, table, keys in (
         ("topology", topo, {"hosts", "dev_hosts", "roles"}),
         ("limits", lim, {"max_steps", "agent_wall_s", "command_timeout_s"}),
-        ("grading", grading, {"budget_s", "cores"}),
+        ("grading", grading, {"budget_s", "cores", "max_sut_stall"}),
     ):
         for k in sorted(set(table) - keys):
             problems.append(
@@ -389,6 +393,12 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
     )
     budget = _num(grading, "budget_s", float, 300.0, problems, "grading", 1)
     cores = _num(grading, "cores", float, DEFAULT_GRADING_CORES, problems, "grading", 0.01)
+    sut_stall = None
+    if "max_sut_stall" in grading:
+        sut_stall = _num(grading, "max_sut_stall", float, None, problems, "grading", 0.01)
+        if sut_stall is not None and sut_stall > 1.0:
+            problems.append(f"grading.max_sut_stall must be a share <= 1, not {sut_stall!r}")
+            sut_stall = None
     validation = parse_validation(raw.get("validation"), problems)
     contract = contract_env(contract_raw, variants, roles, problems)
     for key, why in reserved_names(roles).items():
@@ -412,6 +422,7 @@ def parse_spec(path: Path, problems: list[str]) -> TaskSpec | None:
         cores,
         variants,
         operate,
+        sut_stall,
     )
 
 

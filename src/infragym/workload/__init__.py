@@ -43,7 +43,7 @@ from ._runner import (
     unanswered_reads,
 )
 from ._spec import Client, Generator, HttpCall, Op, Result, Stream, Target, parse_targets
-from ._transport import read_body
+from ._transport import TransportName, read_body
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -66,6 +66,7 @@ __all__ = [
     "Runner",
     "Stream",
     "Target",
+    "TransportName",
     "WriteOnce",
     "final_read_stream",
     "keys_written",

@@ -124,8 +124,13 @@ class Runner:
         self._open = False
         await self._transport.close()
 
-    async def run(self, *streams: Stream) -> RunSummary:
-        """Run the streams concurrently until all are done; returns when drained."""
+    async def run(self, *streams: Stream, at: float | None = None) -> RunSummary:
+        """Run the streams concurrently until all are done; returns when drained.
+
+        The streams' times count from ``at`` on the runner's clock (default: now). A run
+        meant to start in step with something else (a nemesis's schedule) passes the same
+        instant to both; if the runner gets going only after ``at``, its first operations
+        start late and are recorded so (their intended starts stay on ``at``'s grid)."""
         if not self._open:
             raise RuntimeError("use the Runner as `async with Runner(...) as runner`")
         if self._running:
@@ -134,14 +139,14 @@ class Runner:
         self._next_id = max(self._next_id, max((e.id for e in self.history.ops), default=-1) + 1)
         self._running = True
         try:
-            return await self._run(streams)
+            return await self._run(streams, at)
         finally:
             self._running = False
 
-    async def _run(self, streams: Sequence[Stream]) -> RunSummary:
+    async def _run(self, streams: Sequence[Stream], at: float | None) -> RunSummary:
         self._counts.clear()
         self._error = None
-        t0 = self.clock.now()
+        t0 = self.clock.now() if at is None else at
         plans = [
             _Plan(
                 s,
@@ -378,23 +383,31 @@ async def read_back(
     retries: int = 2,
     pause_s: float = 1.0,
     deadline: float | None = None,
+    transport: TransportName | None = None,
+    first_counts: bool = True,
 ) -> ReadBack:
     """Run the final reads ``stream`` against ``targets``, then read again, up to
     ``retries`` times after ``pause_s`` each, every ``(target, key)`` whose read got no
     answer (failed, timed out), with the stream's client; no round starts unless it can
-    end by ``deadline`` (``clock`` time).
+    end by ``deadline`` (``clock`` time), through ``transport`` (the runner's default if
+    None).
 
     The final read phase collects the state the run left, not availability (judged while
     the load ran): a server that was briefly too slow to answer a final read (a starved
     machine, a leader still settling) would otherwise leave a write unjudged, and a lost
     write still reads as missing however often it is read. Every attempt is recorded; the
     reads made again are marked in the history (:meth:`History.mark_rereads`) so that
-    availability counts only the first.
+    availability counts only the first; with ``first_counts=False`` the first are marked
+    too, and availability is judged on the load alone (a burst of final reads, several
+    times the load's rate, is no measure of the service's promise on a busy machine).
     """
     since = clock.now()
     attempts = 1
-    async with Runner(history, clock) as runner:
+    async with Runner(history, clock, transport=transport) as runner:
+        first = len(history.ops)
         await runner.run(stream)
+        if not first_counts:
+            history.mark_rereads(e.id for e in history.ops[first:] if e.type is OpType.INVOKE)
         left = unanswered_reads(history, targets, since)
         for _ in range(retries):
             longest = pause_s + len(left) / stream.rate + stream.timeout + 1.0

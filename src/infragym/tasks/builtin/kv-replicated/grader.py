@@ -79,6 +79,8 @@ def rubric() -> Rubric:
     - stale-reads (weight 1, fraction of clean reads).
     - availability (weight 4): ok fraction of the operations sent to hosts the fault left
       healthy, in the worst window; 0 at 50 %, full at 99 % (over 1 s counts as down).
+      Serving, no-spof and availability judge the load's operations: the final reads, a
+      burst several times the load's rate, collect state (values), not availability.
     """
     return Rubric(
         [
@@ -164,7 +166,14 @@ def service(v: Variant, schedule: Schedule | None = None) -> ServiceGrader:
         checkers=checkers,
         final_reads=final_reads,
         rubric=rubric(),
-        phases=Phases(tail_s=1.5, settle_s=2.0, listen_s=10.0, check_budget_s=CHECK_BUDGET_S),
+        phases=Phases(
+            tail_s=1.5,
+            settle_s=2.0,
+            listen_s=10.0,
+            check_budget_s=CHECK_BUDGET_S,
+            final_reads_judged=False,
+        ),
+        transport="lean",
     )
 
 
