@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from infragym.grading import (
     grade_workspace,
     machine_cores,
 )
+from infragym.grading._admission import _Entry
+from infragym.sandbox.lowlevel import pid_start_time
 from infragym.tasks import load_task
 from infragym.tasks._spec import parse_spec
 
@@ -54,11 +58,13 @@ def ledger(
     measured = None if busy is None else (lambda: busy[0])
     return Admission(
         tmp_path, Capacity(cores, "test"), pressure=lambda: box[0], poll_s=0.02,
-        busy=measured, ramp_s=ramp_s,
+        busy=measured, ramp_s=ramp_s, space_s=ramp_s,
     )  # fmt: skip
 
 
-async def _holder(adm: Admission, cost: float, label: str) -> tuple[asyncio.Event, asyncio.Event]:
+async def _holder(
+    adm: Admission, cost: float, label: str
+) -> tuple[asyncio.Event, asyncio.Event]:
     """A grading that holds its slot until released: (admitted, release)."""
     admitted, release = asyncio.Event(), asyncio.Event()
 
@@ -76,36 +82,61 @@ async def _holder(adm: Admission, cost: float, label: str) -> tuple[asyncio.Even
 async def test_gradings_cheaper_than_declared_are_admitted_by_what_the_machine_measures(tmp_path):
     """Declared 0.6 cores each on 2 cores: 3 fit. When the machine measures less busy than
     that, more start: the measured busy cores, plus the gradings admitted too recently to
-    show in it and the newcomer, each charged what an older grading measures (half again,
-    at most its declared cost), fit in 80 % of the cores. Busy with other work, the
-    machine admits none beyond the declared."""
+    show in it and the newcomer, each charged what an older grading measures (half again;
+    at least a third, at most all of its declared cost), fit in 80 % of the cores, one such
+    admission per spacing (here the ramp's 1 s). Busy with other work, the machine admits
+    none beyond the declared."""
     busy: list[float | None] = [0.3]
-    adm = ledger(tmp_path, 2.0, busy=busy, ramp_s=0.3)
+    adm = ledger(tmp_path, 2.0, busy=busy, ramp_s=1.0)
     holders = []
+
+    async def admit(label: str, within: float = 3.0) -> None:
+        holders.append(await _holder(adm, 0.6, label))
+        await asyncio.wait_for(holders[-1][0].wait(), within)
+
     for i in range(3):  # declared: 1.8 of 2 cores
-        holders.append(await _holder(adm, 0.6, f"g{i}"))
-        await asyncio.wait_for(holders[-1][0].wait(), 2)
+        await admit(f"g{i}")
     holders.append(await _holder(adm, 0.6, "g3"))
     await asyncio.sleep(0.1)
     # none is measured yet: the three count at 0.6 each on top of the 0.3 measured
     assert not holders[3][0].is_set()
     assert [e["label"] for e in adm.status()["waiting"]] == ["g3"]
-    await asyncio.wait_for(holders[3][0].wait(), 2)  # past their ramp: 0.3 + 0.15 <= 1.6
+    # past their ramp: 0.3 + max(1.5 x 0.3 / 3, 0.3) <= 1.6
+    await asyncio.wait_for(holders[3][0].wait(), 3)
     assert len(adm.status()["running"]) == 4
-    await asyncio.sleep(0.4)  # the fourth past its ramp too
-    busy[0] = 1.2  # the machine got busy (its gradings and some other work)
+    busy[0] = 0.0  # an idle machine still admits one grading per ramp, each seen first
     holders.append(await _holder(adm, 0.6, "g4"))
     await asyncio.sleep(0.3)
-    assert not holders[4][0].is_set(), "1.2 measured + 1.5 x 1.2 / 4 > 80 % of 2 cores"
-    busy[0] = None  # unknown: only the declared costs decide, and 5 x 0.6 do not fit
-    await asyncio.sleep(0.2)
-    assert not holders[4][0].is_set()
+    assert not holders[4][0].is_set(), "g3 was admitted by measurement under 1 s ago"
+    await asyncio.wait_for(holders[4][0].wait(), 3)
+    await asyncio.sleep(1.1)  # all five past their ramp
+    busy[0] = 1.3  # the machine got busy (its gradings and some other work)
+    holders.append(await _holder(adm, 0.6, "g5"))
+    await asyncio.sleep(0.3)
+    assert not holders[5][0].is_set(), "1.3 measured + 1.5 x 1.3 / 5 > 80 % of 2 cores"
+    busy[0] = None  # unknown: only the declared costs decide, and 6 x 0.6 do not fit
+    await asyncio.sleep(0.3)
+    assert not holders[5][0].is_set()
     busy[0] = 0.4
-    await asyncio.wait_for(holders[4][0].wait(), 2)
+    await asyncio.wait_for(holders[5][0].wait(), 3)
     for _, release in holders:
         release.set()
     await asyncio.sleep(0.1)
     assert adm.status() == {"running": [], "waiting": []}
+
+
+def test_the_ledger_keeps_what_older_versions_read_and_ignores_what_it_does_not_know(tmp_path):
+    """Admission times sit beside the entries, not in them (an older version built its
+    entries from every key and started the ledger over on an unknown one)."""
+    adm = ledger(tmp_path, 2.0)
+    me = _Entry("t1", os.getpid(), pid_start_time(os.getpid()), 0.5, "g", time.time())
+    assert adm._try(me)[0]
+    raw = json.loads((tmp_path / "admission.json").read_text())
+    assert set(raw["running"][0]) == {"token", "pid", "start", "cost", "label", "since", "polled"}
+    assert raw["admitted"]["t1"] == pytest.approx(me.admitted)
+    raw["running"][0]["from_a_newer_version"] = 1
+    (tmp_path / "admission.json").write_text(json.dumps(raw))
+    assert [e["label"] for e in adm.status()["running"]] == ["g"]
 
 
 @run_async

@@ -307,6 +307,6 @@ def test_a_run_given_an_instant_counts_from_it_and_records_a_late_start_as_late(
         assert [e.intended for e in invokes] == pytest.approx([at + i / 100 for i in range(10)])
         lag = invokes[0].time - at
         if ahead > 0:
-            assert 0 <= lag < 0.1, lag
+            assert 0 <= lag < 0.3, lag
         else:
             assert lag >= 0.5, lag  # started half a second after its instant: late

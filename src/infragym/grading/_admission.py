@@ -15,10 +15,12 @@ gives it back when its cluster is gone:
 - or, when their declared costs do not fit, by measurement: the cores the whole machine
   kept busy over the last seconds (``/proc/stat``), plus every grading admitted too
   recently to show in that (``ramp_s``) and itself, each charged what a grading measures
-  here (the busy cores per older grading, half again; at most its declared cost), fit in
-  ``max_busy`` of the machine. A task's declared cost covers the costliest correct
-  services it expects; a cheaper one leaves room that the measurement hands on, and a
-  machine busy with anything else (agents, other work) admits fewer. The health check
+  here (the busy cores per older grading, half again; at least a third and at most all
+  of its declared cost), fit in ``max_busy`` of the machine; at most one grading starts
+  this way every ``space_s``, so each starts to show in the measurement before the next.
+  A task's declared cost covers the costliest correct services it expects; a cheaper one
+  leaves room that the measurement hands on, and a machine busy with anything else
+  (agents, other work) admits fewer. The health check
   still withholds what was measured on an overloaded machine;
 - waiting gradings start in the order they asked (first come, first served); one that
   stopped asking (its process stopped, its event loop blocked) loses its place after
@@ -60,6 +62,7 @@ MAX_BUSY = 0.8  # by measurement: the share of the cores the machine may keep bu
 RAMP_S = 3.0  # a grading admitted this recently is not yet in the busy cores measured
 BURST = 1.5  # a grading not yet measured is charged this much more than the average
 RECENT_S = 3.0  # the machine's busy cores are averaged over this many seconds
+SPACE_S = 1.0  # at most one grading starts by measurement this often
 MIN_SPAN_S = 2.0  # and measured over at least this long (else: unknown)
 
 
@@ -159,7 +162,11 @@ class _Entry:
     label: str
     since: float
     polled: float = 0.0  # when a waiting grading last asked (time.time())
-    admitted: float = 0.0  # when it was admitted (time.time())
+    admitted: float = 0.0  # when it was admitted (time.time()); kept beside the entries
+
+    def public(self) -> dict[str, Any]:
+        """What the ledger keeps of it in the entry itself (what every version reads)."""
+        return {k: v for k, v in vars(self).items() if k != "admitted"}
 
     def alive(self) -> bool:
         """Its process runs: same pid and start time, and not a zombie (a killed process
@@ -167,6 +174,21 @@ class _Entry:
         if self.start is None or pid_start_time(self.pid) != self.start:
             return False
         return pid_running(self.pid)
+
+
+_FIELDS = frozenset(_Entry.__dataclass_fields__)
+
+
+def _entry(raw: dict[str, Any]) -> _Entry:
+    """An entry from the ledger, ignoring keys this version does not know."""
+    return _Entry(**{k: v for k, v in raw.items() if k in _FIELDS})
+
+
+@dataclass
+class _Ledger:
+    running: list[_Entry]
+    waiting: list[_Entry]
+    measured_at: float = 0.0  # the last admission by measurement (time.time())
 
 
 class Admission:
@@ -192,6 +214,7 @@ class Admission:
         busy: Callable[[], float | None] | None = MACHINE_BUSY,
         max_busy: float = MAX_BUSY,
         ramp_s: float = RAMP_S,
+        space_s: float = SPACE_S,
     ) -> None:
         self.directory = directory if directory is not None else STATE_DIR / "admission"
         self.capacity = capacity or machine_cores()
@@ -202,34 +225,52 @@ class Admission:
         self.busy = busy
         self.max_busy = max_busy
         self.ramp_s = ramp_s
+        self.space_s = space_s
 
     @contextlib.contextmanager
-    def _ledger(self) -> Iterator[dict[str, list[_Entry]]]:
-        """The ledger under an exclusive lock, live entries only; written back on exit."""
+    def _ledger(self) -> Iterator[_Ledger]:
+        """The ledger under an exclusive lock, live entries only; written back on exit.
+
+        Entries keep the keys every version reads (unknown ones are ignored on reading);
+        when each grading was admitted, and the last admission by measurement, are kept
+        beside them, so an older reader neither fails on them nor loses the line."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / "admission.lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             path = self.directory / LEDGER
             try:
                 raw: Any = json.loads(path.read_text())
-                state = {k: [_Entry(**e) for e in raw.get(k, [])] for k in ("running", "waiting")}
+                state = _Ledger(
+                    [_entry(e) for e in raw.get("running", [])],
+                    [_entry(e) for e in raw.get("waiting", [])],
+                    float(raw.get("measured_at", 0.0)),
+                )
+                admitted = raw.get("admitted", {})
+                for e in state.running:
+                    e.admitted = float(admitted.get(e.token, 0.0))
             except (OSError, ValueError, TypeError, AttributeError):
-                state = {"running": [], "waiting": []}  # none yet, or unreadable: start over
-            for k in state:
-                state[k] = [e for e in state[k] if e.alive()]
+                state = _Ledger([], [])  # none yet, or unreadable: start over
+            state.running = [e for e in state.running if e.alive()]
+            state.waiting = [e for e in state.waiting if e.alive()]
             # a waiter that stopped asking (stopped, or its loop blocked) must not hold the
             # head of the line for ever: it queues again, at the back, when it asks again
             fresh = time.time() - self.stale_s
-            state["waiting"] = [e for e in state["waiting"] if e.polled >= fresh]
+            state.waiting = [e for e in state.waiting if e.polled >= fresh]
             yield state
+            out = {
+                "running": [e.public() for e in state.running],
+                "waiting": [e.public() for e in state.waiting],
+                "admitted": {e.token: e.admitted for e in state.running},
+                "measured_at": state.measured_at,
+            }
             tmp = path.with_name(f".{LEDGER}.{os.getpid()}")
-            tmp.write_text(json.dumps({k: [vars(e) for e in v] for k, v in state.items()}))
+            tmp.write_text(json.dumps(out))
             tmp.replace(path)
 
     def _try(self, me: _Entry) -> tuple[bool, list[_Entry]]:
         """Admit ``me`` if it is first in line and fits; else queue it (once)."""
         with self._ledger() as state:
-            running, waiting = state["running"], state["waiting"]
+            running, waiting = state.running, state.waiting
             me.polled = time.time()
             mine = [e for e in waiting if e.token == me.token]
             if mine:
@@ -239,43 +280,53 @@ class Admission:
             first = waiting[0].token == me.token
             used = sum(e.cost for e in running)
             fits = used + me.cost <= self.capacity.cores + 1e-9
-            if running and not fits:
-                fits = self._fits_by_measure(running, me)
+            measured = False
+            if first and running and not fits:
+                fits = measured = self._fits_by_measure(state, me)
             calm = True
             if running and fits:
                 p = self.pressure()
                 calm = p is None or p < self.hold_pressure
             if first and (not running or (fits and calm)):
-                state["waiting"] = [e for e in waiting if e.token != me.token]
+                state.waiting = [e for e in waiting if e.token != me.token]
                 me.admitted = time.time()
+                if measured:
+                    state.measured_at = me.admitted
                 running.append(me)
                 return True, list(running)
             return False, list(running)
 
-    def _fits_by_measure(self, running: list[_Entry], me: _Entry) -> bool:
-        """Room by measurement: the machine's recent busy cores, plus the gradings
-        admitted too recently to show in them and ``me``, each at what a grading measures
-        here (the busy cores per grading past its ramp, half again for bursts; never more
-        than its declared cost), fit in ``max_busy`` of the cores."""
+    def _fits_by_measure(self, state: _Ledger, me: _Entry) -> bool:
+        """Room by measurement (at most one such admission every ``space_s``, so each
+        one starts to show in the busy cores before the next): the machine's recent busy cores, plus
+        the gradings admitted too recently to show in them and ``me``, each charged what
+        a grading measures here (the busy cores per older grading, half again for bursts;
+        at least a third and at most all of its declared cost), fit in ``max_busy`` of the
+        cores."""
+        now = time.time()
+        if now - state.measured_at < self.space_s:
+            return False
         busy = None if self.busy is None else self.busy()
         if busy is None:
             return False
-        now = time.time()
-        young = [e for e in running if now - e.admitted < self.ramp_s] + [me]
-        grown = len(running) + 1 - len(young)
+        young = [e for e in state.running if now - e.admitted < self.ramp_s] + [me]
+        grown = len(state.running) + 1 - len(young)
         each = BURST * busy / grown if grown else math.inf
-        charged = sum(min(e.cost, each) for e in young)
+        charged = sum(min(e.cost, max(each, e.cost / 3)) for e in young)
         return busy + charged <= self.max_busy * self.capacity.cores + 1e-9
 
     def _drop(self, token: str) -> None:
         with self._ledger() as state:
-            for k in state:
-                state[k] = [e for e in state[k] if e.token != token]
+            state.running = [e for e in state.running if e.token != token]
+            state.waiting = [e for e in state.waiting if e.token != token]
 
     def status(self) -> dict[str, list[dict[str, Any]]]:
         """The live ledger: running and waiting gradings (for ``infragym doctor``)."""
         with self._ledger() as state:
-            return {k: [vars(e) for e in v] for k, v in state.items()}
+            return {
+                "running": [vars(e) for e in state.running],
+                "waiting": [vars(e) for e in state.waiting],
+            }
 
     @contextlib.asynccontextmanager
     async def slot(

@@ -81,6 +81,10 @@ class HealthLimits:
     pressure): the harness can keep its schedule while the service it measures starves.
     None: recorded, not judged; a task sets it from its own measurements (``[grading]
     max_sut_stall``: how much a correct service of its waits for a CPU depends on it).
+    It is judged only when the work other than the graded hosts' kept at least
+    ``sut_stall_others`` of the cores busy: starved means others held the CPU; a service
+    that waits while cores sat idle (low-priority spinners of its own soaking up what was
+    free, say) cannot buy itself a withheld grade.
     """
 
     late_s: float = 0.1
@@ -94,6 +98,7 @@ class HealthLimits:
     min_run_s: float = 5.0
     sut_share: float = 0.25
     max_sut_cpu_stall: float | None = None
+    sut_stall_others: float = 0.85
 
 
 # Measured on the 2-core development machine, shared with other work (idle CPU stall 5-39%),
@@ -329,6 +334,11 @@ class Monitor:
         rate = _rate(self.sut_stalls, start, end)
         return None if rate is None else min(1.0, max(0.0, rate))
 
+    def busy_cores(self, start: float, end: float) -> float | None:
+        """The cores the whole machine kept busy on average over ``[start, end]``."""
+        rate = _rate(self.busy, start, end)
+        return None if rate is None else max(0.0, rate)
+
     def outside_cores(self, start: float, end: float) -> float | None:
         """The cores the machine kept busy on average over ``[start, end]`` outside every
         host of every run (the harness, the model server, other work): its busy time less
@@ -503,13 +513,17 @@ def judge(
             f"(limit {limits.max_pool_lag_s:g} s; too many gradings at once in one process)"
         )
     sut_stall = monitor.sut_stall(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    sut = monitor.sut_cores(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    busy = monitor.busy_cores(clock_t0 + start, clock_t0 + end) if monitor is not None else None
+    others = None if busy is None else max(0.0, busy - (sut or 0.0))
     sut_limit = max_sut_stall if max_sut_stall is not None else limits.max_sut_cpu_stall
-    if sut_stall is not None and sut_limit is not None and sut_stall > sut_limit:
+    held = others is not None and others >= limits.sut_stall_others * (os.cpu_count() or 1)
+    if sut_stall is not None and sut_limit is not None and sut_stall > sut_limit and held:
         reasons.append(
             f"the graded hosts waited for a CPU {sut_stall:.0%} of the load window (limit "
-            f"{sut_limit:.0%}: the service was starved of the CPU it needed)"
+            f"{sut_limit:.0%}) while other work kept {others:.2f} cores busy: the service "
+            "was starved of the CPU it needed"
         )
-    sut = monitor.sut_cores(clock_t0 + start, clock_t0 + end) if monitor is not None else None
     sut_peak = (
         monitor.sut_stall_peak(clock_t0 + start, clock_t0 + end, limits.span_s)
         if monitor is not None

@@ -61,6 +61,7 @@ class Nemesis:
         # when run()'s schedule meant each (label, action) to happen: recorded with the
         # event as detail["scheduled"], so grading can tell a nemesis that fell behind
         self._scheduled: dict[tuple[str, FaultAction], float] = {}
+        self._prepared: Schedule | None = None  # checked by prepare(): run() starts at once
 
     async def __aenter__(self) -> Nemesis:
         return self
@@ -161,6 +162,7 @@ class Nemesis:
         start (they are cached)."""
         _check_schedule(schedule)
         await self._check_supported(schedule.kinds())
+        self._prepared = schedule
 
     async def run(self, schedule: Schedule, *, at: float | None = None) -> None:
         """Play ``schedule`` from ``at`` on the nemesis's clock (default: now): apply each
@@ -173,7 +175,8 @@ class Nemesis:
         is checked first (finite times, distinct labels, buildable specs, capabilities), so
         a bad schedule fails before any fault is applied.
         """
-        await self.prepare(schedule)
+        if schedule is not self._prepared:
+            await self.prepare(schedule)
         names = self.cluster.names
         faults = [
             (sf, build_fault(sf.spec, sf.label, names, self.targets)) for sf in schedule.faults

@@ -63,15 +63,22 @@ class Replica:
         self.path = os.path.join(data_dir, "abd.log")
         self.entries: dict[str, Entry] = {}
         self.appended = 0
+        good = 0  # bytes of whole records
         try:
-            with open(self.path, encoding="utf-8") as fh:
+            with open(self.path, "rb") as fh:
                 for line in fh:
                     try:
+                        if not line.endswith(b"\n"):
+                            raise ValueError("torn")
                         k, c, n, v = json.loads(line)
                     except ValueError:
                         break  # a torn last record was never acknowledged
                     self._keep(k, (int(c), str(n)), v)
                     self.appended += 1
+                    good += len(line)
+            # cut a torn tail off, or the next record would be glued to it and lost
+            # with everything after it at the next start
+            os.truncate(self.path, good)
         except FileNotFoundError:
             pass
         self.log = open(self.path, "a", encoding="utf-8")  # noqa: SIM115

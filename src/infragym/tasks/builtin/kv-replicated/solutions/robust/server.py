@@ -58,12 +58,15 @@ class Replica:
 
     def _load(self) -> None:
         try:
-            fh = open(self.path, encoding="utf-8")  # noqa: SIM115
+            fh = open(self.path, "rb")  # noqa: SIM115
         except FileNotFoundError:
             return
+        good = 0  # bytes of whole records
         with fh:
             for line in fh:
                 try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("torn")
                     rec = json.loads(line)
                     key, stamp, value = rec["k"], (int(rec["c"]), str(rec["n"])), rec["v"]
                 except (ValueError, KeyError, TypeError):
@@ -71,6 +74,10 @@ class Replica:
                 if stamp > self.entries.get(key, (ZERO, None))[0]:
                     self.entries[key] = (stamp, value)
                 self.appended += 1
+                good += len(line)
+        # cut a torn tail off, or the next record would be glued to it and lost with
+        # everything after it at the next start
+        os.truncate(self.path, good)
 
     def get(self, key: str) -> Entry:
         with self.lock:
