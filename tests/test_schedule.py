@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infragym import CapabilityError, ConfigError, ResourceError
+from infragym.grading import StartAt, load_under_faults
 from infragym.history import Clock, FaultAction, History
 from infragym.nemesis import (
     FAULT_KINDS,
@@ -508,3 +509,84 @@ def test_a_schedule_counts_from_the_instant_it_is_given_not_from_after_its_check
             assert lag < 0.2, lag
         else:
             assert lag > 0.25, lag  # the checks' 0.5 s, against the shared instant
+
+
+class _ClientStub(_Stub):
+    """A cluster stub whose client thread runs ``fn`` in its own event loop, as a real
+    cluster's does (in its client namespace)."""
+
+    def run_client(self, fn: Any) -> Any:
+        return asyncio.run(fn())
+
+
+def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_ready() -> None:
+    """Every graded task with load and faults uses ``load_under_faults``. Its contract: the
+    nemesis's checks (0.5 s here, seconds on a busy machine) and the load's client opening
+    (0.4 s here) both come before the one instant both count from, so a fault at 0.2 s
+    lands 0.2 s into the load whatever either cost. Started each "now" on its own (the old
+    graders), the faults would count from before the load's client was open, or the load
+    from before the checks ended. A load that fails before it is ready plays no fault; one
+    that fails later lets the schedule finish (every fault healed) and then raises."""
+    sched = Schedule(
+        (
+            ScheduledFault(0.2, 0.1, FaultSpec("crash", ("n1",)), "a"),
+            ScheduledFault(0.4, 0.1, FaultSpec("crash", ("n1",)), "b"),
+        )
+    )
+
+    def build(_spec: object, label: str, *_: object) -> FakeFault:
+        return FakeFault(label)
+
+    async def scenario(fail: str | None) -> tuple[float, list[float], History, Exception | None]:
+        history = History()
+        nem = Nemesis(_ClientStub(), history, Clock(), check_capabilities=False)  # type: ignore[arg-type]
+        probed: list[bool] = []
+
+        async def slow_checks(kinds: set[str]) -> None:  # slow once, then cached, as the probe
+            if not probed:
+                probed.append(True)
+                await asyncio.sleep(0.5)
+
+        nem._check_supported = slow_checks  # type: ignore[method-assign]
+        seen: list[float] = []  # [when the load was ready, the instant it was given]
+        t0 = nem.clock.now()
+
+        async def load(start_at: StartAt) -> None:
+            await asyncio.sleep(0.4)  # opening its client
+            if fail == "before":
+                raise OSError("could not open the client")
+            seen.append(nem.clock.now())
+            seen.append(await start_at())
+            if fail == "after":
+                raise OSError("the load broke")
+            await asyncio.sleep(max(0.0, seen[1] + 0.6 - nem.clock.now()))
+
+        err: Exception | None = None
+        with mock.patch.object(nemesis_runner, "build_fault", build):
+            async with nem:
+                try:
+                    await load_under_faults(nem.cluster, nem, sched, nem.clock, load, lead_s=0.1)
+                except OSError as exc:
+                    err = exc
+        return t0, seen, history, err
+
+    t0, (ready, at), history, err = asyncio.run(scenario(None))
+    assert err is None
+    assert ready - t0 >= 0.85, "the load opens its client after the nemesis's checks"
+    assert at == pytest.approx(ready + 0.1, abs=0.05), "the instant follows readiness"
+    applies = [e for e in history.faults if e.action is FaultAction.APPLY]
+    assert [e.label for e in applies] == ["a", "b"]
+    for e, offset in zip(applies, (0.2, 0.4), strict=True):
+        assert e.detail["scheduled"] == pytest.approx(at + offset), "faults count from `at`"
+        assert e.time - e.detail["scheduled"] < 0.1
+
+    _, _, history, err = asyncio.run(scenario("before"))
+    assert isinstance(err, OSError) and "open the client" in str(err)
+    assert history.faults == [], "a load that never started plays no fault"
+
+    _, _, history, err = asyncio.run(scenario("after"))
+    assert isinstance(err, OSError) and "broke" in str(err)
+    assert _actions(history) == [
+        ("a", FaultAction.APPLY), ("a", FaultAction.HEAL),
+        ("b", FaultAction.APPLY), ("b", FaultAction.HEAL),
+    ]  # fmt: skip

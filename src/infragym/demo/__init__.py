@@ -24,6 +24,7 @@ from ..checkers import (
     StaleReads,
     check_all,
 )
+from ..grading import StartAt, load_under_faults
 from ..history import Clock, FaultAction, History
 from ..nemesis import Nemesis, random_schedule
 from ..report import verdict_table
@@ -77,10 +78,11 @@ def run_demo(
         targets = [f"http://{h.address}:{PORT}" for h in cluster.hosts]
         clock, history = Clock(), History(meta={"demo": "kv", "seed": seed})
 
-        async def load() -> None:
+        async def load(start_at: StartAt) -> None:
             async with Runner(history, clock) as runner:
                 gen = KVGenerator(targets, seed=seed, mix=Mix(read=0.5, write=0.5), keys=12)
-                await runner.run(Stream(gen, rate=rate, duration=duration, timeout=1.0))
+                stream = Stream(gen, rate=rate, duration=duration, timeout=1.0)
+                await runner.run(stream, at=await start_at())
 
         async def final_reads() -> None:
             async with Runner(history, clock) as runner:
@@ -91,9 +93,7 @@ def run_demo(
                 with console.status(
                     f"driving {rate:.0f} ops/s for {duration:.0f} s under faults..."
                 ):
-                    await asyncio.gather(
-                        asyncio.to_thread(cluster.run_client, load), nemesis.run(schedule)
-                    )
+                    await load_under_faults(cluster, nemesis, schedule, clock, load)
             for h in cluster.hosts:
                 h.wait_port(PORT)
             cluster.run_client(final_reads)

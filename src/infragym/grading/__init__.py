@@ -66,6 +66,7 @@ from ._service import (
     env_from_spec,
     kv_final_reads,
 )
+from ._together import StartAt, load_under_faults
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
@@ -94,6 +95,7 @@ __all__ = [
     "RecheckFn",
     "ServiceGrader",
     "ServiceLevel",
+    "StartAt",
     "copy_workspace",
     "default_concurrency",
     "deploy",
@@ -109,6 +111,7 @@ __all__ = [
     "kv_functional_tests",
     "load_grader",
     "load_recheck",
+    "load_under_faults",
     "machine_cores",
     "not_run",
     "phase_score",

@@ -15,7 +15,6 @@ the same way offline (``infragym check``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -42,8 +41,7 @@ from ._deploy import deploy, wait_all_listening
 from ._finish import finish, gated_checks, recheck, record_functional
 from ._functional import not_run, run_tests
 from ._probe import HttpProbe, ProbeTest
-
-START_WAIT_S = 60.0  # the load's client waits this long at most for the shared start
+from ._together import START_LEAD_S, StartAt, load_under_faults
 
 __all__ = [
     "Contract",
@@ -131,7 +129,7 @@ class Phases:
     check_budget_s: float = 20.0
     final_retries: int = 2
     final_retry_pause_s: float = 1.0
-    start_lead_s: float = 0.5
+    start_lead_s: float = START_LEAD_S
     final_reads_judged: bool = True
 
 
@@ -218,41 +216,13 @@ class ServiceGrader:
         streams = self.workload(urls, workload_seed, duration)
 
         ctx.progress(f"load for {duration:.0f} s under {len(schedule.faults)} faults")
+
+        async def load(start_at: StartAt) -> None:
+            async with Runner(ctx.history, ctx.clock, transport=self.transport) as runner:
+                await runner.run(*streams, at=await start_at())
+
         async with Nemesis(cluster, ctx.history, ctx.clock, targets=self.fault_targets) as nemesis:
-            # the load and the faults count from one instant: each started "now" on its
-            # own, the nemesis's checks (seconds on a busy machine) put the last fault past
-            # the load's end. The instant is set once both are ready (checks done, the
-            # load's client open in its thread); one that still starts late is late
-            # against it, and the health says so.
-            await nemesis.prepare(schedule)
-            ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-            start: concurrent.futures.Future[float] = concurrent.futures.Future()
-
-            async def load() -> None:
-                async with Runner(ctx.history, ctx.clock, transport=self.transport) as runner:
-                    ready.set_result(None)
-                    at = await asyncio.wait_for(asyncio.wrap_future(start), START_WAIT_S)
-                    await runner.run(*streams, at=at)
-
-            loading = asyncio.ensure_future(asyncio.to_thread(cluster.run_client, load))
-            waiting = asyncio.ensure_future(asyncio.wrap_future(ready))
-            try:
-                await asyncio.wait([loading, waiting], return_when=asyncio.FIRST_COMPLETED)
-                if loading.done():  # it failed before it was ready: no faults to play
-                    outcomes: Sequence[object] = [loading.exception()]
-                else:
-                    at = ctx.clock.now() + p.start_lead_s
-                    start.set_result(at)
-                    outcomes = await asyncio.gather(
-                        loading, nemesis.run(schedule, at=at), return_exceptions=True
-                    )
-            finally:
-                waiting.cancel()
-                if not start.done():  # interrupted: the load's thread must not wait on
-                    start.set_exception(RuntimeError("the grading stopped before its load"))
-        for o in outcomes:
-            if isinstance(o, BaseException):
-                raise o
+            await load_under_faults(cluster, nemesis, schedule, ctx.clock, load, p.start_lead_s)
         down = await wait_all_listening(cluster, self.contract.port, p.listen_s)
         notes += [f"after the final heal: {d}" for d in down]
         await asyncio.sleep(p.settle_s)

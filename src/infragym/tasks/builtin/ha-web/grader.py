@@ -42,8 +42,10 @@ from infragym.grading import (
     GradeOutcome,
     HttpProbe,
     ProbeTest,
+    StartAt,
     env_from_spec,
     finish,
+    load_under_faults,
     not_run,
     record_functional,
     run_tests,
@@ -508,9 +510,9 @@ async def under_faults(
     duration = schedule.end + TAIL_S
     streams = workload(vip_url, lb_urls, duration)
 
-    async def load() -> None:
+    async def load(start_at: StartAt) -> None:
         async with Runner(ctx.history, ctx.clock) as runner:
-            await runner.run(*streams)
+            await runner.run(*streams, at=await start_at())
 
     stop = asyncio.Event()
     poller = asyncio.create_task(poll_vip(cluster, tier.lbs, vip, ctx, stop))
@@ -519,18 +521,10 @@ async def under_faults(
     )
     try:
         async with Nemesis(cluster, ctx.history, ctx.clock) as nemesis:
-            outcomes = await asyncio.gather(
-                asyncio.to_thread(cluster.run_client, load),
-                nemesis.run(schedule),
-                return_exceptions=True,
-            )
-    finally:
+            await load_under_faults(cluster, nemesis, schedule, ctx.clock, load)
+    finally:  # the polls are recorded whatever ended the load
         stop.set()
-        polls = await poller
-    ctx.history.meta["vip_polls"] = polls
-    for o in outcomes:
-        if isinstance(o, BaseException):
-            raise o
+        polls = ctx.history.meta["vip_polls"] = await poller
     ops = ctx.history.operations()
     notes.append(
         f"workload: {len(ops)} operations, {sum(op.ok for op in ops)} ok; {len(polls)} VIP polls"

@@ -49,8 +49,10 @@ from infragym.checkers import (
 from infragym.grading import (
     GradeContext,
     GradeOutcome,
+    StartAt,
     env_from_spec,
     finish,
+    load_under_faults,
     not_run,
     record_functional,
 )
@@ -405,9 +407,9 @@ class Clients:
     # the load
 
     async def stream(
-        self, rate: float, duration: float, op: Callable[[float], Awaitable[None]]
+        self, rate: float, duration: float, op: Callable[[float], Awaitable[None]], at: float
     ) -> None:
-        start = self.clock.now()
+        start = at
         tasks = []
         for i in range(int(rate * duration)):
             intended = start + i / rate
@@ -415,13 +417,16 @@ class Clients:
             tasks.append(asyncio.ensure_future(op(intended)))
         await asyncio.gather(*tasks)
 
-    async def run(self, duration: float, stop: asyncio.Event) -> None:
+    async def run(self, duration: float, stop: asyncio.Event, at: float | None = None) -> None:
+        """The three streams for ``duration`` from ``at`` (on ``clock``; default now),
+        and the poller of every host's role from now until they end."""
         poller = asyncio.ensure_future(self.poll(stop))
+        at = self.clock.now() if at is None else at
         try:
             await asyncio.gather(
-                self.stream(INSERT_RATE, duration, self.insert),
-                self.stream(TRANSFER_RATE, duration, self.transfer),
-                self.stream(SNAPSHOT_RATE, duration, self.snapshot),
+                self.stream(INSERT_RATE, duration, self.insert, at),
+                self.stream(TRANSFER_RATE, duration, self.transfer, at),
+                self.stream(SNAPSHOT_RATE, duration, self.snapshot, at),
             )
         finally:
             stop.set()
@@ -893,25 +898,14 @@ async def under_faults(
         "replica": FaultTarget(lambda _c: clients.role_now(False), "a replica", 5.0),
     }
     duration = schedule.end + TAIL_S
-    stop = asyncio.Event()
 
-    async def load() -> None:
-        await clients.run(duration, asyncio.Event())
+    async def load(start_at: StartAt) -> None:
+        await clients.run(duration, asyncio.Event(), at=await start_at())
 
     ctx.progress(f"load for {duration:.0f} s under {len(schedule.faults)} faults")
     async with Nemesis(cluster, ctx.history, ctx.clock, targets=targets) as nemesis:
-
-        async def faults() -> None:
-            await asyncio.sleep(0.5)  # a first poll names the primary
-            await nemesis.run(schedule)
-
-        outcomes = await asyncio.gather(
-            asyncio.to_thread(cluster.run_client, load), faults(), return_exceptions=True
-        )
-    stop.set()
-    for o in outcomes:
-        if isinstance(o, BaseException):
-            raise o
+        # the first fault is START_S after the shared start: a first poll names the primary
+        await load_under_faults(cluster, nemesis, schedule, ctx.clock, load)
     ctx.history.meta["primary_polls"] = clients.polls
     ctx.progress("final reads and every host back in the cluster")
     ids, hosts = await asyncio.to_thread(cluster.run_client, lambda: final_state(clients, FINAL_S))

@@ -1,0 +1,80 @@
+"""Load and faults from one instant: :func:`load_under_faults`.
+
+Started each "now" on its own, a load and a fault schedule drift apart on a busy machine:
+the nemesis checks its tools first (seconds when other gradings hold the cores) and the
+load's thread opens its client first, so the last fault could fall after the load ended
+and its window hold a handful of operations (measured: correct services scored 0.25 with
+every health figure calm). Here the nemesis's checks run first
+(:meth:`~infragym.nemesis.Nemesis.prepare`), the load opens its client in the cluster's
+client thread and says it is ready, and only then is one instant set, ``lead_s`` ahead,
+from which both count. A side that still starts late is late against that instant, which
+the health check's late starts and fault lag see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+
+from ..history import Clock
+from ..nemesis import Nemesis, Schedule
+from ..sandbox import Cluster
+
+__all__ = ["START_LEAD_S", "START_WAIT_S", "StartAt", "load_under_faults"]
+
+START_LEAD_S = 0.5  # from "both ready" to the shared instant: room for the load's thread
+START_WAIT_S = 60.0  # the load's client waits this long at most for the shared start
+
+StartAt = Callable[[], Awaitable[float]]
+"""Given to the load: awaited once its client is open; returns the instant to count from."""
+
+
+async def load_under_faults(
+    cluster: Cluster,
+    nemesis: Nemesis,
+    schedule: Schedule,
+    clock: Clock,
+    load: Callable[[StartAt], Awaitable[None]],
+    lead_s: float = START_LEAD_S,
+) -> None:
+    """Run ``load`` in ``cluster``'s client thread and ``schedule`` on ``nemesis``, both
+    counting from one instant of ``clock``.
+
+    ``load(start_at)`` opens its client, then ``at = await start_at()`` and starts its
+    streams at ``at`` (``Runner.run(..., at=at)``). The faults start at the same ``at``.
+    A load that fails before it is ready plays no fault. The first exception of either
+    side is raised once both have ended (the nemesis heals what it injected on exit of its
+    context, which the caller holds).
+    """
+    await nemesis.prepare(schedule)
+    ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+    start: concurrent.futures.Future[float] = concurrent.futures.Future()
+
+    async def start_at() -> float:
+        ready.set_result(None)
+        return await asyncio.wait_for(asyncio.wrap_future(start), START_WAIT_S)
+
+    async def in_thread() -> None:
+        await load(start_at)
+
+    loading = asyncio.ensure_future(asyncio.to_thread(cluster.run_client, in_thread))
+    waiting = asyncio.ensure_future(asyncio.wrap_future(ready))
+    outcomes: list[object]
+    try:
+        await asyncio.wait([loading, waiting], return_when=asyncio.FIRST_COMPLETED)
+        if loading.done():  # it failed (or ended) before it was ready: no faults to play
+            outcomes = [loading.exception()]
+        else:
+            at = clock.now() + lead_s
+            start.set_result(at)
+            outcomes = list(
+                await asyncio.gather(loading, nemesis.run(schedule, at=at), return_exceptions=True)
+            )
+    finally:
+        waiting.cancel()
+        if not start.done():  # interrupted: the load's thread must not wait on
+            start.set_exception(RuntimeError("the grading stopped before its load"))
+    for o in outcomes:
+        if isinstance(o, BaseException):
+            raise o
