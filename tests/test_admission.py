@@ -83,7 +83,7 @@ async def test_gradings_cheaper_than_declared_are_admitted_by_what_the_machine_m
     """Declared 0.6 cores each on 2 cores: 3 fit. When the machine measures less busy than
     that, more start: the measured busy cores, plus the gradings admitted too recently to
     show in it and the newcomer, each charged what an older grading measures (half again;
-    at least a third, at most all of its declared cost), fit in 80 % of the cores, one such
+    at least a third, at most all of its declared cost), fit in 90 % of the cores, one such
     admission per spacing (here the ramp's 1 s). Busy with other work, the machine admits
     none beyond the declared."""
     busy: list[float | None] = [0.3]
@@ -101,7 +101,7 @@ async def test_gradings_cheaper_than_declared_are_admitted_by_what_the_machine_m
     # none is measured yet: the three count at 0.6 each on top of the 0.3 measured
     assert not holders[3][0].is_set()
     assert [e["label"] for e in adm.status()["waiting"]] == ["g3"]
-    # past their ramp: 0.3 + max(1.5 x 0.3 / 3, 0.3) <= 1.6
+    # past their ramp: 0.3 + max(1.5 x 0.3 / 3, 0.3) <= 1.8
     await asyncio.wait_for(holders[3][0].wait(), 3)
     assert len(adm.status()["running"]) == 4
     busy[0] = 0.0  # an idle machine still admits one grading per ramp, each seen first
@@ -110,10 +110,10 @@ async def test_gradings_cheaper_than_declared_are_admitted_by_what_the_machine_m
     assert not holders[4][0].is_set(), "g3 was admitted by measurement under 1 s ago"
     await asyncio.wait_for(holders[4][0].wait(), 3)
     await asyncio.sleep(1.1)  # all five past their ramp
-    busy[0] = 1.3  # the machine got busy (its gradings and some other work)
+    busy[0] = 1.5  # the machine got busy (its gradings and some other work)
     holders.append(await _holder(adm, 0.6, "g5"))
     await asyncio.sleep(0.3)
-    assert not holders[5][0].is_set(), "1.3 measured + 1.5 x 1.3 / 5 > 80 % of 2 cores"
+    assert not holders[5][0].is_set(), "1.5 measured + 1.5 x 1.5 / 5 > 90 % of 2 cores"
     busy[0] = None  # unknown: only the declared costs decide, and 6 x 0.6 do not fit
     await asyncio.sleep(0.3)
     assert not holders[5][0].is_set()

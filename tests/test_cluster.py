@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_no_leftovers, leftovers, needs_root, start_http
 
 from infragym import ConfigError, PrivilegeError, ProcessError
-from infragym.sandbox import HOST_PYTHON, Cluster, Limits, _state, cleanup
+from infragym.sandbox import HOST_PYTHON, Cluster, Limits, _cgroup, _state, cleanup
 from infragym.sandbox._sys import abort_sockets
 
 pytestmark = needs_root
@@ -122,6 +122,27 @@ def test_a_hosts_cpu_use_is_counted_and_its_account_removed_with_it() -> None:
     assert after["n2"] - before["n2"] < 0.25, (before, after)
     assert not account.exists()
     assert c.cpu_usage_s() == {}
+
+
+def test_a_runs_hosts_weighed_higher_get_the_cpu_before_another_runs() -> None:
+    """``set_cpu_shares``: a grading's hosts weigh more while their load is measured
+    (``load_under_faults``) than another run's, which gets the rest. Two runs of two
+    spinning hosts each, one at 4096 and one at the default 1024: about 80 % and 20 % of
+    what the two runs got together, wherever else the machine's CPU went."""
+    spin = ["/bin/sh", "-c", "while :; do :; done"]
+    with Cluster(2) as heavy, Cluster(2) as light:
+        group = _cgroup.CGROUP_ROOT / "cpu" / _cgroup.PARENT / heavy.run_id
+        assert int((group / "cpu.shares").read_text()) == 1024
+        heavy.set_cpu_shares(4096)
+        assert int((group / "cpu.shares").read_text()) == 4096
+        for h in (*heavy.hosts, *light.hosts):
+            h.spawn("spin", spin)
+        time.sleep(0.5)
+        h0, l0 = sum(heavy.cpu_usage_s().values()), sum(light.cpu_usage_s().values())
+        time.sleep(2.0)
+        h1, l1 = sum(heavy.cpu_usage_s().values()), sum(light.cpu_usage_s().values())
+    share = (h1 - h0) / ((h1 - h0) + (l1 - l0))
+    assert share > 0.65, share  # 0.5 if the weight did nothing
 
 
 def test_no_leftovers_after_exception() -> None:

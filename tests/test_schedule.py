@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from infragym import CapabilityError, ConfigError, ResourceError
 from infragym.grading import StartAt, load_under_faults
+from infragym.grading._together import DEFAULT_SHARES, LOAD_SHARES
 from infragym.history import Clock, FaultAction, History
 from infragym.nemesis import (
     FAULT_KINDS,
@@ -515,8 +516,15 @@ class _ClientStub(_Stub):
     """A cluster stub whose client thread runs ``fn`` in its own event loop, as a real
     cluster's does (in its client namespace)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.shares: list[int] = []
+
     def run_client(self, fn: Any) -> Any:
         return asyncio.run(fn())
+
+    def set_cpu_shares(self, shares: int) -> None:
+        self.shares.append(shares)
 
 
 def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_ready() -> None:
@@ -525,8 +533,10 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
     (0.4 s here) both come before the one instant both count from, so a fault at 0.2 s
     lands 0.2 s into the load whatever either cost. Started each "now" on its own (the old
     graders), the faults would count from before the load's client was open, or the load
-    from before the checks ended. A load that fails before it is ready plays no fault; one
-    that fails later lets the schedule finish (every fault healed) and then raises."""
+    from before the checks ended. While both run the hosts weigh more than other runs'
+    (which may be building or checking, untimed); the default again after. A load that
+    fails before it is ready plays no fault; one that fails later lets the schedule finish
+    (every fault healed) and then raises."""
     sched = Schedule(
         (
             ScheduledFault(0.2, 0.1, FaultSpec("crash", ("n1",)), "a"),
@@ -549,6 +559,7 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
 
         nem._check_supported = slow_checks  # type: ignore[method-assign]
         seen: list[float] = []  # [when the load was ready, the instant it was given]
+        shares: list[int] = []  # the weights set by the time the load started
         t0 = nem.clock.now()
 
         async def load(start_at: StartAt) -> None:
@@ -557,6 +568,7 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
                 raise OSError("could not open the client")
             seen.append(nem.clock.now())
             seen.append(await start_at())
+            shares.extend(nem.cluster.shares)  # type: ignore[attr-defined]
             if fail == "after":
                 raise OSError("the load broke")
             await asyncio.sleep(max(0.0, seen[1] + 0.6 - nem.clock.now()))
@@ -568,6 +580,9 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
                     await load_under_faults(nem.cluster, nem, sched, nem.clock, load, lead_s=0.1)
                 except OSError as exc:
                     err = exc
+        after = nem.cluster.shares  # type: ignore[attr-defined]
+        assert shares[-1:] == [LOAD_SHARES] or fail == "before", "the load runs weighted"
+        assert after[-1] == DEFAULT_SHARES, "the default weight again once it ended"
         return t0, seen, history, err
 
     t0, (ready, at), history, err = asyncio.run(scenario(None))

@@ -13,6 +13,7 @@ harness's or another grading's waits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -255,6 +256,14 @@ def run_cpu_stall_us(run_id: str) -> int | None:
     """Microseconds in which some process of any host of the run waited for a CPU (its
     v2 group's pressure, which counts the hosts' groups below it; None without v2)."""
     return psi_total_us(CGROUP_ROOT / UNIFIED / PARENT / run_id / "cpu.pressure")
+
+
+def set_run_cpu_shares(run_id: str, shares: int) -> None:
+    """The weight of a run's hosts together against other runs' under the cpu controller
+    (``cpu.shares``, default 1024). Best effort: a run whose group is gone is skipped."""
+    group = CGROUP_ROOT / "cpu" / PARENT / run_id
+    with contextlib.suppress(OSError):
+        (group / "cpu.shares").write_text(str(shares))
 
 
 def all_hosts_cpu_s() -> float | None:

@@ -26,7 +26,14 @@ from typing import TypeVar
 
 from .._errors import CapabilityError, ConfigError, ResourceError
 from . import _state
-from ._cgroup import PARENT, HostCgroup, Limits, remove_run_tree, run_cpu_stall_us
+from ._cgroup import (
+    PARENT,
+    HostCgroup,
+    Limits,
+    remove_run_tree,
+    run_cpu_stall_us,
+    set_run_cpu_shares,
+)
 from ._host import FAKETIME_LIB, HOSTS_FILE, Host
 from ._identity import Identity, identity_of
 from ._lifecycle import Lifecycle
@@ -432,6 +439,11 @@ class Cluster(Lifecycle):
         where the machine has no cgroup v2)."""
         us = run_cpu_stall_us(self.run_id)
         return None if us is None else us / 1e6
+
+    def set_cpu_shares(self, shares: int) -> None:
+        """Weigh this run's hosts together at ``shares`` against other runs' hosts under
+        the cpu controller (default 1024)."""
+        set_run_cpu_shares(self.run_id, shares)
 
     def cpu_usage_s(self) -> dict[str, float]:
         """CPU seconds each host's processes have used so far (exited ones included), by
