@@ -66,7 +66,7 @@ from ._service import (
     env_from_spec,
     kv_final_reads,
 )
-from ._together import StartAt, load_under_faults
+from ._together import StartAt, load_under_faults, measured
 
 __all__ = [
     "GRADE_SCHEMA_VERSION",
@@ -113,6 +113,7 @@ __all__ = [
     "load_recheck",
     "load_under_faults",
     "machine_cores",
+    "measured",
     "not_run",
     "phase_score",
     "phase_shares",

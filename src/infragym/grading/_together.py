@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 
 from ..history import Clock
 from ..nemesis import Nemesis, Schedule
 from ..sandbox import Cluster
 
-__all__ = ["START_LEAD_S", "START_WAIT_S", "StartAt", "load_under_faults"]
+__all__ = ["START_LEAD_S", "START_WAIT_S", "StartAt", "load_under_faults", "measured"]
 
 START_LEAD_S = 0.5  # from "both ready" to the shared instant: room for the load's thread
 START_WAIT_S = 60.0  # the load's client waits this long at most for the shared start
@@ -39,6 +40,18 @@ DEFAULT_SHARES = 1024
 
 StartAt = Callable[[], Awaitable[float]]
 """Given to the load: awaited once its client is open; returns the instant to count from."""
+
+
+@contextlib.contextmanager
+def measured(cluster: Cluster) -> Iterator[None]:
+    """While inside, ``cluster``'s hosts weigh ``LOAD_SHARES`` against other runs' (see
+    the module doc); the default again on the way out, whatever ended it. Wrap what a
+    grader times (its load, its probes), not its set-up or checks."""
+    cluster.set_cpu_shares(LOAD_SHARES)
+    try:
+        yield
+    finally:
+        cluster.set_cpu_shares(DEFAULT_SHARES)
 
 
 async def load_under_faults(
@@ -79,14 +92,15 @@ async def load_under_faults(
         if loading.done():  # it failed (or ended) before it was ready: no faults to play
             outcomes = [loading.exception()]
         else:
-            at = clock.now() + lead_s
-            start.set_result(at)
-            cluster.set_cpu_shares(LOAD_SHARES)
-            outcomes = list(
-                await asyncio.gather(loading, nemesis.run(schedule, at=at), return_exceptions=True)
-            )
+            with measured(cluster):  # weighted before the load is let go
+                at = clock.now() + lead_s
+                start.set_result(at)
+                outcomes = list(
+                    await asyncio.gather(
+                        loading, nemesis.run(schedule, at=at), return_exceptions=True
+                    )
+                )
     finally:
-        cluster.set_cpu_shares(DEFAULT_SHARES)
         waiting.cancel()
         if not start.done():  # interrupted: the load's thread must not wait on
             start.set_exception(RuntimeError("the grading stopped before its load"))

@@ -41,6 +41,7 @@ from infragym.grading import (
     GradeOutcome,
     env_from_spec,
     finish,
+    measured,
     not_run,
     record_functional,
 )
@@ -860,9 +861,10 @@ async def drift_phase(
 
     ctx.progress(f"{len(shifted)} drifts and two releases over {end:.0f} s under probes")
     try:
-        outcomes = await asyncio.gather(
-            asyncio.to_thread(cluster.run_client, load), act(), return_exceptions=True
-        )
+        with measured(cluster):
+            outcomes = await asyncio.gather(
+                asyncio.to_thread(cluster.run_client, load), act(), return_exceptions=True
+            )
     finally:
         colleague.close()
     for o in outcomes:

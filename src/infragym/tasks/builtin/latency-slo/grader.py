@@ -38,6 +38,7 @@ from infragym.grading import (
     ProbeTest,
     env_from_spec,
     finish,
+    measured,
     not_run,
     record_functional,
     run_tests,
@@ -509,7 +510,8 @@ async def under_load(
 
     ctx.progress(f"load at {shop.rate:g}/s for {TARGET_S:g} s, then steps {STEPS}")
     cpu0 = ctx.cpu_usage_s()
-    probes = await asyncio.to_thread(cluster.run_client, run)
+    with measured(cluster):
+        probes = await asyncio.to_thread(cluster.run_client, run)
     cpu = sum(ctx.cpu_usage_s().values()) - sum(cpu0.values())
     ctx.history.meta["probes"] = probes
     ops = ctx.history.operations()

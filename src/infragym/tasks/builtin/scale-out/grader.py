@@ -42,6 +42,7 @@ from infragym.grading import (
     HttpProbe,
     env_from_spec,
     finish,
+    measured,
     not_run,
     record_functional,
     run_tests,
@@ -593,7 +594,8 @@ class Load:
             async with Runner(self.ctx.history, self.ctx.clock, transport="lean") as runner:
                 await runner.run(*streams)
 
-        await asyncio.to_thread(self.cluster.run_client, go)
+        with measured(self.cluster):
+            await asyncio.to_thread(self.cluster.run_client, go)
         last = max((e.id for e in self.ctx.history.ops), default=-1) + 1
         return first, last
 
