@@ -101,7 +101,7 @@ async def test_gradings_cheaper_than_declared_are_admitted_by_what_the_machine_m
     # none is measured yet: the three count at 0.6 each on top of the 0.3 measured
     assert not holders[3][0].is_set()
     assert [e["label"] for e in adm.status()["waiting"]] == ["g3"]
-    # past their ramp: 0.3 + max(1.5 x 0.3 / 3, 0.3) <= 1.8
+    # past their ramp: 0.3 + max(1.5 x 0.3 / 3, 0.6 / 3) <= 1.8
     await asyncio.wait_for(holders[3][0].wait(), 3)
     assert len(adm.status()["running"]) == 4
     busy[0] = 0.0  # an idle machine still admits one grading per ramp, each seen first
@@ -117,7 +117,7 @@ async def test_gradings_cheaper_than_declared_are_admitted_by_what_the_machine_m
     busy[0] = None  # unknown: only the declared costs decide, and 6 x 0.6 do not fit
     await asyncio.sleep(0.3)
     assert not holders[5][0].is_set()
-    busy[0] = 0.4
+    busy[0] = 1.3  # 1.3 + 1.5 x 1.3 / 5 = 1.69: fits 90 % of 2 cores (not 80 %)
     await asyncio.wait_for(holders[5][0].wait(), 3)
     for _, release in holders:
         release.set()

@@ -127,16 +127,19 @@ def test_a_hosts_cpu_use_is_counted_and_its_account_removed_with_it() -> None:
 def test_a_runs_hosts_weighed_higher_get_the_cpu_before_another_runs() -> None:
     """``set_cpu_shares``: a grading's hosts weigh more while their load is measured
     (``load_under_faults``) than another run's, which gets the rest. Two runs of two
-    spinning hosts each, one at 4096 and one at the default 1024: about 80 % and 20 % of
-    what the two runs got together, wherever else the machine's CPU went."""
+    spinning hosts each (a spinner per core on each host, so the runs contend on any
+    machine), one at 4096 and one at the default 1024: about 80 % and 20 % of what the two
+    runs got together, wherever else the machine's CPU went."""
     spin = ["/bin/sh", "-c", "while :; do :; done"]
+    per_host = max(1, (os.cpu_count() or 1) // 2)
     with Cluster(2) as heavy, Cluster(2) as light:
         group = _cgroup.CGROUP_ROOT / "cpu" / _cgroup.PARENT / heavy.run_id
         assert int((group / "cpu.shares").read_text()) == 1024
         heavy.set_cpu_shares(4096)
         assert int((group / "cpu.shares").read_text()) == 4096
         for h in (*heavy.hosts, *light.hosts):
-            h.spawn("spin", spin)
+            for i in range(per_host):
+                h.spawn(f"spin{i}", spin)
         time.sleep(0.5)
         h0, l0 = sum(heavy.cpu_usage_s().values()), sum(light.cpu_usage_s().values())
         time.sleep(2.0)

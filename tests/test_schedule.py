@@ -535,8 +535,9 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
     graders), the faults would count from before the load's client was open, or the load
     from before the checks ended. While both run the hosts weigh more than other runs'
     (which may be building or checking, untimed); the default again after. A load that
-    fails before it is ready plays no fault; one that fails later lets the schedule finish
-    (every fault healed) and then raises."""
+    fails before it is ready plays no fault (one that ends without asking when to start is
+    an error: its grading would have had no fault); one that fails later lets the
+    schedule finish (every fault healed) and then raises."""
     sched = Schedule(
         (
             ScheduledFault(0.2, 0.1, FaultSpec("crash", ("n1",)), "a"),
@@ -566,6 +567,8 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
             await asyncio.sleep(0.4)  # opening its client
             if fail == "before":
                 raise OSError("could not open the client")
+            if fail == "never":
+                return  # a load that forgot to await start_at
             seen.append(nem.clock.now())
             seen.append(await start_at())
             shares.extend(nem.cluster.shares)  # type: ignore[attr-defined]
@@ -578,10 +581,10 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
             async with nem:
                 try:
                     await load_under_faults(nem.cluster, nem, sched, nem.clock, load, lead_s=0.1)
-                except OSError as exc:
+                except (OSError, RuntimeError) as exc:
                     err = exc
         after = nem.cluster.shares  # type: ignore[attr-defined]
-        if fail == "before":
+        if fail in ("before", "never"):
             assert after == [], "no load ran: the weight never changed"
         else:
             assert shares == [LOAD_SHARES], "the load runs weighted"
@@ -601,6 +604,9 @@ def test_load_under_faults_starts_load_and_faults_at_one_instant_once_both_are_r
     _, _, history, err = asyncio.run(scenario("before"))
     assert isinstance(err, OSError) and "open the client" in str(err)
     assert history.faults == [], "a load that never started plays no fault"
+    _, _, history, err = asyncio.run(scenario("never"))
+    assert isinstance(err, RuntimeError) and "start_at" in str(err), err
+    assert history.faults == [], "nor does one that never asked when to start"
 
     _, _, history, err = asyncio.run(scenario("after"))
     assert isinstance(err, OSError) and "broke" in str(err)

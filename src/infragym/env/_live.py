@@ -40,7 +40,6 @@ from ..grading import (
     deploy,
     episode_reward,
     import_grader,
-    measured,
     phase_score,
     phase_shares,
     service_level,
@@ -285,12 +284,10 @@ class LiveEpisode:
         gen = _Until(self._gens, self._stop)
         # long enough for any episode: the stop event ends it
         duration = self.limits.agent_wall_s * 2 + 3600
-        assert self.cluster is not None
-        # measured the whole episode: its hosts weigh as a grading's under load do
-        with measured(self.cluster):
-            async with Runner(self.history, self.clock, max_in_flight=256) as runner:
-                stream = Stream(gen, rate=op.rate, duration=duration, timeout=op.timeout_s)
-                await runner.run(stream)
+        # not weighted as a grading's load is (grading.measured): the agent's own work runs
+        # on these hosts all episode long, and must not outweigh other runs' for an hour
+        async with Runner(self.history, self.clock, max_in_flight=256) as runner:
+            await runner.run(Stream(gen, rate=op.rate, duration=duration, timeout=op.timeout_s))
 
     async def _grow(self, index: int) -> dict[str, str]:
         """Add the hosts phase ``index`` adds (see ``_operate``); their names and

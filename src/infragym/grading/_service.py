@@ -41,7 +41,7 @@ from ._deploy import deploy, wait_all_listening
 from ._finish import finish, gated_checks, recheck, record_functional
 from ._functional import not_run, run_tests
 from ._probe import HttpProbe, ProbeTest
-from ._together import START_LEAD_S, StartAt, load_under_faults
+from ._together import START_LEAD_S, StartAt, load_under_faults, measured
 
 __all__ = [
     "Contract",
@@ -243,7 +243,8 @@ class ServiceGrader:
                 )  # fmt: skip
 
             ctx.progress("final reads")
-            back = await asyncio.to_thread(cluster.run_client, final_reads)
+            with measured(cluster):  # an unanswered read leaves writes unjudged: timed too
+                back = await asyncio.to_thread(cluster.run_client, final_reads)
             if back.unanswered:
                 notes.append(
                     f"final reads: {back.unanswered} (host, key) pair(s) got no answer in "

@@ -69,9 +69,10 @@ async def load_under_faults(
     streams at ``at`` (``Runner.run(..., at=at)``). The faults start at the same ``at``.
     While both run, ``cluster``'s hosts weigh ``LOAD_SHARES`` against other runs' (see
     the module doc), and the default again after. A load that fails before it is ready
-    plays no fault. The first exception of either
-    side is raised once both have ended (the nemesis heals what it injected on exit of its
-    context, which the caller holds).
+    plays no fault, and one that ends without awaiting ``start_at`` is an error (its
+    grading would have played none). The load's exception, else the nemesis's, is raised
+    once both have ended (the nemesis heals what it injected on exit of its context,
+    which the caller holds).
     """
     await nemesis.prepare(schedule)
     ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -90,7 +91,15 @@ async def load_under_faults(
     try:
         await asyncio.wait([loading, waiting], return_when=asyncio.FIRST_COMPLETED)
         if loading.done():  # it failed (or ended) before it was ready: no faults to play
-            outcomes = [loading.exception()]
+            outcomes = [
+                loading.exception()
+                or RuntimeError(
+                    "the load ended without awaiting start_at(): it must open its client, "
+                    "then start its streams at `await start_at()` (no fault was played)"
+                )
+            ]
+        elif not start.set_running_or_notify_cancel():  # its wait gave up (or was cancelled)
+            outcomes = list(await asyncio.gather(loading, return_exceptions=True))
         else:
             with measured(cluster):  # weighted before the load is let go
                 at = clock.now() + lead_s

@@ -53,6 +53,7 @@ from infragym.grading import (
     env_from_spec,
     finish,
     load_under_faults,
+    measured,
     not_run,
     record_functional,
 )
@@ -908,7 +909,10 @@ async def under_faults(
         await load_under_faults(cluster, nemesis, schedule, ctx.clock, load)
     ctx.history.meta["primary_polls"] = clients.polls
     ctx.progress("final reads and every host back in the cluster")
-    ids, hosts = await asyncio.to_thread(cluster.run_client, lambda: final_state(clients, FINAL_S))
+    with measured(cluster):  # bounded by FINAL_S: timed like the load
+        ids, hosts = await asyncio.to_thread(
+            cluster.run_client, lambda: final_state(clients, FINAL_S)
+        )
     if ids is not None:
         ctx.history.meta["final_ids"] = ids
     ctx.history.meta["final_hosts"] = hosts
