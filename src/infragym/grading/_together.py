@@ -82,10 +82,7 @@ async def load_under_faults(
         ready.set_result(None)
         return await asyncio.wait_for(asyncio.wrap_future(start), START_WAIT_S)
 
-    async def in_thread() -> None:
-        await load(start_at)
-
-    loading = asyncio.ensure_future(asyncio.to_thread(cluster.run_client, in_thread))
+    loading = asyncio.ensure_future(asyncio.to_thread(cluster.run_client, lambda: load(start_at)))
     waiting = asyncio.ensure_future(asyncio.wrap_future(ready))
     outcomes: list[object]
     try:

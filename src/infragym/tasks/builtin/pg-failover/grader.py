@@ -410,19 +410,17 @@ class Clients:
     async def stream(
         self, rate: float, duration: float, op: Callable[[float], Awaitable[None]], at: float
     ) -> None:
-        start = at
         tasks = []
         for i in range(int(rate * duration)):
-            intended = start + i / rate
+            intended = at + i / rate
             await asyncio.sleep(max(0.0, intended - self.clock.now()))
             tasks.append(asyncio.ensure_future(op(intended)))
         await asyncio.gather(*tasks)
 
-    async def run(self, duration: float, stop: asyncio.Event, at: float | None = None) -> None:
-        """The three streams for ``duration`` from ``at`` (on ``clock``; default now),
-        and the poller of every host's role from now until they end."""
+    async def run(self, duration: float, stop: asyncio.Event, at: float) -> None:
+        """The three streams for ``duration`` from ``at`` (on ``clock``), and the poller
+        of every host's role from now until they end."""
         poller = asyncio.ensure_future(self.poll(stop))
-        at = self.clock.now() if at is None else at
         try:
             await asyncio.gather(
                 self.stream(INSERT_RATE, duration, self.insert, at),
